@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what the tests need,
+# then runs them. This is the README's test command; .ci/run calls it too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --locked --all-targets

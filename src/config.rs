@@ -1,0 +1,541 @@
+//! Gateway and partner configuration, read from TOML files.
+//!
+//! Two files matter here: `ketenpoort.toml` (where the gateway listens, which
+//! certificates it uses, where it keeps data) and `partners.toml` (who the chain
+//! partners are and how their certificates are recognised). Both are read once at
+//! start; relative paths are resolved against the folder of the file that names
+//! them, so a config tree can be copied anywhere.
+//!
+//! Every error names the file, the line and the column, and what is wrong: an
+//! administrator editing a file at night should not have to guess.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where the gateway looks when no `--config` is given.
+pub const DEFAULT_CONFIG: &str = "config/ketenpoort.toml";
+
+/// A configuration error, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file that holds the mistake.
+    pub file: PathBuf,
+    /// 1-based line and column, when the mistake has a place in the file.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong, in the administrator's terms.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.reason),
+            None => write!(f, "{}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A TOML source held with its file name, so that any byte offset in it can be
+/// turned into a `file:line:column` error.
+pub struct Source {
+    /// The file the text came from.
+    pub file: PathBuf,
+    /// The file's text.
+    pub text: String,
+}
+
+impl Source {
+    /// Reads a file; an unreadable file is a config error naming it.
+    pub fn read(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            at: None,
+            reason: format!("cannot read: {e}"),
+        })?;
+        Ok(Self {
+            file: file.to_path_buf(),
+            text,
+        })
+    }
+
+    /// An error at a byte offset of this source.
+    pub fn error_at(&self, offset: usize, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            at: Some(line_col(&self.text, offset)),
+            reason: reason.into(),
+        }
+    }
+
+    /// An error at the place of a spanned value.
+    pub fn error<T>(&self, value: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
+        self.error_at(value.span().start, reason)
+    }
+
+    /// An error with no particular place in the file.
+    pub fn error_whole(&self, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            at: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// Deserialises the whole file, turning TOML and schema errors into located ones.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::from_str(&self.text).map_err(|e| {
+            let reason = e.message().trim().to_string();
+            match e.span() {
+                Some(span) => self.error_at(span.start, reason),
+                None => self.error_whole(reason),
+            }
+        })
+    }
+
+    /// The folder relative paths in this file are resolved against.
+    pub fn dir(&self) -> PathBuf {
+        self.file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// A path from a config file, made relative to the file's folder and tidied
+/// lexically (`config/../certs` → `certs`), so messages show plain paths.
+pub fn resolve(dir: &Path, p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in dir.join(p).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+// ---------------------------------------------------------------------------
+// ketenpoort.toml
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    deployment: Spanned<String>,
+    partners: PathBuf,
+    #[serde(default)]
+    pilots: Option<PathBuf>,
+    data_dir: PathBuf,
+    listen: RawListen,
+    tls: RawTls,
+    #[serde(default)]
+    pki: Option<RawPki>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    partners: Spanned<String>,
+    console: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    trust_anchors: Spanned<Vec<PathBuf>>,
+    #[serde(default)]
+    crls: Vec<PathBuf>,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPki {
+    dev_dir: PathBuf,
+}
+
+/// The gateway's own configuration (`ketenpoort.toml`), paths resolved.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The file this was read from, for messages.
+    pub file: PathBuf,
+    /// Name of this deployment; the audit log's origin is `ketenpoort/<deployment>`.
+    pub deployment: String,
+    /// Where `partners.toml` is.
+    pub partners_file: PathBuf,
+    /// Folder of per-pilot policy files.
+    pub pilots_dir: PathBuf,
+    /// Folder for the audit log, indexes and mailboxes.
+    pub data_dir: PathBuf,
+    /// Address of the partner API (mutual TLS).
+    pub partners_addr: SocketAddr,
+    /// Address of the console (privacy officers, administrators).
+    pub console_addr: SocketAddr,
+    /// Certificate files and trust settings.
+    pub tls: TlsFiles,
+    /// Where `pki init` writes the development PKI.
+    pub dev_pki_dir: PathBuf,
+}
+
+/// The certificate files the gateway reads, and reads again on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The gateway's server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The key of the server certificate (PEM, PKCS#8 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates that partner and back-end certificates must chain to.
+    pub trust_anchors: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM) for those CAs.
+    pub crls: Vec<PathBuf>,
+    /// The gateway's client certificate, presented to back-ends.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Every file the TLS set-up depends on: a change to any means a reload.
+    pub fn all(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.cert.clone(), self.key.clone()];
+        v.extend(self.trust_anchors.iter().cloned());
+        v.extend(self.crls.iter().cloned());
+        v.push(self.client_cert.clone());
+        v.push(self.client_key.clone());
+        v
+    }
+}
+
+fn parse_addr(src: &Source, v: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    v.get_ref().parse().map_err(|_| {
+        src.error(
+            v,
+            format!("'{}' is not an address like 127.0.0.1:8443", v.get_ref()),
+        )
+    })
+}
+
+impl GatewayConfig {
+    /// Reads and checks `ketenpoort.toml`.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let src = Source::read(file)?;
+        let raw: RawGateway = src.parse()?;
+        let dir = src.dir();
+        let deployment = raw.deployment.get_ref().clone();
+        if deployment.is_empty()
+            || !deployment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(src.error(
+                &raw.deployment,
+                "deployment must be letters, digits, '-' or '.' (it names the audit log)",
+            ));
+        }
+        if raw.tls.trust_anchors.get_ref().is_empty() {
+            return Err(src.error(
+                &raw.tls.trust_anchors,
+                "at least one trust anchor is needed",
+            ));
+        }
+        let r = |p: &Path| resolve(&dir, p);
+        Ok(Self {
+            file: file.to_path_buf(),
+            deployment,
+            partners_file: r(&raw.partners),
+            pilots_dir: r(raw.pilots.as_deref().unwrap_or(Path::new("pilots"))),
+            data_dir: r(&raw.data_dir),
+            partners_addr: parse_addr(&src, &raw.listen.partners)?,
+            console_addr: parse_addr(&src, &raw.listen.console)?,
+            tls: TlsFiles {
+                cert: r(&raw.tls.cert),
+                key: r(&raw.tls.key),
+                trust_anchors: raw
+                    .tls
+                    .trust_anchors
+                    .get_ref()
+                    .iter()
+                    .map(|p| r(p))
+                    .collect(),
+                crls: raw.tls.crls.iter().map(|p| r(p)).collect(),
+                client_cert: r(&raw.tls.client_cert),
+                client_key: r(&raw.tls.client_key),
+            },
+            dev_pki_dir: r(raw
+                .pki
+                .as_ref()
+                .map_or(Path::new("../certs/dev"), |p| p.dev_dir.as_path())),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// partners.toml
+
+/// What sort of organisation a partner is; it shapes what the covenants let it see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartnerKind {
+    /// A pilot city's municipality.
+    Municipality,
+    /// A national chain partner: DT&V, IND, AVIM, COA, DJI.
+    Chain,
+    /// A guiding NGO.
+    Ngo,
+    /// The independent monitoring researchers.
+    Research,
+    /// The national programme office.
+    Programme,
+}
+
+impl PartnerKind {
+    /// The word used in the config file and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Municipality => "municipality",
+            Self::Chain => "chain",
+            Self::Ngo => "ngo",
+            Self::Research => "research",
+            Self::Programme => "programme",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartners {
+    #[serde(default)]
+    partner: Vec<RawPartner>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartner {
+    id: Spanned<String>,
+    name: Spanned<String>,
+    kind: PartnerKind,
+    #[serde(default)]
+    oin: Option<Spanned<String>>,
+    #[serde(default)]
+    kvk: Option<Spanned<String>>,
+    #[serde(default)]
+    spki_sha256: Vec<Spanned<String>>,
+}
+
+/// One chain partner and the ways its certificate is recognised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partner {
+    /// Stable id used in policies, audit records and the API (`dtv`, `gemeente-utrecht`).
+    pub id: String,
+    /// The organisation's name, for people.
+    pub name: String,
+    /// What kind of organisation it is.
+    pub kind: PartnerKind,
+    /// OIN (20 digits), matched against a PKIoverheid certificate's subject serialNumber.
+    pub oin: Option<String>,
+    /// KvK number (8 digits), matched against an HRN-derived OIN
+    /// (`00000003<kvk>0000`) or an `organizationIdentifier` of `NTRNL-<kvk>`.
+    pub kvk: Option<String>,
+    /// SHA-256 pins of the subject public key info, for partners without PKIoverheid.
+    pub spki_sha256: Vec<[u8; 32]>,
+}
+
+/// All partners, by id, as read from `partners.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct Partners {
+    /// The file they were read from.
+    pub file: PathBuf,
+    /// In file order, so listings read like the file.
+    pub list: Vec<Arc<Partner>>,
+    by_id: HashMap<String, usize>,
+}
+
+/// A partner id: lowercase letters, digits and dashes, so it is safe in paths and logs.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+}
+
+fn all_digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Partners {
+    /// Reads and checks `partners.toml`.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let src = Source::read(file)?;
+        Self::from_source(&src)
+    }
+
+    /// Checks a partners file already in memory.
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let raw: RawPartners = src.parse()?;
+        let mut out = Partners {
+            file: src.file.clone(),
+            ..Default::default()
+        };
+        // Each recognition key must lead to one partner, or a certificate could
+        // be taken for two organisations.
+        let mut keys: HashMap<String, String> = HashMap::new();
+        let mut claim = |key: String, at: &Spanned<String>, id: &str| -> Result<(), ConfigError> {
+            if let Some(other) = keys.insert(key, id.to_string()) {
+                return Err(src.error(at, format!("already used by partner '{other}'")));
+            }
+            Ok(())
+        };
+        for p in raw.partner {
+            let id = p.id.get_ref().clone();
+            if !valid_id(&id) {
+                return Err(src.error(
+                    &p.id,
+                    format!("partner id '{id}' must be lowercase letters, digits and '-'"),
+                ));
+            }
+            if out.by_id.contains_key(&id) {
+                return Err(src.error(&p.id, format!("partner '{id}' is defined twice")));
+            }
+            if p.name.get_ref().trim().is_empty() {
+                return Err(src.error(&p.name, "name is empty"));
+            }
+            if let Some(oin) = &p.oin {
+                if !all_digits(oin.get_ref(), 20) {
+                    return Err(src.error(oin, "oin must be exactly 20 digits"));
+                }
+                claim(format!("oin:{}", oin.get_ref()), oin, &id)?;
+            }
+            if let Some(kvk) = &p.kvk {
+                if !all_digits(kvk.get_ref(), 8) {
+                    return Err(src.error(kvk, "kvk must be exactly 8 digits"));
+                }
+                claim(format!("kvk:{}", kvk.get_ref()), kvk, &id)?;
+            }
+            let mut pins = Vec::new();
+            for pin in &p.spki_sha256 {
+                let mut b = [0u8; 32];
+                hex::decode_to_slice(pin.get_ref(), &mut b).map_err(|_| {
+                    src.error(
+                        pin,
+                        "spki_sha256 must be 64 hex digits (SHA-256 of the public key info)",
+                    )
+                })?;
+                claim(format!("pin:{}", hex::encode(b)), pin, &id)?;
+                pins.push(b);
+            }
+            if p.oin.is_none() && p.kvk.is_none() && pins.is_empty() {
+                return Err(src.error(
+                    &p.id,
+                    format!("partner '{id}' has no oin, kvk or spki_sha256: its certificate could never be recognised"),
+                ));
+            }
+            out.by_id.insert(id.clone(), out.list.len());
+            out.list.push(Arc::new(Partner {
+                id,
+                name: p.name.into_inner(),
+                kind: p.kind,
+                oin: p.oin.map(Spanned::into_inner),
+                kvk: p.kvk.map(Spanned::into_inner),
+                spki_sha256: pins,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The partner with this id.
+    pub fn get(&self, id: &str) -> Option<&Arc<Partner>> {
+        self.by_id.get(id).map(|&i| &self.list[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partners(text: &str) -> Result<Partners, ConfigError> {
+        Partners::from_source(&Source {
+            file: "partners.toml".into(),
+            text: text.into(),
+        })
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("a\nbc\nd", 0), (1, 1));
+        assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_col("a\nbc\nd", 5), (3, 1));
+    }
+
+    #[test]
+    fn bad_oin_names_line() {
+        let e = partners(
+            "[[partner]]\nid = \"dtv\"\nname = \"DT&V\"\nkind = \"chain\"\noin = \"123\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(5));
+        assert!(e.to_string().starts_with("partners.toml:5:"), "{e}");
+        assert!(e.reason.contains("20 digits"));
+    }
+
+    #[test]
+    fn duplicate_id_and_shared_oin_are_refused() {
+        let p = |id: &str, oin: &str| {
+            format!("[[partner]]\nid = \"{id}\"\nname = \"X\"\nkind = \"chain\"\noin = \"{oin}\"\n")
+        };
+        let e = partners(&(p("a", &"1".repeat(20)) + &p("a", &"2".repeat(20)))).unwrap_err();
+        assert!(e.reason.contains("defined twice"), "{e}");
+        assert_eq!(e.at.map(|a| a.0), Some(7));
+        let e = partners(&(p("a", &"1".repeat(20)) + &p("b", &"1".repeat(20)))).unwrap_err();
+        assert!(e.reason.contains("already used by partner 'a'"), "{e}");
+    }
+
+    #[test]
+    fn unknown_kind_and_unknown_key_are_located() {
+        let e = partners("[[partner]]\nid = \"a\"\nname = \"X\"\nkind = \"bank\"\n").unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(4), "{e}");
+        let e = partners("[[partner]]\nid = \"a\"\nname = \"X\"\nkind = \"ngo\"\nion = \"1\"\n")
+            .unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(5), "{e}");
+    }
+
+    #[test]
+    fn partner_needs_a_recognition_key() {
+        let e = partners("[[partner]]\nid = \"a\"\nname = \"X\"\nkind = \"ngo\"\n").unwrap_err();
+        assert!(e.reason.contains("never be recognised"), "{e}");
+        let e = partners(
+            "[[partner]]\nid = \"a\"\nname = \"X\"\nkind = \"ngo\"\nspki_sha256 = [\"zz\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("64 hex"), "{e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! ketenpoort: the exchange gateway of the LVV pilots.
+//!
+//! Chain partners (municipalities, DT&V, IND, AVIM, NGOs) send case data about
+//! foreign nationals through this gateway. It knows who is calling from the client
+//! certificate, lets through only what the pilot's covenant allows for the stated
+//! purpose, and writes every disclosure and refusal into a log anyone can verify.
+//!
+//! Where to look, in the order a request flows:
+//! - [`config`]: the gateway's and partners' configuration files;
+//! - [`tls`]: rustls configurations (ring provider only) and their reload;
+//! - [`server`]: the listeners, the TLS handshake and HTTP serving;
+//! - [`identity`]: client certificate → partner;
+//! - [`problem`]: RFC 9457 problem details, the shape of every refusal;
+//! - [`pki`]: the development PKI (and the certificates tests mint).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod identity;
+pub mod logging;
+pub mod pki;
+pub mod problem;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,91 @@
+//! RFC 9457 problem details: the one shape of every error a partner or console
+//! user receives.
+//!
+//! Each kind of refusal has a stable `type` URI (`urn:ketenpoort:problem:<slug>`)
+//! that partners may match on in their code; the `title` is fixed per type and the
+//! `detail` explains this occurrence. No detail ever carries personal data.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+/// Prefix of every problem type URI.
+pub const TYPE_PREFIX: &str = "urn:ketenpoort:problem:";
+
+/// Media type of problem details.
+pub const CONTENT_TYPE_PROBLEM: &str = "application/problem+json";
+
+/// A kind of problem: its slug (the stable part of the type), status and title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    /// The stable slug, `urn:ketenpoort:problem:<slug>`.
+    pub slug: &'static str,
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Short, fixed summary.
+    pub title: &'static str,
+}
+
+macro_rules! kinds {
+    ($($name:ident = ($slug:literal, $status:ident, $title:literal);)*) => {
+        $(
+            #[doc = $title]
+            pub const $name: Kind = Kind { slug: $slug, status: StatusCode::$status, title: $title };
+        )*
+        /// Every problem kind, for documentation and tests.
+        pub const ALL: &[Kind] = &[$($name),*];
+    };
+}
+
+kinds! {
+    UNKNOWN_PARTNER = ("unknown-partner", FORBIDDEN, "The client certificate belongs to no known partner");
+    AMBIGUOUS_PARTNER = ("ambiguous-partner", FORBIDDEN, "The client certificate matches more than one partner");
+    NOT_FOUND = ("not-found", NOT_FOUND, "No such resource");
+    METHOD_NOT_ALLOWED = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed here");
+    INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
+}
+
+/// One problem occurrence, as sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// `urn:ketenpoort:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The kind's fixed title.
+    pub title: &'static str,
+    /// HTTP status, repeated in the body as RFC 9457 suggests.
+    pub status: u16,
+    /// What happened this time, without personal data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Problem {
+    /// A problem of this kind with a detail.
+    pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
+        Self {
+            type_: format!("{TYPE_PREFIX}{}", kind.slug),
+            title: kind.title,
+            status: kind.status.as_u16(),
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// The HTTP response carrying this problem.
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        let body = serde_json::to_vec(self).unwrap_or_default();
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));
+        resp
+    }
+}
+
+/// Shorthand: the response for a problem of this kind.
+pub fn respond(kind: Kind, detail: impl Into<String>) -> Response<Full<Bytes>> {
+    Problem::new(kind, detail).response()
+}

@@ -1,0 +1,385 @@
+//! The listeners: accept TCP, finish TLS, learn who is calling, serve HTTP.
+//!
+//! [`run`] takes its listeners and a shutdown future as inputs (as
+//! tokio-rs/mini-redis does), so a test binds port 0, starts the real server and
+//! stops it when done. Each connection is handled on its own task: a slow or
+//! hostile peer never holds up another partner.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{ConfigError, GatewayConfig, Partners};
+use crate::identity::{IdentityError, PartnerIndex, Peer};
+use crate::problem;
+use crate::tls::{TlsError, TlsStore};
+
+/// Most connections served at once per listener; further ones wait in the
+/// kernel's backlog instead of exhausting memory or file descriptors.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// A TLS handshake that takes longer than this is dropped (slow or idle peers).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client gets to send a complete request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long open connections get to finish when the gateway stops.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Quiet time after a certificate file changes before reloading, so that a
+/// file written in several steps is read once, whole.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A config file is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A certificate, key or CRL could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// Everything a running gateway shares between connections.
+pub struct Gateway {
+    /// The gateway's configuration.
+    pub config: GatewayConfig,
+    /// The partners, as configured.
+    pub partners: Arc<Partners>,
+    /// Certificate → partner lookup, built once.
+    pub index: PartnerIndex,
+    /// TLS configs, reloaded when certificates or CRLs change.
+    pub tls: TlsStore,
+}
+
+impl Gateway {
+    /// Reads the whole configuration; any error stops the start.
+    pub fn load(config_file: &Path) -> Result<Self, StartError> {
+        Self::from_config(GatewayConfig::load(config_file)?)
+    }
+
+    /// Builds the gateway from a configuration already read (and perhaps
+    /// adjusted, as `serve --partners-addr` does).
+    pub fn from_config(config: GatewayConfig) -> Result<Self, StartError> {
+        let partners = Partners::load(&config.partners_file)?;
+        let index = PartnerIndex::new(&partners);
+        let tls = TlsStore::new(config.tls.clone())?;
+        Ok(Self {
+            config,
+            partners: Arc::new(partners),
+            index,
+            tls,
+        })
+    }
+
+    /// Re-reads certificates and CRLs, keeping the running ones if the new ones
+    /// do not build.
+    pub async fn reload_tls(self: &Arc<Self>) {
+        let gw = self.clone();
+        match tokio::task::spawn_blocking(move || gw.tls.reload()).await {
+            Ok(Ok(())) => info!("certificates and CRLs reloaded"),
+            Ok(Err(e)) => {
+                error!(error = %e, "reload failed; keeping the running certificates and CRLs")
+            }
+            Err(e) => error!(error = %e, "reload task failed"),
+        }
+    }
+}
+
+/// The two sockets the gateway serves.
+pub struct Listeners {
+    /// Partner API: mutual TLS.
+    pub partners: TcpListener,
+    /// Console: privacy officers and administrators.
+    pub console: TcpListener,
+}
+
+/// Serves both listeners until `shutdown` completes, then lets open
+/// connections finish (up to [`SHUTDOWN_GRACE`]).
+pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let http = Arc::new(http_builder());
+    let partner_slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let console_slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let reloader = tokio::spawn(watch_tls_files(gateway.clone()));
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            accepted = accept(&listeners.partners, &partner_slots) => {
+                let Some((tcp, addr, permit)) = accepted else { continue };
+                let (gw, http, watcher) = (gateway.clone(), http.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let Some((tls, peer)) = partner_handshake(&gw, tcp, addr).await else { return };
+                    let peer = Arc::new(peer);
+                    let svc = service_fn(move |req| {
+                        let (gw, peer) = (gw.clone(), peer.clone());
+                        async move { Ok::<_, std::convert::Infallible>(partner_request(&gw, &peer, req).await) }
+                    });
+                    if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(tls), svc).into_owned()).await {
+                        debug!(peer = %addr, error = %e, "partner connection ended with an error");
+                    }
+                });
+            }
+            accepted = accept(&listeners.console, &console_slots) => {
+                let Some((tcp, addr, permit)) = accepted else { continue };
+                let (gw, http, watcher) = (gateway.clone(), http.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let acceptor = TlsAcceptor::from(gw.tls.current().console.clone());
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => { debug!(peer = %addr, reason = %e, "console TLS handshake failed"); return; }
+                        Err(_) => { debug!(peer = %addr, "console TLS handshake timed out"); return; }
+                    };
+                    let svc = service_fn(move |req| {
+                        let gw = gw.clone();
+                        async move { Ok::<_, std::convert::Infallible>(console_request(&gw, req).await) }
+                    });
+                    if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(tls), svc).into_owned()).await {
+                        debug!(peer = %addr, error = %e, "console connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+
+    info!("shutting down: no new connections; letting open ones finish");
+    reloader.abort();
+    drop(listeners);
+    tokio::select! {
+        _ = graceful.shutdown() => info!("all connections closed"),
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("grace period over; closing the remaining connections"),
+    }
+}
+
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(256);
+    b
+}
+
+/// Accepts one connection once a slot is free. Accept errors (out of file
+/// descriptors, a peer that reset at once) are logged and skipped: the
+/// listener must keep serving everyone else.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> Option<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+    let permit = slots.clone().acquire_owned().await.ok()?;
+    match listener.accept().await {
+        Ok((tcp, addr)) => {
+            let _ = tcp.set_nodelay(true);
+            Some((tcp, addr, permit))
+        }
+        Err(e) => {
+            warn!(error = %e, "accept failed");
+            // Out of descriptors is the usual cause; a short pause lets some close.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+/// Finishes the mutual-TLS handshake and maps the certificate to a partner.
+/// Refusals at this stage (no certificate, unknown CA, expired, revoked, wrong
+/// key usage) are logged with their reason and end the connection.
+async fn partner_handshake(
+    gw: &Gateway,
+    tcp: TcpStream,
+    addr: SocketAddr,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Peer)> {
+    let acceptor = TlsAcceptor::from(gw.tls.current().partners.clone());
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            warn!(peer = %addr, reason = %e, "partner TLS handshake refused");
+            return None;
+        }
+        Err(_) => {
+            warn!(peer = %addr, "partner TLS handshake timed out");
+            return None;
+        }
+    };
+    // The verifier requires a certificate, so one is present; stay defensive.
+    let leaf = tls.get_ref().1.peer_certificates()?.first()?.clone();
+    let peer = gw.index.identify(&leaf);
+    match &peer.partner {
+        Ok(p) => info!(peer = %addr, partner = %p.id, "partner connected"),
+        Err(e) => {
+            warn!(peer = %addr, reason = %e, cert_sha256 = %hex::encode(peer.cert_sha256), "certificate accepted by TLS but maps to no partner")
+        }
+    }
+    Some((tls, peer))
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(value).unwrap_or_default(),
+    )));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Routes one request on the partner API.
+async fn partner_request(_gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
+    let partner = match &peer.partner {
+        Ok(p) => p,
+        Err(IdentityError::Ambiguous(ids)) => {
+            return problem::respond(
+                problem::AMBIGUOUS_PARTNER,
+                format!("the certificate matches partners {}", ids.join(", ")),
+            );
+        }
+        Err(e) => return problem::respond(problem::UNKNOWN_PARTNER, e.to_string()),
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/v1/whoami") => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "id": partner.id,
+                "name": partner.name,
+                "kind": partner.kind.as_str(),
+                "certificate_sha256": hex::encode(peer.cert_sha256),
+            }),
+        ),
+        (_, "/v1/whoami") => {
+            problem::respond(problem::METHOD_NOT_ALLOWED, "/v1/whoami only takes GET")
+        }
+        (_, path) => problem::respond(
+            problem::NOT_FOUND,
+            format!("no route for {}", route_for_log(path)),
+        ),
+    }
+}
+
+/// Routes one request on the console.
+async fn console_request(_gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        (_, path) => problem::respond(
+            problem::NOT_FOUND,
+            format!("no route for {}", route_for_log(path)),
+        ),
+    }
+}
+
+/// A path is echoed back only up to its first variable part: the rest may hold a
+/// V-nummer.
+fn route_for_log(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()).take(3) {
+        if seg.bytes().any(|b| b.is_ascii_digit()) || seg.len() > 40 {
+            out.push_str("/…");
+            break;
+        }
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() { "/".into() } else { out }
+}
+
+/// Reloads TLS material when any of its files change on disk, or on SIGHUP.
+async fn watch_tls_files(gw: Arc<Gateway>) {
+    let files = gw.tls.files().all();
+    let names: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(PathBuf::from))
+        .collect();
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let watcher = {
+        use notify::{RecursiveMode, Watcher};
+        let tx = tx.clone();
+        let names = names.clone();
+        let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            // Only changes count: the reload itself opens the files, and those
+            // access events must not trigger another reload.
+            if let Ok(ev) = ev
+                && (ev.kind.is_create() || ev.kind.is_modify() || ev.kind.is_remove())
+            {
+                let ours = ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)));
+                if ours {
+                    let _ = tx.try_send(());
+                }
+            }
+        });
+        match w {
+            Ok(mut w) => {
+                let mut dirs: Vec<PathBuf> = files
+                    .iter()
+                    .filter_map(|f| f.parent().map(Path::to_path_buf))
+                    .collect();
+                dirs.sort();
+                dirs.dedup();
+                for d in dirs {
+                    if let Err(e) = w.watch(&d, RecursiveMode::NonRecursive) {
+                        warn!(dir = %d.display(), error = %e, "cannot watch certificate folder; use SIGHUP to reload");
+                    }
+                }
+                Some(w)
+            }
+            Err(e) => {
+                warn!(error = %e, "no file watcher; use SIGHUP to reload certificates and CRLs");
+                None
+            }
+        }
+    };
+    #[cfg(unix)]
+    {
+        let tx = tx.clone();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP: reloading");
+                    if tx.send(()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    drop(tx);
+    while rx.recv().await.is_some() {
+        // Let a burst of writes settle, then read once.
+        tokio::time::sleep(RELOAD_DEBOUNCE).await;
+        while rx.try_recv().is_ok() {}
+        gw.reload_tls().await;
+    }
+    drop(watcher);
+}

@@ -1,0 +1,201 @@
+//! rustls configurations, built with the ring provider only, and their reload.
+//!
+//! Three configs come from the same files: the partner listener (client
+//! certificate required, chain checked against the trust anchors, CRLs checked),
+//! the console listener (server certificate only; people log in with tokens) and
+//! the client config used to call back-ends (the gateway's own client certificate,
+//! back-end certificates checked against the same anchors).
+//!
+//! A CRL or certificate replaced on disk must take effect without a restart, so
+//! the configs live behind [`TlsStore`], which builds a complete new set and swaps
+//! it in whole; a set that fails to build leaves the running one in place.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+
+use crate::config::TlsFiles;
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A PEM file is missing, unreadable or holds nothing usable.
+    #[error("{file}: {reason}")]
+    File {
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the combination (key does not match certificate, bad CRL...).
+    #[error("{0}")]
+    Rustls(String),
+}
+
+fn file_err(path: &Path, reason: impl ToString) -> TlsError {
+    TlsError::File {
+        file: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The one crypto provider of ketenpoort.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads every certificate of a PEM file.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, e))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no certificate in file"));
+    }
+    Ok(certs)
+}
+
+/// Reads the private key of a PEM file.
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, e))
+}
+
+fn read_roots(files: &TlsFiles) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for path in &files.trust_anchors {
+        for cert in read_certs(path)? {
+            roots.add(cert).map_err(|e| file_err(path, e))?;
+        }
+    }
+    Ok(Arc::new(roots))
+}
+
+fn read_crls(files: &TlsFiles) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let mut crls = Vec::new();
+    for path in &files.crls {
+        let found = CertificateRevocationListDer::pem_file_iter(path)
+            .map_err(|e| file_err(path, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| file_err(path, e))?;
+        if found.is_empty() {
+            return Err(file_err(path, "no CRL in file"));
+        }
+        crls.extend(found);
+    }
+    Ok(crls)
+}
+
+/// ALPN: HTTP/2 preferred, HTTP/1.1 for simple clients (curl, scripts).
+fn alpn() -> Vec<Vec<u8>> {
+    vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+}
+
+/// One complete, consistent set of TLS configs built from the files at one moment.
+pub struct TlsSet {
+    /// Partner listener: mutual TLS.
+    pub partners: Arc<ServerConfig>,
+    /// Console listener: server authentication only.
+    pub console: Arc<ServerConfig>,
+    /// Calls to back-ends: the gateway's client certificate.
+    pub backend_client: Arc<ClientConfig>,
+}
+
+impl TlsSet {
+    /// Builds all configs from the files as they are now. Blocking file I/O: call
+    /// it at start or from a blocking thread.
+    pub fn build(files: &TlsFiles) -> Result<Self, TlsError> {
+        let provider = provider();
+        let roots = read_roots(files)?;
+        let crls = read_crls(files)?;
+        let server_chain = read_certs(&files.cert)?;
+        let server_key = read_key(&files.key)?;
+        let rustls_err = |e: rustls::Error| TlsError::Rustls(e.to_string());
+
+        // Revocation status must be known for every certificate in the chain:
+        // a CA without a CRL fails closed rather than letting a revoked
+        // certificate through.
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .with_crls(crls)
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        let mut partners = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(rustls_err)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(server_chain.clone(), server_key.clone_key())
+            .map_err(rustls_err)?;
+        partners.alpn_protocols = alpn();
+
+        let mut console = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(rustls_err)?
+            .with_no_client_auth()
+            .with_single_cert(server_chain, server_key)
+            .map_err(rustls_err)?;
+        console.alpn_protocols = alpn();
+
+        let client_chain = read_certs(&files.client_cert)?;
+        let client_key = read_key(&files.client_key)?;
+        let mut backend_client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(rustls_err)?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(client_chain, client_key)
+            .map_err(rustls_err)?;
+        backend_client.alpn_protocols = alpn();
+
+        Ok(Self {
+            partners: Arc::new(partners),
+            console: Arc::new(console),
+            backend_client: Arc::new(backend_client),
+        })
+    }
+}
+
+/// The current TLS set, swappable while connections are served.
+///
+/// Each new connection takes the set current at its start; connections already
+/// open keep theirs. A new set also brings a new session cache, so a session
+/// made before a revocation cannot be resumed after it.
+pub struct TlsStore {
+    files: TlsFiles,
+    current: RwLock<Arc<TlsSet>>,
+}
+
+impl TlsStore {
+    /// Builds the first set; failure here stops the gateway before it listens.
+    pub fn new(files: TlsFiles) -> Result<Self, TlsError> {
+        let set = TlsSet::build(&files)?;
+        Ok(Self {
+            files,
+            current: RwLock::new(Arc::new(set)),
+        })
+    }
+
+    /// The files this store is built from (for the watcher).
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// The set to use for a new connection.
+    pub fn current(&self) -> Arc<TlsSet> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the files; swaps only when the whole new set builds. Blocking.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let set = TlsSet::build(&self.files)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! The command line as an operator uses it: bad config stops the start with
+//! file:line:reason, and `pki init` makes a PKI the gateway can serve with.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ketenpoort");
+
+fn copy_config(to: &std::path::Path) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let dst = to.join("config");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn bad_partners_file_names_file_line_and_reason_and_exits_nonzero() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_config(dir.path());
+    let partners = dir.path().join("config/partners.toml");
+    let text = std::fs::read_to_string(&partners).unwrap();
+    let bad = text.replacen("oin = \"00000099000000201000\"", "oin = \"12345\"", 1);
+    assert_ne!(text, bad);
+    std::fs::write(&partners, &bad).unwrap();
+    let line = bad.lines().position(|l| l.contains("\"12345\"")).unwrap() + 1;
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(dir.path().join("config/ketenpoort.toml"))
+        .args([
+            "--partners-addr",
+            "127.0.0.1:0",
+            "--console-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("partners.toml:{line}:")), "{err}");
+    assert!(err.contains("20 digits"), "{err}");
+}
+
+#[test]
+fn bad_listen_address_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_config(dir.path());
+    let cfg = dir.path().join("config/ketenpoort.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("\"127.0.0.1:8443\"", "\"localhost-8443\""),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ketenpoort.toml:") && err.contains("localhost-8443"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pki_init_makes_every_certificate_with_private_keys_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    copy_config(dir.path());
+    let cfg = dir.path().join("config/ketenpoort.toml");
+    let out = Command::new(BIN)
+        .args(["pki", "init", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = dir.path().join("certs/dev");
+    let partners =
+        ketenpoort::config::Partners::load(&dir.path().join("config/partners.toml")).unwrap();
+    let mut names = vec!["ca".to_string(), "gateway".into(), "gateway-client".into()];
+    names.extend(partners.list.iter().map(|p| p.id.clone()));
+    for n in &names {
+        assert!(dev.join(format!("{n}.crt")).is_file(), "{n}.crt");
+        let mode = std::fs::metadata(dev.join(format!("{n}.key")))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{n}.key");
+    }
+    assert!(dev.join("crl.pem").is_file());
+    // Every partner certificate maps to its own partner, pinned ones included.
+    let index = ketenpoort::identity::PartnerIndex::new(&partners);
+    for p in &partners.list {
+        let pem = std::fs::read(dev.join(format!("{}.crt", p.id))).unwrap();
+        let (_, der) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let peer = index.identify(&der.contents);
+        assert_eq!(peer.partner.unwrap().id, p.id);
+    }
+    // Revoking writes a CRL that lists the partner's certificate.
+    let out = Command::new(BIN)
+        .args(["pki", "revoke", "dtv", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args(["pki", "revoke", "nobody", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

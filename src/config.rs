@@ -18,6 +18,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::policy::service::Service;
+
 /// Where the gateway looks when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "config/ketenpoort.toml";
 
@@ -348,6 +350,12 @@ struct RawPartner {
     kvk: Option<Spanned<String>>,
     #[serde(default)]
     spki_sha256: Vec<Spanned<String>>,
+    #[serde(default)]
+    backend: Option<Spanned<String>>,
+    #[serde(default)]
+    mailbox: bool,
+    #[serde(default)]
+    service: Vec<crate::policy::service::RawService>,
 }
 
 /// One chain partner and the ways its certificate is recognised.
@@ -366,6 +374,19 @@ pub struct Partner {
     pub kvk: Option<String>,
     /// SHA-256 pins of the subject public key info, for partners without PKIoverheid.
     pub spki_sha256: Vec<[u8; 32]>,
+    /// Base URL of the partner's back-end (`https://host:port`), if it has one.
+    pub backend: Option<String>,
+    /// No back-end: documents sent to this partner wait in its gateway mailbox.
+    pub mailbox: bool,
+    /// The services it offers, by name.
+    pub services: Vec<Arc<Service>>,
+}
+
+impl Partner {
+    /// The service with this name.
+    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
+        self.services.iter().find(|s| s.name == name)
+    }
 }
 
 /// All partners, by id, as read from `partners.toml`.
@@ -459,6 +480,47 @@ impl Partners {
                     format!("partner '{id}' has no oin, kvk or spki_sha256: its certificate could never be recognised"),
                 ));
             }
+            let backend = match &p.backend {
+                Some(b) if p.mailbox => {
+                    return Err(src.error(
+                        b,
+                        "a mailbox partner has no back-end; remove one of the two",
+                    ));
+                }
+                Some(b) => {
+                    let url = b.get_ref();
+                    let ok = url.strip_prefix("https://").is_some_and(|rest| {
+                        !rest.is_empty() && !rest.contains(['/', '?', '#', '@'])
+                    });
+                    if !ok {
+                        return Err(src.error(
+                            b,
+                            format!("backend '{url}' must be https://host[:port], without a path"),
+                        ));
+                    }
+                    Some(url.clone())
+                }
+                None => None,
+            };
+            let mut services: Vec<Arc<Service>> = Vec::new();
+            for raw in p.service {
+                let svc = Service::from_raw(src, &id, p.mailbox, raw)?;
+                if services.iter().any(|s| s.name == svc.name) {
+                    return Err(src.error_whole(format!(
+                        "partner '{id}' declares service '{}' twice",
+                        svc.name
+                    )));
+                }
+                services.push(Arc::new(svc));
+            }
+            if !services.is_empty() && backend.is_none() && !p.mailbox {
+                return Err(src.error(
+                    &p.id,
+                    format!(
+                        "partner '{id}' offers services but has no backend (or mailbox = true)"
+                    ),
+                ));
+            }
             out.by_id.insert(id.clone(), out.list.len());
             out.list.push(Arc::new(Partner {
                 id,
@@ -467,6 +529,9 @@ impl Partners {
                 oin: p.oin.map(Spanned::into_inner),
                 kvk: p.kvk.map(Spanned::into_inner),
                 spki_sha256: pins,
+                backend,
+                mailbox: p.mailbox,
+                services,
             }));
         }
         Ok(out)

@@ -10,14 +10,21 @@
 //! - [`tls`]: rustls configurations (ring provider only) and their reload;
 //! - [`server`]: the listeners, the TLS handshake and HTTP serving;
 //! - [`identity`]: client certificate → partner;
+//! - [`policy`]: the covenant as code: which fields go from whom to whom, for
+//!   which purpose; the one place that decides, and minimisation;
 //! - [`problem`]: RFC 9457 problem details, the shape of every refusal;
-//! - [`pki`]: the development PKI (and the certificates tests mint).
+//! - [`pki`]: the development PKI (and the certificates tests mint);
+//! - [`keys`]: secrets kept in the data directory;
+//! - [`watch`]: reload on file change or SIGHUP.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod identity;
+pub mod keys;
 pub mod logging;
 pub mod pki;
+pub mod policy;
 pub mod problem;
 pub mod server;
 pub mod tls;
+pub mod watch;

@@ -42,6 +42,48 @@ enum Command {
         #[command(subcommand)]
         command: PkiCommand,
     },
+    /// The pilots' covenants as code: check, explain, compare.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate partners.toml and every pilot file; exit 1 naming file:line.
+    Check,
+    /// Show what the policy decides for one exchange, and the minimised document.
+    Explain {
+        /// Pilot id.
+        #[arg(long)]
+        pilot: String,
+        /// The partner the data comes from.
+        #[arg(long)]
+        from: String,
+        /// The partner the data goes to.
+        #[arg(long)]
+        to: String,
+        /// The service, as provider/service (or just its name).
+        #[arg(long)]
+        service: String,
+        /// The purpose.
+        #[arg(long)]
+        purpose: String,
+        /// Decide as of this day (YYYY-MM-DD) instead of today.
+        #[arg(long)]
+        date: Option<String>,
+        /// A sample JSON document, or - for standard input.
+        file: Option<PathBuf>,
+    },
+    /// Which flows (who, to whom, purpose, fields) appear or disappear between
+    /// two folders of pilot files.
+    Diff {
+        /// The old pilots folder.
+        old: PathBuf,
+        /// The new pilots folder.
+        new: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +105,7 @@ fn main() -> Result<()> {
             partners_addr,
             console_addr,
         } => serve(&cli.config, partners_addr, console_addr),
+        Command::Policy { command } => policy(&cli.config, command),
         Command::Pki { command } => {
             let config = GatewayConfig::load(&cli.config)?;
             match command {
@@ -87,6 +130,105 @@ fn main() -> Result<()> {
                         crl.display()
                     );
                 }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn policy(config_file: &std::path::Path, command: PolicyCommand) -> Result<()> {
+    use ketenpoort::policy::{PolicySet, diff};
+    let config = GatewayConfig::load(config_file)?;
+    match command {
+        PolicyCommand::Check => {
+            let set = PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+            println!(
+                "{}: {} partners",
+                config.partners_file.display(),
+                set.partners.list.len()
+            );
+            for p in set.pilots.values() {
+                println!(
+                    "{}: pilot {} ({}), covenant {} {} valid {} to {}, {} purposes, {} rules, version {}",
+                    p.file.display(),
+                    p.id,
+                    p.name,
+                    p.covenant.id,
+                    p.covenant.version,
+                    p.covenant.valid_from,
+                    p.covenant.valid_until,
+                    p.purposes.len(),
+                    p.rules.len(),
+                    p.version
+                );
+            }
+            println!("ok");
+            Ok(())
+        }
+        PolicyCommand::Explain {
+            pilot,
+            from,
+            to,
+            service,
+            purpose,
+            date,
+            file,
+        } => {
+            let snap = ketenpoort::policy::store::Snapshot::load(
+                &config.partners_file,
+                &config.pilots_dir,
+                &config.data_dir,
+            )?;
+            let today = match date {
+                Some(d) => time::Date::parse(
+                    &d,
+                    &time::macros::format_description!("[year]-[month]-[day]"),
+                )
+                .with_context(|| format!("--date {d}: expected YYYY-MM-DD"))?,
+                None => time::OffsetDateTime::now_utc().date(),
+            };
+            let doc = match &file {
+                None => None,
+                Some(f) => {
+                    let text = if f.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin())
+                            .context("reading standard input")?
+                    } else {
+                        std::fs::read_to_string(f)
+                            .with_context(|| format!("reading {}", f.display()))?
+                    };
+                    Some(
+                        serde_json::from_str::<serde_json::Value>(&text)
+                            .context("the sample is not JSON")?,
+                    )
+                }
+            };
+            let text = ketenpoort::policy::explain::explain(
+                &snap,
+                &pilot,
+                &from,
+                &to,
+                &service,
+                &purpose,
+                today,
+                doc.as_ref(),
+            )?;
+            print!("{text}");
+            Ok(())
+        }
+        PolicyCommand::Diff { old, new } => {
+            let partners_text = std::fs::read(&config.partners_file)
+                .with_context(|| format!("reading {}", config.partners_file.display()))?;
+            let partners =
+                std::sync::Arc::new(ketenpoort::config::Partners::load(&config.partners_file)?);
+            let a = PolicySet::load_pilots(partners.clone(), &partners_text, &old)?;
+            let b = PolicySet::load_pilots(partners, &partners_text, &new)?;
+            let changes = diff::diff(&a, &b);
+            if changes.is_empty() {
+                println!("no flow appears, disappears or changes");
+            }
+            for c in changes {
+                println!("{c}");
             }
             Ok(())
         }

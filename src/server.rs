@@ -20,14 +20,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{ConfigError, GatewayConfig, Partners};
-use crate::identity::{IdentityError, PartnerIndex, Peer};
+use crate::config::{ConfigError, GatewayConfig};
+use crate::identity::{IdentityError, Peer};
+use crate::policy::store::PolicyStore;
 use crate::problem;
 use crate::tls::{TlsError, TlsStore};
+use crate::watch::{self, Watch};
 
 /// Most connections served at once per listener; further ones wait in the
 /// kernel's backlog instead of exhausting memory or file descriptors.
@@ -40,9 +42,6 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How long open connections get to finish when the gateway stops.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Quiet time after a certificate file changes before reloading, so that a
-/// file written in several steps is read once, whole.
-const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// The response body type of every handler.
 pub type Body = Full<Bytes>;
@@ -63,10 +62,9 @@ pub enum StartError {
 pub struct Gateway {
     /// The gateway's configuration.
     pub config: GatewayConfig,
-    /// The partners, as configured.
-    pub partners: Arc<Partners>,
-    /// Certificate → partner lookup, built once.
-    pub index: PartnerIndex,
+    /// Partners, their certificate index, the pilots' rules and pseudonym
+    /// keys, reloaded when partners.toml or a policy file changes.
+    pub policy: PolicyStore,
     /// TLS configs, reloaded when certificates or CRLs change.
     pub tls: TlsStore,
 }
@@ -80,13 +78,11 @@ impl Gateway {
     /// Builds the gateway from a configuration already read (and perhaps
     /// adjusted, as `serve --partners-addr` does).
     pub fn from_config(config: GatewayConfig) -> Result<Self, StartError> {
-        let partners = Partners::load(&config.partners_file)?;
-        let index = PartnerIndex::new(&partners);
+        let policy = PolicyStore::load(&config)?;
         let tls = TlsStore::new(config.tls.clone())?;
         Ok(Self {
             config,
-            partners: Arc::new(partners),
-            index,
+            policy,
             tls,
         })
     }
@@ -101,6 +97,22 @@ impl Gateway {
                 error!(error = %e, "reload failed; keeping the running certificates and CRLs")
             }
             Err(e) => error!(error = %e, "reload task failed"),
+        }
+    }
+
+    /// Re-reads partners and policies, keeping the running ones if any file
+    /// does not validate.
+    pub async fn reload_policy(self: &Arc<Self>) {
+        let gw = self.clone();
+        match tokio::task::spawn_blocking(move || gw.policy.reload()).await {
+            Ok(Ok(())) => {
+                let snap = self.policy.current();
+                for p in snap.policy.pilots.values() {
+                    info!(pilot = %p.id, version = %p.version, rules = p.rules.len(), "policy loaded");
+                }
+            }
+            Ok(Err(e)) => error!(error = %e, "policy not reloaded; keeping the running one"),
+            Err(e) => error!(error = %e, "policy reload task failed"),
         }
     }
 }
@@ -120,7 +132,10 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     let http = Arc::new(http_builder());
     let partner_slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let console_slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let reloader = tokio::spawn(watch_tls_files(gateway.clone()));
+    let reloaders = [
+        tokio::spawn(reload_tls_on_change(gateway.clone())),
+        tokio::spawn(reload_policy_on_change(gateway.clone())),
+    ];
     tokio::pin!(shutdown);
 
     loop {
@@ -166,7 +181,9 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     }
 
     info!("shutting down: no new connections; letting open ones finish");
-    reloader.abort();
+    for r in &reloaders {
+        r.abort();
+    }
     drop(listeners);
     tokio::select! {
         _ = graceful.shutdown() => info!("all connections closed"),
@@ -231,7 +248,7 @@ async fn partner_handshake(
     };
     // The verifier requires a certificate, so one is present; stay defensive.
     let leaf = tls.get_ref().1.peer_certificates()?.first()?.clone();
-    let peer = gw.index.identify(&leaf);
+    let peer = gw.policy.current().identities.identify(&leaf);
     match &peer.partner {
         Ok(p) => info!(peer = %addr, partner = %p.id, "partner connected"),
         Err(e) => {
@@ -312,74 +329,32 @@ fn route_for_log(path: &str) -> String {
 }
 
 /// Reloads TLS material when any of its files change on disk, or on SIGHUP.
-async fn watch_tls_files(gw: Arc<Gateway>) {
+async fn reload_tls_on_change(gw: Arc<Gateway>) {
     let files = gw.tls.files().all();
     let names: Vec<PathBuf> = files
         .iter()
         .filter_map(|f| f.file_name().map(PathBuf::from))
         .collect();
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let watcher = {
-        use notify::{RecursiveMode, Watcher};
-        let tx = tx.clone();
-        let names = names.clone();
-        let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            // Only changes count: the reload itself opens the files, and those
-            // access events must not trigger another reload.
-            if let Ok(ev) = ev
-                && (ev.kind.is_create() || ev.kind.is_modify() || ev.kind.is_remove())
-            {
-                let ours = ev
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)));
-                if ours {
-                    let _ = tx.try_send(());
-                }
-            }
-        });
-        match w {
-            Ok(mut w) => {
-                let mut dirs: Vec<PathBuf> = files
-                    .iter()
-                    .filter_map(|f| f.parent().map(Path::to_path_buf))
-                    .collect();
-                dirs.sort();
-                dirs.dedup();
-                for d in dirs {
-                    if let Err(e) = w.watch(&d, RecursiveMode::NonRecursive) {
-                        warn!(dir = %d.display(), error = %e, "cannot watch certificate folder; use SIGHUP to reload");
-                    }
-                }
-                Some(w)
-            }
-            Err(e) => {
-                warn!(error = %e, "no file watcher; use SIGHUP to reload certificates and CRLs");
-                None
-            }
-        }
-    };
-    #[cfg(unix)]
-    {
-        let tx = tx.clone();
-        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    info!("SIGHUP: reloading");
-                    if tx.send(()).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    }
-    drop(tx);
-    while rx.recv().await.is_some() {
-        // Let a burst of writes settle, then read once.
-        tokio::time::sleep(RELOAD_DEBOUNCE).await;
-        while rx.try_recv().is_ok() {}
+    let mut watch = Watch::new(watch::parents(&files), move |p| {
+        p.file_name().is_some_and(|n| names.iter().any(|m| m == n))
+    });
+    loop {
+        watch.changed().await;
         gw.reload_tls().await;
     }
-    drop(watcher);
+}
+
+/// Reloads partners and policies when partners.toml or a pilot file changes, or
+/// on SIGHUP.
+async fn reload_policy_on_change(gw: Arc<Gateway>) {
+    let (dirs, partners_file, _) = gw.policy.watched();
+    let partners_name = partners_file.file_name().map(PathBuf::from);
+    let mut watch = Watch::new(dirs, move |p| {
+        p.extension().is_some_and(|x| x == "toml")
+            || p.file_name().map(PathBuf::from) == partners_name
+    });
+    loop {
+        watch.changed().await;
+        gw.reload_policy().await;
+    }
 }

@@ -124,3 +124,82 @@ fn pki_init_makes_every_certificate_with_private_keys_0600() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn policy_check_passes_on_the_shipped_config_and_fails_with_file_line() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_config(dir.path());
+    let pilots = dir.path().join("config/pilots");
+    std::fs::create_dir_all(&pilots).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pilots");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), pilots.join(e.file_name())).unwrap();
+    }
+    let cfg = dir.path().join("config/ketenpoort.toml");
+    let out = Command::new(BIN)
+        .args(["policy", "check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Keep a copy of the good pilots to compare against.
+    let old = dir.path().join("old-pilots");
+    std::fs::create_dir_all(&old).unwrap();
+    for e in std::fs::read_dir(&pilots).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), old.join(e.file_name())).unwrap();
+    }
+
+    let utrecht = pilots.join("utrecht.toml");
+    let text = std::fs::read_to_string(&utrecht).unwrap();
+    let bad = text.replacen(
+        "\"medisch.bijzonderheden\"",
+        "\"medisch.bijzonderhedenx\"",
+        1,
+    );
+    std::fs::write(&utrecht, &bad).unwrap();
+    let line = bad
+        .lines()
+        .position(|l| l.contains("bijzonderhedenx"))
+        .unwrap()
+        + 1;
+    let out = Command::new(BIN)
+        .args(["policy", "check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("utrecht.toml:{line}:")) && err.contains("unknown field"),
+        "{err}"
+    );
+
+    // policy diff names the flow that a changed rule takes away.
+    let less = text.replacen("    \"terugkeer.land\",\n", "", 1);
+    assert!(less != text, "the test's edit did not apply");
+    std::fs::write(&utrecht, &less).unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "diff", "--config"])
+        .arg(&cfg)
+        .arg(&old)
+        .arg(&pilots)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("-terugkeer.land") && text.contains("dtv/vertrekdossier"),
+        "{text}"
+    );
+}

@@ -43,7 +43,7 @@ impl TestPki {
         let certs = dir.path().join("certs");
         let config = dir.path().join("config");
         std::fs::create_dir_all(&certs).unwrap();
-        std::fs::create_dir_all(&config).unwrap();
+        std::fs::create_dir_all(config.join("pilots")).unwrap();
         let server = ca
             .issue(&LeafSpec::server("gateway", &["localhost", "127.0.0.1"]))
             .unwrap();
@@ -111,6 +111,11 @@ spki_sha256 = ["{}"]
         self.dir.path().join("config/ketenpoort.toml")
     }
 
+    /// The pilots folder of this deployment.
+    pub fn pilots_dir(&self) -> PathBuf {
+        self.dir.path().join("config/pilots")
+    }
+
     /// The CRL file the gateway reads.
     pub fn crl_file(&self) -> PathBuf {
         self.dir.path().join("certs/crl.pem")
@@ -139,6 +144,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     /// Console address.
     pub console: SocketAddr,
+    /// The running gateway's shared state.
+    pub gateway: Arc<Gateway>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -165,12 +172,13 @@ pub async fn start_gateway(config: &Path) -> TestGateway {
     let addr = listeners.partners.local_addr().unwrap();
     let console = listeners.console.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(run(listeners, gw, async {
+    let task = tokio::spawn(run(listeners, gw.clone(), async {
         let _ = rx.await;
     }));
     TestGateway {
         addr,
         console,
+        gateway: gw,
         shutdown: Some(tx),
         task: Some(task),
     }

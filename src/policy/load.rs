@@ -1,0 +1,488 @@
+//! Reading and validating the policy files, `config/pilots/<pilot>.toml`.
+//!
+//! A file that does not validate is refused whole, naming file, line and reason;
+//! nothing of it is used. The checks are the covenant's own rules: only partners
+//! that signed, only declared services and fields, only known purposes, special
+//! categories only where the purpose's legal basis allows them, one rule per
+//! (purpose, service, consumer), sensible dates.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::value::Datetime;
+
+use super::fields::{Category, FieldPath};
+use super::minimise::{Granularity, Transform, Tree};
+use super::{Covenant, Pilot, PolicySet, Purpose, Rule};
+use crate::config::{ConfigError, Partners, Source, valid_id};
+use crate::identity::sha256;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    pilot: RawPilot,
+    #[serde(default)]
+    purposes: BTreeMap<String, Spanned<RawPurpose>>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPilot {
+    id: Spanned<String>,
+    name: String,
+    partners: Vec<Spanned<String>>,
+    covenant: RawCovenant,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCovenant {
+    id: Spanned<String>,
+    version: String,
+    valid_from: Spanned<Datetime>,
+    valid_until: Spanned<Datetime>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPurpose {
+    description: String,
+    legal_basis: Spanned<String>,
+    retention_days: Spanned<i64>,
+    #[serde(default)]
+    special_categories: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    purpose: Spanned<String>,
+    service: Spanned<String>,
+    consumers: Vec<Spanned<String>>,
+    #[serde(default)]
+    response: Vec<Spanned<String>>,
+    #[serde(default)]
+    request: Vec<Spanned<String>>,
+    #[serde(default)]
+    transforms: Vec<RawTransform>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransform {
+    field: Spanned<String>,
+    #[serde(default)]
+    generalise: Option<Spanned<String>>,
+    #[serde(default)]
+    pseudonymise: Option<Spanned<bool>>,
+}
+
+fn date(src: &Source, v: &Spanned<Datetime>, what: &str) -> Result<time::Date, ConfigError> {
+    let dt = v.get_ref();
+    let bad = || src.error(v, format!("{what} must be a date like 2019-03-01"));
+    let d = match (dt.date, dt.time, dt.offset) {
+        (Some(d), None, None) => d,
+        _ => return Err(bad()),
+    };
+    let month = time::Month::try_from(d.month).map_err(|_| bad())?;
+    time::Date::from_calendar_date(d.year as i32, month, d.day).map_err(|_| bad())
+}
+
+/// Does a legal basis, as written, allow this special category? Health data
+/// needs GDPR art. 9(2) (with the UAVG); criminal data GDPR art. 10 (UAVG
+/// art. 33) or the Police Data Act.
+pub fn basis_allows(category: Category, legal_basis: &str) -> bool {
+    let b = legal_basis.to_lowercase();
+    let any = |xs: &[&str]| xs.iter().any(|x| b.contains(x));
+    match category {
+        Category::Health => any(&["art. 9", "artikel 9", "art.9", "9(2)", "9 lid 2"]),
+        Category::Criminal => any(&[
+            "art. 10",
+            "artikel 10",
+            "art.10",
+            "uavg art. 33",
+            "artikel 33 uavg",
+            "wet politiegegevens",
+            "wpg",
+            "wjsg",
+        ]),
+        _ => true,
+    }
+}
+
+impl Pilot {
+    /// Validates one pilot file against the partners; `partners_bytes` enters
+    /// the version hash, so a change of a service's fields is a new version too.
+    pub fn from_source(
+        src: &Source,
+        partners: &Partners,
+        partners_bytes: &[u8],
+    ) -> Result<Self, ConfigError> {
+        let raw: RawPolicy = src.parse()?;
+        let id = raw.pilot.id.get_ref().clone();
+        if !valid_id(&id) {
+            return Err(src.error(
+                &raw.pilot.id,
+                "pilot id must be lowercase letters, digits and '-'",
+            ));
+        }
+        if let Some(stem) = src.file.file_stem().and_then(|s| s.to_str())
+            && stem != id
+        {
+            return Err(src.error(
+                &raw.pilot.id,
+                format!("pilot id '{id}' must match the file name '{stem}.toml'"),
+            ));
+        }
+
+        let mut signed: Vec<String> = Vec::new();
+        for p in &raw.pilot.partners {
+            if partners.get(p.get_ref()).is_none() {
+                return Err(src.error(p, format!("unknown partner '{}'", p.get_ref())));
+            }
+            if signed.contains(p.get_ref()) {
+                return Err(src.error(p, format!("partner '{}' listed twice", p.get_ref())));
+            }
+            signed.push(p.get_ref().clone());
+        }
+
+        let c = &raw.pilot.covenant;
+        if c.id.get_ref().trim().is_empty() {
+            return Err(src.error(&c.id, "covenant id is empty"));
+        }
+        let valid_from = date(src, &c.valid_from, "valid_from")?;
+        let valid_until = date(src, &c.valid_until, "valid_until")?;
+        if valid_until < valid_from {
+            return Err(src.error(
+                &c.valid_until,
+                format!("valid_until {valid_until} is before valid_from {valid_from}"),
+            ));
+        }
+
+        let mut purposes = BTreeMap::new();
+        for (pid, rp) in &raw.purposes {
+            let r = rp.get_ref();
+            if !valid_id(pid) {
+                return Err(src.error(
+                    rp,
+                    format!("purpose id '{pid}' must be lowercase letters, digits and '-'"),
+                ));
+            }
+            if r.legal_basis.get_ref().trim().is_empty() {
+                return Err(src.error(
+                    &r.legal_basis,
+                    format!("purpose '{pid}' has no legal basis"),
+                ));
+            }
+            let days = *r.retention_days.get_ref();
+            if !(1..=36500).contains(&days) {
+                return Err(src.error(
+                    &r.retention_days,
+                    "retention_days must be between 1 and 36500",
+                ));
+            }
+            let mut special = BTreeSet::new();
+            for s in &r.special_categories {
+                let cat = Category::parse(s.get_ref())
+                    .filter(|c| c.is_special())
+                    .ok_or_else(|| {
+                        src.error(
+                            s,
+                            format!(
+                                "'{}' is not a special category (health, criminal)",
+                                s.get_ref()
+                            ),
+                        )
+                    })?;
+                if !basis_allows(cat, r.legal_basis.get_ref()) {
+                    return Err(src.error(
+                        s,
+                        format!(
+                            "purpose '{pid}' carries {cat} data, but its legal basis does not cite {}",
+                            if cat == Category::Health {
+                                "GDPR art. 9(2)"
+                            } else {
+                                "GDPR art. 10 / UAVG art. 33 or the Wet politiegegevens"
+                            }
+                        ),
+                    ));
+                }
+                special.insert(cat);
+            }
+            purposes.insert(
+                pid.clone(),
+                Purpose {
+                    id: pid.clone(),
+                    description: r.description.clone(),
+                    legal_basis: r.legal_basis.get_ref().clone(),
+                    retention_days: days as u32,
+                    special_categories: special,
+                },
+            );
+        }
+
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut index = HashMap::new();
+        let mut ids = BTreeSet::new();
+        for rr in raw.rules {
+            let rule = compile_rule(src, partners, &signed, &purposes, &rr)?;
+            if !ids.insert(rule.id.clone()) {
+                return Err(src.error(&rr.id, format!("rule id '{}' is used twice", rule.id)));
+            }
+            for (consumer, at) in rule.consumers.iter().zip(&rr.consumers) {
+                let key = (
+                    consumer.clone(),
+                    rule.service.qualified(),
+                    rule.purpose.clone(),
+                );
+                if let Some(&other) = index.get(&key) {
+                    let other: &Rule = &rules[other];
+                    return Err(src.error(
+                        at,
+                        format!(
+                            "rule '{}' and rule '{}' both cover ({}, {}, {consumer}): one rule per purpose, service and consumer",
+                            rule.id,
+                            other.id,
+                            rule.purpose,
+                            rule.service.qualified()
+                        ),
+                    ));
+                }
+                index.insert(key, rules.len());
+            }
+            rules.push(rule);
+        }
+
+        let mut h = Vec::with_capacity(partners_bytes.len() + src.text.len() + 1);
+        h.extend_from_slice(partners_bytes);
+        h.push(0);
+        h.extend_from_slice(src.text.as_bytes());
+        Ok(Pilot {
+            id,
+            name: raw.pilot.name,
+            file: src.file.clone(),
+            text: src.text.clone(),
+            partners: signed,
+            covenant: Covenant {
+                id: c.id.get_ref().clone(),
+                version: c.version.clone(),
+                valid_from,
+                valid_until,
+            },
+            purposes,
+            rules,
+            version: format!("sha256:{}", hex::encode(sha256(&h))),
+            index,
+        })
+    }
+}
+
+fn compile_rule(
+    src: &Source,
+    partners: &Partners,
+    signed: &[String],
+    purposes: &BTreeMap<String, Purpose>,
+    rr: &RawRule,
+) -> Result<Rule, ConfigError> {
+    let id = rr.id.get_ref();
+    if id.trim().is_empty() || id.contains(char::is_whitespace) {
+        return Err(src.error(&rr.id, "rule id must be one word"));
+    }
+    let purpose = purposes.get(rr.purpose.get_ref()).ok_or_else(|| {
+        src.error(
+            &rr.purpose,
+            format!(
+                "unknown purpose '{}' (not in [purposes])",
+                rr.purpose.get_ref()
+            ),
+        )
+    })?;
+    let (prov, sname) = rr
+        .service
+        .get_ref()
+        .split_once('/')
+        .ok_or_else(|| src.error(&rr.service, "service must be written provider/service"))?;
+    let provider = partners
+        .get(prov)
+        .ok_or_else(|| src.error(&rr.service, format!("unknown partner '{prov}'")))?;
+    let service = provider
+        .service(sname)
+        .ok_or_else(|| {
+            src.error(
+                &rr.service,
+                format!("unknown service '{sname}' of partner '{prov}'"),
+            )
+        })?
+        .clone();
+    if !signed.iter().any(|s| s == prov) {
+        return Err(src.error(
+            &rr.service,
+            format!("provider '{prov}' did not sign this pilot's covenant"),
+        ));
+    }
+    let mut consumers = Vec::new();
+    for c in &rr.consumers {
+        let cid = c.get_ref();
+        if partners.get(cid).is_none() {
+            return Err(src.error(c, format!("unknown partner '{cid}'")));
+        }
+        if !signed.iter().any(|s| s == cid) {
+            return Err(src.error(
+                c,
+                format!("consumer '{cid}' did not sign this pilot's covenant"),
+            ));
+        }
+        if cid == prov {
+            return Err(src.error(c, format!("'{cid}' is the provider itself")));
+        }
+        if consumers.contains(cid) {
+            return Err(src.error(c, format!("consumer '{cid}' listed twice")));
+        }
+        consumers.push(cid.clone());
+    }
+    if consumers.is_empty() {
+        return Err(src.error(&rr.id, format!("rule '{id}' has no consumers")));
+    }
+
+    let paths = |list: &[Spanned<String>]| -> Result<Vec<FieldPath>, ConfigError> {
+        let mut out = Vec::new();
+        for f in list {
+            let p = FieldPath::parse(f.get_ref()).map_err(|e| src.error(f, e))?;
+            if !service.knows(&p) {
+                return Err(src.error(
+                    f,
+                    format!("unknown field '{p}' of service {}", service.qualified()),
+                ));
+            }
+            for cat in service.categories_of(&p) {
+                if cat.is_special() && !purpose.special_categories.contains(&cat) {
+                    return Err(src.error(
+                        f,
+                        format!(
+                            "field '{p}' holds {cat} data, which purpose '{}' does not carry (add it to special_categories, with a legal basis that allows it)",
+                            purpose.id
+                        ),
+                    ));
+                }
+            }
+            out.push(p);
+        }
+        Ok(out)
+    };
+    let response = paths(&rr.response)?;
+    let request = paths(&rr.request)?;
+    if response.is_empty() && request.is_empty() {
+        return Err(src.error(
+            &rr.id,
+            format!("rule '{id}' allows no field in either direction"),
+        ));
+    }
+    if service.path.is_none() && !response.is_empty() {
+        return Err(src.error(
+            &rr.id,
+            "a mailbox service answers nothing: leave response empty",
+        ));
+    }
+
+    let mut transforms = Vec::new();
+    for t in &rr.transforms {
+        let p = FieldPath::parse(t.field.get_ref()).map_err(|e| src.error(&t.field, e))?;
+        if !service.fields.iter().any(|(f, _)| *f == p) {
+            return Err(src.error(
+                &t.field,
+                format!(
+                    "transform on '{p}', which is not a field of {}",
+                    service.qualified()
+                ),
+            ));
+        }
+        if !response.iter().chain(&request).any(|a| a.covers(&p)) {
+            return Err(src.error(
+                &t.field,
+                format!("transform on '{p}', which the rule does not allow"),
+            ));
+        }
+        let tr = match (&t.generalise, &t.pseudonymise) {
+            (Some(g), None) => match g.get_ref().as_str() {
+                "month" => Transform::Generalise(Granularity::Month),
+                "year" => Transform::Generalise(Granularity::Year),
+                other => {
+                    return Err(src.error(
+                        g,
+                        format!("generalise to '{other}'? use \"month\" or \"year\""),
+                    ));
+                }
+            },
+            (None, Some(ps)) if *ps.get_ref() => Transform::Pseudonymise,
+            (None, Some(ps)) => {
+                return Err(src.error(
+                    ps,
+                    "pseudonymise = false does nothing; remove the transform",
+                ));
+            }
+            _ => {
+                return Err(src.error(
+                    &t.field,
+                    "a transform has exactly one of generalise or pseudonymise",
+                ));
+            }
+        };
+        if transforms.iter().any(|(q, _)| *q == p) {
+            return Err(src.error(&t.field, format!("two transforms on '{p}'")));
+        }
+        transforms.push((p, tr));
+    }
+
+    Ok(Rule {
+        id: id.clone(),
+        purpose: purpose.id.clone(),
+        response_tree: Tree::new(&response, &transforms),
+        request_tree: Tree::new(&request, &transforms),
+        service,
+        consumers,
+        response,
+        request,
+        transforms,
+    })
+}
+
+impl PolicySet {
+    /// Reads partners.toml and every `*.toml` in the pilots folder.
+    pub fn load(partners_file: &Path, pilots_dir: &Path) -> Result<Self, ConfigError> {
+        let partners_src = Source::read(partners_file)?;
+        let partners = Partners::from_source(&partners_src)?;
+        Self::load_pilots(Arc::new(partners), partners_src.text.as_bytes(), pilots_dir)
+    }
+
+    /// Reads every `*.toml` in a pilots folder against partners already read.
+    pub fn load_pilots(
+        partners: Arc<Partners>,
+        partners_bytes: &[u8],
+        pilots_dir: &Path,
+    ) -> Result<Self, ConfigError> {
+        let dir_err = |reason: String| ConfigError {
+            file: pilots_dir.to_path_buf(),
+            at: None,
+            reason,
+        };
+        let mut files: Vec<_> = std::fs::read_dir(pilots_dir)
+            .map_err(|e| dir_err(format!("cannot read the pilots folder: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut pilots = BTreeMap::new();
+        for f in files {
+            let src = Source::read(&f)?;
+            let pilot = Pilot::from_source(&src, &partners, partners_bytes)?;
+            pilots.insert(pilot.id.clone(), pilot);
+        }
+        Ok(Self { partners, pilots })
+    }
+}

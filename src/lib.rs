@@ -12,12 +12,16 @@
 //! - [`identity`]: client certificate → partner;
 //! - [`policy`]: the covenant as code: which fields go from whom to whom, for
 //!   which purpose; the one place that decides, and minimisation;
+//! - [`audit`]: the append-only, verifiable log of every disclosure and refusal;
 //! - [`problem`]: RFC 9457 problem details, the shape of every refusal;
 //! - [`pki`]: the development PKI (and the certificates tests mint);
 //! - [`keys`]: secrets kept in the data directory;
-//! - [`watch`]: reload on file change or SIGHUP.
+//! - [`watch`]: reload on file change or SIGHUP;
+//! - [`admin`]: the local socket command-line tools use beside the gateway.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod identity;
 pub mod keys;

@@ -47,6 +47,85 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The audit log: checkpoints, verification, proofs, queries, export.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the latest signed checkpoint and the key that verifies it.
+    Head,
+    /// Re-read every record, rebuild the tree, check every checkpoint; exit 1
+    /// naming the first bad record.
+    Verify,
+    /// Print an inclusion proof (--index N [--size M]) or a consistency proof
+    /// (--from N --to M), in the transparency-dev JSON format.
+    Prove {
+        /// Record index for an inclusion proof.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        index: Option<u64>,
+        /// Tree size of the inclusion proof (default: the latest checkpoint's).
+        #[arg(long, requires = "index")]
+        size: Option<u64>,
+        /// Older tree size of a consistency proof.
+        #[arg(long, requires = "to")]
+        from: Option<u64>,
+        /// Newer tree size of a consistency proof.
+        #[arg(long, requires = "from")]
+        to: Option<u64>,
+    },
+    /// Check a proof (JSON file, or - for standard input); exit 0 valid, 1 not.
+    /// Needs no data directory.
+    CheckProof {
+        /// The proof.
+        file: PathBuf,
+    },
+    /// Find records through the indexes, newest first.
+    Query {
+        /// V-nummer of the data subject (pseudonymised before the look-up).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Partner id, as sender or recipient.
+        #[arg(long)]
+        partner: Option<String>,
+        /// Pilot id.
+        #[arg(long)]
+        pilot: Option<String>,
+        /// Purpose id.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// From (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// disclosed or refused.
+        #[arg(long)]
+        decision: Option<String>,
+        /// At most this many records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: QueryFormat,
+    },
+    /// Write every record, streamed.
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ketenpoort::audit::export::Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum QueryFormat {
+    Table,
+    Jsonl,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -106,6 +185,7 @@ fn main() -> Result<()> {
             console_addr,
         } => serve(&cli.config, partners_addr, console_addr),
         Command::Policy { command } => policy(&cli.config, command),
+        Command::Audit { command } => audit_cmd(&cli.config, command),
         Command::Pki { command } => {
             let config = GatewayConfig::load(&cli.config)?;
             match command {
@@ -235,6 +315,228 @@ fn policy(config_file: &std::path::Path, command: PolicyCommand) -> Result<()> {
     }
 }
 
+fn audit_cmd(config_file: &std::path::Path, command: AuditCommand) -> Result<()> {
+    use ketenpoort::audit::{self, checkpoint::Verifier, export, proof, store::View};
+    use std::io::IsTerminal;
+    // check-proof runs on a partner's own machine: no config, no data.
+    if let AuditCommand::CheckProof { file } = &command {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).unwrap_or_default()
+        } else {
+            match std::fs::read(file) {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(e) => {
+                    eprintln!("invalid: cannot read {}: {e}", file.display());
+                    std::process::exit(1);
+                }
+            }
+        };
+        match proof::check(&text) {
+            Ok(msg) => {
+                println!("{msg}");
+                return Ok(());
+            }
+            Err(msg) => {
+                println!("invalid: {msg}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let config = GatewayConfig::load(config_file)?;
+    let opts = audit::Options::new(&config.data_dir, &config.deployment);
+    if !opts.dir.join("segments").is_dir() {
+        anyhow::bail!(
+            "no audit log in {} yet: the gateway makes it when it first starts",
+            opts.dir.display()
+        );
+    }
+    let verifier = || -> Result<Verifier> {
+        let vkey = std::fs::read_to_string(opts.dir.join("checkpoint.vkey"))
+            .with_context(|| format!("reading {}", opts.dir.join("checkpoint.vkey").display()))?;
+        Ok(Verifier::parse(&vkey)?)
+    };
+    match command {
+        AuditCommand::CheckProof { .. } => unreachable!("handled above"),
+        AuditCommand::Head => {
+            let v = verifier()?;
+            let notes = audit::checkpoint::read_all(&opts.checkpoints())?;
+            let cp = notes
+                .iter()
+                .rev()
+                .find_map(|n| v.verify(n).ok())
+                .context("no signed checkpoint yet")?;
+            print!("{}", cp.note);
+            eprintln!(
+                "verifier key: {}",
+                std::fs::read_to_string(opts.dir.join("checkpoint.vkey"))?.trim()
+            );
+            Ok(())
+        }
+        AuditCommand::Verify => {
+            let v = verifier()?;
+            let tty = std::io::stderr().is_terminal();
+            let started = std::time::Instant::now();
+            let r = audit::verify::verify(&opts.dir, &v, |n| {
+                if tty {
+                    eprint!("\rverified {n} records");
+                }
+            });
+            if tty {
+                eprintln!();
+            }
+            match r {
+                Ok(rep) => {
+                    println!(
+                        "ok: {} records, {} signed checkpoints match, root {} ({:.1}s)",
+                        rep.records,
+                        rep.checkpoints,
+                        hex::encode(rep.root),
+                        started.elapsed().as_secs_f64()
+                    );
+                    if let Some(t) = rep.torn_tail {
+                        println!(
+                            "note: a torn last write of {t} bytes follows; the gateway cuts it at its next start"
+                        );
+                    }
+                    Ok(())
+                }
+                Err(f) => {
+                    println!("FAILED: {f}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        AuditCommand::Prove {
+            index,
+            size,
+            from,
+            to,
+        } => {
+            let view = View::open_readonly(&opts)?;
+            let out = match (index, from, to) {
+                (Some(i), _, _) => {
+                    let n = match size {
+                        Some(n) => n,
+                        None => {
+                            view.latest_checkpoint()
+                                .context("no signed checkpoint yet: give --size")?
+                                .size
+                        }
+                    };
+                    let p = view.inclusion_proof(i, n)?;
+                    // The leaf comes from the record as it is on disk now, so
+                    // a record changed after the fact no longer proves.
+                    let leaf = audit::merkle::leaf_hash(&view.record(i)?.encode());
+                    proof::inclusion_json(i, n, &view.root_at(n)?, &leaf, &p)
+                }
+                (None, Some(a), Some(b)) => {
+                    let p = view.consistency_proof(a, b)?;
+                    proof::consistency_json(a, b, &view.root_at(a)?, &view.root_at(b)?, &p)
+                }
+                _ => anyhow::bail!("give --index N [--size M], or --from N --to M"),
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        AuditCommand::Query {
+            subject,
+            partner,
+            pilot,
+            purpose,
+            since,
+            until,
+            decision,
+            limit,
+            format,
+        } => {
+            let time = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
+                s.as_deref()
+                    .map(|t| {
+                        audit::record::parse_time(t)
+                            .with_context(|| format!("--{what} {t}: use YYYY-MM-DD or RFC 3339"))
+                    })
+                    .transpose()
+            };
+            let query = ketenpoort::admin::Query {
+                subject,
+                partner,
+                pilot,
+                purpose,
+                since: time(&since, "since")?,
+                until: time(&until, "until")?,
+                decision: decision
+                    .as_deref()
+                    .map(|d| {
+                        audit::Decision::parse(d)
+                            .with_context(|| format!("--decision {d}: disclosed or refused"))
+                    })
+                    .transpose()?,
+                limit,
+            };
+            let records = ketenpoort::admin::query(&config, &query)?;
+            let mut out = std::io::stdout().lock();
+            use std::io::Write;
+            match format {
+                QueryFormat::Jsonl => {
+                    for r in &records {
+                        writeln!(out, "{}", r.to_json())?;
+                    }
+                }
+                QueryFormat::Csv => {
+                    writeln!(out, "{}", export::CSV_COLUMNS.join(","))?;
+                    for r in &records {
+                        writeln!(out, "{}", export::csv_row(r))?;
+                    }
+                }
+                QueryFormat::Table => {
+                    writeln!(
+                        out,
+                        "{:>8}  {:<27}  {:<9}  {:<10}  {:<24} {:<24} {:<18} {}",
+                        "id",
+                        "time",
+                        "decision",
+                        "pilot",
+                        "sender",
+                        "recipient",
+                        "purpose",
+                        "service"
+                    )?;
+                    for r in &records {
+                        let e = &r.entry;
+                        writeln!(
+                            out,
+                            "{:>8}  {:<27}  {:<9}  {:<10}  {:<24} {:<24} {:<18} {}{}",
+                            r.id,
+                            r.time_rfc3339(),
+                            e.decision.as_str(),
+                            e.pilot,
+                            e.sender,
+                            e.recipient,
+                            e.purpose,
+                            e.service,
+                            if e.reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", e.reason)
+                            }
+                        )?;
+                    }
+                    writeln!(out, "{} record(s)", records.len())?;
+                }
+            }
+            Ok(())
+        }
+        AuditCommand::Export { format } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let n = export::export(&opts.dir, format, &mut out).map_err(anyhow::Error::msg)?;
+            use std::io::Write;
+            out.flush()?;
+            eprintln!("{n} records exported");
+            Ok(())
+        }
+    }
+}
+
 fn serve(
     config_file: &std::path::Path,
     partners_addr: Option<std::net::SocketAddr>,
@@ -261,11 +563,26 @@ fn serve(
             console: tokio::net::TcpListener::bind(c.console_addr)
                 .await
                 .with_context(|| format!("listening on {}", c.console_addr))?,
+            admin: Some(bind_admin(&c.data_dir)?),
         };
         tracing::info!(partners = %c.partners_addr, console = %c.console_addr, "ketenpoort listening");
         server::run(listeners, gateway, shutdown_signal()).await;
         Ok(())
     })
+}
+
+/// The admin socket for command-line tools, readable by the owner only.
+fn bind_admin(data_dir: &std::path::Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = ketenpoort::admin::socket_path(data_dir);
+    // A socket file left by a gateway that was killed: nobody listens on it.
+    if std::os::unix::net::UnixStream::connect(&path).is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    let l = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

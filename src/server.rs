@@ -19,11 +19,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
+use crate::admin;
+use crate::audit::{self, Audit, AuditError};
 use crate::config::{ConfigError, GatewayConfig};
 use crate::identity::{IdentityError, Peer};
 use crate::policy::store::PolicyStore;
@@ -56,6 +58,9 @@ pub enum StartError {
     /// A certificate, key or CRL could not be used.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// The audit log could not be opened (or is damaged).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// Everything a running gateway shares between connections.
@@ -67,6 +72,8 @@ pub struct Gateway {
     pub policy: PolicyStore,
     /// TLS configs, reloaded when certificates or CRLs change.
     pub tls: TlsStore,
+    /// The audit log: every disclosure and refusal, durable before delivery.
+    pub audit: Arc<Audit>,
 }
 
 impl Gateway {
@@ -80,10 +87,15 @@ impl Gateway {
     pub fn from_config(config: GatewayConfig) -> Result<Self, StartError> {
         let policy = PolicyStore::load(&config)?;
         let tls = TlsStore::new(config.tls.clone())?;
+        let audit = Arc::new(Audit::open(audit::Options::new(
+            &config.data_dir,
+            &config.deployment,
+        ))?);
         Ok(Self {
             config,
             policy,
             tls,
+            audit,
         })
     }
 
@@ -123,6 +135,8 @@ pub struct Listeners {
     pub partners: TcpListener,
     /// Console: privacy officers and administrators.
     pub console: TcpListener,
+    /// Local admin socket for command-line tools (optional).
+    pub admin: Option<UnixListener>,
 }
 
 /// Serves both listeners until `shutdown` completes, then lets open
@@ -176,6 +190,18 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
                     }
                 });
             }
+            accepted = accept_admin(listeners.admin.as_ref()) => {
+                let Some(unix) = accepted else { continue };
+                let (audit, watcher) = (gateway.audit.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let audit = audit.clone();
+                        async move { Ok::<_, std::convert::Infallible>(admin::handle(audit, req).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(unix), svc);
+                    let _ = watcher.watch(conn).await;
+                });
+            }
             _ = &mut shutdown => break,
         }
     }
@@ -188,6 +214,16 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     tokio::select! {
         _ = graceful.shutdown() => info!("all connections closed"),
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("grace period over; closing the remaining connections"),
+    }
+    let audit = gateway.audit.clone();
+    let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
+    info!("audit log closed");
+}
+
+async fn accept_admin(listener: Option<&UnixListener>) -> Option<tokio::net::UnixStream> {
+    match listener {
+        Some(l) => l.accept().await.ok().map(|(s, _)| s),
+        None => std::future::pending().await,
     }
 }
 

@@ -168,6 +168,7 @@ pub async fn start_gateway(config: &Path) -> TestGateway {
     let listeners = Listeners {
         partners: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         console: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        admin: None,
     };
     let addr = listeners.partners.local_addr().unwrap();
     let console = listeners.console.local_addr().unwrap();

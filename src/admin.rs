@@ -1,0 +1,231 @@
+//! The local admin socket: how command-line tools use what the running
+//! gateway holds.
+//!
+//! sled allows one process per database, so `ketenpoort audit query` cannot
+//! open the index while the gateway runs. The gateway listens on a Unix socket
+//! in its data directory (mode 0600: whoever may read the data directory may
+//! ask), and the tool asks it there; when no gateway answers, the tool opens the
+//! index itself. Either way the same query code runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::store::{Filter, Options, SubjectKey, View};
+use crate::audit::{Decision, Record};
+use crate::config::GatewayConfig;
+
+/// The socket's path under the data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// A query as a tool asks it.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// V-nummer of the data subject.
+    pub subject: Option<String>,
+    /// Partner id.
+    pub partner: Option<String>,
+    /// Pilot id.
+    pub pilot: Option<String>,
+    /// Purpose id.
+    pub purpose: Option<String>,
+    /// From (epoch µs).
+    pub since: Option<i64>,
+    /// Until (epoch µs).
+    pub until: Option<i64>,
+    /// Disclosed or refused.
+    pub decision: Option<Decision>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// The query as it travels over the socket: the subject already pseudonymised.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Wire {
+    subject: Option<String>,
+    partner: Option<String>,
+    pilot: Option<String>,
+    purpose: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    decision: Option<String>,
+    limit: usize,
+}
+
+impl Wire {
+    fn filter(&self) -> Result<Filter, String> {
+        let subject = match &self.subject {
+            Some(h) => {
+                let mut b = [0u8; 32];
+                hex::decode_to_slice(h, &mut b).map_err(|_| "bad subject pseudonym".to_string())?;
+                Some(b)
+            }
+            None => None,
+        };
+        Ok(Filter {
+            subject,
+            partner: self.partner.clone(),
+            pilot: self.pilot.clone(),
+            purpose: self.purpose.clone(),
+            since: self.since,
+            until: self.until,
+            decision: self.decision.as_deref().and_then(Decision::parse),
+            before: None,
+            limit: self.limit,
+        })
+    }
+}
+
+/// Why a tool's query failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The gateway answered with an error.
+    #[error("the running gateway answered: {0}")]
+    Gateway(String),
+    /// Talking to the gateway failed.
+    #[error("cannot talk to the gateway at {path}: {reason}")]
+    Socket {
+        /// The socket.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Opening the store directly failed.
+    #[error(
+        "{0} (if the gateway runs, it should answer on its admin socket; is it running with this data directory?)"
+    )]
+    Direct(String),
+}
+
+/// Runs a query: through the running gateway when one answers on the admin
+/// socket, otherwise on the index directly.
+pub fn query(config: &GatewayConfig, q: &Query) -> Result<Vec<Record>, AdminError> {
+    let opts = Options::new(&config.data_dir, &config.deployment);
+    let key = SubjectKey::load_or_create(&opts.subject_key())
+        .map_err(|e| AdminError::Direct(e.to_string()))?;
+    let wire = Wire {
+        subject: q.subject.as_deref().map(|v| hex::encode(key.pseudonym(v))),
+        partner: q.partner.clone(),
+        pilot: q.pilot.clone(),
+        purpose: q.purpose.clone(),
+        since: q.since,
+        until: q.until,
+        decision: q.decision.map(|d| d.as_str().to_string()),
+        limit: q.limit,
+    };
+    let sock = socket_path(&config.data_dir);
+    if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+        return ask_gateway(&sock, &wire);
+    }
+    let view = View::open_with_index(&opts).map_err(|e| AdminError::Direct(e.to_string()))?;
+    let filter = wire.filter().map_err(AdminError::Direct)?;
+    view.query(&filter)
+        .map(|p| p.records)
+        .map_err(|e| AdminError::Direct(e.to_string()))
+}
+
+fn ask_gateway(sock: &Path, wire: &Wire) -> Result<Vec<Record>, AdminError> {
+    let err = |reason: String| AdminError::Socket {
+        path: sock.display().to_string(),
+        reason,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(sock)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        tokio::spawn(conn);
+        let body = serde_json::to_vec(wire).map_err(|e| err(e.to_string()))?;
+        let req = Request::post("/v1/audit/query")
+            .header(hyper::header::HOST, "localhost")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| err(e.to_string()))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .to_bytes();
+        if status != StatusCode::OK {
+            return Err(AdminError::Gateway(
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+        }
+        let lines: Vec<String> = serde_json::from_slice(&body).map_err(|e| err(e.to_string()))?;
+        lines
+            .iter()
+            .map(|h| {
+                let b = hex::decode(h).map_err(|e| err(e.to_string()))?;
+                Record::decode(&b).map_err(|e| err(e.to_string()))
+            })
+            .collect()
+    })
+}
+
+/// Serves one admin request (in the gateway).
+pub async fn handle(
+    audit: Arc<crate::audit::Audit>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, body: Vec<u8>| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r
+    };
+    if req.method() != Method::POST || req.uri().path() != "/v1/audit/query" {
+        return reply(StatusCode::NOT_FOUND, b"no such admin call".to_vec());
+    }
+    let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+    };
+    let filter = match serde_json::from_slice::<Wire>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|w| w.filter())
+    {
+        Ok(f) => f,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.into_bytes()),
+    };
+    let view = audit.view().clone();
+    match tokio::task::spawn_blocking(move || view.query(&filter)).await {
+        Ok(Ok(page)) => {
+            let hexes: Vec<String> = page
+                .records
+                .iter()
+                .map(|r| hex::encode(r.encode()))
+                .collect();
+            reply(
+                StatusCode::OK,
+                serde_json::to_vec(&hexes).unwrap_or_default(),
+            )
+        }
+        Ok(Err(e)) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string().into_bytes(),
+        ),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string().into_bytes(),
+        ),
+    }
+}

@@ -1,0 +1,447 @@
+//! The audit record and its canonical byte encoding.
+//!
+//! The bytes of a record are what the Merkle tree hashes, so the encoding is
+//! fixed, versioned and documented (docs/audit-format.md): any partner can
+//! decode and re-hash a record without this code. No personal data in clear:
+//! the data subject is a keyed pseudonym, payloads appear only as a hash.
+
+use serde_json::{Value, json};
+
+use super::merkle::Hash;
+
+/// Version byte that starts every encoded record.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// What kind of processing a record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Data went (or was refused) from one partner to another.
+    Exchange,
+    /// Someone looked up a data subject in the console: looking is processing too.
+    Lookup,
+    /// A pilot's policy was changed.
+    PolicyChange,
+    /// A mailbox document expired unread and was deleted.
+    MailboxExpiry,
+}
+
+impl Kind {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exchange => "exchange",
+            Self::Lookup => "lookup",
+            Self::PolicyChange => "policy-change",
+            Self::MailboxExpiry => "mailbox-expiry",
+        }
+    }
+    fn code(self) -> u8 {
+        match self {
+            Self::Exchange => 0,
+            Self::Lookup => 1,
+            Self::PolicyChange => 2,
+            Self::MailboxExpiry => 3,
+        }
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            0 => Self::Exchange,
+            1 => Self::Lookup,
+            2 => Self::PolicyChange,
+            3 => Self::MailboxExpiry,
+            _ => return None,
+        })
+    }
+}
+
+/// Disclosed or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Data was delivered.
+    Disclosed,
+    /// Nothing was delivered.
+    Refused,
+}
+
+impl Decision {
+    /// `disclosed` or `refused`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disclosed => "disclosed",
+            Self::Refused => "refused",
+        }
+    }
+    /// Parses the word.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "disclosed" => Some(Self::Disclosed),
+            "refused" => Some(Self::Refused),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller of `Audit::record` supplies; the log adds id and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// What kind of processing.
+    pub kind: Kind,
+    /// Pilot id.
+    pub pilot: String,
+    /// Who gave the data (partner id, or `console:<user>`).
+    pub sender: String,
+    /// Who received it.
+    pub recipient: String,
+    /// Purpose id.
+    pub purpose: String,
+    /// Legal basis of the purpose, as the covenant cites it.
+    pub legal_basis: String,
+    /// `provider/service`.
+    pub service: String,
+    /// Rule that allowed it (empty when refused before a rule was found).
+    pub rule_id: String,
+    /// Policy version (`sha256:…`) of the pilot.
+    pub policy_version: String,
+    /// Disclosed or refused.
+    pub decision: Decision,
+    /// Refusal reason code, empty when disclosed.
+    pub reason: String,
+    /// Field paths delivered.
+    pub disclosed: Vec<String>,
+    /// Field paths removed.
+    pub withheld: Vec<String>,
+    /// SHA-256 of the bytes delivered.
+    pub payload_sha256: Option<Hash>,
+    /// HMAC-SHA256 of the subject's V-nummer under the audit key.
+    pub subject: Option<Hash>,
+    /// SHA-256 of the sender's certificate.
+    pub sender_cert_sha256: Option<Hash>,
+    /// SHA-256 of the recipient's certificate.
+    pub recipient_cert_sha256: Option<Hash>,
+    /// W3C trace id.
+    pub trace_id: Option<[u8; 16]>,
+    /// W3C span id.
+    pub span_id: Option<[u8; 8]>,
+}
+
+impl Entry {
+    /// An exchange entry with every optional part empty; callers fill in.
+    pub fn exchange(
+        pilot: &str,
+        sender: &str,
+        recipient: &str,
+        purpose: &str,
+        service: &str,
+    ) -> Self {
+        Self {
+            kind: Kind::Exchange,
+            pilot: pilot.into(),
+            sender: sender.into(),
+            recipient: recipient.into(),
+            purpose: purpose.into(),
+            legal_basis: String::new(),
+            service: service.into(),
+            rule_id: String::new(),
+            policy_version: String::new(),
+            decision: Decision::Refused,
+            reason: String::new(),
+            disclosed: Vec::new(),
+            withheld: Vec::new(),
+            payload_sha256: None,
+            subject: None,
+            sender_cert_sha256: None,
+            recipient_cert_sha256: None,
+            trace_id: None,
+            span_id: None,
+        }
+    }
+}
+
+/// A record as stored: its index in the log, its time, and the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Index in the log (leaf index in the Merkle tree).
+    pub id: u64,
+    /// UTC, microseconds since the Unix epoch; never decreases along the log.
+    pub time_micros: i64,
+    /// The rest.
+    pub entry: Entry,
+}
+
+/// Why bytes are not a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record encoding: {0}")]
+pub struct DecodeError(pub &'static str);
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        None => out.push(0),
+        Some(b) => {
+            out.push(1);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
+    }
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError("string is not UTF-8"))
+    }
+    fn list(&mut self) -> Result<Vec<String>, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > self.0.len() / 4 {
+            return Err(DecodeError("list longer than the record"));
+        }
+        (0..n).map(|_| self.str()).collect()
+    }
+    fn opt<const N: usize>(&mut self) -> Result<Option<[u8; N]>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(
+                self.take(N)?
+                    .try_into()
+                    .map_err(|_| DecodeError("truncated"))?,
+            )),
+            _ => Err(DecodeError("bad option tag")),
+        }
+    }
+}
+
+impl Record {
+    /// The canonical bytes: what is stored and hashed.
+    pub fn encode(&self) -> Vec<u8> {
+        let e = &self.entry;
+        let mut out = Vec::with_capacity(512);
+        out.push(FORMAT_VERSION);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        out.extend_from_slice(&self.time_micros.to_be_bytes());
+        out.push(e.kind.code());
+        for s in [
+            &e.pilot,
+            &e.sender,
+            &e.recipient,
+            &e.purpose,
+            &e.legal_basis,
+            &e.service,
+            &e.rule_id,
+            &e.policy_version,
+        ] {
+            put_str(&mut out, s);
+        }
+        out.push(match e.decision {
+            Decision::Disclosed => 0,
+            Decision::Refused => 1,
+        });
+        put_str(&mut out, &e.reason);
+        for list in [&e.disclosed, &e.withheld] {
+            out.extend_from_slice(&(list.len() as u32).to_be_bytes());
+            for s in list {
+                put_str(&mut out, s);
+            }
+        }
+        for h in [
+            &e.payload_sha256,
+            &e.subject,
+            &e.sender_cert_sha256,
+            &e.recipient_cert_sha256,
+        ] {
+            put_opt(&mut out, h.as_ref().map(|h| h.as_slice()));
+        }
+        put_opt(&mut out, e.trace_id.as_ref().map(|h| h.as_slice()));
+        put_opt(&mut out, e.span_id.as_ref().map(|h| h.as_slice()));
+        out
+    }
+
+    /// Decodes canonical bytes; anything else (other version, trailing bytes,
+    /// bad UTF-8) is an error, never a guess.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(bytes);
+        if r.u8()? != FORMAT_VERSION {
+            return Err(DecodeError("unknown format version"));
+        }
+        let id = r.u64()?;
+        let time_micros = r.u64()? as i64;
+        let kind = Kind::from_code(r.u8()?).ok_or(DecodeError("unknown kind"))?;
+        let mut s = || r.str();
+        let (pilot, sender, recipient, purpose) = (s()?, s()?, s()?, s()?);
+        let (legal_basis, service, rule_id, policy_version) = (s()?, s()?, s()?, s()?);
+        let decision = match r.u8()? {
+            0 => Decision::Disclosed,
+            1 => Decision::Refused,
+            _ => return Err(DecodeError("unknown decision")),
+        };
+        let reason = r.str()?;
+        let disclosed = r.list()?;
+        let withheld = r.list()?;
+        let payload_sha256 = r.opt::<32>()?;
+        let subject = r.opt::<32>()?;
+        let sender_cert_sha256 = r.opt::<32>()?;
+        let recipient_cert_sha256 = r.opt::<32>()?;
+        let trace_id = r.opt::<16>()?;
+        let span_id = r.opt::<8>()?;
+        if !r.0.is_empty() {
+            return Err(DecodeError("trailing bytes"));
+        }
+        Ok(Self {
+            id,
+            time_micros,
+            entry: Entry {
+                kind,
+                pilot,
+                sender,
+                recipient,
+                purpose,
+                legal_basis,
+                service,
+                rule_id,
+                policy_version,
+                decision,
+                reason,
+                disclosed,
+                withheld,
+                payload_sha256,
+                subject,
+                sender_cert_sha256,
+                recipient_cert_sha256,
+                trace_id,
+                span_id,
+            },
+        })
+    }
+
+    /// The record's time as RFC 3339 UTC with microseconds.
+    pub fn time_rfc3339(&self) -> String {
+        format_micros(self.time_micros)
+    }
+
+    /// The record as JSON (hashes in hex), for queries, exports and the console.
+    pub fn to_json(&self) -> Value {
+        let e = &self.entry;
+        let h = |x: &Option<Hash>| x.map(hex::encode);
+        json!({
+            "id": self.id,
+            "time": self.time_rfc3339(),
+            "kind": e.kind.as_str(),
+            "pilot": e.pilot,
+            "sender": e.sender,
+            "recipient": e.recipient,
+            "purpose": e.purpose,
+            "legal_basis": e.legal_basis,
+            "service": e.service,
+            "rule_id": e.rule_id,
+            "policy_version": e.policy_version,
+            "decision": e.decision.as_str(),
+            "reason": e.reason,
+            "disclosed": e.disclosed,
+            "withheld": e.withheld,
+            "payload_sha256": h(&e.payload_sha256),
+            "subject": h(&e.subject),
+            "sender_cert_sha256": h(&e.sender_cert_sha256),
+            "recipient_cert_sha256": h(&e.recipient_cert_sha256),
+            "trace_id": e.trace_id.map(hex::encode),
+            "span_id": e.span_id.map(hex::encode),
+        })
+    }
+}
+
+/// Microseconds since the epoch as RFC 3339 UTC.
+pub fn format_micros(micros: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    ))
+    .unwrap_or_default()
+}
+
+/// Parses `YYYY-MM-DD` (start of that day) or RFC 3339 into epoch microseconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Some((t.unix_timestamp_nanos() / 1000) as i64);
+    }
+    let d = time::Date::parse(
+        s,
+        &time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
+    Some(d.midnight().assume_utc().unix_timestamp() * 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(id: u64) -> Record {
+        let mut e = Entry::exchange(
+            "utrecht",
+            "dtv",
+            "gemeente-utrecht",
+            "casusoverleg",
+            "dtv/vertrekdossier",
+        );
+        e.decision = Decision::Disclosed;
+        e.disclosed = vec!["vnummer".into(), "naam".into()];
+        e.withheld = vec!["medisch".into()];
+        e.subject = Some([7; 32]);
+        e.trace_id = Some([1; 16]);
+        Record {
+            id,
+            time_micros: 1_700_000_000_000_000,
+            entry: e,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_strictness() {
+        let r = sample(42);
+        let b = r.encode();
+        assert_eq!(Record::decode(&b).unwrap(), r);
+        let mut more = b.clone();
+        more.push(0);
+        assert!(Record::decode(&more).is_err());
+        for cut in 0..b.len() {
+            assert!(Record::decode(&b[..cut]).is_err());
+        }
+        let mut v2 = b;
+        v2[0] = 2;
+        assert!(Record::decode(&v2).is_err());
+    }
+
+    #[test]
+    fn times_format_and_parse() {
+        assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(parse_time("1970-01-02"), Some(86_400_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Some(1_000_000));
+        assert_eq!(parse_time("gisteren"), None);
+    }
+}

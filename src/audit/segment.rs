@@ -1,0 +1,242 @@
+//! Append-only segment files: the durable home of the records.
+//!
+//! A segment is named by the id of its first record (`00000000000000000000.seg`)
+//! and holds frames: `len: u32 LE | crc32: u32 LE | record bytes`. Durability
+//! rests on these files and `fdatasync`, not on sled. After a crash the last
+//! frame may be torn; [`scan`] tells a torn tail (cut it back) from damage in
+//! the middle (report it, never cut).
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A segment grows to about this size before the next one starts.
+pub const SEGMENT_MAX: u64 = 64 << 20;
+/// Bytes of a frame header.
+pub const HEADER: usize = 8;
+/// Largest record accepted; anything larger is damage, not a record.
+pub const MAX_RECORD: usize = 1 << 20;
+
+/// Appends one framed record to `out`.
+pub fn frame(record: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
+    out.extend_from_slice(record);
+}
+
+/// A segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Id of its first record.
+    pub first_id: u64,
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// The file name of the segment starting at `first_id`.
+pub fn file_name(first_id: u64) -> String {
+    format!("{first_id:020}.seg")
+}
+
+/// The segments of a folder, in order.
+pub fn list(dir: &Path) -> std::io::Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".seg"))
+        else {
+            continue;
+        };
+        if let Ok(first_id) = stem.parse() {
+            out.push(Segment { first_id, path });
+        }
+    }
+    out.sort_by_key(|s| s.first_id);
+    Ok(out)
+}
+
+/// How a scan of a segment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// Every byte belongs to a whole frame.
+    Clean,
+    /// The last frame is incomplete or damaged: a write cut off by a crash.
+    /// `valid_len` is where the whole frames end.
+    TornTail {
+        /// Length of the whole frames.
+        valid_len: u64,
+    },
+}
+
+/// Damage that is not a torn tail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: damaged frame at byte {offset} (record {position} of the segment): {reason}")]
+pub struct Damage {
+    /// The segment.
+    pub path: String,
+    /// Byte offset of the frame.
+    pub offset: u64,
+    /// Position of the frame in the segment (0-based).
+    pub position: u64,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+/// Why a scan stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError<E> {
+    /// The file could not be read.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Damage in the middle.
+    #[error(transparent)]
+    Damage(Damage),
+    /// The visitor refused a record.
+    #[error("{0}")]
+    Visit(E),
+}
+
+/// Reads every frame of a segment in order, calling `visit(offset, bytes)` for
+/// each whole frame whose checksum matches.
+pub fn scan<E>(
+    path: &Path,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<End, ScanError<E>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(1 << 16, file);
+    let mut offset = 0u64;
+    let mut position = 0u64;
+    let mut buf = Vec::new();
+    let damage = |offset, position, reason| {
+        ScanError::Damage(Damage {
+            path: path.display().to_string(),
+            offset,
+            position,
+            reason,
+        })
+    };
+    while offset < len {
+        let rest = len - offset;
+        if rest < HEADER as u64 {
+            return Ok(End::TornTail { valid_len: offset });
+        }
+        let mut h = [0u8; HEADER];
+        r.read_exact(&mut h)?;
+        let n = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        if n == 0 || n > MAX_RECORD {
+            // A zero-filled tail is what a crash leaves when the file grew
+            // but the data never landed.
+            let mut tail = Vec::new();
+            r.read_to_end(&mut tail)?;
+            if n == 0 && crc == 0 && tail.iter().all(|&b| b == 0) {
+                return Ok(End::TornTail { valid_len: offset });
+            }
+            return Err(damage(offset, position, "impossible frame length"));
+        }
+        if (n as u64) > rest - HEADER as u64 {
+            return Ok(End::TornTail { valid_len: offset });
+        }
+        buf.resize(n, 0);
+        r.read_exact(&mut buf)?;
+        let last = offset + (HEADER + n) as u64 == len;
+        if crc32fast::hash(&buf) != crc {
+            if last {
+                return Ok(End::TornTail { valid_len: offset });
+            }
+            return Err(damage(offset, position, "checksum mismatch"));
+        }
+        visit(offset, &buf).map_err(ScanError::Visit)?;
+        offset += (HEADER + n) as u64;
+        position += 1;
+    }
+    Ok(End::Clean)
+}
+
+/// Reads the record bytes of the frame at `offset`, checking its checksum.
+pub fn read_at(file: &File, offset: u64) -> std::io::Result<Vec<u8>> {
+    let mut h = [0u8; HEADER];
+    file.read_exact_at(&mut h, offset)?;
+    let n = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    if n == 0 || n > MAX_RECORD {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "impossible frame length",
+        ));
+    }
+    let mut buf = vec![0u8; n];
+    file.read_exact_at(&mut buf, offset + HEADER as u64)?;
+    if crc32fast::hash(&buf) != crc {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "checksum mismatch",
+        ));
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, records: &[&[u8]], extra: &[u8]) {
+        let mut out = Vec::new();
+        for r in records {
+            frame(r, &mut out);
+        }
+        out.extend_from_slice(extra);
+        std::fs::write(path, out).unwrap();
+    }
+
+    fn count(path: &Path) -> Result<(u64, End), ScanError<()>> {
+        let mut n = 0;
+        let end = scan(path, |_, _| {
+            n += 1;
+            Ok::<_, ()>(())
+        })?;
+        Ok((n, end))
+    }
+
+    #[test]
+    fn torn_tails_are_told_from_damage() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.seg");
+        write(&p, &[b"aaa", b"bbbb"], b"");
+        assert_eq!(count(&p).unwrap(), (2, End::Clean));
+        // Half a header, half a body, zeros: torn.
+        for tail in [
+            &b"\x05\x00"[..],
+            b"\x10\x00\x00\x00\x00\x00\x00\x00abc",
+            &[0u8; 40],
+        ] {
+            write(&p, &[b"aaa", b"bbbb"], tail);
+            assert_eq!(
+                count(&p).unwrap(),
+                (2, End::TornTail { valid_len: 23 }),
+                "{tail:?}"
+            );
+        }
+        // A bad checksum on the last frame: torn.
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes.truncate(23);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(count(&p).unwrap(), (1, End::TornTail { valid_len: 11 }));
+        // A bad checksum in the middle: damage.
+        write(&p, &[b"aaa", b"bbbb", b"cc"], b"");
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[9] ^= 1;
+        std::fs::write(&p, &bytes).unwrap();
+        assert!(matches!(
+            count(&p),
+            Err(ScanError::Damage(Damage { position: 0, .. }))
+        ));
+    }
+}

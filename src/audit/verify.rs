@@ -1,0 +1,156 @@
+//! The full check of a log on disk: every record re-read and re-hashed, the
+//! tree rebuilt, every signed checkpoint's signature and root compared.
+//!
+//! It opens nothing that the running gateway holds (no sled): it reads the
+//! segments, the checkpoints and the leaf cache, so it runs beside the gateway
+//! or on a copy of the data directory on a privacy officer's own machine.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::checkpoint::{self, Verifier};
+use super::merkle::{self, Frontier, Hash};
+use super::record::Record;
+use super::segment::{self, End, ScanError};
+
+/// What a successful check found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Records checked.
+    pub records: u64,
+    /// Checkpoints whose signature and root matched.
+    pub checkpoints: usize,
+    /// Root of the whole log.
+    pub root: Hash,
+    /// Bytes of a torn last write, which the gateway cuts at its next start.
+    pub torn_tail: Option<u64>,
+}
+
+/// The first thing wrong with the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Failure(pub String);
+
+/// Checks the log in `audit_dir` against the checkpoints signed by `verifier`.
+/// `progress(done)` is called now and then.
+pub fn verify(
+    audit_dir: &Path,
+    verifier: &Verifier,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, Failure> {
+    let fail = |s: String| Failure(s);
+    let mut cps = Vec::new();
+    for (i, note) in checkpoint::read_all(&audit_dir.join("checkpoints"))
+        .map_err(|e| fail(format!("checkpoints: {e}")))?
+        .iter()
+        .enumerate()
+    {
+        let cp = verifier.verify(note).map_err(|e| {
+            fail(format!(
+                "checkpoint #{} ({}): {e}",
+                i + 1,
+                note.lines().nth(1).unwrap_or("?")
+            ))
+        })?;
+        cps.push(cp);
+    }
+    cps.sort_by_key(|c| c.size);
+    let leaves = File::open(audit_dir.join("cache/level-00")).ok();
+    let segs =
+        segment::list(&audit_dir.join("segments")).map_err(|e| fail(format!("segments: {e}")))?;
+
+    let mut frontier = Frontier::default();
+    let mut next_cp = 0usize;
+    let mut first_changed: Option<u64> = None;
+    let mut torn_tail = None;
+    let mut check_cps = |frontier: &Frontier, first_changed: Option<u64>| -> Result<(), Failure> {
+        while next_cp < cps.len() && cps[next_cp].size == frontier.size() {
+            if cps[next_cp].root != frontier.root() {
+                let at = first_changed.map_or(
+                    "a record before it was altered, removed or inserted".to_string(),
+                    |id| format!("record {id} was altered"),
+                );
+                return Err(Failure(format!(
+                    "the signed checkpoint at {} records does not match the log: {at}",
+                    cps[next_cp].size
+                )));
+            }
+            next_cp += 1;
+        }
+        Ok(())
+    };
+    check_cps(&frontier, None)?;
+    for (si, seg) in segs.iter().enumerate() {
+        if seg.first_id != frontier.size() {
+            return Err(fail(format!(
+                "segment {} starts at record {} but {} records came before it: records were removed or inserted",
+                seg.path.display(),
+                seg.first_id,
+                frontier.size()
+            )));
+        }
+        let end = segment::scan(&seg.path, |_, bytes| {
+            let expected = frontier.size();
+            let r = Record::decode(bytes).map_err(|e| format!("record {expected}: {e}"))?;
+            if r.id != expected {
+                return Err(format!(
+                    "record {expected}: the record at this place says it is record {}: records were removed, inserted or reordered",
+                    r.id
+                ));
+            }
+            let leaf = merkle::leaf_hash(bytes);
+            if first_changed.is_none()
+                && let Some(f) = &leaves
+            {
+                let mut cached = [0u8; 32];
+                if f.read_exact_at(&mut cached, expected * 32).is_ok() && cached != leaf {
+                    first_changed = Some(expected);
+                }
+            }
+            frontier.push(leaf, |_, _, _| {});
+            check_cps(&frontier, first_changed).map_err(|f| f.0)?;
+            if frontier.size() % 65_536 == 0 {
+                progress(frontier.size());
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            ScanError::Io(e) => fail(format!("{}: {e}", seg.path.display())),
+            ScanError::Damage(d) => fail(format!("record {}: {d}", seg.first_id + d.position)),
+            ScanError::Visit(s) => fail(s),
+        })?;
+        if let End::TornTail { valid_len } = end {
+            if si + 1 < segs.len() {
+                return Err(fail(format!(
+                    "record {}: {} ends in a broken frame but is not the last segment",
+                    frontier.size(),
+                    seg.path.display()
+                )));
+            }
+            let len = std::fs::metadata(&seg.path)
+                .map(|m| m.len())
+                .unwrap_or(valid_len);
+            torn_tail = Some(len - valid_len);
+        }
+    }
+    if let Some(cp) = cps.get(next_cp) {
+        return Err(fail(format!(
+            "a signed checkpoint covers {} records but the log has {}: records were removed",
+            cp.size,
+            frontier.size()
+        )));
+    }
+    if let Some(id) = first_changed {
+        return Err(fail(format!(
+            "record {id} differs from the leaf hash written when it was appended: it was altered"
+        )));
+    }
+    progress(frontier.size());
+    Ok(Report {
+        records: frontier.size(),
+        checkpoints: cps.len(),
+        root: frontier.root(),
+        torn_tail,
+    })
+}

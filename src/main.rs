@@ -491,15 +491,8 @@ fn audit_cmd(config_file: &std::path::Path, command: AuditCommand) -> Result<()>
                 QueryFormat::Table => {
                     writeln!(
                         out,
-                        "{:>8}  {:<27}  {:<9}  {:<10}  {:<24} {:<24} {:<18} {}",
-                        "id",
-                        "time",
-                        "decision",
-                        "pilot",
-                        "sender",
-                        "recipient",
-                        "purpose",
-                        "service"
+                        "{:>8}  {:<27}  {:<9}  {:<10}  {:<24} {:<24} {:<18} service",
+                        "id", "time", "decision", "pilot", "sender", "recipient", "purpose"
                     )?;
                     for r in &records {
                         let e = &r.entry;

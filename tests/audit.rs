@@ -23,24 +23,24 @@ fn entry(i: u64, audit: &Audit) -> Entry {
     let mut e = Entry::exchange(
         pilots[(i % 2) as usize],
         "dtv",
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             "gemeente-utrecht"
         } else {
             "ngo-inlia"
         },
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             "medisch"
         } else {
             "casusoverleg"
         },
         "dtv/vertrekdossier",
     );
-    e.decision = if i % 5 == 0 {
+    e.decision = if i.is_multiple_of(5) {
         Decision::Refused
     } else {
         Decision::Disclosed
     };
-    e.reason = if i % 5 == 0 {
+    e.reason = if i.is_multiple_of(5) {
         "no-rule".into()
     } else {
         String::new()

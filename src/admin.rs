@@ -133,7 +133,29 @@ pub fn query(config: &GatewayConfig, q: &Query) -> Result<Vec<Record>, AdminErro
         .map_err(|e| AdminError::Direct(e.to_string()))
 }
 
+/// Asks the running gateway to sign a checkpoint now; returns the signed note.
+pub fn checkpoint_now(config: &GatewayConfig) -> Result<String, AdminError> {
+    let sock = socket_path(&config.data_dir);
+    let body = call(&sock, "/v1/audit/checkpoint", Vec::new())?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 fn ask_gateway(sock: &Path, wire: &Wire) -> Result<Vec<Record>, AdminError> {
+    let body = serde_json::to_vec(wire).map_err(|e| AdminError::Gateway(e.to_string()))?;
+    let body = call(sock, "/v1/audit/query", body)?;
+    let lines: Vec<String> =
+        serde_json::from_slice(&body).map_err(|e| AdminError::Gateway(e.to_string()))?;
+    lines
+        .iter()
+        .map(|h| {
+            let b = hex::decode(h).map_err(|e| AdminError::Gateway(e.to_string()))?;
+            Record::decode(&b).map_err(|e| AdminError::Gateway(e.to_string()))
+        })
+        .collect()
+}
+
+/// One POST over the admin socket; the body of a 200 answer.
+fn call(sock: &Path, path: &str, body: Vec<u8>) -> Result<Bytes, AdminError> {
     let err = |reason: String| AdminError::Socket {
         path: sock.display().to_string(),
         reason,
@@ -150,8 +172,7 @@ fn ask_gateway(sock: &Path, wire: &Wire) -> Result<Vec<Record>, AdminError> {
             .await
             .map_err(|e| err(e.to_string()))?;
         tokio::spawn(conn);
-        let body = serde_json::to_vec(wire).map_err(|e| err(e.to_string()))?;
-        let req = Request::post("/v1/audit/query")
+        let req = Request::post(path)
             .header(hyper::header::HOST, "localhost")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| err(e.to_string()))?;
@@ -171,14 +192,7 @@ fn ask_gateway(sock: &Path, wire: &Wire) -> Result<Vec<Record>, AdminError> {
                 String::from_utf8_lossy(&body).into_owned(),
             ));
         }
-        let lines: Vec<String> = serde_json::from_slice(&body).map_err(|e| err(e.to_string()))?;
-        lines
-            .iter()
-            .map(|h| {
-                let b = hex::decode(h).map_err(|e| err(e.to_string()))?;
-                Record::decode(&b).map_err(|e| err(e.to_string()))
-            })
-            .collect()
+        Ok(body)
     })
 }
 
@@ -192,6 +206,12 @@ pub async fn handle(
         *r.status_mut() = status;
         r
     };
+    if req.method() == Method::POST && req.uri().path() == "/v1/audit/checkpoint" {
+        return match audit.checkpoint().await {
+            Ok(cp) => reply(StatusCode::OK, cp.note.into_bytes()),
+            Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string().into_bytes()),
+        };
+    }
     if req.method() != Method::POST || req.uri().path() != "/v1/audit/query" {
         return reply(StatusCode::NOT_FOUND, b"no such admin call".to_vec());
     }

@@ -57,7 +57,11 @@ enum Command {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Print the latest signed checkpoint and the key that verifies it.
-    Head,
+    Head {
+        /// Ask the running gateway to sign a checkpoint of the log as it is now.
+        #[arg(long)]
+        now: bool,
+    },
     /// Re-read every record, rebuild the tree, check every checkpoint; exit 1
     /// naming the first bad record.
     Verify,
@@ -357,7 +361,11 @@ fn audit_cmd(config_file: &std::path::Path, command: AuditCommand) -> Result<()>
     };
     match command {
         AuditCommand::CheckProof { .. } => unreachable!("handled above"),
-        AuditCommand::Head => {
+        AuditCommand::Head { now } => {
+            if now {
+                print!("{}", ketenpoort::admin::checkpoint_now(&config)?);
+                return Ok(());
+            }
             let v = verifier()?;
             let notes = audit::checkpoint::read_all(&opts.checkpoints())?;
             let cp = notes

@@ -134,7 +134,17 @@ spki_sha256 = ["{}"]
 
     /// Starts the real gateway on port 0.
     pub async fn start(&self) -> TestGateway {
-        start_gateway(&self.config_file()).await
+        start_gateway(&self.config_file(), false).await
+    }
+
+    /// Starts it with its admin socket too, as `ketenpoort serve` does.
+    pub async fn start_with_admin(&self) -> TestGateway {
+        start_gateway(&self.config_file(), true).await
+    }
+
+    /// The gateway's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 }
 
@@ -163,12 +173,16 @@ impl TestGateway {
 }
 
 /// Loads the config and serves it on fresh ports, as `ketenpoort serve` does.
-pub async fn start_gateway(config: &Path) -> TestGateway {
+pub async fn start_gateway(config: &Path, admin: bool) -> TestGateway {
     let gw = Arc::new(Gateway::load(config).expect("config loads"));
+    let admin = admin.then(|| {
+        tokio::net::UnixListener::bind(ketenpoort::admin::socket_path(&gw.config.data_dir))
+            .expect("admin socket")
+    });
     let listeners = Listeners {
         partners: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         console: TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        admin: None,
+        admin,
     };
     let addr = listeners.partners.local_addr().unwrap();
     let console = listeners.console.local_addr().unwrap();

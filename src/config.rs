@@ -157,6 +157,54 @@ struct RawGateway {
     tls: RawTls,
     #[serde(default)]
     pki: Option<RawPki>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_body_bytes: Spanned<u64>,
+    max_response_bytes: Spanned<u64>,
+    backend_timeout_secs: Spanned<u64>,
+    mailbox_sweep_secs: Spanned<u64>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let d = Limits::default();
+        let s = |v: u64| Spanned::new(0..0, v);
+        Self {
+            max_body_bytes: s(d.max_body_bytes as u64),
+            max_response_bytes: s(d.max_response_bytes as u64),
+            backend_timeout_secs: s(d.backend_timeout.as_secs()),
+            mailbox_sweep_secs: s(d.mailbox_sweep.as_secs()),
+        }
+    }
+}
+
+/// Limits that keep one partner from hurting the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body a partner may send (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest answer read from a back-end (502 beyond).
+    pub max_response_bytes: usize,
+    /// How long a back-end may take (504 beyond).
+    pub backend_timeout: std::time::Duration,
+    /// How often expired mailbox documents are swept.
+    pub mailbox_sweep: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_response_bytes: 8 << 20,
+            backend_timeout: std::time::Duration::from_secs(10),
+            mailbox_sweep: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -205,6 +253,8 @@ pub struct GatewayConfig {
     pub tls: TlsFiles,
     /// Where `pki init` writes the development PKI.
     pub dev_pki_dir: PathBuf,
+    /// Request, answer and time limits.
+    pub limits: Limits,
 }
 
 /// The certificate files the gateway reads, and reads again on reload.
@@ -269,7 +319,39 @@ impl GatewayConfig {
             ));
         }
         let r = |p: &Path| resolve(&dir, p);
+        let l = &raw.limits;
+        let between =
+            |v: &Spanned<u64>, lo: u64, hi: u64, what: &str| -> Result<u64, ConfigError> {
+                let x = *v.get_ref();
+                if (lo..=hi).contains(&x) {
+                    Ok(x)
+                } else {
+                    Err(src.error(v, format!("{what} must be between {lo} and {hi}")))
+                }
+            };
+        let limits = Limits {
+            max_body_bytes: between(&l.max_body_bytes, 1024, 64 << 20, "max_body_bytes")? as usize,
+            max_response_bytes: between(
+                &l.max_response_bytes,
+                1024,
+                256 << 20,
+                "max_response_bytes",
+            )? as usize,
+            backend_timeout: std::time::Duration::from_secs(between(
+                &l.backend_timeout_secs,
+                1,
+                600,
+                "backend_timeout_secs",
+            )?),
+            mailbox_sweep: std::time::Duration::from_secs(between(
+                &l.mailbox_sweep_secs,
+                1,
+                86_400,
+                "mailbox_sweep_secs",
+            )?),
+        };
         Ok(Self {
+            limits,
             file: file.to_path_buf(),
             deployment,
             partners_file: r(&raw.partners),

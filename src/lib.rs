@@ -10,6 +10,8 @@
 //! - [`tls`]: rustls configurations (ring provider only) and their reload;
 //! - [`server`]: the listeners, the TLS handshake and HTTP serving;
 //! - [`identity`]: client certificate → partner;
+//! - [`exchange`]: the disclosure pipeline: route, purpose, policy, minimise,
+//!   forward (or mailbox), minimise the answer, record, deliver;
 //! - [`policy`]: the covenant as code: which fields go from whom to whom, for
 //!   which purpose; the one place that decides, and minimisation;
 //! - [`audit`]: the append-only, verifiable log of every disclosure and refusal;
@@ -17,12 +19,17 @@
 //! - [`pki`]: the development PKI (and the certificates tests mint);
 //! - [`keys`]: secrets kept in the data directory;
 //! - [`watch`]: reload on file change or SIGHUP;
-//! - [`admin`]: the local socket command-line tools use beside the gateway.
+//! - [`admin`]: the local socket command-line tools use beside the gateway;
+//! - [`client`]: a partner-side HTTPS client;
+//! - [`demo`]: simulated back-ends and the scripted case consultation.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod audit;
+pub mod client;
 pub mod config;
+pub mod demo;
+pub mod exchange;
 pub mod identity;
 pub mod keys;
 pub mod logging;

@@ -37,6 +37,16 @@ enum Command {
         #[arg(long)]
         console_addr: Option<std::net::SocketAddr>,
     },
+    /// The whole gateway on this machine with simulated back-ends, playing a
+    /// scripted case consultation in each pilot; then keeps serving.
+    Demo {
+        /// Exit after the script: 0 only if every step did what it should.
+        #[arg(long)]
+        once: bool,
+        /// The demo folder (made anew each run).
+        #[arg(long, default_value = "demo-data")]
+        dir: PathBuf,
+    },
     /// Development PKI.
     Pki {
         #[command(subcommand)]
@@ -189,6 +199,21 @@ fn main() -> Result<()> {
             console_addr,
         } => serve(&cli.config, partners_addr, console_addr),
         Command::Policy { command } => policy(&cli.config, command),
+        Command::Demo { once, dir } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let ok = rt.block_on(ketenpoort::demo::run_demo(ketenpoort::demo::Options {
+                config: cli.config.clone(),
+                dir,
+                once,
+            }))?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Audit { command } => audit_cmd(&cli.config, command),
         Command::Pki { command } => {
             let config = GatewayConfig::load(&cli.config)?;

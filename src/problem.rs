@@ -43,7 +43,32 @@ kinds! {
     UNKNOWN_PARTNER = ("unknown-partner", FORBIDDEN, "The client certificate belongs to no known partner");
     AMBIGUOUS_PARTNER = ("ambiguous-partner", FORBIDDEN, "The client certificate matches more than one partner");
     NOT_FOUND = ("not-found", NOT_FOUND, "No such resource");
+    BAD_ROUTE = ("bad-route", BAD_REQUEST, "The path holds characters or segments that are not allowed");
+    QUERY_NOT_ALLOWED = ("query-not-allowed", BAD_REQUEST, "Query parameters are not forwarded; send data in a JSON body");
     METHOD_NOT_ALLOWED = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed here");
+    MISSING_PURPOSE = ("missing-purpose", BAD_REQUEST, "The Ketenpoort-Purpose header is missing");
+    INVALID_PURPOSE = ("invalid-purpose", BAD_REQUEST, "The Ketenpoort-Purpose header is repeated or malformed");
+    UNKNOWN_PURPOSE = ("unknown-purpose", BAD_REQUEST, "No covenant knows this purpose");
+    PURPOSE_NOT_IN_COVENANT = ("purpose-not-in-covenant", FORBIDDEN, "This pilot's covenant does not name this purpose");
+    PARTNER_NOT_IN_PILOT = ("partner-not-in-pilot", FORBIDDEN, "A party to this exchange did not sign the pilot's covenant");
+    COVENANT_EXPIRED = ("covenant-expired", FORBIDDEN, "The pilot's covenant has ended");
+    COVENANT_NOT_YET_VALID = ("covenant-not-yet-valid", FORBIDDEN, "The pilot's covenant has not started");
+    NO_RULE = ("no-rule", FORBIDDEN, "No rule of the covenant allows this exchange");
+    UNKNOWN_PILOT = ("unknown-pilot", NOT_FOUND, "No such pilot");
+    UNKNOWN_PROVIDER = ("unknown-provider", NOT_FOUND, "No such provider");
+    UNKNOWN_SERVICE = ("unknown-service", NOT_FOUND, "The provider offers no such service");
+    BODY_TOO_LARGE = ("body-too-large", PAYLOAD_TOO_LARGE, "The request body is larger than allowed");
+    UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "The request body must be application/json");
+    MALFORMED_JSON = ("malformed-json", BAD_REQUEST, "The body is not an acceptable JSON document");
+    UNEXPECTED_BODY = ("unexpected-body", BAD_REQUEST, "This method carries no body");
+    SUBJECT_MISSING = ("subject-missing", BAD_REQUEST, "The document does not name its data subject");
+    INVALID_SUBJECT = ("invalid-subject", BAD_REQUEST, "The data subject is not a V-nummer of ten digits");
+    NOT_FOUND_AT_PROVIDER = ("not-found-at-provider", NOT_FOUND, "The provider has no such document");
+    BACKEND_UNREACHABLE = ("backend-unreachable", BAD_GATEWAY, "The provider's back-end could not be reached");
+    BACKEND_CERTIFICATE = ("backend-certificate", BAD_GATEWAY, "The provider's back-end presented a certificate that is not trusted");
+    BACKEND_BAD_ANSWER = ("backend-bad-answer", BAD_GATEWAY, "The provider's back-end answered something that is not an acceptable document");
+    BACKEND_TIMEOUT = ("backend-timeout", GATEWAY_TIMEOUT, "The provider's back-end did not answer in time");
+    AUDIT_UNAVAILABLE = ("audit-unavailable", SERVICE_UNAVAILABLE, "The audit log cannot record this exchange, so nothing is delivered");
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
 }
 

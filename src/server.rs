@@ -27,7 +27,8 @@ use tracing::{debug, error, info, warn};
 use crate::admin;
 use crate::audit::{self, Audit, AuditError};
 use crate::config::{ConfigError, GatewayConfig};
-use crate::identity::{IdentityError, Peer};
+use crate::exchange::{self, mailbox::Mailbox};
+use crate::identity::Peer;
 use crate::policy::store::PolicyStore;
 use crate::problem;
 use crate::tls::{TlsError, TlsStore};
@@ -61,6 +62,9 @@ pub enum StartError {
     /// The audit log could not be opened (or is damaged).
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The mailbox store could not be opened.
+    #[error("mailbox: {0}")]
+    Mailbox(String),
 }
 
 /// Everything a running gateway shares between connections.
@@ -74,6 +78,8 @@ pub struct Gateway {
     pub tls: TlsStore,
     /// The audit log: every disclosure and refusal, durable before delivery.
     pub audit: Arc<Audit>,
+    /// Documents waiting for partners without a server.
+    pub mailbox: Arc<Mailbox>,
 }
 
 impl Gateway {
@@ -91,11 +97,16 @@ impl Gateway {
             &config.data_dir,
             &config.deployment,
         ))?);
+        let mailbox = Arc::new(
+            Mailbox::open(&config.data_dir.join("mailbox"))
+                .map_err(|e| StartError::Mailbox(e.to_string()))?,
+        );
         Ok(Self {
             config,
             policy,
             tls,
             audit,
+            mailbox,
         })
     }
 
@@ -149,6 +160,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     let reloaders = [
         tokio::spawn(reload_tls_on_change(gateway.clone())),
         tokio::spawn(reload_policy_on_change(gateway.clone())),
+        tokio::spawn(sweep_mailboxes(gateway.clone())),
     ];
     tokio::pin!(shutdown);
 
@@ -306,36 +318,9 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     resp
 }
 
-/// Routes one request on the partner API.
-async fn partner_request(_gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
-    let partner = match &peer.partner {
-        Ok(p) => p,
-        Err(IdentityError::Ambiguous(ids)) => {
-            return problem::respond(
-                problem::AMBIGUOUS_PARTNER,
-                format!("the certificate matches partners {}", ids.join(", ")),
-            );
-        }
-        Err(e) => return problem::respond(problem::UNKNOWN_PARTNER, e.to_string()),
-    };
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/v1/whoami") => json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "id": partner.id,
-                "name": partner.name,
-                "kind": partner.kind.as_str(),
-                "certificate_sha256": hex::encode(peer.cert_sha256),
-            }),
-        ),
-        (_, "/v1/whoami") => {
-            problem::respond(problem::METHOD_NOT_ALLOWED, "/v1/whoami only takes GET")
-        }
-        (_, path) => problem::respond(
-            problem::NOT_FOUND,
-            format!("no route for {}", route_for_log(path)),
-        ),
-    }
+/// Routes one request on the partner API: the disclosure pipeline.
+async fn partner_request(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
+    exchange::handle(gw, peer, req).await
 }
 
 /// Routes one request on the console.
@@ -362,6 +347,16 @@ fn route_for_log(path: &str) -> String {
         out.push_str(seg);
     }
     if out.is_empty() { "/".into() } else { out }
+}
+
+/// Deletes mailbox documents past their purpose's retention, now and then.
+async fn sweep_mailboxes(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(gw.config.limits.mailbox_sweep);
+    loop {
+        tick.tick().await;
+        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+        exchange::sweep_mailboxes(&gw, now).await;
+    }
 }
 
 /// Reloads TLS material when any of its files change on disk, or on SIGHUP.

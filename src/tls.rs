@@ -97,6 +97,12 @@ fn alpn() -> Vec<Vec<u8>> {
     vec![b"h2".to_vec(), b"http/1.1".to_vec()]
 }
 
+/// The HTTPS client that calls back-ends: pooled connections, mutual TLS.
+pub type BackendClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
 /// One complete, consistent set of TLS configs built from the files at one moment.
 pub struct TlsSet {
     /// Partner listener: mutual TLS.
@@ -105,6 +111,8 @@ pub struct TlsSet {
     pub console: Arc<ServerConfig>,
     /// Calls to back-ends: the gateway's client certificate.
     pub backend_client: Arc<ClientConfig>,
+    /// The pooled HTTPS client built on `backend_client`.
+    pub backends: BackendClient,
 }
 
 impl TlsSet {
@@ -143,18 +151,28 @@ impl TlsSet {
 
         let client_chain = read_certs(&files.client_cert)?;
         let client_key = read_key(&files.client_key)?;
-        let mut backend_client = ClientConfig::builder_with_provider(provider)
+        // ALPN for back-ends is set by the HTTPS connector (hyper-rustls).
+        let backend_client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(rustls_err)?
             .with_root_certificates(roots)
             .with_client_auth_cert(client_chain, client_key)
             .map_err(rustls_err)?;
-        backend_client.alpn_protocols = alpn();
 
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(backend_client.clone())
+            .https_only()
+            .enable_all_versions()
+            .build();
+        let backends =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(30))
+                .build(connector);
         Ok(Self {
             partners: Arc::new(partners),
             console: Arc::new(console),
             backend_client: Arc::new(backend_client),
+            backends,
         })
     }
 }

@@ -566,6 +566,27 @@ impl Audit {
         rx.await.map_err(|_| AuditError::Closed)?
     }
 
+    /// Writes several records at once (one batch, one sync); all or nothing
+    /// is reported durable per record, in order.
+    pub async fn record_many(&self, entries: Vec<Entry>) -> Vec<Result<Receipt, AuditError>> {
+        let mut waiting = Vec::with_capacity(entries.len());
+        for e in entries {
+            let (tx, rx) = oneshot::channel();
+            match self.tx.send(Cmd::Append(Box::new(e), tx)).await {
+                Ok(()) => waiting.push(Some(rx)),
+                Err(_) => waiting.push(None),
+            }
+        }
+        let mut out = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            out.push(match rx {
+                Some(rx) => rx.await.unwrap_or(Err(AuditError::Closed)),
+                None => Err(AuditError::Closed),
+            });
+        }
+        out
+    }
+
     /// `record` for threads outside the runtime (tools, generators).
     pub fn record_blocking(&self, entry: Entry) -> Result<Receipt, AuditError> {
         let (tx, rx) = oneshot::channel();

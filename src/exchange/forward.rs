@@ -1,0 +1,123 @@
+//! Calling a provider's back-end: mutual TLS with the gateway's client
+//! certificate, the back-end's certificate checked against the trust anchors,
+//! a deadline, and a bounded answer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+
+use crate::tls::BackendClient;
+
+/// Why a back-end gave no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// No connection (refused, unreachable, reset).
+    #[error("the back-end is unreachable")]
+    Unreachable,
+    /// The back-end's certificate did not verify.
+    #[error("the back-end's certificate is not trusted")]
+    BadCertificate,
+    /// No answer before the deadline.
+    #[error("the back-end did not answer in time")]
+    Timeout,
+    /// The answer is larger than allowed.
+    #[error("the back-end's answer is too large")]
+    TooLarge,
+}
+
+/// What the back-end answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its content type.
+    pub content_type: Option<String>,
+    /// Its body.
+    pub body: Bytes,
+}
+
+fn is_cert_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_)
+            );
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        {
+            return matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_)
+            );
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Sends one request and reads the whole answer, within `deadline` and
+/// `max_bytes`.
+pub async fn call(
+    client: &BackendClient,
+    method: Method,
+    url: &str,
+    headers: HeaderMap,
+    body: Bytes,
+    deadline: Duration,
+    max_bytes: usize,
+) -> Result<Answer, ForwardError> {
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(h) = req.headers_mut() {
+        *h = headers;
+        if !body.is_empty() {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    let req = req
+        .body(Full::new(body))
+        .map_err(|_| ForwardError::Unreachable)?;
+    let work = async {
+        let resp = client.request(req).await.map_err(|e| {
+            if is_cert_error(&e) {
+                ForwardError::BadCertificate
+            } else {
+                ForwardError::Unreachable
+            }
+        })?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = Limited::new(resp.into_body(), max_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    ForwardError::TooLarge
+                } else {
+                    ForwardError::Unreachable
+                }
+            })?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+        })
+    };
+    tokio::time::timeout(deadline, work)
+        .await
+        .map_err(|_| ForwardError::Timeout)?
+}

@@ -1,0 +1,132 @@
+//! The partner API's routes, parsed from the raw request path.
+//!
+//! Only plain segments are accepted: letters, digits and `-._~`, no empty
+//! segments, no `.` or `..`, no percent-escapes. So an encoded slash or a path
+//! traversal can never reach a back-end path, and ids in the route are safe to
+//! use as keys and in logs.
+
+/// Every route the partner API serves: (methods, path template). The OpenAPI
+/// document must list exactly these (a test checks it).
+pub const ROUTES: &[(&[&str], &str)] = &[
+    (&["GET"], "/v1/whoami"),
+    (
+        &["GET", "POST", "PUT", "PATCH", "DELETE"],
+        "/v1/pilots/{pilot}/services/{provider}/{service}/{rest}",
+    ),
+    (&["GET"], "/v1/inbox"),
+    (&["GET", "DELETE"], "/v1/inbox/{id}"),
+];
+
+/// A parsed route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `/v1/whoami`.
+    Whoami,
+    /// `/v1/pilots/{pilot}/services/{provider}/{service}/{rest...}`.
+    Service {
+        /// Pilot id.
+        pilot: &'a str,
+        /// Provider partner id.
+        provider: &'a str,
+        /// Service name.
+        service: &'a str,
+        /// Values for the service's path template, in order.
+        rest: Vec<&'a str>,
+    },
+    /// `/v1/inbox`.
+    Inbox,
+    /// `/v1/inbox/{id}`.
+    InboxItem(u64),
+}
+
+/// Why a path is not a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteError {
+    /// A segment holds something other than plain characters.
+    BadSegment,
+    /// No route has this shape.
+    NotFound,
+}
+
+/// Longest path segment accepted.
+const MAX_SEGMENT: usize = 128;
+
+fn plain(seg: &str) -> bool {
+    !seg.is_empty()
+        && seg.len() <= MAX_SEGMENT
+        && seg != "."
+        && seg != ".."
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// Parses a request path (without query).
+pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(RouteError::NotFound);
+    };
+    let segs: Vec<&str> = rest.split('/').collect();
+    if !segs.iter().all(|s| plain(s)) {
+        return Err(RouteError::BadSegment);
+    }
+    match segs.as_slice() {
+        ["v1", "whoami"] => Ok(Route::Whoami),
+        ["v1", "inbox"] => Ok(Route::Inbox),
+        ["v1", "inbox", id] => id
+            .parse()
+            .map(Route::InboxItem)
+            .map_err(|_| RouteError::NotFound),
+        [
+            "v1",
+            "pilots",
+            pilot,
+            "services",
+            provider,
+            service,
+            rest @ ..,
+        ] => Ok(Route::Service {
+            pilot,
+            provider,
+            service,
+            rest: rest.to_vec(),
+        }),
+        _ => Err(RouteError::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse() {
+        assert_eq!(parse("/v1/whoami"), Ok(Route::Whoami));
+        assert_eq!(
+            parse("/v1/pilots/utrecht/services/dtv/vertrekdossier/5550001234"),
+            Ok(Route::Service {
+                pilot: "utrecht",
+                provider: "dtv",
+                service: "vertrekdossier",
+                rest: vec!["5550001234"]
+            })
+        );
+        assert_eq!(parse("/v1/inbox/42"), Ok(Route::InboxItem(42)));
+        assert_eq!(parse("/v1/inbox/x"), Err(RouteError::NotFound));
+        assert_eq!(parse("/v2/whoami"), Err(RouteError::NotFound));
+    }
+
+    #[test]
+    fn traversal_and_escapes_are_refused() {
+        for p in [
+            "/v1/pilots/utrecht/services/dtv/vertrekdossier/..",
+            "/v1/pilots/utrecht/services/dtv/vertrekdossier/a%2Fb",
+            "/v1/pilots/utrecht/services/dtv/vertrekdossier/%2e%2e",
+            "/v1/pilots/utrecht/services/dtv//x",
+            "/v1/pilots/utrecht/services/dtv/vertrekdossier/a\\b",
+            "/v1/whoami/",
+        ] {
+            assert_eq!(parse(p), Err(RouteError::BadSegment), "{p}");
+        }
+    }
+}

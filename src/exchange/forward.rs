@@ -41,6 +41,8 @@ pub struct Answer {
 }
 
 fn is_cert_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    // The connector wraps rustls' error in io::Errors (more than one deep);
+    // look through both `source()` and io::Error's inner error.
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(r) = err.downcast_ref::<rustls::Error>() {
@@ -49,16 +51,13 @@ fn is_cert_error(e: &(dyn std::error::Error + 'static)) -> bool {
                 rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_)
             );
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        cur = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
         {
-            return matches!(
-                r,
-                rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_)
-            );
-        }
-        cur = err.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     false
 }

@@ -11,6 +11,10 @@ pub const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/v1/whoami"),
     (
         &["GET", "POST", "PUT", "PATCH", "DELETE"],
+        "/v1/pilots/{pilot}/services/{provider}/{service}",
+    ),
+    (
+        &["GET", "POST", "PUT", "PATCH", "DELETE"],
         "/v1/pilots/{pilot}/services/{provider}/{service}/{rest}",
     ),
     (&["GET"], "/v1/inbox"),

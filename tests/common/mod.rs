@@ -106,6 +106,32 @@ spki_sha256 = ["{}"]
         }
     }
 
+    /// Replaces a config file (partners.toml, ketenpoort.toml, pilots/x.toml).
+    pub fn write_config(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join("config").join(name), text).unwrap();
+    }
+
+    /// A client certificate for a partner known by KvK (organizationIdentifier).
+    pub fn kvk_cert(&self, kvk: &str) -> Issued {
+        self.ca
+            .issue(&LeafSpec {
+                organization_identifier: Some(format!("NTRNL-{kvk}")),
+                ..LeafSpec::client("Test NGO")
+            })
+            .unwrap()
+    }
+
+    /// A partner-side client of the gateway at `addr` holding `cert`.
+    pub fn client(&self, addr: SocketAddr, cert: &Issued) -> ketenpoort::client::PartnerClient {
+        ketenpoort::client::PartnerClient::new(
+            &format!("https://127.0.0.1:{}", addr.port()),
+            self.ca.cert_pem.as_bytes(),
+            cert.cert_pem.as_bytes(),
+            cert.key_pem.as_bytes(),
+        )
+        .unwrap()
+    }
+
     /// The gateway config file.
     pub fn config_file(&self) -> PathBuf {
         self.dir.path().join("config/ketenpoort.toml")

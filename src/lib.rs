@@ -15,6 +15,7 @@
 //! - [`policy`]: the covenant as code: which fields go from whom to whom, for
 //!   which purpose; the one place that decides, and minimisation;
 //! - [`audit`]: the append-only, verifiable log of every disclosure and refusal;
+//! - [`console`]: the privacy officers' page and API (and its users);
 //! - [`problem`]: RFC 9457 problem details, the shape of every refusal;
 //! - [`pki`]: the development PKI (and the certificates tests mint);
 //! - [`keys`]: secrets kept in the data directory;
@@ -28,11 +29,13 @@ pub mod admin;
 pub mod audit;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod exchange;
 pub mod identity;
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod problem;

@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, default_value = "demo-data")]
         dir: PathBuf,
     },
+    /// Console users: privacy officers and policy administrators.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Development PKI.
     Pki {
         #[command(subcommand)]
@@ -180,6 +185,31 @@ enum PolicyCommand {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user and print its token (once; only its hash is kept).
+    Add {
+        /// Login name.
+        name: String,
+        /// What the user may do.
+        #[arg(long, value_enum)]
+        role: ketenpoort::console::users::Role,
+        /// Bind a privacy officer to one partner's records.
+        #[arg(long)]
+        partner: Option<String>,
+        /// Bind a policy admin to one pilot.
+        #[arg(long)]
+        pilot: Option<String>,
+    },
+    /// List the users (never their tokens).
+    List,
+    /// Remove a user; its token stops working at once.
+    Revoke {
+        /// Login name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum PkiCommand {
     /// Make a development CA, gateway and partner certificates and a CRL.
     Init,
@@ -199,6 +229,7 @@ fn main() -> Result<()> {
             console_addr,
         } => serve(&cli.config, partners_addr, console_addr),
         Command::Policy { command } => policy(&cli.config, command),
+        Command::User { command } => user_cmd(&cli.config, command),
         Command::Demo { once, dir } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -342,6 +373,65 @@ fn policy(config_file: &std::path::Path, command: PolicyCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn user_cmd(config_file: &std::path::Path, command: UserCommand) -> Result<()> {
+    use ketenpoort::console::users;
+    let config = GatewayConfig::load(config_file)?;
+    match command {
+        UserCommand::Add {
+            name,
+            role,
+            partner,
+            pilot,
+        } => {
+            if let Some(p) = &partner {
+                let partners = ketenpoort::config::Partners::load(&config.partners_file)?;
+                anyhow::ensure!(
+                    partners.get(p).is_some(),
+                    "no partner '{p}' in {}",
+                    config.partners_file.display()
+                );
+                anyhow::ensure!(
+                    role == users::Role::PrivacyOfficer,
+                    "--partner binds a privacy officer"
+                );
+            }
+            if let Some(p) = &pilot {
+                anyhow::ensure!(
+                    config.pilots_dir.join(format!("{p}.toml")).is_file(),
+                    "no pilot '{p}' in {}",
+                    config.pilots_dir.display()
+                );
+                anyhow::ensure!(
+                    role == users::Role::PolicyAdmin,
+                    "--pilot binds a policy admin"
+                );
+            }
+            let token = users::add(&config.data_dir, &name, role, partner, pilot)?;
+            eprintln!(
+                "user {name} added as {}; its token (shown once, keep it safe):",
+                role.as_str()
+            );
+            println!("{token}");
+        }
+        UserCommand::List => {
+            for u in users::list(&config.data_dir)? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.name,
+                    u.role.as_str(),
+                    u.partner.or(u.pilot).unwrap_or_else(|| "-".into()),
+                    u.created
+                );
+            }
+        }
+        UserCommand::Revoke { name } => {
+            users::revoke(&config.data_dir, &name)?;
+            println!("user {name} revoked");
+        }
+    }
+    Ok(())
 }
 
 fn audit_cmd(config_file: &std::path::Path, command: AuditCommand) -> Result<()> {

@@ -69,6 +69,10 @@ kinds! {
     BACKEND_BAD_ANSWER = ("backend-bad-answer", BAD_GATEWAY, "The provider's back-end answered something that is not an acceptable document");
     BACKEND_TIMEOUT = ("backend-timeout", GATEWAY_TIMEOUT, "The provider's back-end did not answer in time");
     AUDIT_UNAVAILABLE = ("audit-unavailable", SERVICE_UNAVAILABLE, "The audit log cannot record this exchange, so nothing is delivered");
+    UNAUTHORIZED = ("unauthorized", UNAUTHORIZED, "A valid console token is needed");
+    FORBIDDEN_ROLE = ("forbidden", FORBIDDEN, "Your role or scope does not allow this");
+    BAD_QUERY = ("bad-query", BAD_REQUEST, "A query parameter is malformed");
+    INVALID_POLICY = ("invalid-policy", UNPROCESSABLE_ENTITY, "The policy file does not validate");
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
 }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -27,10 +27,11 @@ use tracing::{debug, error, info, warn};
 use crate::admin;
 use crate::audit::{self, Audit, AuditError};
 use crate::config::{ConfigError, GatewayConfig};
+use crate::console::{self, ConsoleState, users::UserStore};
 use crate::exchange::{self, mailbox::Mailbox};
 use crate::identity::Peer;
+use crate::metrics::Metrics;
 use crate::policy::store::PolicyStore;
-use crate::problem;
 use crate::tls::{TlsError, TlsStore};
 use crate::watch::{self, Watch};
 
@@ -65,6 +66,9 @@ pub enum StartError {
     /// The mailbox store could not be opened.
     #[error("mailbox: {0}")]
     Mailbox(String),
+    /// The console users file is not valid.
+    #[error("console users: {0}")]
+    Console(String),
 }
 
 /// Everything a running gateway shares between connections.
@@ -80,6 +84,10 @@ pub struct Gateway {
     pub audit: Arc<Audit>,
     /// Documents waiting for partners without a server.
     pub mailbox: Arc<Mailbox>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Console users and state.
+    pub console: ConsoleState,
 }
 
 impl Gateway {
@@ -93,10 +101,20 @@ impl Gateway {
     pub fn from_config(config: GatewayConfig) -> Result<Self, StartError> {
         let policy = PolicyStore::load(&config)?;
         let tls = TlsStore::new(config.tls.clone())?;
-        let audit = Arc::new(Audit::open(audit::Options::new(
-            &config.data_dir,
-            &config.deployment,
-        ))?);
+        let metrics = Arc::new(Metrics::new());
+        let snap = policy.current();
+        metrics.set_policy(
+            snap.policy
+                .pilots
+                .values()
+                .map(|p| (p.id.as_str(), p.version.as_str())),
+        );
+        let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);
+        audit_opts.metrics = Some(metrics.clone());
+        let audit = Arc::new(Audit::open(audit_opts)?);
+        let console = ConsoleState::new(
+            UserStore::load(&config.data_dir).map_err(|e| StartError::Console(e.to_string()))?,
+        );
         let mailbox = Arc::new(
             Mailbox::open(&config.data_dir.join("mailbox"))
                 .map_err(|e| StartError::Mailbox(e.to_string()))?,
@@ -107,6 +125,8 @@ impl Gateway {
             tls,
             audit,
             mailbox,
+            metrics,
+            console,
         })
     }
 
@@ -130,6 +150,12 @@ impl Gateway {
         match tokio::task::spawn_blocking(move || gw.policy.reload()).await {
             Ok(Ok(())) => {
                 let snap = self.policy.current();
+                self.metrics.set_policy(
+                    snap.policy
+                        .pilots
+                        .values()
+                        .map(|p| (p.id.as_str(), p.version.as_str())),
+                );
                 for p in snap.policy.pilots.values() {
                     info!(pilot = %p.id, version = %p.version, rules = p.rules.len(), "policy loaded");
                 }
@@ -161,6 +187,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         tokio::spawn(reload_tls_on_change(gateway.clone())),
         tokio::spawn(reload_policy_on_change(gateway.clone())),
         tokio::spawn(sweep_mailboxes(gateway.clone())),
+        tokio::spawn(reload_users_on_change(gateway.clone())),
     ];
     tokio::pin!(shutdown);
 
@@ -306,47 +333,14 @@ async fn partner_handshake(
     Some((tls, peer))
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec(value).unwrap_or_default(),
-    )));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
 /// Routes one request on the partner API: the disclosure pipeline.
 async fn partner_request(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
     exchange::handle(gw, peer, req).await
 }
 
 /// Routes one request on the console.
-async fn console_request(_gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        (_, path) => problem::respond(
-            problem::NOT_FOUND,
-            format!("no route for {}", route_for_log(path)),
-        ),
-    }
-}
-
-/// A path is echoed back only up to its first variable part: the rest may hold a
-/// V-nummer.
-fn route_for_log(path: &str) -> String {
-    let mut out = String::new();
-    for seg in path.split('/').filter(|s| !s.is_empty()).take(3) {
-        if seg.bytes().any(|b| b.is_ascii_digit()) || seg.len() > 40 {
-            out.push_str("/…");
-            break;
-        }
-        out.push('/');
-        out.push_str(seg);
-    }
-    if out.is_empty() { "/".into() } else { out }
+async fn console_request(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    console::handle(gw, req).await
 }
 
 /// Deletes mailbox documents past their purpose's retention, now and then.
@@ -356,6 +350,26 @@ async fn sweep_mailboxes(gw: Arc<Gateway>) {
         tick.tick().await;
         let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
         exchange::sweep_mailboxes(&gw, now).await;
+    }
+}
+
+/// Reloads the console users when `ketenpoort user add/revoke` changes them.
+async fn reload_users_on_change(gw: Arc<Gateway>) {
+    let file = gw.console.users.file().to_path_buf();
+    let name = file.file_name().map(PathBuf::from);
+    let mut watch = Watch::new(watch::parents(std::slice::from_ref(&file)), move |p| {
+        p.file_name().map(PathBuf::from) == name
+    });
+    loop {
+        watch.changed().await;
+        let g = gw.clone();
+        match tokio::task::spawn_blocking(move || g.console.users.reload()).await {
+            Ok(Ok(())) => info!("console users reloaded"),
+            Ok(Err(e)) => {
+                error!(error = %e, "console users not reloaded; keeping the running list")
+            }
+            Err(e) => error!(error = %e, "console users reload failed"),
+        }
     }
 }
 

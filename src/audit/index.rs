@@ -4,10 +4,46 @@
 //! (beta, `sync_file_range`) is not relied on: `indexed_upto` says how far the
 //! index is known to reach, and the store catches up from there at start.
 
-use super::record::Record;
+use super::record::{Decision, Kind, Record};
 
 /// Key of the "indexed up to" marker in the meta tree.
 const UPTO: &[u8] = b"indexed_upto";
+
+/// How statistics are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    /// Per day.
+    Day,
+    /// Per pilot.
+    Pilot,
+    /// Per partner (as sender or recipient).
+    Partner,
+    /// Per purpose.
+    Purpose,
+}
+
+impl Dim {
+    fn byte(self) -> u8 {
+        match self {
+            Self::Day => b'd',
+            Self::Pilot => b'p',
+            Self::Partner => b'a',
+            Self::Purpose => b'u',
+        }
+    }
+}
+
+/// `s | dim | day (10) | value | 0 | decision`: a counter in the meta tree.
+fn stat_key(dim: Dim, day: &str, value: &str, decision: u8) -> Vec<u8> {
+    let mut k = vec![b's', dim.byte()];
+    k.extend_from_slice(day.as_bytes());
+    if decision != 0 {
+        k.extend_from_slice(value.as_bytes());
+        k.push(0);
+        k.push(decision);
+    }
+    k
+}
 
 /// Which index a lookup uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,10 +147,80 @@ impl Index {
         self.partner.apply_batch(pa)?;
         self.pilot.apply_batch(pi)?;
         self.purpose.apply_batch(pu)?;
-        // The marker goes last: sled recovers a prefix of operations, so the
-        // marker never claims entries that were lost.
-        self.meta.insert(UPTO, &(last.id + 1).to_be_bytes())?;
+        // Counters and the marker go in one batch of one tree, which sled
+        // applies atomically: a record is counted exactly once, even when a
+        // crash makes the store add it again. Index keys above are the same
+        // keys when added twice.
+        let mut inc: std::collections::BTreeMap<Vec<u8>, u64> = std::collections::BTreeMap::new();
+        for r in records.iter().filter(|r| r.entry.kind == Kind::Exchange) {
+            let e = &r.entry;
+            let day = super::record::format_micros(r.time_micros)[..10].to_string();
+            let d = match e.decision {
+                Decision::Disclosed => b'D',
+                Decision::Refused => b'R',
+            };
+            let mut add =
+                |dim: Dim, value: &str| *inc.entry(stat_key(dim, &day, value, d)).or_default() += 1;
+            add(Dim::Day, "");
+            add(Dim::Pilot, &e.pilot);
+            add(Dim::Purpose, &e.purpose);
+            add(Dim::Partner, &e.sender);
+            if e.recipient != e.sender {
+                add(Dim::Partner, &e.recipient);
+            }
+        }
+        let mut meta = sled::Batch::default();
+        for (k, n) in inc {
+            let cur = self
+                .meta
+                .get(&k)?
+                .and_then(|v| v.as_ref().try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            meta.insert(k, &(cur + n).to_be_bytes());
+        }
+        // The marker never claims entries that were lost: sled recovers a
+        // prefix of operations, and it comes last.
+        meta.insert(UPTO, &(last.id + 1).to_be_bytes());
+        self.meta.apply_batch(meta)?;
         Ok(())
+    }
+
+    /// Counts of disclosures and refusals per day (`YYYY-MM-DD`, inclusive
+    /// bounds) or per pilot, partner or purpose over those days.
+    pub fn stats(
+        &self,
+        by: Dim,
+        since_day: &str,
+        until_day: &str,
+    ) -> sled::Result<std::collections::BTreeMap<String, (u64, u64)>> {
+        let mut out: std::collections::BTreeMap<String, (u64, u64)> =
+            std::collections::BTreeMap::new();
+        let lo = stat_key(by, since_day, "", 0);
+        let mut hi = stat_key(by, until_day, "", 0);
+        hi.truncate(2 + 10);
+        hi.push(0xff);
+        for kv in self.meta.range(lo..hi) {
+            let (k, v) = kv?;
+            let n = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let day = String::from_utf8_lossy(&k[2..12]).into_owned();
+            let rest = &k[12..];
+            let (value, decision) = match rest.iter().position(|&b| b == 0) {
+                Some(i) => (
+                    String::from_utf8_lossy(&rest[..i]).into_owned(),
+                    rest.get(i + 1).copied(),
+                ),
+                None => continue,
+            };
+            let group = if by == Dim::Day { day } else { value };
+            let slot = out.entry(group).or_default();
+            match decision {
+                Some(b'D') => slot.0 += n,
+                Some(b'R') => slot.1 += n,
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// Drops every entry (the index is rebuilt from the segments).

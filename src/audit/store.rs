@@ -80,6 +80,8 @@ pub struct Options {
     pub checkpoint_interval: Duration,
     /// A checkpoint after this many new records.
     pub checkpoint_records: u64,
+    /// Where to count records and time syncs (the gateway's metrics).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Options {
@@ -91,6 +93,7 @@ impl Options {
             origin: format!("ketenpoort/{deployment}"),
             checkpoint_interval: Duration::from_secs(10),
             checkpoint_records: 1000,
+            metrics: None,
         }
     }
     fn segments(&self) -> PathBuf {
@@ -388,6 +391,22 @@ impl View {
     /// The leaf hash of record `index` (from the node cache).
     pub fn leaf(&self, index: u64) -> Result<Hash, AuditError> {
         self.node(0, index)
+    }
+
+    /// Counts of disclosures and refusals, grouped by `by`, between two days.
+    pub fn stats(
+        &self,
+        by: super::index::Dim,
+        since_day: &str,
+        until_day: &str,
+    ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AuditError> {
+        let index = self
+            .index
+            .as_ref()
+            .ok_or_else(|| AuditError::Index("no index in this view".into()))?;
+        index
+            .stats(by, since_day, until_day)
+            .map_err(|e| AuditError::Index(e.to_string()))
     }
 
     /// First id whose time is at least `t` (records are in time order).
@@ -1039,6 +1058,10 @@ impl Writer {
             error!(error = %e, "audit index update failed; a restart catches it up");
         }
         self.publish_head();
+        if let Some(m) = &self.opts.metrics {
+            m.audit_records.inc_by(records.len() as u64);
+            m.audit_batch_records.observe(records.len() as f64);
+        }
         for ((rec, leaf, _), tx) in records.into_iter().zip(waiters) {
             let _ = tx.send(Ok(Receipt { id: rec.id, leaf }));
         }
@@ -1051,7 +1074,12 @@ impl Writer {
         if self.seg_len > 0 && self.seg_len + buf.len() as u64 > segment::SEGMENT_MAX {
             self.roll_segment()?;
         }
+        let started = Instant::now();
         let r = self.seg.write_all(buf).and_then(|_| self.seg.sync_data());
+        if let Some(m) = &self.opts.metrics {
+            m.audit_fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
         if let Err(e) = r {
             if let Err(t) = self
                 .seg

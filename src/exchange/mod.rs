@@ -255,6 +255,7 @@ impl Ctx<'_> {
         entry.decision = Decision::Refused;
         entry.reason = reason.to_string();
         let detail = detail.into();
+        self.gw.metrics.exchange(false, reason);
         match self.gw.audit.record(entry).await {
             Ok(r) => {
                 info!(partner = %self.consumer.id, pilot = %self.target.pilot, service = %self.target.service, reason, record = r.id, "exchange refused");
@@ -851,6 +852,7 @@ async fn respond_minimised(
         h.insert(WITHHELD, v);
     }
     h.insert(TRACEPARENT, ctx.trace.header());
+    ctx.gw.metrics.exchange(true, "");
     info!(partner = %ctx.consumer.id, pilot = %ctx.target.pilot, service = %ctx.target.service, purpose = %ctx.purpose, records = ids.len(), "exchange delivered");
     resp
 }
@@ -900,6 +902,7 @@ async fn deliver_to_mailbox(
                 resp.headers_mut().insert(WITHHELD, v);
             }
             resp.headers_mut().insert(TRACEPARENT, ctx.trace.header());
+            ctx.gw.metrics.exchange(true, "");
             info!(partner = %ctx.consumer.id, mailbox = %ctx.target.provider, record = record.id, "document kept in mailbox");
             resp
         }

@@ -2,6 +2,8 @@
 //! temp dir, the real gateway started on port 0, and a partner-side HTTPS client.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

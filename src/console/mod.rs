@@ -1,0 +1,512 @@
+//! The console for privacy officers (and, later, policy administrators): a
+//! web page and the JSON API behind it, on its own listener.
+//!
+//! Users log in with a bearer token (see [`users`]). A privacy officer bound
+//! to a partner sees only records where that partner sent or received; a
+//! policy admin sees no personal records. Looking up a data subject is itself
+//! processing, so every look-up is written to the audit log before the answer
+//! leaves.
+
+pub mod report;
+pub mod users;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tracing::warn;
+
+use crate::audit::index::Dim;
+use crate::audit::record::parse_time;
+use crate::audit::{Decision, Entry, Filter, Kind, Record};
+use crate::exchange::valid_vnummer;
+use crate::problem::{self, Kind as ProblemKind, Problem};
+use crate::server::{Body, Gateway};
+use users::{Role, User, UserStore};
+
+/// The page, served as is: no build step, nothing from the internet.
+const PAGE: &str = include_str!("page.html");
+/// Records per page of the disclosure list by default.
+const DEFAULT_LIMIT: usize = 50;
+/// Most records an access report gathers.
+const REPORT_MAX: usize = 10_000;
+
+/// What the console keeps between requests.
+#[derive(Debug)]
+pub struct ConsoleState {
+    /// Who may log in.
+    pub users: UserStore,
+    verify_running: AtomicBool,
+    verify_progress: AtomicU64,
+    verify_last: Mutex<Option<Value>>,
+}
+
+impl ConsoleState {
+    /// Console state with these users.
+    pub fn new(users: UserStore) -> Self {
+        Self {
+            users,
+            verify_running: AtomicBool::new(false),
+            verify_progress: AtomicU64::new(0),
+            verify_last: Mutex::new(None),
+        }
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json_ok(v: &Value) -> Response<Body> {
+    respond(
+        StatusCode::OK,
+        "application/json",
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+}
+
+/// Percent-decodes a query value (`+` is a space).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_map(q: Option<&str>) -> HashMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(kv), String::new()),
+        })
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut r = problem::respond(problem::UNAUTHORIZED, "send Authorization: Bearer <token>");
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+fn authenticate(state: &ConsoleState, req: &Request<Incoming>) -> Option<User> {
+    let h = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = h.strip_prefix("Bearer ")?.trim();
+    state.users.authenticate(token)
+}
+
+/// Routes one console request.
+pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => return json_ok(&json!({"status": "ok"})),
+        (&Method::GET, "/metrics") => {
+            return respond(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                gw.metrics.render(),
+            );
+        }
+        (&Method::GET, "/") | (&Method::GET, "/index.html") => {
+            return respond(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+        }
+        _ => {}
+    }
+    if !path.starts_with("/api/v1/") {
+        return problem::respond(problem::NOT_FOUND, "no such page");
+    }
+    let Some(user) = authenticate(&gw.console, &req) else {
+        return unauthorized();
+    };
+    let q = query_map(req.uri().query());
+    let segs: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
+    match (&method, segs.as_slice()) {
+        (&Method::GET, ["whoami"]) => json_ok(
+            &json!({"name": user.name, "role": user.role.as_str(), "partner": user.partner, "pilot": user.pilot}),
+        ),
+        (&Method::GET, ["disclosures"]) => disclosures(gw, &user, &q).await,
+        (&Method::GET, ["subjects", v, "report"]) => subject_report(gw, &user, v, &q).await,
+        (&Method::GET, ["audit", "head"]) => head(gw),
+        (&Method::POST, ["audit", "verify"]) => verify(gw).await,
+        (&Method::GET, ["audit", "verify"]) => verify_status(gw),
+        (&Method::GET, ["audit", "proof"]) => proof(gw, &user, &q).await,
+        (&Method::GET, ["stats"]) => stats(gw, &q).await,
+        _ => problem::respond(problem::NOT_FOUND, "no such API call"),
+    }
+}
+
+fn forbidden(detail: &str) -> Problem {
+    Problem::new(problem::FORBIDDEN_ROLE, detail)
+}
+
+fn bad(kind: ProblemKind, detail: &str) -> Problem {
+    Problem::new(kind, detail)
+}
+
+/// Only privacy officers see personal records.
+fn officer(user: &User) -> Result<(), Problem> {
+    if user.role == Role::PrivacyOfficer {
+        Ok(())
+    } else {
+        Err(forbidden("a policy admin sees no personal records"))
+    }
+}
+
+/// Writes "this user looked up this pseudonym" and returns once it is durable.
+async fn record_lookup(
+    gw: &Gateway,
+    user: &User,
+    subject: [u8; 32],
+    what: &str,
+) -> Result<(), Response<Body>> {
+    let mut e = Entry::exchange(
+        "",
+        "ketenpoort",
+        &format!("console:{}", user.name),
+        "audit-lookup",
+        &format!("console/{what}"),
+    );
+    e.kind = Kind::Lookup;
+    e.decision = Decision::Disclosed;
+    e.subject = Some(subject);
+    e.disclosed = vec!["audit-records".into()];
+    gw.audit.record(e).await.map(|_| ()).map_err(|err| {
+        warn!(user = %user.name, error = %err, "console look-up could not be recorded; not answered");
+        problem::respond(problem::AUDIT_UNAVAILABLE, "the look-up cannot be recorded, so it is not answered")
+    })
+}
+
+/// The filter of a disclosures query, with the officer's scope applied.
+fn filter_of(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Result<Filter, Problem> {
+    let mut f = Filter {
+        limit: q
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(DEFAULT_LIMIT),
+        before: q.get("cursor").and_then(|c| c.parse().ok()),
+        pilot: q.get("pilot").cloned(),
+        purpose: q.get("purpose").cloned(),
+        partner: q.get("partner").cloned(),
+        ..Default::default()
+    };
+    if let Some(v) = q.get("subject") {
+        if !valid_vnummer(v) {
+            return Err(bad(problem::INVALID_SUBJECT, "a V-nummer has ten digits"));
+        }
+        f.subject = Some(gw.audit.subject(v));
+    }
+    for (key, slot) in [("since", &mut f.since), ("until", &mut f.until)] {
+        if let Some(t) = q.get(key) {
+            *slot = Some(
+                parse_time(t)
+                    .ok_or_else(|| bad(problem::BAD_QUERY, "times are YYYY-MM-DD or RFC 3339"))?,
+            );
+        }
+    }
+    if let Some(until) = q.get("until")
+        && until.len() == 10
+        && let Some(u) = f.until.as_mut()
+    {
+        // A day given as `until` includes that whole day.
+        *u += 86_400_000_000 - 1;
+    }
+    if let Some(d) = q.get("decision") {
+        f.decision = Some(
+            Decision::parse(d)
+                .ok_or_else(|| bad(problem::BAD_QUERY, "decision is disclosed or refused"))?,
+        );
+    }
+    if let Some(own) = &user.partner {
+        match &f.partner {
+            Some(p) if p != own => {
+                return Err(forbidden("you see only your own organisation's records"));
+            }
+            _ => f.partner = Some(own.clone()),
+        }
+    }
+    Ok(f)
+}
+
+async fn disclosures(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Response<Body> {
+    if let Err(p) = officer(user) {
+        return p.response();
+    }
+    let f = match filter_of(gw, user, q) {
+        Ok(f) => f,
+        Err(p) => return p.response(),
+    };
+    if let Some(s) = f.subject
+        && let Err(r) = record_lookup(gw, user, s, "disclosures").await
+    {
+        return r;
+    }
+    let view = gw.audit.view().clone();
+    let page = match tokio::task::spawn_blocking(move || view.query(&f)).await {
+        Ok(Ok(p)) => p,
+        _ => return problem::respond(problem::INTERNAL, "the audit log could not be read"),
+    };
+    if q.get("format").map(String::as_str) == Some("csv") {
+        let mut out = crate::audit::export::CSV_COLUMNS.join(",");
+        out.push('\n');
+        for r in &page.records {
+            out.push_str(&crate::audit::export::csv_row(r));
+            out.push('\n');
+        }
+        return respond(StatusCode::OK, "text/csv; charset=utf-8", out);
+    }
+    json_ok(&json!({
+        "records": page.records.iter().map(Record::to_json).collect::<Vec<_>>(),
+        "next_cursor": page.next,
+    }))
+}
+
+async fn subject_report(
+    gw: &Gateway,
+    user: &User,
+    vnummer: &str,
+    q: &HashMap<String, String>,
+) -> Response<Body> {
+    if let Err(p) = officer(user) {
+        return p.response();
+    }
+    if !valid_vnummer(vnummer) {
+        return bad(problem::INVALID_SUBJECT, "a V-nummer has ten digits").response();
+    }
+    let subject = gw.audit.subject(vnummer);
+    if let Err(r) = record_lookup(gw, user, subject, "report").await {
+        return r;
+    }
+    let view = gw.audit.view().clone();
+    let scope = user.partner.clone();
+    let gathered = tokio::task::spawn_blocking(move || {
+        let mut all = Vec::new();
+        let mut f = Filter {
+            subject: Some(subject),
+            partner: scope,
+            limit: crate::audit::store::MAX_PAGE,
+            ..Default::default()
+        };
+        loop {
+            let page = view.query(&f)?;
+            all.extend(page.records);
+            match page.next {
+                Some(n) if all.len() < REPORT_MAX => f.before = Some(n),
+                _ => break,
+            }
+        }
+        Ok::<_, crate::audit::AuditError>(all)
+    })
+    .await;
+    let records = match gathered {
+        Ok(Ok(r)) => r,
+        _ => return problem::respond(problem::INTERNAL, "the audit log could not be read"),
+    };
+    let snap = gw.policy.current();
+    let rep = report::json_report(vnummer, &records, &snap.policy, user.partner.as_deref());
+    match q.get("format").map(String::as_str) {
+        Some("csv") => respond(
+            StatusCode::OK,
+            "text/csv; charset=utf-8",
+            report::csv_report(&rep),
+        ),
+        Some("html") => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            report::html_report(&rep),
+        ),
+        _ => json_ok(&rep),
+    }
+}
+
+fn head(gw: &Gateway) -> Response<Body> {
+    let view = gw.audit.view();
+    let h = view.head();
+    let cp = view.latest_checkpoint();
+    json_ok(&json!({
+        "size": h.size,
+        "root": hex::encode(h.root),
+        "checkpoint": cp.as_ref().map(|c| c.note.clone()),
+        "checkpoint_size": cp.as_ref().map(|c| c.size),
+        "vkey": gw.audit.vkey(),
+    }))
+}
+
+async fn verify(gw: &Gateway) -> Response<Body> {
+    let state = &gw.console;
+    if state.verify_running.swap(true, Ordering::SeqCst) {
+        return verify_status(gw);
+    }
+    state.verify_progress.store(0, Ordering::Relaxed);
+    // A fresh checkpoint first, so the check covers everything written so far.
+    let _ = gw.audit.checkpoint().await;
+    let dir = gw.config.data_dir.join("audit");
+    let vkey = gw.audit.vkey().to_string();
+    let progress = std::sync::Arc::new(AtomicU64::new(0));
+    let p2 = progress.clone();
+    let started = std::time::Instant::now();
+    let result = tokio::task::spawn_blocking(move || {
+        let v = crate::audit::checkpoint::Verifier::parse(&vkey).map_err(|e| e.to_string())?;
+        crate::audit::verify::verify(&dir, &v, |n| p2.store(n, Ordering::Relaxed)).map_err(|e| e.0)
+    })
+    .await;
+    state
+        .verify_progress
+        .store(progress.load(Ordering::Relaxed), Ordering::Relaxed);
+    let v = match result {
+        Ok(Ok(rep)) => json!({
+            "ok": true, "records": rep.records, "checkpoints": rep.checkpoints,
+            "root": hex::encode(rep.root), "seconds": started.elapsed().as_secs_f64(),
+            "finished": crate::audit::record::format_micros((time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64),
+        }),
+        Ok(Err(e)) => json!({"ok": false, "error": e, "seconds": started.elapsed().as_secs_f64()}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    };
+    *state.verify_last.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.clone());
+    state.verify_running.store(false, Ordering::SeqCst);
+    json_ok(&v)
+}
+
+fn verify_status(gw: &Gateway) -> Response<Body> {
+    let s = &gw.console;
+    json_ok(&json!({
+        "running": s.verify_running.load(Ordering::SeqCst),
+        "progress": s.verify_progress.load(Ordering::Relaxed),
+        "last": s.verify_last.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+    }))
+}
+
+async fn proof(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Response<Body> {
+    if let Err(p) = officer(user) {
+        return p.response();
+    }
+    let Some(index) = q.get("index").and_then(|i| i.parse::<u64>().ok()) else {
+        return bad(problem::BAD_QUERY, "give ?index=N").response();
+    };
+    let cp = match gw.audit.view().latest_checkpoint() {
+        Some(cp) if cp.size > index => cp,
+        _ => match gw.audit.checkpoint().await {
+            Ok(cp) if cp.size > index => cp,
+            _ => return problem::respond(problem::NOT_FOUND, "no such record"),
+        },
+    };
+    let view = gw.audit.view().clone();
+    let own = user.partner.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let rec = view.record(index)?;
+        if let Some(p) = &own
+            && rec.entry.sender != *p
+            && rec.entry.recipient != *p
+        {
+            return Ok(None);
+        }
+        let path = view.inclusion_proof(index, cp.size)?;
+        let leaf = crate::audit::merkle::leaf_hash(&rec.encode());
+        Ok::<_, crate::audit::AuditError>(Some(json!({
+            "record": rec.to_json(),
+            "proof": crate::audit::proof::inclusion_json(index, cp.size, &cp.root, &leaf, &path),
+            "checkpoint": cp.note,
+        })))
+    })
+    .await;
+    match r {
+        Ok(Ok(Some(v))) => json_ok(&v),
+        Ok(Ok(None)) => forbidden("you see only your own organisation's records").response(),
+        _ => problem::respond(problem::NOT_FOUND, "no such record"),
+    }
+}
+
+async fn stats(gw: &Gateway, q: &HashMap<String, String>) -> Response<Body> {
+    let by = match q.get("by").map(String::as_str).unwrap_or("day") {
+        "day" => Dim::Day,
+        "pilot" => Dim::Pilot,
+        "partner" => Dim::Partner,
+        "purpose" => Dim::Purpose,
+        _ => return bad(problem::BAD_QUERY, "by is day, pilot, partner or purpose").response(),
+    };
+    let day = |k: &str, default: &str| -> Result<String, Problem> {
+        match q.get(k) {
+            None => Ok(default.to_string()),
+            Some(t) => parse_time(t)
+                .map(|m| crate::audit::record::format_micros(m)[..10].to_string())
+                .ok_or_else(|| bad(problem::BAD_QUERY, "times are YYYY-MM-DD or RFC 3339")),
+        }
+    };
+    let (since, until) = match (day("since", "0000-01-01"), day("until", "9999-12-31")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(p), _) | (_, Err(p)) => return p.response(),
+    };
+    let view = gw.audit.view().clone();
+    let rows = match tokio::task::spawn_blocking(move || view.stats(by, &since, &until)).await {
+        Ok(Ok(r)) => r,
+        _ => return problem::respond(problem::INTERNAL, "the statistics could not be read"),
+    };
+    if q.get("format").map(String::as_str) == Some("csv") {
+        let mut out = String::from("key,disclosed,refused\n");
+        for (k, (d, r)) in &rows {
+            out.push_str(&format!("{},{d},{r}\n", crate::audit::export::csv_field(k)));
+        }
+        return respond(StatusCode::OK, "text/csv; charset=utf-8", out);
+    }
+    json_ok(&json!({
+        "by": q.get("by").cloned().unwrap_or_else(|| "day".into()),
+        "rows": rows.iter().map(|(k, (d, r))| json!({"key": k, "disclosed": d, "refused": r})).collect::<Vec<_>>(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded() {
+        let q = query_map(Some(
+            "since=2026-01-01T00%3A00%3A00%2B01%3A00&pilot=utrecht&x=&a+b=c%20d&bad=%zz",
+        ));
+        assert_eq!(q["since"], "2026-01-01T00:00:00+01:00");
+        assert_eq!(q["pilot"], "utrecht");
+        assert_eq!(q["a b"], "c d");
+        assert_eq!(q["bad"], "%zz");
+        assert!(!q.contains_key("x"));
+    }
+}

@@ -1,0 +1,210 @@
+//! The GDPR art. 15 access report for one person: which partners received
+//! which categories of their data, for which purpose and on which legal basis,
+//! when; and what was refused. Written to be handed to the person, with Dutch
+//! and English headings.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::audit::{Decision, Kind, Record};
+use crate::policy::PolicySet;
+use crate::policy::fields::FieldPath;
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn name_of(policy: &PolicySet, id: &str) -> String {
+    policy
+        .partners
+        .get(id)
+        .map_or_else(|| id.to_string(), |p| p.name.clone())
+}
+
+/// The categories of the fields disclosed in a record, from the service's
+/// declaration in the running policy.
+fn categories(policy: &PolicySet, r: &Record) -> Vec<String> {
+    let Some((provider, service)) = r.entry.service.split_once('/') else {
+        return Vec::new();
+    };
+    let Some(svc) = policy
+        .partners
+        .get(provider)
+        .and_then(|p| p.service(service))
+    else {
+        return Vec::new();
+    };
+    let mut cats = BTreeSet::new();
+    for f in &r.entry.disclosed {
+        let generic = f.replace("[]", "");
+        if let Ok(p) = FieldPath::parse(&generic) {
+            cats.extend(
+                svc.categories_of(&p)
+                    .into_iter()
+                    .map(|c| c.as_str().to_string()),
+            );
+        }
+    }
+    cats.into_iter().collect()
+}
+
+fn purpose_text(policy: &PolicySet, r: &Record) -> String {
+    policy
+        .pilots
+        .get(&r.entry.pilot)
+        .and_then(|p| p.purposes.get(&r.entry.purpose))
+        .map_or_else(
+            || r.entry.purpose.clone(),
+            |p| format!("{} ({})", p.id, p.description),
+        )
+}
+
+/// The report as JSON.
+pub fn json_report(
+    vnummer: &str,
+    records: &[Record],
+    policy: &PolicySet,
+    scope: Option<&str>,
+) -> Value {
+    let exchanges: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.entry.kind == Kind::Exchange)
+        .collect();
+    let disclosed: Vec<Value> = exchanges
+        .iter()
+        .filter(|r| r.entry.decision == Decision::Disclosed)
+        .map(|r| {
+            json!({
+                "record": r.id,
+                "time": r.time_rfc3339(),
+                "pilot": r.entry.pilot,
+                "from": {"id": r.entry.sender, "name": name_of(policy, &r.entry.sender)},
+                "to": {"id": r.entry.recipient, "name": name_of(policy, &r.entry.recipient)},
+                "purpose": purpose_text(policy, r),
+                "legal_basis": r.entry.legal_basis,
+                "categories": categories(policy, r),
+                "fields": r.entry.disclosed,
+            })
+        })
+        .collect();
+    let refused: Vec<Value> = exchanges
+        .iter()
+        .filter(|r| r.entry.decision == Decision::Refused)
+        .map(|r| {
+            json!({
+                "record": r.id,
+                "time": r.time_rfc3339(),
+                "pilot": r.entry.pilot,
+                "asked_by": {"id": r.entry.recipient, "name": name_of(policy, &r.entry.recipient)},
+                "from": {"id": r.entry.sender, "name": name_of(policy, &r.entry.sender)},
+                "purpose": r.entry.purpose,
+                "reason": r.entry.reason,
+            })
+        })
+        .collect();
+    json!({
+        "vnummer": vnummer,
+        "scope": scope.map_or("all partners".to_string(), |p| format!("exchanges with {p}")),
+        "disclosed": disclosed,
+        "refused": refused,
+    })
+}
+
+/// The report as CSV: one row per exchange.
+pub fn csv_report(report: &Value) -> String {
+    use crate::audit::export::csv_field as f;
+    let mut out =
+        String::from("decision,record,time,pilot,from,to,purpose,legal_basis,categories,reason\n");
+    for d in report["disclosed"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "disclosed,{},{},{},{},{},{},{},{},\n",
+            d["record"],
+            f(d["time"].as_str().unwrap_or("")),
+            f(d["pilot"].as_str().unwrap_or("")),
+            f(d["from"]["id"].as_str().unwrap_or("")),
+            f(d["to"]["id"].as_str().unwrap_or("")),
+            f(d["purpose"].as_str().unwrap_or("")),
+            f(d["legal_basis"].as_str().unwrap_or("")),
+            f(&d["categories"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(";")),
+        ));
+    }
+    for r in report["refused"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "refused,{},{},{},{},{},{},,,{}\n",
+            r["record"],
+            f(r["time"].as_str().unwrap_or("")),
+            f(r["pilot"].as_str().unwrap_or("")),
+            f(r["from"]["id"].as_str().unwrap_or("")),
+            f(r["asked_by"]["id"].as_str().unwrap_or("")),
+            f(r["purpose"].as_str().unwrap_or("")),
+            f(r["reason"].as_str().unwrap_or("")),
+        ));
+    }
+    out
+}
+
+/// The report as a printable HTML page.
+pub fn html_report(report: &Value) -> String {
+    let s = |v: &Value| esc(v.as_str().unwrap_or(""));
+    let mut rows = String::new();
+    for d in report["disclosed"].as_array().into_iter().flatten() {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            s(&d["time"]),
+            s(&d["from"]["name"]),
+            s(&d["to"]["name"]),
+            esc(&d["categories"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")),
+            s(&d["purpose"]),
+            s(&d["legal_basis"]),
+        ));
+    }
+    let mut refused = String::new();
+    for r in report["refused"].as_array().into_iter().flatten() {
+        refused.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            s(&r["time"]),
+            s(&r["asked_by"]["name"]),
+            s(&r["from"]["name"]),
+            s(&r["purpose"]),
+            s(&r["reason"]),
+        ));
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="nl"><head><meta charset="utf-8"><title>Inzage / Access report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;width:100%;margin-bottom:2em}}
+td,th{{border:1px solid #999;padding:4px 6px;text-align:left;font-size:90%}}th{{background:#eee}}.en{{color:#555;font-weight:normal}}</style></head>
+<body>
+<h1>Overzicht van verstrekte gegevens <span class="en">/ Report of data shared</span></h1>
+<p>AVG artikel 15 <span class="en">/ GDPR article 15</span> &mdash; V-nummer {vnummer} &mdash; {scope}</p>
+<p>Dit overzicht toont welke organisaties in de Landelijke Vreemdelingenvoorzieningen gegevens over u aan elkaar gaven, welke soorten gegevens, waarvoor en op welke grondslag, en welke verzoeken werden geweigerd.
+<span class="en">This report shows which organisations in the LVV shared data about you with each other, which kinds of data, for what purpose and on what legal basis, and which requests were refused.</span></p>
+<h2>Verstrekt <span class="en">/ Shared</span></h2>
+<table><tr><th>Wanneer <span class="en">/ When</span></th><th>Van <span class="en">/ From</span></th><th>Aan <span class="en">/ To</span></th><th>Soorten gegevens <span class="en">/ Kinds of data</span></th><th>Doel <span class="en">/ Purpose</span></th><th>Grondslag <span class="en">/ Legal basis</span></th></tr>
+{rows}</table>
+<h2>Geweigerd <span class="en">/ Refused</span></h2>
+<table><tr><th>Wanneer <span class="en">/ When</span></th><th>Gevraagd door <span class="en">/ Asked by</span></th><th>Bij <span class="en">/ Of</span></th><th>Doel <span class="en">/ Purpose</span></th><th>Reden <span class="en">/ Reason</span></th></tr>
+{refused}</table>
+</body></html>
+"#,
+        vnummer = s(&report["vnummer"]),
+        scope = s(&report["scope"]),
+    )
+}

@@ -1,0 +1,124 @@
+//! Prometheus metrics (prometheus-client), served on the console at `/metrics`.
+//!
+//! Only counts, reasons, ids of pilots and policy versions: nothing here names
+//! a person, a payload or a field value.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Label sets are plain name/value pairs.
+pub type Labels = Vec<(String, String)>;
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Exchanges by outcome (`disclosed`, `refused`).
+    pub exchanges: Family<Labels, Counter>,
+    /// Refusals by reason code.
+    pub refusals: Family<Labels, Counter>,
+    /// Audit records made durable.
+    pub audit_records: Counter,
+    /// Time of each audit fsync (one per batch).
+    pub audit_fsync_seconds: Histogram,
+    /// Records per audit batch (group commit).
+    pub audit_batch_records: Histogram,
+    /// 1 for the policy version running per pilot.
+    pub policy_version: Family<Labels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ketenpoort");
+        let exchanges = Family::<Labels, Counter>::default();
+        let refusals = Family::<Labels, Counter>::default();
+        let audit_records = Counter::default();
+        let audit_fsync_seconds = Histogram::new([
+            0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+        ]);
+        let audit_batch_records = Histogram::new([
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0,
+        ]);
+        let policy_version = Family::<Labels, Gauge>::default();
+        registry.register("exchanges", "Exchanges by outcome", exchanges.clone());
+        registry.register("refusals", "Refused exchanges by reason", refusals.clone());
+        registry.register(
+            "audit_records",
+            "Audit records made durable",
+            audit_records.clone(),
+        );
+        registry.register(
+            "audit_fsync_seconds",
+            "Duration of each audit fsync",
+            audit_fsync_seconds.clone(),
+        );
+        registry.register(
+            "audit_batch_records",
+            "Records per audit group commit",
+            audit_batch_records.clone(),
+        );
+        registry.register(
+            "policy_version",
+            "The policy version running per pilot",
+            policy_version.clone(),
+        );
+        Self {
+            registry,
+            exchanges,
+            refusals,
+            audit_records,
+            audit_fsync_seconds,
+            audit_batch_records,
+            policy_version,
+        }
+    }
+
+    /// Counts one exchange outcome.
+    pub fn exchange(&self, disclosed: bool, reason: &str) {
+        let outcome = if disclosed { "disclosed" } else { "refused" };
+        self.exchanges
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+        if !disclosed {
+            self.refusals
+                .get_or_create(&vec![("reason".into(), reason.into())])
+                .inc();
+        }
+    }
+
+    /// Shows the running policy versions.
+    pub fn set_policy<'a>(&self, pilots: impl Iterator<Item = (&'a str, &'a str)>) {
+        self.policy_version.clear();
+        for (pilot, version) in pilots {
+            self.policy_version
+                .get_or_create(&vec![
+                    ("pilot".into(), pilot.into()),
+                    ("version".into(), version.into()),
+                ])
+                .set(1);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,416 @@
+//! A deployment with services, two pilots and real back-ends (one healthy,
+//! one slow, one answering garbage, one answering too much, one with a
+//! certificate from another CA, one not listening), for exchange and console
+//! tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+use hyper::{Method, StatusCode};
+use ketenpoort::client::PartnerClient;
+use ketenpoort::demo::backend::{self, Incoming, Reply};
+use ketenpoort::pki::{Ca, Issued, LeafSpec};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub const GEMEENTE_OIN: &str = "00000099000000102000";
+pub const BUITEN_OIN: &str = "00000099000000999000";
+
+const PILOT_PROEF: &str = r#"[pilot]
+id = "proef"
+name = "LVV Proef"
+partners = ["gemeente", "dtv", "ngo-kvk", "ngo-pinned", "traag", "onzin", "groot", "vreemd", "dicht"]
+[pilot.covenant]
+id = "LVV-PROEF"
+version = "1.0"
+valid_from = 2019-01-01
+valid_until = 2099-12-31
+
+[purposes.casusoverleg]
+description = "Casusoverleg"
+legal_basis = "AVG art. 6(1)(e)"
+retention_days = 730
+
+[purposes.begeleiding]
+description = "Begeleiding"
+legal_basis = "AVG art. 6(1)(e)"
+retention_days = 30
+
+[[rules]]
+id = "proef-casus"
+purpose = "casusoverleg"
+service = "dtv/dossier"
+consumers = ["gemeente", "ngo-pinned"]
+response = ["vnummer", "naam", "adres.woonplaats", "procedures[].status"]
+request = ["vnummer", "naam"]
+
+[[rules]]
+id = "proef-lijst"
+purpose = "casusoverleg"
+service = "dtv/lijst"
+consumers = ["gemeente"]
+response = ["vnummer", "naam"]
+
+[[rules]]
+id = "proef-aanvraag"
+purpose = "casusoverleg"
+service = "dtv/aanvraag"
+consumers = ["gemeente"]
+request = ["vnummer", "naam"]
+response = ["vnummer", "status"]
+
+[[rules]]
+id = "proef-bericht"
+purpose = "begeleiding"
+service = "ngo-kvk/bericht"
+consumers = ["gemeente"]
+request = ["vnummer", "onderwerp"]
+
+[[rules]]
+id = "proef-traag"
+purpose = "casusoverleg"
+service = "traag/dossier"
+consumers = ["gemeente"]
+response = ["vnummer"]
+
+[[rules]]
+id = "proef-onzin"
+purpose = "casusoverleg"
+service = "onzin/dossier"
+consumers = ["gemeente"]
+response = ["vnummer"]
+
+[[rules]]
+id = "proef-groot"
+purpose = "casusoverleg"
+service = "groot/dossier"
+consumers = ["gemeente"]
+response = ["vnummer"]
+
+[[rules]]
+id = "proef-vreemd"
+purpose = "casusoverleg"
+service = "vreemd/dossier"
+consumers = ["gemeente"]
+response = ["vnummer"]
+
+[[rules]]
+id = "proef-dicht"
+purpose = "casusoverleg"
+service = "dicht/dossier"
+consumers = ["gemeente"]
+response = ["vnummer"]
+"#;
+
+const PILOT_OUD: &str = r#"[pilot]
+id = "oud"
+name = "LVV Oud"
+partners = ["gemeente", "dtv"]
+[pilot.covenant]
+id = "LVV-OUD"
+version = "1.0"
+valid_from = 2019-01-01
+valid_until = 2020-12-31
+
+[purposes.casusoverleg]
+description = "Casusoverleg"
+legal_basis = "AVG art. 6(1)(e)"
+retention_days = 730
+
+[purposes.medisch]
+description = "Medisch"
+legal_basis = "AVG art. 9(2)(h)"
+retention_days = 365
+special_categories = ["health"]
+
+[[rules]]
+id = "oud-casus"
+purpose = "casusoverleg"
+service = "dtv/dossier"
+consumers = ["gemeente"]
+response = ["vnummer"]
+"#;
+
+fn simple_service(id: &str, port: u16) -> String {
+    format!(
+        r#"
+[[partner]]
+id = "{id}"
+name = "{id}"
+kind = "chain"
+oin = "0000009900000050{:04}"
+backend = "https://localhost:{port}"
+[[partner.service]]
+name = "dossier"
+path = "/dossiers/{{vnummer}}"
+methods = ["GET"]
+subject = "vnummer"
+[partner.service.fields]
+vnummer = "identity"
+"#,
+        port % 10000
+    )
+}
+
+/// What the main back-end saw.
+pub type Seen = Arc<Mutex<Vec<Incoming>>>;
+
+fn dossier(v: &str) -> Value {
+    json!({
+        "vnummer": v,
+        "naam": "Testpersoon (synthetisch)",
+        "geboortedatum": "1990-05-17",
+        "adres": {"woonplaats": "Utrecht", "straat": "Teststraat 1", "geheim": {"diep": "x"}},
+        "procedures": [{"status": "lopend", "besluit": "afwijzing", "intern": {"a": 1}}, {"status": "afgerond"}],
+        "medisch": {"bijzonderheden": "synthetisch medisch gegeven"},
+        "intern": {"notitie": "niet voor derden"}
+    })
+}
+
+fn dtv_handler(seen: Seen) -> backend::Handler {
+    Arc::new(move |req: Incoming| {
+        seen.lock().unwrap().push(req.clone());
+        let path = req.path.clone();
+        if let Some(v) = path.strip_prefix("/dossiers/") {
+            if v == "5559999999" {
+                return Reply::json(StatusCode::NOT_FOUND, &json!({"error": "onbekend"}));
+            }
+            return match req.method {
+                Method::GET => Reply::json(StatusCode::OK, &dossier(v)),
+                Method::DELETE => Reply {
+                    status: StatusCode::NO_CONTENT,
+                    body: Default::default(),
+                    delay: None,
+                },
+                _ => {
+                    let mut echo: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+                    echo["intern"] = json!({"ontvangen": true});
+                    echo["medisch"] = json!({"bijzonderheden": "synthetisch"});
+                    Reply::json(StatusCode::OK, &echo)
+                }
+            };
+        }
+        if path.starts_with("/lijsten/") {
+            let list: Vec<Value> = ["5550000001", "5550000002", "5550000003"]
+                .iter()
+                .map(|v| dossier(v))
+                .collect();
+            return Reply::json(StatusCode::OK, &Value::Array(list));
+        }
+        if path == "/aanvragen" {
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+            return Reply::json(
+                StatusCode::CREATED,
+                &json!({"vnummer": body["vnummer"], "status": "ontvangen", "intern": "x"}),
+            );
+        }
+        Reply::json(StatusCode::NOT_FOUND, &json!({}))
+    })
+}
+
+pub struct Fixture {
+    pub pki: TestPki,
+    pub gw: TestGateway,
+    pub seen: Seen,
+    pub gemeente: PartnerClient,
+    pub ngo_pinned: PartnerClient,
+    pub ngo_kvk: PartnerClient,
+    pub buiten: PartnerClient,
+    pub gemeente_cert: Issued,
+}
+
+async fn start_backend(pki_ca: &Ca, handler: backend::Handler, trusted_ca: &str) -> u16 {
+    let cert = pki_ca
+        .issue(&LeafSpec::server("backend", &["localhost", "127.0.0.1"]))
+        .unwrap();
+    let tls = backend::tls_config(
+        trusted_ca.as_bytes(),
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+    )
+    .unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(backend::serve(l, tls, handler, std::future::pending()));
+    port
+}
+
+pub async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
+}
+
+pub async fn fixture_with(before_start: impl FnOnce(&TestPki)) -> Fixture {
+    let pki = TestPki::new();
+    let seen: Seen = Arc::default();
+    let ca = &pki.ca;
+    let dtv = start_backend(ca, dtv_handler(seen.clone()), &ca.cert_pem).await;
+    let slow = start_backend(
+        ca,
+        Arc::new(|_| Reply {
+            delay: Some(Duration::from_secs(3)),
+            ..Reply::json(StatusCode::OK, &json!({"vnummer": "5550000001"}))
+        }),
+        &ca.cert_pem,
+    )
+    .await;
+    let garbage = start_backend(
+        ca,
+        Arc::new(|_| Reply {
+            status: StatusCode::OK,
+            body: "<html>dit is geen JSON".into(),
+            delay: None,
+        }),
+        &ca.cert_pem,
+    )
+    .await;
+    let huge = start_backend(
+        ca,
+        Arc::new(|_| {
+            Reply::json(
+                StatusCode::OK,
+                &json!({"vnummer": "5550000001", "blob": "x".repeat(200_000)}),
+            )
+        }),
+        &ca.cert_pem,
+    )
+    .await;
+    let other_ca = Ca::generate("another CA").unwrap();
+    let strange = start_backend(
+        &other_ca,
+        Arc::new(|_| Reply::json(StatusCode::OK, &json!({}))),
+        &ca.cert_pem,
+    )
+    .await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+
+    let mut partners = format!(
+        r#"[[partner]]
+id = "dtv"
+name = "Dienst Terugkeer en Vertrek"
+kind = "chain"
+oin = "{DTV_OIN}"
+backend = "https://localhost:{dtv}"
+[[partner.service]]
+name = "dossier"
+path = "/dossiers/{{vnummer}}"
+methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+subject = "vnummer"
+[partner.service.fields]
+vnummer = "identity"
+naam = "identity"
+geboortedatum = "identity"
+"adres.woonplaats" = "contact"
+"adres.straat" = "contact"
+"procedures[].status" = "procedure"
+"procedures[].besluit" = "procedure"
+"medisch.bijzonderheden" = "health"
+[[partner.service]]
+name = "lijst"
+path = "/lijsten/{{groep}}"
+methods = ["GET"]
+subject = "vnummer"
+[partner.service.fields]
+vnummer = "identity"
+naam = "identity"
+[[partner.service]]
+name = "aanvraag"
+path = "/aanvragen"
+methods = ["POST"]
+subject = "vnummer"
+[partner.service.fields]
+vnummer = "identity"
+naam = "identity"
+status = "procedure"
+
+[[partner]]
+id = "gemeente"
+name = "Gemeente Proef"
+kind = "municipality"
+oin = "{GEMEENTE_OIN}"
+
+[[partner]]
+id = "buiten"
+name = "Buitenstaander"
+kind = "chain"
+oin = "{BUITEN_OIN}"
+
+[[partner]]
+id = "ngo-kvk"
+name = "NGO met PKIoverheid"
+kind = "ngo"
+kvk = "{NGO_KVK}"
+mailbox = true
+[[partner.service]]
+name = "bericht"
+methods = ["POST", "PUT"]
+subject = "vnummer"
+[partner.service.fields]
+vnummer = "identity"
+onderwerp = "guidance"
+"medisch.bijzonderheden" = "health"
+
+[[partner]]
+id = "ngo-pinned"
+name = "NGO zonder PKIoverheid"
+kind = "ngo"
+spki_sha256 = ["{}"]
+"#,
+        hex::encode(pki.ngo_pinned.spki_sha256)
+    );
+    for (id, port) in [
+        ("traag", slow),
+        ("onzin", garbage),
+        ("groot", huge),
+        ("vreemd", strange),
+        ("dicht", closed),
+    ] {
+        partners.push_str(&simple_service(id, port));
+    }
+    pki.write_config("partners.toml", &partners);
+    pki.write_config("pilots/proef.toml", PILOT_PROEF);
+    pki.write_config("pilots/oud.toml", PILOT_OUD);
+    let cfg = std::fs::read_to_string(pki.config_file()).unwrap();
+    pki.write_config(
+        "ketenpoort.toml",
+        &format!(
+            "{cfg}\n[limits]\nmax_body_bytes = 8192\nmax_response_bytes = 65536\nbackend_timeout_secs = 1\nmailbox_sweep_secs = 3600\n"
+        ),
+    );
+    before_start(&pki);
+    let gw = pki.start().await;
+    let gemeente_cert = pki.oin_cert(GEMEENTE_OIN);
+    let gemeente = pki.client(gw.addr, &gemeente_cert);
+    let ngo_pinned = pki.client(gw.addr, &pki.ngo_pinned);
+    let ngo_kvk = pki.client(gw.addr, &pki.kvk_cert(NGO_KVK));
+    let buiten = pki.client(gw.addr, &pki.oin_cert(BUITEN_OIN));
+    Fixture {
+        pki,
+        gw,
+        seen,
+        gemeente,
+        ngo_pinned,
+        ngo_kvk,
+        buiten,
+        gemeente_cert,
+    }
+}
+
+pub fn ids(r: &ketenpoort::client::Reply) -> Vec<u64> {
+    r.header("ketenpoort-disclosure")
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+pub async fn record(f: &Fixture, id: u64) -> ketenpoort::audit::Record {
+    let view = f.gw.gateway.audit.view().clone();
+    tokio::task::spawn_blocking(move || view.record(id).unwrap())
+        .await
+        .unwrap()
+}

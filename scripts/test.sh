@@ -3,7 +3,19 @@
 # then runs them. This is the README's test command; .ci/run calls it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The console's browser test drives headless Chromium through chromedriver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "note: chromium/chromedriver missing and not root: the browser test will skip (it fails in CI)" >&2
+    fi
+fi
+
 # Smoke runs of the benchmarks (a few hundred records), so they cannot rot.
 cargo test --locked --benches
-# The suite proper: unit, integration and CLI tests.
+# The suite proper: unit, integration, CLI and browser tests.
 cargo test --locked --lib --bins --tests

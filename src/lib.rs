@@ -22,7 +22,8 @@
 //! - [`watch`]: reload on file change or SIGHUP;
 //! - [`admin`]: the local socket command-line tools use beside the gateway;
 //! - [`client`]: a partner-side HTTPS client;
-//! - [`demo`]: simulated back-ends and the scripted case consultation.
+//! - [`demo`]: simulated back-ends and the scripted case consultation;
+//! - [`dpia`]: the per-pilot DPIA annex, generated from the running policy.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -31,6 +32,7 @@ pub mod client;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod dpia;
 pub mod exchange;
 pub mod identity;
 pub mod keys;

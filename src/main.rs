@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, default_value = "demo-data")]
         dir: PathBuf,
     },
+    /// The DPIA annex, generated from the running policy.
+    Dpia {
+        #[command(subcommand)]
+        command: DpiaCommand,
+    },
     /// Console users: privacy officers and policy administrators.
     User {
         #[command(subcommand)]
@@ -174,6 +179,16 @@ enum PolicyCommand {
         /// A sample JSON document, or - for standard input.
         file: Option<PathBuf>,
     },
+    /// Draw a pilot's flows: partners as nodes, one edge per giver → recipient
+    /// with the purposes and categories of data.
+    Graph {
+        /// Pilot id.
+        #[arg(long)]
+        pilot: String,
+        /// svg (drawn by ketenpoort itself) or dot (for Graphviz).
+        #[arg(long, value_enum, default_value = "svg")]
+        format: GraphFormat,
+    },
     /// Which flows (who, to whom, purpose, fields) appear or disappear between
     /// two folders of pilot files.
     Diff {
@@ -181,6 +196,23 @@ enum PolicyCommand {
         old: PathBuf,
         /// The new pilots folder.
         new: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GraphFormat {
+    Svg,
+    Dot,
+}
+
+#[derive(Subcommand)]
+enum DpiaCommand {
+    /// Write each pilot's annex (register of processing, flows) as Markdown,
+    /// HTML and SVG.
+    Render {
+        /// Output folder.
+        #[arg(long, default_value = "dpia/annex")]
+        out: PathBuf,
     },
 }
 
@@ -230,6 +262,15 @@ fn main() -> Result<()> {
         } => serve(&cli.config, partners_addr, console_addr),
         Command::Policy { command } => policy(&cli.config, command),
         Command::User { command } => user_cmd(&cli.config, command),
+        Command::Dpia {
+            command: DpiaCommand::Render { out },
+        } => {
+            let config = GatewayConfig::load(&cli.config)?;
+            let set = ketenpoort::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+            let files = ketenpoort::dpia::render(&set, &out).with_context(|| format!("writing {}", out.display()))?;
+            println!("{} files written to {}", files.len(), out.display());
+            Ok(())
+        }
         Command::Demo { once, dir } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -354,6 +395,18 @@ fn policy(config_file: &std::path::Path, command: PolicyCommand) -> Result<()> {
                 doc.as_ref(),
             )?;
             print!("{text}");
+            Ok(())
+        }
+        PolicyCommand::Graph { pilot, format } => {
+            let set = PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+            let p = set.pilots.get(&pilot).with_context(|| format!("no pilot '{pilot}'"))?;
+            print!(
+                "{}",
+                match format {
+                    GraphFormat::Svg => ketenpoort::policy::graph::svg(&set, p),
+                    GraphFormat::Dot => ketenpoort::policy::graph::dot(&set, p),
+                }
+            );
             Ok(())
         }
         PolicyCommand::Diff { old, new } => {

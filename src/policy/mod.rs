@@ -12,6 +12,7 @@
 pub mod diff;
 pub mod explain;
 pub mod fields;
+pub mod graph;
 pub mod load;
 pub mod minimise;
 pub mod service;

@@ -266,8 +266,10 @@ fn main() -> Result<()> {
             command: DpiaCommand::Render { out },
         } => {
             let config = GatewayConfig::load(&cli.config)?;
-            let set = ketenpoort::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
-            let files = ketenpoort::dpia::render(&set, &out).with_context(|| format!("writing {}", out.display()))?;
+            let set =
+                ketenpoort::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+            let files = ketenpoort::dpia::render(&set, &out)
+                .with_context(|| format!("writing {}", out.display()))?;
             println!("{} files written to {}", files.len(), out.display());
             Ok(())
         }
@@ -399,7 +401,10 @@ fn policy(config_file: &std::path::Path, command: PolicyCommand) -> Result<()> {
         }
         PolicyCommand::Graph { pilot, format } => {
             let set = PolicySet::load(&config.partners_file, &config.pilots_dir)?;
-            let p = set.pilots.get(&pilot).with_context(|| format!("no pilot '{pilot}'"))?;
+            let p = set
+                .pilots
+                .get(&pilot)
+                .with_context(|| format!("no pilot '{pilot}'"))?;
             print!(
                 "{}",
                 match format {

@@ -339,7 +339,7 @@ async fn partner_request(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> R
 }
 
 /// Routes one request on the console.
-async fn console_request(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+async fn console_request(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     console::handle(gw, req).await
 }
 

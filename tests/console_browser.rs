@@ -37,8 +37,12 @@ impl Drop for Driver {
 }
 
 async fn wd(port: u16, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
     let req = hyper::Request::builder()
@@ -50,7 +54,12 @@ async fn wd(port: u16, method: Method, path: &str, body: Option<Value>) -> Resul
         .map_err(|e| e.to_string())?;
     let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if !status.is_success() {
         return Err(format!("{status}: {v}"));
@@ -68,17 +77,25 @@ fn which(name: &str) -> Option<String> {
 
 impl Driver {
     async fn start() -> Option<Self> {
-        let driver = std::env::var("CHROMEDRIVER").ok().or_else(|| which("chromedriver"));
+        let driver = std::env::var("CHROMEDRIVER")
+            .ok()
+            .or_else(|| which("chromedriver"));
         let browser = std::env::var("CHROMIUM").ok().or_else(|| which("chromium"));
         let (Some(driver), Some(browser)) = (driver, browser) else {
             assert!(
                 std::env::var("CI").is_err(),
                 "chromium and chromedriver are needed in CI (scripts/test.sh installs them)"
             );
-            eprintln!("skipped: chromium or chromedriver not found (apt-get install chromium chromium-driver)");
+            eprintln!(
+                "skipped: chromium or chromedriver not found (apt-get install chromium chromium-driver)"
+            );
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -101,7 +118,9 @@ impl Driver {
         let session = loop {
             match wd(port, Method::POST, "/session", Some(caps.clone())).await {
                 Ok(v) => break v["sessionId"].as_str().unwrap().to_string(),
-                Err(e) if started.elapsed() > Duration::from_secs(30) => panic!("no WebDriver session: {e}"),
+                Err(e) if started.elapsed() > Duration::from_secs(30) => {
+                    panic!("no WebDriver session: {e}")
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         };
@@ -114,29 +133,60 @@ impl Driver {
     }
 
     async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        wd(self.port, method, &format!("/session/{}{path}", self.session), body)
-            .await
-            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
+        wd(
+            self.port,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
     }
 
     async fn element(&self, css: &str) -> String {
-        let v = self.cmd(Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        let v = self
+            .cmd(
+                Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
         v[ELEMENT].as_str().unwrap().to_string()
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.element(css).await;
-        self.cmd(Method::POST, &format!("/element/{e}/clear"), Some(json!({}))).await;
-        self.cmd(Method::POST, &format!("/element/{e}/value"), Some(json!({"text": text}))).await;
+        self.cmd(
+            Method::POST,
+            &format!("/element/{e}/clear"),
+            Some(json!({})),
+        )
+        .await;
+        self.cmd(
+            Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
     }
 
     async fn click(&self, css: &str) {
         let e = self.element(css).await;
-        self.cmd(Method::POST, &format!("/element/{e}/click"), Some(json!({}))).await;
+        self.cmd(
+            Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     async fn script(&self, js: &str) -> Value {
-        self.cmd(Method::POST, "/execute/sync", Some(json!({"script": js, "args": []}))).await
+        self.cmd(
+            Method::POST,
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+        .await
     }
 
     /// Polls a script until it returns something truthy (10 s at most).
@@ -147,7 +197,10 @@ impl Driver {
             if !(v.is_null() || v == json!(false) || v == json!(0) || v == json!("")) {
                 return v;
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -155,22 +208,51 @@ impl Driver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn officer_logs_in_searches_reads_the_report_and_takes_a_screenshot() {
-    let Some(driver) = Driver::start().await else { return };
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
     let f = fixture().await;
     for (client, path) in [
-        (&f.gemeente, format!("/v1/pilots/proef/services/dtv/dossier/{V}")),
-        (&f.ngo_pinned, format!("/v1/pilots/proef/services/dtv/dossier/{V}")),
-        (&f.ngo_pinned, "/v1/pilots/proef/services/dtv/lijst/a".to_string()),
+        (
+            &f.gemeente,
+            format!("/v1/pilots/proef/services/dtv/dossier/{V}"),
+        ),
+        (
+            &f.ngo_pinned,
+            format!("/v1/pilots/proef/services/dtv/dossier/{V}"),
+        ),
+        (
+            &f.ngo_pinned,
+            "/v1/pilots/proef/services/dtv/lijst/a".to_string(),
+        ),
     ] {
-        let r = client.send(Method::GET, &path, &[("ketenpoort-purpose", "casusoverleg")], None).await.unwrap();
+        let r = client
+            .send(
+                Method::GET,
+                &path,
+                &[("ketenpoort-purpose", "casusoverleg")],
+                None,
+            )
+            .await
+            .unwrap();
         assert!(r.status.is_success() || r.status == 403);
     }
-    let token = ketenpoort::console::users::add(&f.gw.gateway.config.data_dir, "fg-test", ketenpoort::console::users::Role::PrivacyOfficer, None, None)
-        .unwrap();
+    let token = ketenpoort::console::users::add(
+        &f.gw.gateway.config.data_dir,
+        "fg-test",
+        ketenpoort::console::users::Role::PrivacyOfficer,
+        None,
+        None,
+    )
+    .unwrap();
     f.gw.gateway.console.users.reload().unwrap();
 
     driver
-        .cmd(Method::POST, "/url", Some(json!({"url": format!("https://127.0.0.1:{}/", f.gw.console.port())})))
+        .cmd(
+            Method::POST,
+            "/url",
+            Some(json!({"url": format!("https://127.0.0.1:{}/", f.gw.console.port())})),
+        )
         .await;
     driver.type_into("#token", &token).await;
     driver.click("#login-btn").await;
@@ -181,17 +263,35 @@ async fn officer_logs_in_searches_reads_the_report_and_takes_a_screenshot() {
     driver.type_into("#q-subject", V).await;
     driver.click("#search-btn").await;
     let rows = driver
-        .until("const r = document.querySelectorAll('#rows tr'); return r.length >= 3 ? r.length : 0", "search results")
+        .until(
+            "const r = document.querySelectorAll('#rows tr'); return r.length >= 3 ? r.length : 0",
+            "search results",
+        )
         .await;
-    assert!(rows.as_u64().unwrap() >= 3, "two exchanges and the look-up itself");
-    let text = driver.script("return document.getElementById('rows').innerText").await;
+    assert!(
+        rows.as_u64().unwrap() >= 3,
+        "two exchanges and the look-up itself"
+    );
+    let text = driver
+        .script("return document.getElementById('rows').innerText")
+        .await;
     let text = text.as_str().unwrap();
-    assert!(text.contains("gemeente") && text.contains("ngo-pinned") && text.contains("proef-casus"), "{text}");
+    assert!(
+        text.contains("gemeente") && text.contains("ngo-pinned") && text.contains("proef-casus"),
+        "{text}"
+    );
     assert!(!text.contains(V), "the page shows no V-nummer in records");
 
     // A record's inclusion proof.
-    driver.script("document.querySelector('#rows tr.rec:last-child').click(); return true").await;
-    let proof = driver.until("return document.getElementById('proof').textContent", "the proof").await;
+    driver
+        .script("document.querySelector('#rows tr.rec:last-child').click(); return true")
+        .await;
+    let proof = driver
+        .until(
+            "return document.getElementById('proof').textContent",
+            "the proof",
+        )
+        .await;
     assert!(proof.as_str().unwrap().contains("leafIdx"));
 
     // The access report.
@@ -199,15 +299,111 @@ async fn officer_logs_in_searches_reads_the_report_and_takes_a_screenshot() {
     let report = driver
         .until("const t = document.getElementById('report').innerText; return t.includes('Verstrekt') ? t : ''", "the report")
         .await;
-    assert!(report.as_str().unwrap().contains("Gemeente Proef"), "{report}");
+    assert!(
+        report.as_str().unwrap().contains("Gemeente Proef"),
+        "{report}"
+    );
 
     let png = driver.cmd(Method::GET, "/screenshot", None).await;
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(png.as_str().unwrap())
+        .unwrap();
     assert!(bytes.starts_with(b"\x89PNG"));
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-report.png");
     std::fs::write(&out, bytes).unwrap();
     eprintln!("screenshot: {}", out.display());
+    driver.cmd(Method::DELETE, "", None).await;
+    f.gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let f = fixture().await;
+    let token = ketenpoort::console::users::add(
+        &f.gw.gateway.config.data_dir,
+        "beheer",
+        ketenpoort::console::users::Role::PolicyAdmin,
+        None,
+        None,
+    )
+    .unwrap();
+    f.gw.gateway.console.users.reload().unwrap();
+    driver
+        .cmd(
+            Method::POST,
+            "/url",
+            Some(json!({"url": format!("https://127.0.0.1:{}/", f.gw.console.port())})),
+        )
+        .await;
+    driver.type_into("#token", &token).await;
+    driver.click("#login-btn").await;
+    driver
+        .until("const s = document.getElementById('pilot-select'); return s.options.length >= 2 && document.getElementById('policy-text').value.includes('[pilot]')", "the pilots")
+        .await;
+    driver
+        .script("const s = document.getElementById('pilot-select'); s.value = 'proef'; s.dispatchEvent(new Event('change')); return true")
+        .await;
+    driver
+        .until("return document.getElementById('policy-text').value.includes('id = \"proef\"') && document.querySelector('#flows svg') !== null", "the proef policy and its picture")
+        .await;
+    // Edit: one more rule, typed at the end of the file.
+    let e = driver.element("#policy-text").await;
+    driver
+        .script("const t = document.getElementById('policy-text'); t.focus(); t.setSelectionRange(t.value.length, t.value.length); return true")
+        .await;
+    driver
+        .cmd(
+            Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({"text": "\n[[rules]]\nid = \"proef-lijst-ngo\"\npurpose = \"casusoverleg\"\nservice = \"dtv/lijst\"\nconsumers = [\"ngo-pinned\"]\nresponse = [\"vnummer\"]\n"})),
+        )
+        .await;
+    driver.click("#dry-run-btn").await;
+    let diff = driver
+        .until("const t = document.getElementById('policy-result').textContent; return t.startsWith('Valid') ? t : ''", "the dry-run diff")
+        .await;
+    assert!(
+        diff.as_str()
+            .unwrap()
+            .contains("+ proef [casusoverleg] dtv → ngo-pinned via dtv/lijst"),
+        "{diff}"
+    );
+    assert_eq!(
+        f.gw.gateway.policy.current().policy.pilots["proef"]
+            .rules
+            .len(),
+        9,
+        "a dry run applies nothing"
+    );
+    driver.click("#apply-btn").await;
+    let history = driver
+        .until("const t = document.getElementById('history').innerText; return t.includes('beheer') ? t : ''", "the history")
+        .await;
+    assert!(
+        history.as_str().unwrap().contains("ngo-pinned"),
+        "{history}"
+    );
+    assert_eq!(
+        f.gw.gateway.policy.current().policy.pilots["proef"]
+            .rules
+            .len(),
+        10,
+        "applied to the running gateway"
+    );
+    let png = driver.cmd(Method::GET, "/screenshot", None).await;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(png.as_str().unwrap())
+        .unwrap();
+    std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-admin.png"),
+        bytes,
+    )
+    .unwrap();
     driver.cmd(Method::DELETE, "", None).await;
     f.gw.stop().await;
 }

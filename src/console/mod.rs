@@ -7,15 +7,17 @@
 //! processing, so every look-up is written to the audit log before the answer
 //! leaves.
 
+pub mod admin;
 pub mod report;
 pub mod users;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -34,6 +36,8 @@ use users::{Role, User, UserStore};
 const PAGE: &str = include_str!("page.html");
 /// Records per page of the disclosure list by default.
 const DEFAULT_LIMIT: usize = 50;
+/// Largest request body on the console (a policy file, an explain sample).
+const MAX_BODY: usize = 256 * 1024;
 /// Most records an access report gathers.
 const REPORT_MAX: usize = 10_000;
 
@@ -136,7 +140,7 @@ fn authenticate(state: &ConsoleState, req: &Request<Incoming>) -> Option<User> {
 }
 
 /// Routes one console request.
-pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
@@ -161,7 +165,21 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     };
     let q = query_map(req.uri().query());
     let segs: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
+    let body = if method == Method::PUT || method == Method::POST {
+        match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return problem::respond(problem::BODY_TOO_LARGE, "at most 256 KiB"),
+        }
+    } else {
+        Bytes::new()
+    };
     match (&method, segs.as_slice()) {
+        (&Method::GET, ["pilots"]) => admin::pilots(gw, &user),
+        (&Method::GET, ["pilots", p, "policy"]) => admin::policy(gw, p).await,
+        (&Method::PUT, ["pilots", p, "policy"]) => admin::put_policy(gw, &user, p, &q, &body).await,
+        (&Method::POST, ["pilots", p, "policy", "explain"]) => admin::explain(gw, p, &body),
+        (&Method::GET, ["pilots", p, "history"]) => admin::history(gw, p).await,
+        (&Method::GET, ["pilots", p, "flows.svg"]) => admin::flows_svg(gw, p),
         (&Method::GET, ["whoami"]) => json_ok(
             &json!({"name": user.name, "role": user.role.as_str(), "partner": user.partner, "pilot": user.pilot}),
         ),

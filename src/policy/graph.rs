@@ -38,7 +38,11 @@ pub fn edges(pilot: &Pilot) -> Vec<Edge> {
                     Direction::Response => (provider, consumer.clone()),
                     Direction::Request => (consumer.clone(), provider),
                 };
-                let cats = map.entry((from, to)).or_default().entry(rule.purpose.clone()).or_default();
+                let cats = map
+                    .entry((from, to))
+                    .or_default()
+                    .entry(rule.purpose.clone())
+                    .or_default();
                 for p in allowed {
                     cats.extend(rule.service.categories_of(p));
                 }
@@ -53,24 +57,42 @@ pub fn edges(pilot: &Pilot) -> Vec<Edge> {
 fn label(purpose: &str, cats: &BTreeSet<Category>) -> String {
     let list: Vec<String> = cats
         .iter()
-        .map(|c| if c.is_special() { format!("⚠{}", c.as_str()) } else { c.as_str().to_string() })
+        .map(|c| {
+            if c.is_special() {
+                format!("⚠{}", c.as_str())
+            } else {
+                c.as_str().to_string()
+            }
+        })
         .collect();
     format!("{purpose}: {}", list.join(", "))
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn name_of(set: &PolicySet, id: &str) -> String {
-    set.partners.get(id).map_or_else(|| id.to_string(), |p| p.name.clone())
+    set.partners
+        .get(id)
+        .map_or_else(|| id.to_string(), |p| p.name.clone())
 }
 
 /// The pilot's flows as DOT.
 pub fn dot(set: &PolicySet, pilot: &Pilot) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", pilot.id);
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+        pilot.id
+    );
     for p in &pilot.partners {
-        let _ = writeln!(out, "  \"{p}\" [label=\"{}\\n({p})\"];", name_of(set, p).replace('"', "'"));
+        let _ = writeln!(
+            out,
+            "  \"{p}\" [label=\"{}\\n({p})\"];",
+            name_of(set, p).replace('"', "'")
+        );
     }
     for e in edges(pilot) {
         let special = e.purposes.values().flatten().any(|c| c.is_special());
@@ -81,7 +103,11 @@ pub fn dot(set: &PolicySet, pilot: &Pilot) -> String {
             e.from,
             e.to,
             lines.join("\\n"),
-            if special { ", color=red, fontcolor=red" } else { "" }
+            if special {
+                ", color=red, fontcolor=red"
+            } else {
+                ""
+            }
         );
     }
     out.push_str("}\n");
@@ -91,8 +117,16 @@ pub fn dot(set: &PolicySet, pilot: &Pilot) -> String {
 /// The pilot's flows as SVG.
 pub fn svg(set: &PolicySet, pilot: &Pilot) -> String {
     let edges = edges(pilot);
-    let givers: Vec<&String> = pilot.partners.iter().filter(|p| edges.iter().any(|e| &e.from == *p)).collect();
-    let mut receivers: Vec<&String> = pilot.partners.iter().filter(|p| edges.iter().any(|e| &e.to == *p)).collect();
+    let givers: Vec<&String> = pilot
+        .partners
+        .iter()
+        .filter(|p| edges.iter().any(|e| &e.from == *p))
+        .collect();
+    let mut receivers: Vec<&String> = pilot
+        .partners
+        .iter()
+        .filter(|p| edges.iter().any(|e| &e.to == *p))
+        .collect();
     // Partners that neither give nor receive still belong in the picture.
     let idle: Vec<&String> = pilot
         .partners
@@ -166,12 +200,20 @@ pub fn svg(set: &PolicySet, pilot: &Pilot) -> String {
     // Edges first, so nodes sit on top; a numbered badge on each, spread
     // along the curves so badges of converging edges do not sit on each other.
     for (n, e) in &legend {
-        let Some(gi) = givers.iter().position(|g| **g == e.from) else { continue };
-        let Some(ri) = receivers.iter().position(|r| **r == e.to) else { continue };
+        let Some(gi) = givers.iter().position(|g| **g == e.from) else {
+            continue;
+        };
+        let Some(ri) = receivers.iter().position(|r| **r == e.to) else {
+            continue;
+        };
         let (x1, y1) = (left_x + node_w, y_of(gi, givers.len()) + node_h / 2.0);
         let (x2, y2) = (right_x, y_of(ri, receivers.len()) + node_h / 2.0);
         let special = e.purposes.values().flatten().any(|c| c.is_special());
-        let (color, marker) = if special { ("#b3261e", "arrow-special") } else { ("#7a8796", "arrow") };
+        let (color, marker) = if special {
+            ("#b3261e", "arrow-special")
+        } else {
+            ("#7a8796", "arrow")
+        };
         let (c1, c2) = (x1 + 160.0, x2 - 160.0);
         let _ = writeln!(
             s,
@@ -207,8 +249,17 @@ pub fn svg(set: &PolicySet, pilot: &Pilot) -> String {
         );
         ly += line_h;
         for (purpose, cats) in &e.purposes {
-            let fill = if cats.iter().any(|c| c.is_special()) { "#b3261e" } else { "#222" };
-            let _ = writeln!(s, r#"<text x="{:.1}" y="{ly:.1}" fill="{fill}">{}</text>"#, lx + 16.0, esc(&label(purpose, cats)));
+            let fill = if cats.iter().any(|c| c.is_special()) {
+                "#b3261e"
+            } else {
+                "#222"
+            };
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{ly:.1}" fill="{fill}">{}</text>"#,
+                lx + 16.0,
+                esc(&label(purpose, cats))
+            );
             ly += line_h;
         }
     }

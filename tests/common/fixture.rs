@@ -242,6 +242,29 @@ pub async fn fixture() -> Fixture {
 }
 
 pub async fn fixture_with(before_start: impl FnOnce(&TestPki)) -> Fixture {
+    let (pki, seen) = prepare().await;
+    before_start(&pki);
+    let gw = pki.start().await;
+    let gemeente_cert = pki.oin_cert(GEMEENTE_OIN);
+    let gemeente = pki.client(gw.addr, &gemeente_cert);
+    let ngo_pinned = pki.client(gw.addr, &pki.ngo_pinned);
+    let ngo_kvk = pki.client(gw.addr, &pki.kvk_cert(NGO_KVK));
+    let buiten = pki.client(gw.addr, &pki.oin_cert(BUITEN_OIN));
+    Fixture {
+        pki,
+        gw,
+        seen,
+        gemeente,
+        ngo_pinned,
+        ngo_kvk,
+        buiten,
+        gemeente_cert,
+    }
+}
+
+/// The deployment's files and its back-ends, without the gateway (tests
+/// that run the gateway as a process of its own start it themselves).
+pub async fn prepare() -> (TestPki, Seen) {
     let pki = TestPki::new();
     let seen: Seen = Arc::default();
     let ca = &pki.ca;
@@ -381,23 +404,7 @@ spki_sha256 = ["{}"]
             "{cfg}\n[limits]\nmax_body_bytes = 8192\nmax_response_bytes = 65536\nbackend_timeout_secs = 1\nmailbox_sweep_secs = 3600\n"
         ),
     );
-    before_start(&pki);
-    let gw = pki.start().await;
-    let gemeente_cert = pki.oin_cert(GEMEENTE_OIN);
-    let gemeente = pki.client(gw.addr, &gemeente_cert);
-    let ngo_pinned = pki.client(gw.addr, &pki.ngo_pinned);
-    let ngo_kvk = pki.client(gw.addr, &pki.kvk_cert(NGO_KVK));
-    let buiten = pki.client(gw.addr, &pki.oin_cert(BUITEN_OIN));
-    Fixture {
-        pki,
-        gw,
-        seen,
-        gemeente,
-        ngo_pinned,
-        ngo_kvk,
-        buiten,
-        gemeente_cert,
-    }
+    (pki, seen)
 }
 
 pub fn ids(r: &ketenpoort::client::Reply) -> Vec<u64> {

@@ -16,13 +16,21 @@ use hyper::Method;
 use ketenpoort::audit::store::{Options, View};
 
 const KILLS: usize = 20;
+
+/// Disclosure id → (subject V-nummer, SHA-256 of the body received).
+type Received = BTreeMap<u64, (String, [u8; 32])>;
 const CLIENTS: usize = 8;
 
 fn spawn(cfg: &std::path::Path, port: u16, console: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
         .args(["serve", "--config"])
         .arg(cfg)
-        .args(["--partners-addr", &format!("127.0.0.1:{port}"), "--console-addr", &format!("127.0.0.1:{console}")])
+        .args([
+            "--partners-addr",
+            &format!("127.0.0.1:{port}"),
+            "--console-addr",
+            &format!("127.0.0.1:{console}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -30,14 +38,21 @@ fn spawn(cfg: &std::path::Path, port: u16, console: u16) -> Child {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A small deterministic generator (no extra crate for randomness in tests).
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -48,10 +63,12 @@ async fn sigkill_under_load_loses_no_delivered_disclosure() {
     let cfg = pki.config_file();
     let (port, console) = (free_port(), free_port());
     let gemeente_cert = pki.oin_cert(GEMEENTE_OIN);
-    let client = pki.client(std::net::SocketAddr::from(([127, 0, 0, 1], port)), &gemeente_cert);
+    let client = pki.client(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        &gemeente_cert,
+    );
 
-    // id → (subject V-nummer, SHA-256 of the body received)
-    let received: Arc<Mutex<BTreeMap<u64, (String, [u8; 32])>>> = Arc::default();
+    let received: Arc<Mutex<Received>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for c in 0..CLIENTS {
@@ -62,10 +79,21 @@ async fn sigkill_under_load_loses_no_delivered_disclosure() {
                 n += 1;
                 let v = format!("555{:03}{:04}", c, n % 10_000);
                 let path = format!("/v1/pilots/proef/services/dtv/dossier/{v}");
-                match client.send(Method::GET, &path, &[("ketenpoort-purpose", "casusoverleg")], None).await {
+                match client
+                    .send(
+                        Method::GET,
+                        &path,
+                        &[("ketenpoort-purpose", "casusoverleg")],
+                        None,
+                    )
+                    .await
+                {
                     Ok(r) if r.status == 200 => {
                         let id: u64 = r.header("ketenpoort-disclosure").unwrap().parse().unwrap();
-                        received.lock().unwrap().insert(id, (v, ketenpoort::identity::sha256(&r.body)));
+                        received
+                            .lock()
+                            .unwrap()
+                            .insert(id, (v, ketenpoort::identity::sha256(&r.body)));
                     }
                     _ => tokio::time::sleep(Duration::from_millis(5)).await,
                 }
@@ -84,7 +112,10 @@ async fn sigkill_under_load_loses_no_delivered_disclosure() {
             if matches!(r, Ok(ref r) if r.status == 200) {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "the gateway did not come back");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the gateway did not come back"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         restarts.push(started.elapsed());
@@ -105,17 +136,34 @@ async fn sigkill_under_load_loses_no_delivered_disclosure() {
         .arg(&cfg)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let data = pki.data_dir();
     let view = View::open_readonly(&Options::new(&data, "test")).unwrap();
-    let key = ketenpoort::audit::store::SubjectKey::load_or_create(&Options::new(&data, "test").subject_key()).unwrap();
+    let key = ketenpoort::audit::store::SubjectKey::load_or_create(
+        &Options::new(&data, "test").subject_key(),
+    )
+    .unwrap();
     let received = received.lock().unwrap().clone();
-    assert!(received.len() > 100, "too little load: {} disclosures", received.len());
+    assert!(
+        received.len() > 100,
+        "too little load: {} disclosures",
+        received.len()
+    );
     for (id, (v, body_hash)) in &received {
-        let r = view.record(*id).unwrap_or_else(|e| panic!("record {id}, received by a client, is missing: {e}"));
+        let r = view
+            .record(*id)
+            .unwrap_or_else(|e| panic!("record {id}, received by a client, is missing: {e}"));
         assert_eq!(r.entry.subject, Some(key.pseudonym(v)), "record {id}");
-        assert_eq!(r.entry.payload_sha256, Some(*body_hash), "record {id}: another payload");
+        assert_eq!(
+            r.entry.payload_sha256,
+            Some(*body_hash),
+            "record {id}: another payload"
+        );
     }
     restarts.sort();
     eprintln!(
@@ -129,7 +177,9 @@ async fn sigkill_under_load_loses_no_delivered_disclosure() {
 
 /// Ends the gateway with SIGTERM (graceful: final checkpoint) and waits.
 fn stop_gracefully(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(15) {
         if let Ok(Some(_)) = child.try_wait() {

@@ -17,7 +17,12 @@ async fn served(f: &Fixture) -> Duration {
     let started = Instant::now();
     let r = f
         .gemeente
-        .send(Method::GET, "/v1/pilots/proef/services/dtv/dossier/5550001234", CASUS, None)
+        .send(
+            Method::GET,
+            "/v1/pilots/proef/services/dtv/dossier/5550001234",
+            CASUS,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -27,10 +32,17 @@ async fn served(f: &Fixture) -> Duration {
 /// A raw TLS connection as `gemeente`, for writing bytes by hand.
 async fn raw(f: &Fixture) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpStream::connect(f.gw.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(client_config(&f.pki.ca.cert_pem, Some(&f.gemeente_cert), &[b"http/1.1"]))
-        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap()
+    tokio_rustls::TlsConnector::from(client_config(
+        &f.pki.ca.cert_pem,
+        Some(&f.gemeente_cert),
+        &[b"http/1.1"],
+    ))
+    .connect(
+        rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+        tcp,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +65,8 @@ async fn idle_crowds_and_slow_clients_do_not_starve_others() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let mut buf = [0u8; 256];
-        matches!(slow.read(&mut buf).await, Ok(0) | Err(_)) || String::from_utf8_lossy(&buf).contains("408")
+        matches!(slow.read(&mut buf).await, Ok(0) | Err(_))
+            || String::from_utf8_lossy(&buf).contains("408")
     });
     // Everyone else is served all along, promptly.
     for _ in 0..20 {
@@ -62,7 +75,10 @@ async fn idle_crowds_and_slow_clients_do_not_starve_others() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(idle);
-    assert!(slow_task.await.unwrap(), "the slow client was never cut off");
+    assert!(
+        slow_task.await.unwrap(),
+        "the slow client was never cut off"
+    );
     f.gw.stop().await;
 }
 
@@ -71,12 +87,18 @@ async fn oversized_headers_and_smuggling_are_refused() {
     let f = fixture().await;
     // Oversized header.
     let mut s = raw(&f).await;
-    let big = format!("GET /v1/whoami HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\n\r\n", "a".repeat(100_000));
+    let big = format!(
+        "GET /v1/whoami HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
     let _ = s.write_all(big.as_bytes()).await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out);
-    assert!(out.is_empty() || text.starts_with("HTTP/1.1 431") || text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        out.is_empty() || text.starts_with("HTTP/1.1 431") || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
 
     // Content-Length with Transfer-Encoding: refused, nothing smuggled.
     let before = f.seen.lock().unwrap().len();
@@ -86,8 +108,15 @@ async fn oversized_headers_and_smuggling_are_refused() {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out);
-    assert!(!text.contains("\"id\":\"gemeente\""), "a smuggled request was answered: {text}");
-    assert_eq!(f.seen.lock().unwrap().len(), before, "the back-end was called");
+    assert!(
+        !text.contains("\"id\":\"gemeente\""),
+        "a smuggled request was answered: {text}"
+    );
+    assert_eq!(
+        f.seen.lock().unwrap().len(),
+        before,
+        "the back-end was called"
+    );
     served(&f).await;
     f.gw.stop().await;
 }
@@ -100,13 +129,26 @@ async fn a_server_certificate_replaced_on_disk_is_used_without_restart() {
         let s = raw(&f).await;
         fingerprint(s.get_ref().1.peer_certificates().unwrap()[0].as_ref())
     };
-    let new = f.pki.ca.issue(&ketenpoort::pki::LeafSpec::server("gateway renewed", &["localhost", "127.0.0.1"])).unwrap();
+    let new = f
+        .pki
+        .ca
+        .issue(&ketenpoort::pki::LeafSpec::server(
+            "gateway renewed",
+            &["localhost", "127.0.0.1"],
+        ))
+        .unwrap();
     let certs = f.pki.dir.path().join("certs");
-    ketenpoort::pki::write_atomic(&certs.join("gateway.key"), new.key_pem.as_bytes(), 0o600).unwrap();
-    ketenpoort::pki::write_atomic(&certs.join("gateway.crt"), new.cert_pem.as_bytes(), 0o644).unwrap();
+    ketenpoort::pki::write_atomic(&certs.join("gateway.key"), new.key_pem.as_bytes(), 0o600)
+        .unwrap();
+    ketenpoort::pki::write_atomic(&certs.join("gateway.crt"), new.cert_pem.as_bytes(), 0o644)
+        .unwrap();
     let want = {
         use rustls_pki_types::pem::PemObject;
-        fingerprint(rustls_pki_types::CertificateDer::from_pem_slice(new.cert_pem.as_bytes()).unwrap().as_ref())
+        fingerprint(
+            rustls_pki_types::CertificateDer::from_pem_slice(new.cert_pem.as_bytes())
+                .unwrap()
+                .as_ref(),
+        )
     };
     let mut now = first;
     for _ in 0..100 {

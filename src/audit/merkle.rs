@@ -212,7 +212,8 @@ fn hash32(b: &[u8], what: &'static str) -> Result<Hash, ProofError> {
 
 fn decomp(index: u64, size: u64) -> (usize, usize) {
     let inner = (64 - (index ^ (size - 1)).leading_zeros()) as usize;
-    let border = (index >> inner).count_ones() as usize;
+    // A shift by 64 (a tree near u64::MAX) leaves nothing, as in Go.
+    let border = index.checked_shr(inner as u32).unwrap_or(0).count_ones() as usize;
     (inner, border)
 }
 

@@ -198,8 +198,6 @@ pub struct View {
     head: RwLock<Head>,
     latest: RwLock<Option<Checkpoint>>,
     index: Option<Index>,
-    /// Set when a cache write failed: reads and proofs would be wrong.
-    cache_broken: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for View {
@@ -229,7 +227,6 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 impl Nodes for View {
     type Error = AuditError;
     fn node(&self, level: u32, index: u64) -> Result<Hash, AuditError> {
-        self.check_cache()?;
         let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
         let f = levels
             .get(level as usize)
@@ -281,7 +278,6 @@ impl View {
             }),
             latest: RwLock::new(latest),
             index: None,
-            cache_broken: false.into(),
         };
         let root = merkle::root(&view, size)?;
         view.head.write().unwrap_or_else(|e| e.into_inner()).root = root;
@@ -318,17 +314,7 @@ impl View {
         self.record_unchecked(id)
     }
 
-    fn check_cache(&self) -> Result<(), AuditError> {
-        if self.cache_broken.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(AuditError::Read(
-                "the audit caches failed to write; restart the gateway to rebuild them".into(),
-            ));
-        }
-        Ok(())
-    }
-
     fn record_unchecked(&self, id: u64) -> Result<Record, AuditError> {
-        self.check_cache()?;
         let file = {
             let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
             let i = segs.partition_point(|(first, _)| *first <= id);
@@ -533,9 +519,15 @@ struct Writer {
     checkpoints: File,
     last_cp_size: u64,
     last_cp_at: Instant,
-    /// A cache write failed: the caches no longer follow the log, so proofs
-    /// would be wrong; they are refused until a restart rebuilds the caches.
-    cache_broken: bool,
+    /// Records the node cache and offsets cover. Behind the log only while
+    /// cache writes fail (a full disk); readers see the log up to here.
+    cached: u64,
+    /// Cache bytes not yet written (offsets, then nodes per level), kept in
+    /// order and written first when the disk has room again.
+    pending_offsets: Vec<u8>,
+    pending_nodes: Vec<Vec<u8>>,
+    /// Records waiting for the index (their caches are written first).
+    pending_index: Vec<Record>,
 }
 
 impl Audit {
@@ -766,7 +758,6 @@ impl Writer {
                 Index::open(&opts.dir.join("index"))
                     .map_err(|e| AuditError::Index(e.to_string()))?,
             ),
-            cache_broken: false.into(),
         });
 
         // Rebuild the frontier at `cached` from the node cache.
@@ -798,7 +789,10 @@ impl Writer {
             checkpoints,
             last_cp_size: 0,
             last_cp_at: Instant::now(),
-            cache_broken: false,
+            cached: 0,
+            pending_offsets: Vec::new(),
+            pending_nodes: Vec::new(),
+            pending_index: Vec::new(),
         };
         if cached < size {
             info!(
@@ -808,6 +802,7 @@ impl Writer {
             );
             w.replay(&segs, cached, size)?;
         }
+        w.cached = w.frontier.size();
         w.publish_head();
         w.catch_up_index(size)?;
         w.load_checkpoints(size)?;
@@ -861,11 +856,84 @@ impl Writer {
         Ok(())
     }
 
+    /// Publishes the log as far as readers can follow it: to the end, unless
+    /// cache writes are behind.
     fn publish_head(&self) {
-        *self.view.head.write().unwrap_or_else(|e| e.into_inner()) = Head {
-            size: self.frontier.size(),
-            root: self.frontier.root(),
+        let head = if self.cached == self.frontier.size() {
+            Head {
+                size: self.frontier.size(),
+                root: self.frontier.root(),
+            }
+        } else {
+            match merkle::root(self.view.as_ref(), self.cached) {
+                Ok(root) => Head {
+                    size: self.cached,
+                    root,
+                },
+                Err(_) => return,
+            }
         };
+        *self.view.head.write().unwrap_or_else(|e| e.into_inner()) = head;
+    }
+
+    /// Writes the pending cache bytes; on failure cuts every cache file back
+    /// to where it was, so a later attempt appends to whole files.
+    fn flush_caches(&mut self) -> Result<(), AuditError> {
+        if self.pending_offsets.is_empty() {
+            return Ok(());
+        }
+        let len = |f: &File| f.metadata().map(|m| m.len()).unwrap_or(0);
+        let before: (u64, Vec<u64>) = (len(&self.offsets), self.levels.iter().map(len).collect());
+        let (offsets, nodes) = (
+            std::mem::take(&mut self.pending_offsets),
+            std::mem::take(&mut self.pending_nodes),
+        );
+        match self.write_caches(&offsets, &nodes) {
+            Ok(()) => {
+                self.cached = self.frontier.size();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.offsets.set_len(before.0);
+                for (f, l) in self.levels.iter().zip(&before.1) {
+                    let _ = f.set_len(*l);
+                }
+                for f in self.levels.iter().skip(before.1.len()) {
+                    let _ = f.set_len(0);
+                }
+                self.pending_offsets = offsets;
+                self.pending_nodes = nodes;
+                Err(e)
+            }
+        }
+    }
+
+    /// Catches caches and index up after a failure; called with every batch
+    /// and every tick.
+    fn catch_up(&mut self) {
+        let was_behind = self.cached < self.frontier.size();
+        if let Err(e) = self.flush_caches() {
+            warn!(error = %e, behind = self.frontier.size() - self.cached, "audit caches still cannot be written; the newest records are durable but not yet readable");
+        } else if was_behind {
+            info!(records = self.cached, "audit caches caught up");
+        }
+        if let Some(ix) = &self.view.index {
+            let ready: Vec<Record> = self
+                .pending_index
+                .iter()
+                .filter(|r| r.id < self.cached)
+                .cloned()
+                .collect();
+            if !ready.is_empty() {
+                match ix.add(&ready) {
+                    Ok(()) => self.pending_index.retain(|r| r.id >= self.cached),
+                    Err(e) => {
+                        warn!(error = %e, "audit index cannot be written yet; it catches up later")
+                    }
+                }
+            }
+        }
+        self.publish_head();
     }
 
     fn catch_up_index(&self, size: u64) -> Result<(), AuditError> {
@@ -933,7 +1001,7 @@ impl Writer {
                 match c {
                     Cmd::Append(e, tx) => appends.push((e, tx)),
                     Cmd::Checkpoint(tx) => checkpoint_waiters.push(tx),
-                    Cmd::Tick => {}
+                    Cmd::Tick => self.catch_up(),
                     Cmd::Shutdown => shutdown = true,
                 }
                 if appends.len() < MAX_BATCH {
@@ -1042,22 +1110,16 @@ impl Writer {
             });
         }
         self.last_time = time;
-        if !self.cache_broken
-            && let Err(e) = self.write_caches(&offsets, &nodes)
-        {
-            error!(error = %e, "audit node cache write failed; reads and proofs are refused until a restart rebuilds it");
-            self.cache_broken = true;
-            self.view
-                .cache_broken
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.pending_offsets.extend_from_slice(&offsets);
+        if self.pending_nodes.len() < nodes.len() {
+            self.pending_nodes.resize(nodes.len(), Vec::new());
         }
-        let plain: Vec<Record> = records.iter().map(|(r, _, _)| r.clone()).collect();
-        if let Some(ix) = &self.view.index
-            && let Err(e) = ix.add(&plain)
-        {
-            error!(error = %e, "audit index update failed; a restart catches it up");
+        for (l, bytes) in nodes.iter().enumerate() {
+            self.pending_nodes[l].extend_from_slice(bytes);
         }
-        self.publish_head();
+        self.pending_index
+            .extend(records.iter().map(|(r, _, _)| r.clone()));
+        self.catch_up();
         if let Some(m) = &self.opts.metrics {
             m.audit_records.inc_by(records.len() as u64);
             m.audit_batch_records.observe(records.len() as f64);

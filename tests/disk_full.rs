@@ -1,0 +1,163 @@
+//! A full disk under the data directory: exchanges are refused with 503 and
+//! nothing is delivered; once space is freed the gateway goes on without a
+//! restart, and the log verifies. Needs root to mount a small tmpfs; without
+//! it the test says so and skips (CI runs as root, so it never skips there).
+
+mod common;
+
+use std::process::Command;
+
+use common::fixture::*;
+use hyper::Method;
+
+const CASUS: &[(&str, &str)] = &[("ketenpoort-purpose", "casusoverleg")];
+
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Fills the file system with a ballast file until it is full.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let p = dir.join("ballast");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    // Fill the last partial chunk's worth too.
+    let small = [0u8; 512];
+    while f.write_all(&small).is_ok() {}
+    let _ = f.sync_all();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_with_503_and_recovers_without_restart() {
+    if !is_root() {
+        eprintln!("skipped: mounting a size-limited tmpfs needs root");
+        return;
+    }
+    let mut mount = None;
+    let f = fixture_with(|pki| {
+        let data = pki.data_dir();
+        std::fs::create_dir_all(&data).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(&data)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok || std::env::var("CI").is_err(),
+            "cannot mount a tmpfs as root in CI"
+        );
+        if ok {
+            mount = Some(Mount(data));
+        }
+    })
+    .await;
+    if mount.is_none() {
+        eprintln!("skipped: this machine does not allow mounting a tmpfs");
+        return;
+    }
+    let path = "/v1/pilots/proef/services/dtv/dossier/5550001234";
+    let r = f
+        .gemeente
+        .send(Method::GET, path, CASUS, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+
+    let ballast = fill(&f.pki.data_dir());
+    // Records still fit in the pages the segment already has; once a write
+    // needs a new page, the disk is full for the log.
+    let mut first_refusal = None;
+    for i in 0..300 {
+        let r = f
+            .gemeente
+            .send(Method::GET, path, CASUS, None)
+            .await
+            .unwrap();
+        if r.status == 503 {
+            first_refusal = Some(i);
+            break;
+        }
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        first_refusal.is_some(),
+        "a full disk never refused an exchange"
+    );
+    for _ in 0..5 {
+        let r = f
+            .gemeente
+            .send(Method::GET, path, CASUS, None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.json()["type"], "urn:ketenpoort:problem:audit-unavailable");
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("Testpersoon"),
+            "data delivered without a record"
+        );
+    }
+    // A refusal is smaller: recorded if it still fits, else 503 as well.
+    let r = f
+        .gemeente
+        .send(
+            Method::GET,
+            "/v1/pilots/proef/services/dtv/lijst/a",
+            &[("ketenpoort-purpose", "begeleiding")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(r.status == 403 || r.status == 503, "{}", r.status);
+
+    std::fs::remove_file(ballast).unwrap();
+    let r = f
+        .gemeente
+        .send(Method::GET, path, CASUS, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        200,
+        "no recovery after space was freed: {:?}",
+        r.json()
+    );
+    let id: u64 = r.header("ketenpoort-disclosure").unwrap().parse().unwrap();
+
+    f.gw.gateway.audit.checkpoint().await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
+        .args(["audit", "verify", "--config"])
+        .arg(f.pki.config_file())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let view = f.gw.gateway.audit.view().clone();
+    let rec = tokio::task::spawn_blocking(move || view.record(id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        rec.entry.payload_sha256,
+        Some(ketenpoort::identity::sha256(&r.body))
+    );
+    f.gw.stop().await;
+    drop(mount);
+}

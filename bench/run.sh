@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# ketenpoort benchmark: the same load against
+#   A  the back-end directly (nginx, mutual TLS)            the limit
+#   B  nginx as an mTLS reverse proxy to that back-end      the baseline
+#   C  ketenpoort with Utrecht's casusoverleg rule for DT&V's departure
+#      dossier: purpose check, minimisation, a durable audit record each
+# interleaved A B C A B C ... so drift on a shared machine hits all alike;
+# the median of the rounds is reported. Then the audit store's own figures
+# (cargo bench --bench audit). Results go to bench/results/<date>.md.
+#
+#   bench/run.sh            full run (several minutes; AUDIT_LOG=N sets the
+#                           size of the look-up log, default 10,000,000)
+#   bench/run.sh --smoke    a few seconds per target, for CI: the script runs
+#
+# Installs what it needs when missing: oha (cargo install --locked oha) and
+# nginx (Debian). Everything listens on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! command -v oha >/dev/null 2>&1; then
+    echo "installing oha (cargo install --locked oha) ..."
+    cargo install --locked oha >/dev/null
+fi
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    echo "installing nginx (Debian) ..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq nginx >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+cargo build --release --locked -q
+KP="$ROOT/target/release/ketenpoort"
+
+WORK=$(mktemp -d /tmp/ketenpoort-bench.XXXXXX)
+KPID=""
+cleanup() {
+    [ -n "$KPID" ] && kill "$KPID" 2>/dev/null || true
+    for n in backend proxy; do
+        [ -f "$WORK/nginx-$n.pid" ] && kill "$(cat "$WORK/nginx-$n.pid")" 2>/dev/null || true
+    done
+    sleep 0.3
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+BACKEND=$(port); PROXY=$(port); GATEWAY=$(port); CONSOLE=$(port)
+
+# A copy of the shipped config with its own PKI and data, DT&V's back-end
+# pointed at the nginx back-end.
+cp -r config "$WORK/config"
+"$KP" pki init --config "$WORK/config/ketenpoort.toml" >/dev/null
+CERTS="$WORK/certs/dev"
+python3 "$ROOT/bench/support.py" point-backend "$WORK/config/partners.toml" dtv "$BACKEND"
+mkdir -p "$WORK/www"
+python3 "$ROOT/bench/support.py" dossier "$WORK/www/dossier.json"
+
+for n in backend proxy; do
+    python3 "$ROOT/bench/support.py" nginx-conf "$n" "$WORK" "$CERTS" "$BACKEND" "$PROXY" > "$WORK/nginx-$n.conf"
+    "$NGINX" -c "$WORK/nginx-$n.conf" -e "$WORK/nginx-$n.err"
+done
+
+RUST_LOG=warn "$KP" serve --config "$WORK/config/ketenpoort.toml" \
+    --partners-addr "127.0.0.1:$GATEWAY" --console-addr "127.0.0.1:$CONSOLE" 2>"$WORK/ketenpoort.log" &
+KPID=$!
+TLS=(--cert "$CERTS/gemeente-utrecht.crt" --key "$CERTS/gemeente-utrecht.key" --cacert "$CERTS/ca.crt")
+for _ in $(seq 100); do
+    curl -s -o /dev/null "${TLS[@]}" "https://127.0.0.1:$GATEWAY/v1/whoami" && break
+    sleep 0.1
+done
+
+URL_A="https://127.0.0.1:$BACKEND/vertrekdossiers/5550001234"
+URL_B="https://127.0.0.1:$PROXY/vertrekdossiers/5550001234"
+URL_C="https://127.0.0.1:$GATEWAY/v1/pilots/utrecht/services/dtv/vertrekdossier/5550001234"
+
+# A check that C does its job: minimised and recorded.
+curl -s -D "$WORK/c.headers" -o "$WORK/c.body" "${TLS[@]}" -H 'Ketenpoort-Purpose: casusoverleg' "$URL_C"
+grep -qi '^ketenpoort-disclosure:' "$WORK/c.headers" || { echo "C does not disclose: $(cat "$WORK/c.body")"; exit 1; }
+if grep -q bijzonderheden "$WORK/c.body"; then echo "C leaked a withheld field"; exit 1; fi
+echo "C answers $(wc -c < "$WORK/c.body") of $(wc -c < "$WORK/www/dossier.json") bytes; withheld: $(grep -i '^ketenpoort-withheld' "$WORK/c.headers" | cut -d' ' -f2 | tr -d '\r')"
+
+if [ "$SMOKE" = 1 ]; then DURATION=2s; ROUNDS=1; CONC=16; else DURATION=15s; ROUNDS=3; CONC=64; fi
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$KPID/stat"; }
+run() { # name url [extra oha args...]: writes $WORK/name.json
+    local name=$1 url=$2; shift 2
+    local extra=()
+    case "$name" in C*|halfC) extra=(-H 'Ketenpoort-Purpose: casusoverleg') ;; esac
+    oha --no-tui --output-format json -z "$DURATION" -c "$CONC" "${TLS[@]}" "${extra[@]}" "$@" "$url" > "$WORK/$name.json"
+}
+
+CPU_TICKS=0
+for r in $(seq "$ROUNDS"); do
+    run "A$r" "$URL_A"
+    run "B$r" "$URL_B"
+    t0=$(cpu_ticks)
+    run "C$r" "$URL_C"
+    t1=$(cpu_ticks)
+    CPU_TICKS=$((CPU_TICKS + t1 - t0))
+done
+# Latency C adds over A at half of C's peak rate.
+HALF=$(python3 "$ROOT/bench/support.py" half "$WORK" "$ROUNDS")
+run halfA "$URL_A" -q "$HALF"
+run halfC "$URL_C" -q "$HALF"
+RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$KPID/status")
+
+# The audit store's own figures.
+AUDIT_LOG=${AUDIT_LOG:-10000000}
+[ "$SMOKE" = 1 ] && AUDIT_LOG=20000
+cargo bench --locked --bench audit -- --bench --log "$AUDIT_LOG" 2>/dev/null | grep -v '^#' > "$WORK/audit.txt" || true
+
+OUT="bench/results/$(date -u +%Y-%m-%d).md"
+[ "$SMOKE" = 1 ] && OUT="$WORK/smoke.md"
+python3 "$ROOT/bench/support.py" report "$OUT" "$WORK" "$ROUNDS" "$SMOKE" "$DURATION" "$CONC" "$HALF" "$RSS_KB" "$CPU_TICKS" "$(getconf CLK_TCK)"
+[ "$SMOKE" = 1 ] || echo "written to $OUT"

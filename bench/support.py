@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Helpers of bench/run.sh: config edits, the synthetic dossier, nginx
+configs, and the report. Standard library only."""
+import json
+import os
+import platform
+import statistics
+import sys
+
+
+def point_backend(partners, partner, port):
+    s = open(partners).read()
+    i = s.index(f'id = "{partner}"')
+    j = s.index("backend = ", i)
+    k = s.index("\n", j)
+    open(partners, "w").write(s[:j] + f'backend = "https://localhost:{port}"' + s[k:])
+
+
+def dossier(path):
+    d = {
+        "vnummer": "5550001234",
+        "naam": "Testpersoon Benchmark (synthetisch)",
+        "geboortedatum": "1987-03-14",
+        "nationaliteit": "Testland",
+        "regievoerder": "Regievoerder DT&V (synthetisch)",
+        "terugkeer": {
+            "status": "in gesprek",
+            "land": "Testland",
+            "reisdocument": "aangevraagd",
+            "gesprekken": [
+                {"datum": f"2026-0{m}-1{m}", "verslag": f"vertrekgesprek {m}, synthetisch verslag van enige lengte"}
+                for m in range(1, 7)
+            ],
+        },
+        "procedures": [
+            {"soort": s, "status": t, "kenmerk": f"intern-{i}"}
+            for i, (s, t) in enumerate([("asiel", "afgewezen"), ("buitenschuld", "lopend"), ("herhaalde aanvraag", "afgewezen")])
+        ],
+        "medisch": {"bijzonderheden": "synthetisch medisch gegeven dat buiten het medisch traject niet gedeeld mag worden"},
+        "intern": {"behandelaar": "Medewerker (synthetisch)", "notitie": "interne notitie die de organisatie nooit verlaat " * 8},
+    }
+    text = json.dumps(d, ensure_ascii=False)
+    open(path, "w").write(text)
+    print(f"dossier: {len(text.encode())} bytes", file=sys.stderr)
+
+
+NGINX = """worker_processes 1;
+pid {work}/nginx-{name}.pid;
+error_log {work}/nginx-{name}.err warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    {upstream}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        http2 on;
+        ssl_certificate {certs}/gateway.crt;
+        ssl_certificate_key {certs}/gateway.key;
+        ssl_client_certificate {certs}/ca.crt;
+        ssl_verify_client on;
+        {location}
+    }}
+}}
+"""
+
+BACKEND_LOCATION = """location /vertrekdossiers/ {{
+            default_type application/json;
+            root {work}/www;
+            rewrite ^ /dossier.json break;
+        }}"""
+
+PROXY_LOCATION = """location / {{
+            proxy_pass https://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_certificate {certs}/gateway-client.crt;
+            proxy_ssl_certificate_key {certs}/gateway-client.key;
+            proxy_ssl_trusted_certificate {certs}/ca.crt;
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;
+            proxy_ssl_session_reuse on;
+        }}"""
+
+
+def nginx_conf(name, work, certs, backend, proxy):
+    if name == "backend":
+        print(NGINX.format(work=work, name=name, upstream="", port=backend, certs=certs,
+                           location=BACKEND_LOCATION.format(work=work)))
+    else:
+        print(NGINX.format(work=work, name=name, port=proxy, certs=certs,
+                           upstream=f"upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}",
+                           location=PROXY_LOCATION.format(certs=certs)))
+
+
+def load(work, name):
+    return json.load(open(os.path.join(work, f"{name}.json")))
+
+
+def half(work, rounds):
+    rps = [load(work, f"C{r}")["summary"]["requestsPerSec"] for r in range(1, int(rounds) + 1)]
+    print(max(1, int(statistics.median(rps) / 2)))
+
+
+def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, clk):
+    rounds = int(rounds)
+
+    def med(prefix, key):
+        vals = []
+        for r in range(1, rounds + 1):
+            d = load(work, f"{prefix}{r}")
+            vals.append(d["summary"]["requestsPerSec"] if key == "rps" else d["latencyPercentiles"][key] * 1000)
+        return statistics.median(vals)
+
+    def non200(prefix):
+        return sum(c for r in range(1, rounds + 1) for code, c in load(work, f"{prefix}{r}").get("statusCodeDistribution", {}).items() if code != "200")
+
+    def total(prefix):
+        return sum(sum(load(work, f"{prefix}{r}").get("statusCodeDistribution", {}).values()) for r in range(1, rounds + 1))
+
+    rows = {p: {k: med(p, k) for k in ("rps", "p50", "p99")} for p in "ABC"}
+    A, B, C = rows["A"], rows["B"], rows["C"]
+    added = (load(work, "halfC")["latencyPercentiles"]["p99"] - load(work, "halfA")["latencyPercentiles"]["p99"]) * 1000
+    c_requests = total("C")
+    cpu = (int(ticks) / int(clk)) / (c_requests / 1000) if c_requests else float("nan")
+    rss = int(rss_kb) / 1024
+    audit = open(os.path.join(work, "audit.txt")).read().strip() if os.path.exists(os.path.join(work, "audit.txt")) else "(not run)"
+    goal = lambda ok: "met" if ok else "**not met**"
+    lines = [
+        f"# ketenpoort benchmark, {'smoke' if smoke == '1' else 'full'} run",
+        "",
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}; everything on loopback, sharing those cores. "
+        f"oha: {conc} connections, {duration} per run, {rounds} round(s) interleaved A B C; medians of the rounds.",
+        "Request: GET of a ~2 KiB synthetic DT&V departure dossier. C applies Utrecht's `casusoverleg` rule "
+        "(gemeente-utrecht reads dtv/vertrekdossier), minimises, and makes an audit record durable (fdatasync) per exchange.",
+        "",
+        "| | requests/s | p50 ms | p99 ms | non-200 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, p in (("A back-end directly (the limit)", "A"), ("B nginx mTLS reverse proxy (baseline)", "B"), ("C ketenpoort", "C")):
+        d = rows[p]
+        lines.append(f"| {name} | {d['rps']:.0f} | {d['p50']:.2f} | {d['p99']:.2f} | {non200(p)} |")
+    lines += [
+        "",
+        "| figure | value | goal |",
+        "|---|---:|---|",
+        f"| throughput C/B | {C['rps'] / B['rps']:.2f} | ≥ 0.8: {goal(C['rps'] / B['rps'] >= 0.8)} |",
+        f"| throughput C/A | {C['rps'] / A['rps']:.2f} | (X-Road users report 0.11) |",
+        f"| p99 latency C adds over A at {half_rate} req/s (half of C's peak) | {added:.2f} ms | ≤ 2 ms: {goal(added <= 2)} |",
+        f"| ketenpoort peak resident memory | {rss:.1f} MiB | ≤ 100 MiB: {goal(rss <= 100)} |",
+        f"| ketenpoort CPU seconds per 1000 requests | {cpu:.3f} | |",
+        "",
+        "Audit store (`cargo bench --bench audit`):",
+        "",
+        "```",
+        audit,
+        "```",
+    ]
+    open(out, "w").write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"point-backend": point_backend, "dossier": dossier, "nginx-conf": nginx_conf, "half": half, "report": report}[cmd](*args)

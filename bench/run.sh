@@ -57,6 +57,9 @@ CERTS="$WORK/certs/dev"
 python3 "$ROOT/bench/support.py" point-backend "$WORK/config/partners.toml" dtv "$BACKEND"
 mkdir -p "$WORK/www"
 python3 "$ROOT/bench/support.py" dossier "$WORK/www/dossier.json"
+# nginx's workers run as another user: they must be able to read the dossier.
+chmod 755 "$WORK" "$WORK/www"
+chmod 644 "$WORK/www/dossier.json"
 
 for n in backend proxy; do
     python3 "$ROOT/bench/support.py" nginx-conf "$n" "$WORK" "$CERTS" "$BACKEND" "$PROXY" > "$WORK/nginx-$n.conf"
@@ -77,8 +80,10 @@ URL_B="https://127.0.0.1:$PROXY/vertrekdossiers/5550001234"
 URL_C="https://127.0.0.1:$GATEWAY/v1/pilots/utrecht/services/dtv/vertrekdossier/5550001234"
 
 # A check that C does its job: minimised and recorded.
-curl -s -D "$WORK/c.headers" -o "$WORK/c.body" "${TLS[@]}" -H 'Ketenpoort-Purpose: casusoverleg' "$URL_C"
-grep -qi '^ketenpoort-disclosure:' "$WORK/c.headers" || { echo "C does not disclose: $(cat "$WORK/c.body")"; exit 1; }
+CODE=$(curl -s -w '%{http_code}' -D "$WORK/c.headers" -o "$WORK/c.body" "${TLS[@]}" -H 'Ketenpoort-Purpose: casusoverleg' "$URL_C")
+if [ "$CODE" != 200 ] || ! grep -qi '^ketenpoort-disclosure:' "$WORK/c.headers"; then
+    echo "C does not disclose ($CODE): $(cat "$WORK/c.body")"; tail -5 "$WORK/ketenpoort.log"; exit 1
+fi
 if grep -q bijzonderheden "$WORK/c.body"; then echo "C leaked a withheld field"; exit 1; fi
 echo "C answers $(wc -c < "$WORK/c.body") of $(wc -c < "$WORK/www/dossier.json") bytes; withheld: $(grep -i '^ketenpoort-withheld' "$WORK/c.headers" | cut -d' ' -f2 | tr -d '\r')"
 
@@ -90,6 +95,7 @@ run() { # name url [extra oha args...]: writes $WORK/name.json
     local extra=()
     case "$name" in C*|halfC) extra=(-H 'Ketenpoort-Purpose: casusoverleg') ;; esac
     oha --no-tui --output-format json -z "$DURATION" -c "$CONC" "${TLS[@]}" "${extra[@]}" "$@" "$url" > "$WORK/$name.json"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], "status", d["statusCodeDistribution"], "errors", d["errorDistribution"], file=sys.stderr)' "$WORK/$name.json" "$name"
 }
 
 CPU_TICKS=0
@@ -108,9 +114,11 @@ run halfC "$URL_C" -q "$HALF"
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$KPID/status")
 
 # The audit store's own figures.
-AUDIT_LOG=${AUDIT_LOG:-10000000}
-[ "$SMOKE" = 1 ] && AUDIT_LOG=20000
-cargo bench --locked --bench audit -- --bench --log "$AUDIT_LOG" 2>/dev/null | grep -v '^#' > "$WORK/audit.txt" || true
+if [ "$SMOKE" = 1 ]; then
+    cargo bench --locked --bench audit -- --smoke 2>/dev/null | grep -v '^#' > "$WORK/audit.txt"
+else
+    cargo bench --locked --bench audit -- --bench --log "${AUDIT_LOG:-10000000}" 2>/dev/null | grep -v '^#' > "$WORK/audit.txt"
+fi
 
 OUT="bench/results/$(date -u +%Y-%m-%d).md"
 [ "$SMOKE" = 1 ] && OUT="$WORK/smoke.md"

@@ -37,7 +37,7 @@ def dossier(path):
             for i, (s, t) in enumerate([("asiel", "afgewezen"), ("buitenschuld", "lopend"), ("herhaalde aanvraag", "afgewezen")])
         ],
         "medisch": {"bijzonderheden": "synthetisch medisch gegeven dat buiten het medisch traject niet gedeeld mag worden"},
-        "intern": {"behandelaar": "Medewerker (synthetisch)", "notitie": "interne notitie die de organisatie nooit verlaat " * 8},
+        "intern": {"behandelaar": "Medewerker (synthetisch)", "notitie": "interne notitie die de organisatie nooit verlaat " * 14},
     }
     text = json.dumps(d, ensure_ascii=False)
     open(path, "w").write(text)
@@ -54,7 +54,6 @@ http {{
     {upstream}
     server {{
         listen 127.0.0.1:{port} ssl;
-        http2 on;
         ssl_certificate {certs}/gateway.crt;
         ssl_certificate_key {certs}/gateway.key;
         ssl_client_certificate {certs}/ca.crt;

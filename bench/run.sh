@@ -103,6 +103,10 @@ for r in $(seq "$ROUNDS"); do
     run "A$r" "$URL_A"
     run "B$r" "$URL_B"
     t0=$(cpu_ticks)
+    if [ "${PROFILE:-0}" = 1 ] && [ "$r" = 1 ]; then
+        # A CPU profile of ketenpoort under load: perf report -i target/perf.data
+        perf record -F 499 -g -p "$KPID" -o "$ROOT/target/perf.data" -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+    fi
     run "C$r" "$URL_C"
     t1=$(cpu_ticks)
     CPU_TICKS=$((CPU_TICKS + t1 - t0))

@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+
+/// mimalloc instead of glibc's malloc: a profile under load showed a fifth of
+/// the gateway's CPU time in malloc/free across the runtime's threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use ketenpoort::config::{DEFAULT_CONFIG, GatewayConfig};
 use ketenpoort::logging::{self, LogFormat};

@@ -1117,8 +1117,9 @@ impl Writer {
         for (l, bytes) in nodes.iter().enumerate() {
             self.pending_nodes[l].extend_from_slice(bytes);
         }
-        self.pending_index
-            .extend(records.iter().map(|(r, _, _)| r.clone()));
+        self.pending_index.extend(records.iter().map(|(r, _, _)| r.clone()));
+        // Caches and index before the callers are answered: once a partner
+        // has its answer, a privacy officer can find the record.
         self.catch_up();
         if let Some(m) = &self.opts.metrics {
             m.audit_records.inc_by(records.len() as u64);

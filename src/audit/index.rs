@@ -6,6 +6,9 @@
 
 use super::record::{Decision, Kind, Record};
 
+/// sled page cache of the index.
+pub const INDEX_CACHE_BYTES: u64 = 32 << 20;
+
 /// Key of the "indexed up to" marker in the meta tree.
 const UPTO: &[u8] = b"indexed_upto";
 

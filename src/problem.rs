@@ -58,6 +58,7 @@ kinds! {
     UNKNOWN_PROVIDER = ("unknown-provider", NOT_FOUND, "No such provider");
     UNKNOWN_SERVICE = ("unknown-service", NOT_FOUND, "The provider offers no such service");
     BODY_TOO_LARGE = ("body-too-large", PAYLOAD_TOO_LARGE, "The request body is larger than allowed");
+    BODY_TIMEOUT = ("body-timeout", REQUEST_TIMEOUT, "The request body did not arrive in time");
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "The request body must be application/json");
     MALFORMED_JSON = ("malformed-json", BAD_REQUEST, "The body is not an acceptable JSON document");
     UNEXPECTED_BODY = ("unexpected-body", BAD_REQUEST, "This method carries no body");

@@ -1117,7 +1117,8 @@ impl Writer {
         for (l, bytes) in nodes.iter().enumerate() {
             self.pending_nodes[l].extend_from_slice(bytes);
         }
-        self.pending_index.extend(records.iter().map(|(r, _, _)| r.clone()));
+        self.pending_index
+            .extend(records.iter().map(|(r, _, _)| r.clone()));
         // Caches and index before the callers are answered: once a partner
         // has its answer, a privacy officer can find the record.
         self.catch_up();

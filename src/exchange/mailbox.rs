@@ -79,7 +79,10 @@ impl Mailbox {
     /// Opens (or creates) the mailbox database. Blocking.
     pub fn open(path: &std::path::Path) -> sled::Result<Self> {
         // A small page cache: mailboxes hold few, small documents.
-        let db = sled::Config::new().path(path).cache_capacity(8 << 20).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(8 << 20)
+            .open()?;
         Ok(Self {
             items: db.open_tree("items")?,
             db,

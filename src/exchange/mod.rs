@@ -53,6 +53,9 @@ pub const PILOT: HeaderName = HeaderName::from_static("ketenpoort-pilot");
 /// W3C trace context.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
+/// Time a caller has to send its whole request body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Most mailbox documents listed per page.
 const INBOX_PAGE: usize = 100;
 
@@ -350,7 +353,17 @@ async fn read_body(
             format!("at most {max} bytes"),
         ));
     }
-    match Limited::new(req.into_body(), max).collect().await {
+    // A body dribbled in slowly must not hold a connection slot for long.
+    let collected =
+        tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), max).collect()).await;
+    let Ok(collected) = collected else {
+        return Err((
+            problem::BODY_TIMEOUT,
+            "body-timeout",
+            format!("the body must arrive within {} s", BODY_TIMEOUT.as_secs()),
+        ));
+    };
+    match collected {
         Ok(b) => Ok(b.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

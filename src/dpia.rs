@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::identity::sha256;
 use crate::policy::fields::Category;
 use crate::policy::graph;
-use crate::policy::{Direction, Pilot, PolicySet};
+use crate::policy::{Pilot, PolicySet};
 
 /// One row of the register: a flow with everything art. 30 asks.
 struct Row {
@@ -24,39 +24,23 @@ struct Row {
 }
 
 fn rows(pilot: &Pilot) -> Vec<Row> {
-    let mut out = Vec::new();
-    for rule in &pilot.rules {
-        for consumer in &rule.consumers {
-            for d in [Direction::Request, Direction::Response] {
-                let allowed = rule.allowed(d);
-                if allowed.is_empty() {
-                    continue;
-                }
-                let provider = rule.service.provider.clone();
-                let (from, to) = match d {
-                    Direction::Response => (provider, consumer.clone()),
-                    Direction::Request => (consumer.clone(), provider),
-                };
-                out.push(Row {
-                    purpose: rule.purpose.clone(),
-                    from,
-                    to,
-                    service: rule.service.qualified(),
-                    categories: allowed
-                        .iter()
-                        .flat_map(|p| rule.service.categories_of(p))
-                        .collect(),
-                    fields: allowed
-                        .iter()
-                        .map(|p| match rule.transform_of(p) {
-                            Some(t) => format!("{p} ({t})"),
-                            None => p.to_string(),
-                        })
-                        .collect(),
-                });
+    let mut out: Vec<Row> = pilot
+        .flows()
+        .map(|(rule, d, from, to)| {
+            let allowed = rule.allowed(d);
+            Row {
+                purpose: rule.purpose.clone(),
+                from: from.to_string(),
+                to: to.to_string(),
+                service: rule.service.qualified(),
+                categories: allowed
+                    .iter()
+                    .flat_map(|p| rule.service.categories_of(p))
+                    .collect(),
+                fields: allowed.iter().map(|p| rule.field_label(p)).collect(),
             }
-        }
-    }
+        })
+        .collect();
     out.sort_by(|a, b| {
         (&a.purpose, &a.from, &a.to, &a.service).cmp(&(&b.purpose, &b.from, &b.to, &b.service))
     });

@@ -44,38 +44,23 @@ impl fmt::Display for Flow {
 pub fn flows(set: &PolicySet) -> BTreeMap<Flow, BTreeSet<String>> {
     let mut out = BTreeMap::new();
     for pilot in set.pilots.values() {
-        for rule in &pilot.rules {
-            for consumer in &rule.consumers {
-                for d in [Direction::Request, Direction::Response] {
-                    let allowed = rule.allowed(d);
-                    if allowed.is_empty() {
-                        continue;
-                    }
-                    let provider = rule.service.provider.clone();
-                    let (from, to) = match d {
-                        Direction::Request => (consumer.clone(), provider),
-                        Direction::Response => (provider, consumer.clone()),
-                    };
-                    let fields = allowed
-                        .iter()
-                        .map(|p| match rule.transform_of(p) {
-                            Some(t) => format!("{p} ({t})"),
-                            None => p.to_string(),
-                        })
-                        .collect();
-                    out.insert(
-                        Flow {
-                            pilot: pilot.id.clone(),
-                            purpose: rule.purpose.clone(),
-                            from,
-                            to,
-                            service: rule.service.qualified(),
-                            direction: d,
-                        },
-                        fields,
-                    );
-                }
-            }
+        for (rule, d, from, to) in pilot.flows() {
+            let fields = rule
+                .allowed(d)
+                .iter()
+                .map(|p| rule.field_label(p))
+                .collect();
+            out.insert(
+                Flow {
+                    pilot: pilot.id.clone(),
+                    purpose: rule.purpose.clone(),
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    service: rule.service.qualified(),
+                    direction: d,
+                },
+                fields,
+            );
         }
     }
     out

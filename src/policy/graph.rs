@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::fields::Category;
-use super::{Direction, Pilot, PolicySet};
+use super::{Pilot, PolicySet};
 
 /// One labelled edge: giver → recipient, the purposes with their categories.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,27 +26,14 @@ pub struct Edge {
 /// The edges of a pilot, in a stable order.
 pub fn edges(pilot: &Pilot) -> Vec<Edge> {
     let mut map: BTreeMap<(String, String), BTreeMap<String, BTreeSet<Category>>> = BTreeMap::new();
-    for rule in &pilot.rules {
-        for consumer in &rule.consumers {
-            for d in [Direction::Response, Direction::Request] {
-                let allowed = rule.allowed(d);
-                if allowed.is_empty() {
-                    continue;
-                }
-                let provider = rule.service.provider.clone();
-                let (from, to) = match d {
-                    Direction::Response => (provider, consumer.clone()),
-                    Direction::Request => (consumer.clone(), provider),
-                };
-                let cats = map
-                    .entry((from, to))
-                    .or_default()
-                    .entry(rule.purpose.clone())
-                    .or_default();
-                for p in allowed {
-                    cats.extend(rule.service.categories_of(p));
-                }
-            }
+    for (rule, d, from, to) in pilot.flows() {
+        let cats = map
+            .entry((from.to_string(), to.to_string()))
+            .or_default()
+            .entry(rule.purpose.clone())
+            .or_default();
+        for p in rule.allowed(d) {
+            cats.extend(rule.service.categories_of(p));
         }
     }
     map.into_iter()

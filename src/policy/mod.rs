@@ -117,6 +117,14 @@ impl Rule {
         }
     }
 
+    /// A field as listings show it: `path`, or `path (transform)`.
+    pub fn field_label(&self, path: &FieldPath) -> String {
+        match self.transform_of(path) {
+            Some(t) => format!("{path} ({t})"),
+            None => path.to_string(),
+        }
+    }
+
     /// The transform on a field, if any.
     pub fn transform_of(&self, path: &FieldPath) -> Option<Transform> {
         self.transforms
@@ -152,6 +160,26 @@ pub struct Pilot {
 }
 
 impl Pilot {
+    /// Every directed flow of the rules: for each rule, each consumer and
+    /// each direction that carries fields, `(rule, direction, from, to)`.
+    /// Diffs, pictures and the DPIA annex all read the policy through this.
+    pub fn flows(&self) -> impl Iterator<Item = (&Rule, Direction, &str, &str)> {
+        self.rules.iter().flat_map(|rule| {
+            rule.consumers.iter().flat_map(move |consumer| {
+                [Direction::Request, Direction::Response]
+                    .into_iter()
+                    .filter(move |d| !rule.allowed(*d).is_empty())
+                    .map(move |d| {
+                        let provider = rule.service.provider.as_str();
+                        match d {
+                            Direction::Request => (rule, d, consumer.as_str(), provider),
+                            Direction::Response => (rule, d, provider, consumer.as_str()),
+                        }
+                    })
+            })
+        })
+    }
+
     /// The rule for (consumer, provider/service, purpose), if any.
     pub fn rule_for(&self, consumer: &str, service: &str, purpose: &str) -> Option<&Rule> {
         self.index

@@ -364,7 +364,7 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
         .await;
     driver.click("#dry-run-btn").await;
     let diff = driver
-        .until("const t = document.getElementById('policy-result').textContent; return t.startsWith('Valid') ? t : ''", "the dry-run diff")
+        .until("const t = document.getElementById('policy-result').textContent; return (t.startsWith('Valid:') || t.startsWith('Not valid')) ? t : ''", "the dry-run diff")
         .await;
     assert!(
         diff.as_str()

@@ -189,6 +189,23 @@ impl Driver {
         .await
     }
 
+    /// Opens the console page and logs in with a token, as a user would.
+    async fn log_in(&self, console: std::net::SocketAddr, token: &str) {
+        self.cmd(
+            Method::POST,
+            "/url",
+            Some(json!({"url": format!("https://127.0.0.1:{}/", console.port())})),
+        )
+        .await;
+        self.type_into("#token", token).await;
+        self.click("#login-btn").await;
+        self.until(
+            "return !document.getElementById('app').classList.contains('hidden') && document.getElementById('who').textContent",
+            "login",
+        )
+        .await;
+    }
+
     /// Polls a script until it returns something truthy (10 s at most).
     async fn until(&self, js: &str, what: &str) -> Value {
         let started = Instant::now();
@@ -247,18 +264,7 @@ async fn officer_logs_in_searches_reads_the_report_and_takes_a_screenshot() {
     .unwrap();
     f.gw.gateway.console.users.reload().unwrap();
 
-    driver
-        .cmd(
-            Method::POST,
-            "/url",
-            Some(json!({"url": format!("https://127.0.0.1:{}/", f.gw.console.port())})),
-        )
-        .await;
-    driver.type_into("#token", &token).await;
-    driver.click("#login-btn").await;
-    driver
-        .until("return !document.getElementById('app').classList.contains('hidden') && document.getElementById('who').textContent", "login")
-        .await;
+    driver.log_in(f.gw.console, &token).await;
 
     driver.type_into("#q-subject", V).await;
     driver.click("#search-btn").await;
@@ -332,15 +338,7 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
     )
     .unwrap();
     f.gw.gateway.console.users.reload().unwrap();
-    driver
-        .cmd(
-            Method::POST,
-            "/url",
-            Some(json!({"url": format!("https://127.0.0.1:{}/", f.gw.console.port())})),
-        )
-        .await;
-    driver.type_into("#token", &token).await;
-    driver.click("#login-btn").await;
+    driver.log_in(f.gw.console, &token).await;
     driver
         .until("const s = document.getElementById('pilot-select'); return s.options.length >= 2 && document.getElementById('policy-text').value.includes('[pilot]')", "the pilots")
         .await;

@@ -813,8 +813,10 @@ async fn respond_minimised(
         Value::Array(items) => items.iter().collect(),
         other => vec![other],
     };
-    let mut delivered = Vec::with_capacity(elements.len());
     let mut entries = Vec::with_capacity(elements.len());
+    // Each element serialised once: its bytes are hashed for its record, and
+    // they are the bytes that go out.
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(elements.len());
     for el in elements {
         let m = grant.minimise(Direction::Response, el, keys);
         let mut e = ctx.with_grant(Direction::Response, grant);
@@ -822,17 +824,27 @@ async fn respond_minimised(
         if let Some(s) = svc.subject_of(el).filter(|s| valid_vnummer(s)) {
             e.subject = Some(ctx.gw.audit.subject(&s));
         }
-        e.payload_sha256 = Some(sha256(&serde_json::to_vec(&m.value).unwrap_or_default()));
+        let bytes = serde_json::to_vec(&m.value).unwrap_or_default();
+        e.payload_sha256 = Some(sha256(&bytes));
         e.disclosed = m.disclosed;
         e.withheld = m.withheld.clone();
         withheld.extend(m.withheld);
         entries.push(e);
-        delivered.push(m.value);
+        parts.push(bytes);
     }
-    let body_value = if doc.is_array() {
-        Value::Array(delivered)
+    let body: Vec<u8> = if doc.is_array() {
+        let mut b = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + parts.len() + 2);
+        b.push(b'[');
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            b.extend_from_slice(p);
+        }
+        b.push(b']');
+        b
     } else {
-        delivered.pop().unwrap_or(Value::Null)
+        parts.pop().unwrap_or_default()
     };
     let mut ids = Vec::with_capacity(entries.len());
     for r in ctx.gw.audit.record_many(entries).await {
@@ -849,8 +861,10 @@ async fn respond_minimised(
     }
     withheld.sort();
     withheld.dedup();
-    let mut resp = json_response(status, &body_value);
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
     let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let mut all_ids: Vec<String> = request_record
         .map(|r| r.id.to_string())
         .into_iter()

@@ -392,7 +392,7 @@ async fn reload_tls_on_change(gw: Arc<Gateway>) {
 /// Reloads partners and policies when partners.toml or a pilot file changes, or
 /// on SIGHUP.
 async fn reload_policy_on_change(gw: Arc<Gateway>) {
-    let (dirs, partners_file, _) = gw.policy.watched();
+    let (dirs, partners_file) = gw.policy.watched();
     let partners_name = partners_file.file_name().map(PathBuf::from);
     let mut watch = Watch::new(dirs, move |p| {
         p.extension().is_some_and(|x| x == "toml")

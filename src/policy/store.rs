@@ -78,15 +78,11 @@ impl PolicyStore {
         Ok(())
     }
 
-    /// What to watch: partners.toml and the pilots folder.
-    pub fn watched(&self) -> (Vec<PathBuf>, PathBuf, PathBuf) {
-        (
-            vec![
-                self.pilots_dir.clone(),
-                crate::watch::parents(std::slice::from_ref(&self.partners_file)).remove(0),
-            ],
-            self.partners_file.clone(),
-            self.pilots_dir.clone(),
-        )
+    /// What to watch: the folders of partners.toml and of the pilot files,
+    /// and partners.toml itself (its folder holds other files too).
+    pub fn watched(&self) -> (Vec<PathBuf>, &Path) {
+        let mut dirs = crate::watch::parents(std::slice::from_ref(&self.partners_file));
+        dirs.push(self.pilots_dir.clone());
+        (dirs, &self.partners_file)
     }
 }

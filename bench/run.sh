@@ -11,6 +11,13 @@
 #   bench/run.sh            full run (several minutes; AUDIT_LOG=N sets the
 #                           size of the look-up log, default 10,000,000)
 #   bench/run.sh --smoke    a few seconds per target, for CI: the script runs
+#   bench/run.sh --long [N] only C, N exchanges (default 1,000,000; or
+#                           LONG_RUN=N), sampling ketenpoort's resident memory
+#                           every N/10 (LONG_STEP sets it); figures go to
+#                           bench/results/<date>-long.tsv, and the growth from
+#                           the middle to the end is printed (the leak check)
+#
+# CARGO_TARGET_DIR is honoured (the binary is taken from there).
 #
 # Installs what it needs when missing: oha (cargo install --locked oha) and
 # nginx (Debian). Everything listens on 127.0.0.1 only.
@@ -18,7 +25,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SMOKE=0
-[ "${1:-}" = "--smoke" ] && SMOKE=1
+LONG=${LONG_RUN:-0}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) SMOKE=1 ;;
+        --long)
+            LONG=1000000
+            if [[ "${2:-}" =~ ^[0-9]+$ ]]; then LONG=$2; shift; fi ;;
+        *) echo "usage: bench/run.sh [--smoke | --long [N]]" >&2; exit 2 ;;
+    esac
+    shift
+done
 export PATH="$HOME/.cargo/bin:$PATH"
 
 if ! command -v oha >/dev/null 2>&1; then
@@ -32,7 +49,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --locked -q
-KP="$ROOT/target/release/ketenpoort"
+KP="${CARGO_TARGET_DIR:-$ROOT/target}/release/ketenpoort"
 
 WORK=$(mktemp -d /tmp/ketenpoort-bench.XXXXXX)
 KPID=""
@@ -86,6 +103,35 @@ if [ "$CODE" != 200 ] || ! grep -qi '^ketenpoort-disclosure:' "$WORK/c.headers";
 fi
 if grep -q bijzonderheden "$WORK/c.body"; then echo "C leaked a withheld field"; exit 1; fi
 echo "C answers $(wc -c < "$WORK/c.body") of $(wc -c < "$WORK/www/dossier.json") bytes; withheld: $(grep -i '^ketenpoort-withheld' "$WORK/c.headers" | cut -d' ' -f2 | tr -d '\r')"
+
+if [ "$LONG" -gt 0 ]; then
+    # The leak check: only C, a fixed number of exchanges per step, and the
+    # gateway's resident memory (VmRSS; VmHWM is the peak) after each step.
+    STEP=${LONG_STEP:-$((LONG / 10))}
+    [ "$STEP" -gt 0 ] || STEP=$LONG
+    OUT="bench/results/$(date -u +%Y-%m-%d)-long.tsv"
+    mkdir -p bench/results
+    rss_of() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$KPID/status"; }
+    {
+        echo "# ketenpoort resident memory under load on C (casusoverleg), $(date -u +%FT%TZ)"
+        echo "# $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes'), $LONG exchanges, 64 connections, sampled every $STEP"
+        printf 'exchanges\tnon_200\trss_kib\thwm_kib\tseconds\n'
+        printf '0\t0\t%s\t%s\t0\n' "$(rss_of VmRSS)" "$(rss_of VmHWM)"
+    } > "$OUT"
+    done_n=0; bad=0; started=$(date +%s)
+    while [ "$done_n" -lt "$LONG" ]; do
+        n=$((LONG - done_n < STEP ? LONG - done_n : STEP))
+        oha --no-tui --output-format json -n "$n" -c 64 "${TLS[@]}" \
+            -H 'Ketenpoort-Purpose: casusoverleg' "$URL_C" > "$WORK/long.json"
+        bad=$((bad + $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(c for k, c in d.get("statusCodeDistribution", {}).items() if k != "200") + sum(d.get("errorDistribution", {}).values()))' "$WORK/long.json")))
+        done_n=$((done_n + n))
+        if ! kill -0 "$KPID" 2>/dev/null; then echo "ketenpoort stopped"; tail -5 "$WORK/ketenpoort.log"; exit 1; fi
+        printf '%s\t%s\t%s\t%s\t%s\n' "$done_n" "$bad" "$(rss_of VmRSS)" "$(rss_of VmHWM)" "$(( $(date +%s) - started ))" | tee -a "$OUT"
+    done
+    python3 "$ROOT/bench/support.py" growth "$OUT"
+    echo "written to $OUT"
+    exit 0
+fi
 
 if [ "$SMOKE" = 1 ]; then DURATION=2s; ROUNDS=1; CONC=16; else DURATION=15s; ROUNDS=3; CONC=64; fi
 

@@ -159,6 +159,29 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
     print("\n".join(lines))
 
 
+def growth(tsv):
+    """Resident memory growth between the middle and the end of a long run
+    (bench/run.sh --long): per exchange, so a leak shows as a constant."""
+    rows = [l.split("\t") for l in open(tsv) if l[:1].isdigit()]
+    pts = [(int(r[0]), int(r[2])) for r in rows]
+    if len(pts) < 2:
+        print("too few samples for a growth figure")
+        return
+    end = pts[-1]
+    mid = min(pts, key=lambda p: abs(p[0] - end[0] / 2))
+    if mid == end:
+        mid = pts[0]
+    d = end[1] - mid[1]
+    n = end[0] - mid[0]
+    line = (f"resident memory: {mid[1] / 1024:.1f} MiB after {mid[0]:,} exchanges, "
+            f"{end[1] / 1024:.1f} MiB after {end[0]:,}: {d / 1024:+.1f} MiB, "
+            f"{d * 1024 / n:+.0f} bytes per exchange")
+    print(line)
+    with open(tsv, "a") as f:
+        f.write(f"# {line}\n")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"point-backend": point_backend, "dossier": dossier, "nginx-conf": nginx_conf, "half": half, "report": report}[cmd](*args)
+    {"point-backend": point_backend, "dossier": dossier, "nginx-conf": nginx_conf, "half": half, "report": report,
+     "growth": growth}[cmd](*args)

@@ -62,11 +62,13 @@ impl PartnerClient {
             .with_root_certificates(Arc::new(roots))
             .with_client_auth_cert(chain, key)
             .map_err(|e| e.to_string())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(cfg)
-            .https_only()
-            .enable_all_versions()
-            .build();
+        let connector = crate::backend::CertConnector(
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(cfg)
+                .https_only()
+                .enable_all_versions()
+                .build(),
+        );
         Ok(Self {
             client: hyper_util::client::legacy::Client::builder(
                 hyper_util::rt::TokioExecutor::new(),

@@ -168,6 +168,15 @@ struct RawLimits {
     max_response_bytes: Spanned<u64>,
     backend_timeout_secs: Spanned<u64>,
     mailbox_sweep_secs: Spanned<u64>,
+    handshake_timeout_secs: Spanned<u64>,
+    idle_timeout_secs: Spanned<u64>,
+    max_connection_age_secs: Spanned<u64>,
+    max_connections_per_source: Spanned<u64>,
+    max_connections_per_partner: Spanned<u64>,
+    max_buffered_body_bytes: Spanned<u64>,
+    max_subjects_per_answer: Spanned<u64>,
+    mailbox_quota_bytes: Spanned<u64>,
+    mailbox_total_bytes: Spanned<u64>,
 }
 
 impl Default for RawLimits {
@@ -179,6 +188,15 @@ impl Default for RawLimits {
             max_response_bytes: s(d.max_response_bytes as u64),
             backend_timeout_secs: s(d.backend_timeout.as_secs()),
             mailbox_sweep_secs: s(d.mailbox_sweep.as_secs()),
+            handshake_timeout_secs: s(d.handshake_timeout.as_secs()),
+            idle_timeout_secs: s(d.idle_timeout.as_secs()),
+            max_connection_age_secs: s(d.max_connection_age.as_secs()),
+            max_connections_per_source: s(d.max_connections_per_source as u64),
+            max_connections_per_partner: s(d.max_connections_per_partner as u64),
+            max_buffered_body_bytes: s(d.max_buffered_body_bytes as u64),
+            max_subjects_per_answer: s(d.max_subjects_per_answer as u64),
+            mailbox_quota_bytes: s(d.mailbox_quota_bytes),
+            mailbox_total_bytes: s(d.mailbox_total_bytes),
         }
     }
 }
@@ -194,6 +212,28 @@ pub struct Limits {
     pub backend_timeout: std::time::Duration,
     /// How often expired mailbox documents are swept.
     pub mailbox_sweep: std::time::Duration,
+    /// A TLS handshake (or a client that never starts one) gets this long.
+    pub handshake_timeout: std::time::Duration,
+    /// A connection with no request in flight is closed after this long, so
+    /// idle crowds cannot hold the slots partners need.
+    pub idle_timeout: std::time::Duration,
+    /// Every connection is closed (gracefully) after this long, so a revoked
+    /// or expired certificate never rides an old connection for long.
+    pub max_connection_age: std::time::Duration,
+    /// Open connections from one source address, counted before the handshake.
+    pub max_connections_per_source: usize,
+    /// Open connections of one partner, counted after the handshake.
+    pub max_connections_per_partner: usize,
+    /// Request body bytes buffered at once across all connections; beyond it
+    /// a request waits its turn (then 503), so many streams each sending most
+    /// of a large body cannot exhaust memory.
+    pub max_buffered_body_bytes: usize,
+    /// Data subjects in one answer; beyond it the answer is refused (502).
+    pub max_subjects_per_answer: usize,
+    /// Bytes one partner's mailbox may hold (507 beyond).
+    pub mailbox_quota_bytes: u64,
+    /// Bytes all mailboxes together may hold (507 beyond).
+    pub mailbox_total_bytes: u64,
 }
 
 impl Default for Limits {
@@ -203,6 +243,15 @@ impl Default for Limits {
             max_response_bytes: 8 << 20,
             backend_timeout: std::time::Duration::from_secs(10),
             mailbox_sweep: std::time::Duration::from_secs(60),
+            handshake_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(30),
+            max_connection_age: std::time::Duration::from_secs(3600),
+            max_connections_per_source: 256,
+            max_connections_per_partner: 512,
+            max_buffered_body_bytes: 64 << 20,
+            max_subjects_per_answer: 1000,
+            mailbox_quota_bytes: 50 << 20,
+            mailbox_total_bytes: 1 << 30,
         }
     }
 }
@@ -329,6 +378,9 @@ impl GatewayConfig {
                     Err(src.error(v, format!("{what} must be between {lo} and {hi}")))
                 }
             };
+        let secs = |v: &Spanned<u64>, lo: u64, hi: u64, what: &str| {
+            between(v, lo, hi, what).map(std::time::Duration::from_secs)
+        };
         let limits = Limits {
             max_body_bytes: between(&l.max_body_bytes, 1024, 64 << 20, "max_body_bytes")? as usize,
             max_response_bytes: between(
@@ -349,7 +401,57 @@ impl GatewayConfig {
                 86_400,
                 "mailbox_sweep_secs",
             )?),
+            handshake_timeout: secs(&l.handshake_timeout_secs, 1, 300, "handshake_timeout_secs")?,
+            idle_timeout: secs(&l.idle_timeout_secs, 1, 3600, "idle_timeout_secs")?,
+            max_connection_age: secs(
+                &l.max_connection_age_secs,
+                10,
+                7 * 86_400,
+                "max_connection_age_secs",
+            )?,
+            max_connections_per_source: between(
+                &l.max_connections_per_source,
+                1,
+                100_000,
+                "max_connections_per_source",
+            )? as usize,
+            max_connections_per_partner: between(
+                &l.max_connections_per_partner,
+                1,
+                100_000,
+                "max_connections_per_partner",
+            )? as usize,
+            max_buffered_body_bytes: between(
+                &l.max_buffered_body_bytes,
+                1 << 20,
+                16 << 30,
+                "max_buffered_body_bytes",
+            )? as usize,
+            max_subjects_per_answer: between(
+                &l.max_subjects_per_answer,
+                1,
+                1_000_000,
+                "max_subjects_per_answer",
+            )? as usize,
+            mailbox_quota_bytes: between(
+                &l.mailbox_quota_bytes,
+                1024,
+                1 << 40,
+                "mailbox_quota_bytes",
+            )?,
+            mailbox_total_bytes: between(
+                &l.mailbox_total_bytes,
+                1024,
+                1 << 44,
+                "mailbox_total_bytes",
+            )?,
         };
+        if limits.max_body_bytes > limits.max_buffered_body_bytes {
+            return Err(src.error(
+                &l.max_buffered_body_bytes,
+                "max_buffered_body_bytes must be at least max_body_bytes",
+            ));
+        }
         Ok(Self {
             limits,
             file: file.to_path_buf(),

@@ -28,9 +28,12 @@
 
 pub mod admin;
 pub mod audit;
+pub mod backend;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod console;
+pub mod datadir;
 pub mod demo;
 pub mod dpia;
 pub mod exchange;

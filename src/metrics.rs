@@ -28,6 +28,11 @@ pub struct Metrics {
     pub audit_batch_records: Histogram,
     /// 1 for the policy version running per pilot.
     pub policy_version: Family<Labels, Gauge>,
+    /// Declared positions where a document held the wrong shape, per
+    /// service: a back-end (or caller) that does not keep to its declaration.
+    pub shape_violations: Family<Labels, Counter>,
+    /// Connections refused or closed by a limit, per limit.
+    pub connections_limited: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -56,6 +61,18 @@ impl Metrics {
             1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0,
         ]);
         let policy_version = Family::<Labels, Gauge>::default();
+        let shape_violations = Family::<Labels, Counter>::default();
+        let connections_limited = Family::<Labels, Counter>::default();
+        registry.register(
+            "shape_violations",
+            "Declared fields that held the wrong shape, withheld whole",
+            shape_violations.clone(),
+        );
+        registry.register(
+            "connections_limited",
+            "Connections refused or closed by a limit",
+            connections_limited.clone(),
+        );
         registry.register("exchanges", "Exchanges by outcome", exchanges.clone());
         registry.register("refusals", "Refused exchanges by reason", refusals.clone());
         registry.register(
@@ -86,7 +103,25 @@ impl Metrics {
             audit_fsync_seconds,
             audit_batch_records,
             policy_version,
+            shape_violations,
+            connections_limited,
         }
+    }
+
+    /// Counts shape violations in a document of `service` (`provider/name`).
+    pub fn shape_violations(&self, service: &str, n: u32) {
+        if n > 0 {
+            self.shape_violations
+                .get_or_create(&vec![("service".into(), service.into())])
+                .inc_by(u64::from(n));
+        }
+    }
+
+    /// Counts a connection refused or closed by `limit`.
+    pub fn connection_limited(&self, limit: &'static str) {
+        self.connections_limited
+            .get_or_create(&vec![("limit".into(), limit.into())])
+            .inc();
     }
 
     /// Counts one exchange outcome.

@@ -74,6 +74,10 @@ kinds! {
     FORBIDDEN_ROLE = ("forbidden", FORBIDDEN, "Your role or scope does not allow this");
     BAD_QUERY = ("bad-query", BAD_REQUEST, "A query parameter is malformed");
     INVALID_POLICY = ("invalid-policy", UNPROCESSABLE_ENTITY, "The policy file does not validate");
+    TOO_MANY_SUBJECTS = ("too-many-subjects", BAD_GATEWAY, "The provider's answer names more data subjects than one answer may carry");
+    MAILBOX_FULL = ("mailbox-full", INSUFFICIENT_STORAGE, "The recipient's mailbox (or all mailboxes together) is full");
+    CERTIFICATE_REVOKED = ("certificate-revoked", FORBIDDEN, "The client certificate was revoked or has expired");
+    BUSY = ("busy", SERVICE_UNAVAILABLE, "The gateway is at its limit for buffered requests; try again shortly");
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
 }
 

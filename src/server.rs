@@ -116,8 +116,12 @@ impl Gateway {
             UserStore::load(&config.data_dir).map_err(|e| StartError::Console(e.to_string()))?,
         );
         let mailbox = Arc::new(
-            Mailbox::open(&config.data_dir.join("mailbox"))
-                .map_err(|e| StartError::Mailbox(e.to_string()))?,
+            Mailbox::open(
+                &config.data_dir.join("mailbox"),
+                config.limits.mailbox_quota_bytes,
+                config.limits.mailbox_total_bytes,
+            )
+            .map_err(|e| StartError::Mailbox(e.to_string()))?,
         );
         Ok(Self {
             config,

@@ -13,8 +13,10 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -97,9 +99,10 @@ fn alpn() -> Vec<Vec<u8>> {
     vec![b"h2".to_vec(), b"http/1.1".to_vec()]
 }
 
-/// The HTTPS client that calls back-ends: pooled connections, mutual TLS.
+/// The HTTPS client that calls back-ends: pooled connections, mutual TLS,
+/// the back-end's certificate fingerprint in each response's extensions.
 pub type BackendClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    crate::backend::CertConnector,
     http_body_util::Full<bytes::Bytes>,
 >;
 
@@ -107,6 +110,10 @@ pub type BackendClient = hyper_util::client::legacy::Client<
 pub struct TlsSet {
     /// Partner listener: mutual TLS.
     pub partners: Arc<ServerConfig>,
+    /// The partner listener's certificate check, kept to check the
+    /// certificates of connections already open again after a reload (a
+    /// revoked partner must not keep an old connection).
+    pub partner_verifier: Arc<dyn ClientCertVerifier>,
     /// Console listener: server authentication only.
     pub console: Arc<ServerConfig>,
     /// Calls to back-ends: the gateway's client certificate.
@@ -130,13 +137,13 @@ impl TlsSet {
         // a CA without a CRL fails closed rather than letting a revoked
         // certificate through.
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .with_crls(crls)
+            .with_crls(crls.clone())
             .build()
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
         let mut partners = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(rustls_err)?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(verifier.clone())
             .with_single_cert(server_chain.clone(), server_key.clone_key())
             .map_err(rustls_err)?;
         partners.alpn_protocols = alpn();
@@ -151,25 +158,34 @@ impl TlsSet {
 
         let client_chain = read_certs(&files.client_cert)?;
         let client_key = read_key(&files.client_key)?;
+        // Back-ends are held to the same CRLs as partners: a revoked back-end
+        // must not receive a V-nummer.
+        let backend_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .with_crls(crls)
+            .build()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
         // ALPN for back-ends is set by the HTTPS connector (hyper-rustls).
         let backend_client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(rustls_err)?
-            .with_root_certificates(roots)
+            .with_webpki_verifier(backend_verifier)
             .with_client_auth_cert(client_chain, client_key)
             .map_err(rustls_err)?;
 
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(backend_client.clone())
-            .https_only()
-            .enable_all_versions()
-            .build();
+        let connector = crate::backend::CertConnector(
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(backend_client.clone())
+                .https_only()
+                .enable_all_versions()
+                .build(),
+        );
         let backends =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(std::time::Duration::from_secs(30))
                 .build(connector);
         Ok(Self {
             partners: Arc::new(partners),
+            partner_verifier: verifier,
             console: Arc::new(console),
             backend_client: Arc::new(backend_client),
             backends,
@@ -185,6 +201,9 @@ impl TlsSet {
 pub struct TlsStore {
     files: TlsFiles,
     current: RwLock<Arc<TlsSet>>,
+    /// Bumped on every swap, so open connections check their certificate
+    /// again against the new CRLs.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl TlsStore {
@@ -194,6 +213,7 @@ impl TlsStore {
         Ok(Self {
             files,
             current: RwLock::new(Arc::new(set)),
+            generation: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -214,6 +234,26 @@ impl TlsStore {
     pub fn reload(&self) -> Result<(), TlsError> {
         let set = TlsSet::build(&self.files)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        self.generation.send_modify(|g| *g += 1);
         Ok(())
+    }
+
+    /// Changes when a new set is swapped in.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Whether a partner's certificate chain, accepted when its connection
+    /// began, still verifies now (not revoked, not expired) under the current
+    /// set.
+    pub fn still_valid(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, rest)) = chain.split_first() else {
+            return false;
+        };
+        let now = rustls_pki_types::UnixTime::now();
+        self.current()
+            .partner_verifier
+            .verify_client_cert(leaf, rest, now)
+            .is_ok()
     }
 }

@@ -37,6 +37,8 @@ pub const CSV_COLUMNS: &[&str] = &[
     "reason",
     "disclosed",
     "withheld",
+    "withheld_undeclared",
+    "folded",
     "payload_sha256",
     "subject",
     "sender_cert_sha256",
@@ -45,12 +47,19 @@ pub const CSV_COLUMNS: &[&str] = &[
     "span_id",
 ];
 
-/// Quotes a CSV field when it needs it.
+/// Quotes a CSV field when it needs it, and neutralises a cell that a
+/// spreadsheet would run as a formula (OWASP: a leading `=`, `+`, `-`, `@`,
+/// tab or carriage return gets a `'` in front).
 pub fn csv_field(s: &str) -> String {
+    let s: std::borrow::Cow<'_, str> = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}").into()
+    } else {
+        s.into()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s.into_owned()
     }
 }
 
@@ -126,4 +135,18 @@ pub fn export(audit_dir: &Path, format: Format, out: &mut dyn Write) -> Result<u
         })?;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formulas_are_neutralised_and_quotes_doubled() {
+        use super::csv_field;
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-2"), "'-2");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("casusoverleg"), "casusoverleg");
+    }
 }

@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 
 use super::merkle::Hash;
 
-/// Version byte that starts every encoded record.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version byte of the records this code writes. Version 2 added the counts
+/// of undeclared content withheld and of refusals folded into one record;
+/// version 1 records still decode (and re-encode to the same bytes).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// What kind of processing a record describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,8 +110,15 @@ pub struct Entry {
     pub reason: String,
     /// Field paths delivered.
     pub disclosed: Vec<String>,
-    /// Field paths removed.
+    /// Declared field paths removed.
     pub withheld: Vec<String>,
+    /// How many undeclared keys were removed: counted, never named, since a
+    /// back-end can put personal data in a key name.
+    pub withheld_undeclared: u32,
+    /// How many further refusals of the same kind from the same source this
+    /// record stands for (refusals before the pipeline are folded per minute,
+    /// so a stranger cannot grow the log at handshake rate).
+    pub folded: u32,
     /// SHA-256 of the bytes delivered.
     pub payload_sha256: Option<Hash>,
     /// HMAC-SHA256 of the subject's V-nummer under the audit key.
@@ -147,6 +156,8 @@ impl Entry {
             reason: String::new(),
             disclosed: Vec::new(),
             withheld: Vec::new(),
+            withheld_undeclared: 0,
+            folded: 0,
             payload_sha256: None,
             subject: None,
             sender_cert_sha256: None,
@@ -160,6 +171,9 @@ impl Entry {
 /// A record as stored: its index in the log, its time, and the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// Format version of the bytes (1 or 2): kept so that a record read back
+    /// encodes to exactly the bytes that were hashed.
+    pub version: u8,
     /// Index in the log (leaf index in the Merkle tree).
     pub id: u64,
     /// UTC, microseconds since the Unix epoch; never decreases along the log.
@@ -241,7 +255,7 @@ impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let e = &self.entry;
         let mut out = Vec::with_capacity(512);
-        out.push(FORMAT_VERSION);
+        out.push(self.version);
         out.extend_from_slice(&self.id.to_be_bytes());
         out.extend_from_slice(&self.time_micros.to_be_bytes());
         out.push(e.kind.code());
@@ -268,6 +282,10 @@ impl Record {
                 put_str(&mut out, s);
             }
         }
+        if self.version >= 2 {
+            out.extend_from_slice(&e.withheld_undeclared.to_be_bytes());
+            out.extend_from_slice(&e.folded.to_be_bytes());
+        }
         for h in [
             &e.payload_sha256,
             &e.subject,
@@ -285,7 +303,8 @@ impl Record {
     /// bad UTF-8) is an error, never a guess.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader(bytes);
-        if r.u8()? != FORMAT_VERSION {
+        let version = r.u8()?;
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(DecodeError("unknown format version"));
         }
         let id = r.u64()?;
@@ -302,6 +321,11 @@ impl Record {
         let reason = r.str()?;
         let disclosed = r.list()?;
         let withheld = r.list()?;
+        let (withheld_undeclared, folded) = if version >= 2 {
+            (r.u32()?, r.u32()?)
+        } else {
+            (0, 0)
+        };
         let payload_sha256 = r.opt::<32>()?;
         let subject = r.opt::<32>()?;
         let sender_cert_sha256 = r.opt::<32>()?;
@@ -312,6 +336,7 @@ impl Record {
             return Err(DecodeError("trailing bytes"));
         }
         Ok(Self {
+            version,
             id,
             time_micros,
             entry: Entry {
@@ -328,6 +353,8 @@ impl Record {
                 reason,
                 disclosed,
                 withheld,
+                withheld_undeclared,
+                folded,
                 payload_sha256,
                 subject,
                 sender_cert_sha256,
@@ -363,6 +390,8 @@ impl Record {
             "reason": e.reason,
             "disclosed": e.disclosed,
             "withheld": e.withheld,
+            "withheld_undeclared": e.withheld_undeclared,
+            "folded": e.folded,
             "payload_sha256": h(&e.payload_sha256),
             "subject": h(&e.subject),
             "sender_cert_sha256": h(&e.sender_cert_sha256),
@@ -415,6 +444,7 @@ mod tests {
         e.subject = Some([7; 32]);
         e.trace_id = Some([1; 16]);
         Record {
+            version: FORMAT_VERSION,
             id,
             time_micros: 1_700_000_000_000_000,
             entry: e,
@@ -432,9 +462,26 @@ mod tests {
         for cut in 0..b.len() {
             assert!(Record::decode(&b[..cut]).is_err());
         }
-        let mut v2 = b;
-        v2[0] = 2;
-        assert!(Record::decode(&v2).is_err());
+        let mut v3 = b;
+        v3[0] = 3;
+        assert!(Record::decode(&v3).is_err());
+    }
+
+    #[test]
+    fn version_1_records_still_decode_and_keep_their_bytes() {
+        let mut r = sample(7);
+        r.version = 1;
+        let b = r.encode();
+        assert_eq!(b[0], 1);
+        let back = Record::decode(&b).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.encode(), b);
+        let mut r2 = sample(7);
+        r2.entry.withheld_undeclared = 70_000;
+        r2.entry.folded = 3;
+        let b2 = r2.encode();
+        assert_eq!(b2.len(), b.len() + 8);
+        assert_eq!(Record::decode(&b2).unwrap(), r2);
     }
 
     #[test]

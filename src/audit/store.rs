@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 use super::checkpoint::{self, Checkpoint, Signer, Verifier};
 use super::index::{By, Index};
 use super::merkle::{self, Frontier, Hash, Nodes};
-use super::record::{Decision, Entry, Record};
+use super::record::{self, Decision, Entry, Record};
 use super::segment::{self, End, ScanError};
 
 /// Most entries written in one batch (one write, one sync).
@@ -1071,6 +1071,7 @@ impl Writer {
         let mut time = now_micros().max(self.last_time);
         for (entry, tx) in batch {
             let rec = Record {
+                version: record::FORMAT_VERSION,
                 id: start + records.len() as u64,
                 time_micros: time,
                 entry: *entry,

@@ -38,6 +38,8 @@ pub struct Answer {
     pub content_type: Option<String>,
     /// Its body.
     pub body: Bytes,
+    /// SHA-256 of the certificate the back-end presented: who really answered.
+    pub cert_sha256: Option<[u8; 32]>,
 }
 
 fn is_cert_error(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -92,6 +94,10 @@ pub async fn call(
             }
         })?;
         let status = resp.status();
+        let cert_sha256 = resp
+            .extensions()
+            .get::<crate::backend::BackendCert>()
+            .map(|c| c.0);
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -114,6 +120,7 @@ pub async fn call(
             status,
             content_type,
             body,
+            cert_sha256,
         })
     };
     tokio::time::timeout(deadline, work)

@@ -5,6 +5,14 @@
 //! `GET /v1/inbox/{id}`) and acknowledges it (`DELETE /v1/inbox/{id}`). A
 //! document never picked up is deleted when the purpose's retention ends, and
 //! that expiry is itself recorded. Stored in sled, flushed on every change.
+//!
+//! Every mailbox has a quota and all of them together a ceiling: a partner
+//! that never picks up, or a sender that fills one, must not fill the disk the
+//! audit log needs. Room is reserved before the disclosure is recorded, so a
+//! document is never recorded as delivered and then refused for lack of room.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,7 +64,66 @@ impl Item {
 pub struct Mailbox {
     db: sled::Db,
     items: sled::Tree,
+    /// Bytes held and reserved, per recipient and in all: checked against the
+    /// quotas before anything is recorded or stored.
+    usage: Arc<Mutex<Usage>>,
+    /// Bytes one mailbox may hold.
+    quota: u64,
+    /// Bytes all mailboxes together may hold.
+    total_quota: u64,
 }
+
+#[derive(Debug, Default)]
+struct Usage {
+    per: HashMap<String, u64>,
+    total: u64,
+}
+
+impl Usage {
+    fn add(&mut self, who: &str, n: u64) {
+        *self.per.entry(who.to_string()).or_default() += n;
+        self.total += n;
+    }
+    fn sub(&mut self, who: &str, n: u64) {
+        if let Some(v) = self.per.get_mut(who) {
+            *v = v.saturating_sub(n);
+            if *v == 0 {
+                self.per.remove(who);
+            }
+        }
+        self.total = self.total.saturating_sub(n);
+    }
+}
+
+/// The mailbox (or all of them) has no room for a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Full {
+    /// The recipient's own quota.
+    #[error("the recipient's mailbox is full")]
+    Mailbox,
+    /// The ceiling of all mailboxes together.
+    #[error("the mailboxes together are full")]
+    All,
+}
+
+/// Room held for one document until it is stored (or given back on drop).
+#[derive(Debug)]
+pub struct Reservation {
+    usage: Arc<Mutex<Usage>>,
+    recipient: String,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Ok(mut u) = self.usage.lock() {
+            u.sub(&self.recipient, self.bytes);
+        }
+    }
+}
+
+/// Room an item needs besides its document: the listing fields.
+const ITEM_OVERHEAD: u64 = 512;
 
 impl std::fmt::Debug for Mailbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,26 +143,63 @@ fn decode(v: &[u8]) -> sled::Result<Item> {
 }
 
 impl Mailbox {
-    /// Opens (or creates) the mailbox database. Blocking.
-    pub fn open(path: &std::path::Path) -> sled::Result<Self> {
+    /// Opens (or creates) the mailbox database with its quotas: bytes per
+    /// mailbox and in all. Blocking (it counts what is held).
+    pub fn open(path: &std::path::Path, quota: u64, total_quota: u64) -> sled::Result<Self> {
         // A small page cache: mailboxes hold few, small documents.
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(8 << 20)
             .open()?;
+        let items = db.open_tree("items")?;
+        let mut usage = Usage::default();
+        for kv in items.iter() {
+            let (k, v) = kv?;
+            let who = k.split(|b| *b == 0).next().unwrap_or_default();
+            usage.add(&String::from_utf8_lossy(who), v.len() as u64);
+        }
         Ok(Self {
-            items: db.open_tree("items")?,
+            items,
             db,
+            usage: Arc::new(Mutex::new(usage)),
+            quota,
+            total_quota,
         })
     }
 
-    /// Stores a document; returns its id once flushed. Blocking.
-    pub fn put(&self, mut item: Item) -> sled::Result<u64> {
+    /// Holds room for a document of `document_bytes` for `recipient`, or says
+    /// which quota it would break.
+    pub fn reserve(&self, recipient: &str, document_bytes: usize) -> Result<Reservation, Full> {
+        let bytes = document_bytes as u64 + ITEM_OVERHEAD;
+        let mut u = self.usage.lock().map_err(|_| Full::All)?;
+        if u.per.get(recipient).copied().unwrap_or(0) + bytes > self.quota {
+            return Err(Full::Mailbox);
+        }
+        if u.total + bytes > self.total_quota {
+            return Err(Full::All);
+        }
+        u.add(recipient, bytes);
+        Ok(Reservation {
+            usage: self.usage.clone(),
+            recipient: recipient.to_string(),
+            bytes,
+        })
+    }
+
+    /// Stores a document in the room reserved for it; returns its id once
+    /// flushed. Blocking.
+    pub fn put(&self, mut item: Item, room: Reservation) -> sled::Result<u64> {
         item.id = self.db.generate_id()? + 1;
         let bytes =
             serde_json::to_vec(&item).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
+        let stored = bytes.len() as u64;
         self.items.insert(key(&item.recipient, item.id), bytes)?;
         self.db.flush()?;
+        // The reservation's estimate gives way to what is really held.
+        if let Ok(mut u) = self.usage.lock() {
+            u.add(&item.recipient, stored);
+        }
+        drop(room);
         Ok(item.id)
     }
 
@@ -130,11 +234,14 @@ impl Mailbox {
 
     /// Deletes a document of a recipient; false when there was none. Blocking.
     pub fn delete(&self, recipient: &str, id: u64) -> sled::Result<bool> {
-        let gone = self.items.remove(key(recipient, id))?.is_some();
-        if gone {
-            self.db.flush()?;
+        let Some(old) = self.items.remove(key(recipient, id))? else {
+            return Ok(false);
+        };
+        self.db.flush()?;
+        if let Ok(mut u) = self.usage.lock() {
+            u.sub(recipient, old.len() as u64);
         }
-        Ok(gone)
+        Ok(true)
     }
 
     /// Documents whose retention ended before `now_micros`.

@@ -44,8 +44,11 @@ use route::Route;
 pub const PURPOSE: HeaderName = HeaderName::from_static("ketenpoort-purpose");
 /// The audit record id(s) of what was delivered.
 pub const DISCLOSURE: HeaderName = HeaderName::from_static("ketenpoort-disclosure");
-/// The field paths removed on the way.
+/// The declared field paths removed on the way.
 pub const WITHHELD: HeaderName = HeaderName::from_static("ketenpoort-withheld");
+/// How many undeclared keys were removed: a count, since key names are data.
+pub const WITHHELD_UNDECLARED: HeaderName =
+    HeaderName::from_static("ketenpoort-withheld-undeclared");
 /// Tells the provider who asks.
 pub const CONSUMER: HeaderName = HeaderName::from_static("ketenpoort-consumer");
 /// Tells the provider for which pilot.
@@ -194,6 +197,50 @@ pub async fn handle(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Respon
             exchange(gw, peer, &partner, req, target).await
         }
     }
+}
+
+/// What stayed behind in one exchange: declared paths by name, the rest as
+/// a count.
+#[derive(Debug, Default)]
+struct Withheld {
+    declared: Vec<String>,
+    undeclared: u32,
+}
+
+impl Withheld {
+    fn set_headers(mut self, h: &mut HeaderMap) {
+        self.declared.sort();
+        self.declared.dedup();
+        if !self.declared.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&self.declared.join(","))
+        {
+            h.insert(WITHHELD, v);
+        }
+        if self.undeclared > 0 {
+            h.insert(WITHHELD_UNDECLARED, HeaderValue::from(self.undeclared));
+        }
+    }
+}
+
+/// `Ketenpoort-Disclosure`: the request's record, then the answer's records,
+/// runs of consecutive ids written `first-last` (one batch makes them
+/// consecutive), so an answer about many subjects keeps a small header.
+fn disclosure_header(request: Option<u64>, ids: &[u64]) -> String {
+    let mut parts: Vec<String> = request.map(|r| r.to_string()).into_iter().collect();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j].checked_add(1) == Some(ids[j + 1]) {
+            j += 1;
+        }
+        parts.push(if i == j {
+            ids[i].to_string()
+        } else {
+            format!("{}-{}", ids[i], ids[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
 }
 
 /// Where an exchange goes, from the route.
@@ -548,7 +595,8 @@ async fn exchange(
         }
     };
     let mut request_record: Option<Receipt> = None;
-    let mut withheld: Vec<String> = Vec::new();
+    let mut withheld = Withheld::default();
+    let mut room: Option<mailbox::Reservation> = None;
     let forward_body = if method_has_body(&method) {
         if !is_json(&headers) {
             return ctx
@@ -618,11 +666,29 @@ async fn exchange(
             }
         }
         let m = grant.minimise(Direction::Request, &doc, &snap.keys);
+        gw.metrics
+            .shape_violations(&grant.rule.service.qualified(), m.shape_violations);
         let bytes = Bytes::from(serde_json::to_vec(&m.value).unwrap_or_default());
+        if svc.path.is_none() {
+            match gw.mailbox.reserve(&target.provider, bytes.len()) {
+                Ok(r) => room = Some(r),
+                Err(full) => {
+                    return ctx
+                        .refuse(
+                            ctx.with_grant(Direction::Request, &grant),
+                            problem::MAILBOX_FULL,
+                            "mailbox-full",
+                            full.to_string(),
+                        )
+                        .await;
+                }
+            }
+        }
         let mut e = ctx.with_grant(Direction::Request, &grant);
         e.decision = Decision::Disclosed;
         e.disclosed = m.disclosed;
         e.withheld = m.withheld.clone();
+        e.withheld_undeclared = m.undeclared;
         e.payload_sha256 = Some(sha256(&bytes));
         match gw.audit.record(e).await {
             Ok(r) => request_record = Some(r),
@@ -634,7 +700,10 @@ async fn exchange(
                 );
             }
         }
-        withheld = m.withheld;
+        withheld = Withheld {
+            declared: m.withheld,
+            undeclared: m.undeclared,
+        };
         Some((bytes, m.value))
     } else {
         if !body.is_empty() {
@@ -666,7 +735,8 @@ async fn exchange(
 
     // 6. forward, or keep in the mailbox.
     let Some(template) = &svc.path else {
-        return deliver_to_mailbox(&ctx, &grant, forward_body, request_record, withheld).await;
+        return deliver_to_mailbox(&ctx, &grant, forward_body, request_record, withheld, room)
+            .await;
     };
     let Some(backend) = snap
         .policy
@@ -789,7 +859,7 @@ async fn exchange(
         &ctx,
         &grant,
         &svc,
-        answer.status,
+        (answer.status, answer.cert_sha256),
         doc,
         request_record,
         withheld,
@@ -803,22 +873,55 @@ async fn respond_minimised(
     ctx: &Ctx<'_>,
     grant: &Grant<'_>,
     svc: &Arc<Service>,
-    status: StatusCode,
+    (status, backend_cert): (StatusCode, Option<[u8; 32]>),
     doc: Value,
     request_record: Option<Receipt>,
-    mut withheld: Vec<String>,
+    mut withheld: Withheld,
 ) -> Response<Body> {
     let keys = &ctx.gw.policy.current().keys;
     let elements: Vec<&Value> = match &doc {
         Value::Array(items) => items.iter().collect(),
         other => vec![other],
     };
+    let max = ctx.gw.config.limits.max_subjects_per_answer;
+    if elements.len() > max {
+        return ctx
+            .refuse(
+                ctx.with_grant(Direction::Response, grant),
+                problem::TOO_MANY_SUBJECTS,
+                "too-many-subjects",
+                format!("the answer holds more than {max} elements"),
+            )
+            .await;
+    }
+    // An element that names its subject with anything but a V-nummer would
+    // be recorded under the wrong person (the path's): refuse the answer.
+    if elements.iter().any(|el| {
+        svc.subject_in(el)
+            .is_some_and(|s| s.as_deref().is_none_or(|s| !valid_vnummer(s)))
+    }) {
+        return ctx
+            .refuse(
+                ctx.with_grant(Direction::Response, grant),
+                problem::BACKEND_BAD_ANSWER,
+                "backend-bad-subject",
+                format!(
+                    "an element names its subject '{}' with something that is not a V-nummer",
+                    svc.subject
+                ),
+            )
+            .await;
+    }
     let mut entries = Vec::with_capacity(elements.len());
     // Each element serialised once: its bytes are hashed for its record, and
     // they are the bytes that go out.
     let mut parts: Vec<Vec<u8>> = Vec::with_capacity(elements.len());
+    let service = svc.qualified();
     for el in elements {
         let m = grant.minimise(Direction::Response, el, keys);
+        ctx.gw
+            .metrics
+            .shape_violations(&service, m.shape_violations);
         let mut e = ctx.with_grant(Direction::Response, grant);
         e.decision = Decision::Disclosed;
         if let Some(s) = svc.subject_of(el).filter(|s| valid_vnummer(s)) {
@@ -826,9 +929,12 @@ async fn respond_minimised(
         }
         let bytes = serde_json::to_vec(&m.value).unwrap_or_default();
         e.payload_sha256 = Some(sha256(&bytes));
+        e.sender_cert_sha256 = backend_cert;
         e.disclosed = m.disclosed;
         e.withheld = m.withheld.clone();
-        withheld.extend(m.withheld);
+        e.withheld_undeclared = m.undeclared;
+        withheld.declared.extend(m.withheld);
+        withheld.undeclared = withheld.undeclared.saturating_add(m.undeclared);
         entries.push(e);
         parts.push(bytes);
     }
@@ -859,25 +965,14 @@ async fn respond_minimised(
             }
         }
     }
-    withheld.sort();
-    withheld.dedup();
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let mut all_ids: Vec<String> = request_record
-        .map(|r| r.id.to_string())
-        .into_iter()
-        .collect();
-    all_ids.extend(ids.iter().map(u64::to_string));
-    if let Ok(v) = HeaderValue::from_str(&all_ids.join(",")) {
+    if let Ok(v) = HeaderValue::from_str(&disclosure_header(request_record.map(|r| r.id), &ids)) {
         h.insert(DISCLOSURE, v);
     }
-    if !withheld.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&withheld.join(","))
-    {
-        h.insert(WITHHELD, v);
-    }
+    withheld.set_headers(h);
     h.insert(TRACEPARENT, ctx.trace.header());
     ctx.gw.metrics.exchange(true, "");
     info!(partner = %ctx.consumer.id, pilot = %ctx.target.pilot, service = %ctx.target.service, purpose = %ctx.purpose, records = ids.len(), "exchange delivered");
@@ -890,9 +985,10 @@ async fn deliver_to_mailbox(
     grant: &Grant<'_>,
     body: Option<(Bytes, Value)>,
     request_record: Option<Receipt>,
-    withheld: Vec<String>,
+    withheld: Withheld,
+    room: Option<mailbox::Reservation>,
 ) -> Response<Body> {
-    let (Some((_, document)), Some(record)) = (body, request_record) else {
+    let (Some((_, document)), Some(record), Some(room)) = (body, request_record, room) else {
         return problem::respond(
             problem::METHOD_NOT_ALLOWED,
             "a mailbox takes POST and PUT with a document",
@@ -915,7 +1011,7 @@ async fn deliver_to_mailbox(
         document,
     };
     let mb = ctx.gw.mailbox.clone();
-    match tokio::task::spawn_blocking(move || mb.put(item)).await {
+    match tokio::task::spawn_blocking(move || mb.put(item, room)).await {
         Ok(Ok(id)) => {
             let mut resp = json_response(
                 StatusCode::CREATED,
@@ -923,11 +1019,7 @@ async fn deliver_to_mailbox(
             );
             resp.headers_mut()
                 .insert(DISCLOSURE, HeaderValue::from(record.id));
-            if !withheld.is_empty()
-                && let Ok(v) = HeaderValue::from_str(&withheld.join(","))
-            {
-                resp.headers_mut().insert(WITHHELD, v);
-            }
+            withheld.set_headers(resp.headers_mut());
             resp.headers_mut().insert(TRACEPARENT, ctx.trace.header());
             ctx.gw.metrics.exchange(true, "");
             info!(partner = %ctx.consumer.id, mailbox = %ctx.target.provider, record = record.id, "document kept in mailbox");

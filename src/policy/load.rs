@@ -439,11 +439,12 @@ fn compile_rule(
         transforms.push((p, tr));
     }
 
+    let declared: Vec<FieldPath> = service.fields.iter().map(|(f, _)| f.clone()).collect();
     Ok(Rule {
         id: id.clone(),
         purpose: purpose.id.clone(),
-        response_tree: Tree::new(&response, &transforms),
-        request_tree: Tree::new(&request, &transforms),
+        response_tree: Tree::new(&declared, &response, &transforms),
+        request_tree: Tree::new(&declared, &request, &transforms),
         service,
         consumers,
         response,

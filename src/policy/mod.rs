@@ -289,8 +289,10 @@ pub struct Decision {
     pub minimised: Option<Value>,
     /// Field paths delivered.
     pub disclosed: Vec<String>,
-    /// Field paths removed.
+    /// Declared field paths removed.
     pub withheld: Vec<String>,
+    /// How many undeclared keys were removed (never named: key names are data).
+    pub withheld_undeclared: u32,
     /// The rule that allowed it.
     pub rule_id: Option<String>,
     /// The pilot's policy version.
@@ -447,6 +449,7 @@ impl PolicySet {
                 minimised: None,
                 disclosed: Vec::new(),
                 withheld: Vec::new(),
+                withheld_undeclared: 0,
                 rule_id: None,
                 policy_version: self.pilots.get(q.pilot).map(|p| p.version.clone()),
                 legal_basis: None,
@@ -458,6 +461,7 @@ impl PolicySet {
                     minimised: Some(m.value),
                     disclosed: m.disclosed,
                     withheld: m.withheld,
+                    withheld_undeclared: m.undeclared,
                     rule_id: Some(grant.rule.id.clone()),
                     policy_version: Some(grant.pilot.version.clone()),
                     legal_basis: Some(grant.purpose.legal_basis.clone()),

@@ -218,6 +218,28 @@ impl Service {
                 return Err(src.error_at(*at, format!("field '{fp}' overlaps '{other}': declare leaves only, each with one category")));
             }
         }
+        // The declared fields are the schema: a member holds a list or it
+        // does not, whichever field names it.
+        for (at, fp, _) in &fields {
+            for (_, other, _) in &fields {
+                let shared =
+                    fp.0.iter()
+                        .zip(&other.0)
+                        .take_while(|(a, b)| a.name == b.name);
+                if let Some((a, _)) = shared
+                    .take(fp.0.len().min(other.0.len()).saturating_sub(1))
+                    .find(|(a, b)| a.array != b.array)
+                {
+                    return Err(src.error_at(
+                        *at,
+                        format!(
+                            "field '{fp}' and '{other}' disagree on whether '{}' is a list ('[]')",
+                            a.name
+                        ),
+                    ));
+                }
+            }
+        }
         if fields.is_empty() {
             return Err(src.error(
                 &raw.fields,
@@ -239,6 +261,20 @@ impl Service {
             methods,
             subject,
             fields: fields.into_iter().map(|(_, f, c)| (f, c)).collect(),
+        })
+    }
+
+    /// The subject field of a document: `None` when absent, `Some(None)` when
+    /// present but not a string or number (a list, an object, null).
+    pub fn subject_in(&self, doc: &serde_json::Value) -> Option<Option<String>> {
+        let mut v = doc;
+        for seg in &self.subject.0 {
+            v = v.get(&seg.name)?;
+        }
+        Some(match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
         })
     }
 

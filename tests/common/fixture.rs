@@ -407,11 +407,18 @@ spki_sha256 = ["{}"]
     (pki, seen)
 }
 
+/// The record ids of `Ketenpoort-Disclosure`, ranges (`4-9`) expanded.
 pub fn ids(r: &ketenpoort::client::Reply) -> Vec<u64> {
     r.header("ketenpoort-disclosure")
         .unwrap_or("")
         .split(',')
-        .filter_map(|s| s.parse().ok())
+        .flat_map(|s| match s.split_once('-') {
+            Some((a, b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
+                (Ok(a), Ok(b)) => (a..=b).collect(),
+                _ => Vec::new(),
+            },
+            None => s.parse().ok().into_iter().collect(),
+        })
         .collect()
 }
 

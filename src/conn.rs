@@ -1,0 +1,199 @@
+//! Limits on connections, so that no client can lock partners out.
+//!
+//! An idle crowd (thousands of TCP or TLS connections that never send a
+//! request, from one holder of any certificate or from no certificate at all)
+//! once took every slot of a listener. The gateway now counts connections per
+//! source address before the handshake and per partner after it, closes
+//! connections that stay idle or grow old, and closes those of a certificate
+//! that is revoked or expires while they are open.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::tls::TlsStore;
+
+/// Open connections per key (a source address, a partner), up to a limit.
+#[derive(Debug)]
+pub struct Tally<K: Eq + Hash + Clone> {
+    open: Arc<Mutex<HashMap<K, usize>>>,
+    limit: usize,
+}
+
+/// One counted connection; uncounted on drop.
+#[derive(Debug)]
+pub struct Counted<K: Eq + Hash + Clone> {
+    open: Arc<Mutex<HashMap<K, usize>>>,
+    key: K,
+}
+
+impl<K: Eq + Hash + Clone> Tally<K> {
+    /// A tally allowing `limit` open connections per key.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            limit,
+        }
+    }
+
+    /// Counts one more connection for `key`, or `None` when it has its limit.
+    pub fn take(&self, key: K) -> Option<Counted<K>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key.clone()).or_default();
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            open: self.open.clone(),
+            key,
+        })
+    }
+}
+
+impl<K: Eq + Hash + Clone> Drop for Counted<K> {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What one connection's tasks share: who is at the other end, whether it
+/// is busy, and whether it must close.
+#[derive(Debug)]
+pub struct ConnState {
+    /// The peer's address (for folding refusals per source; never recorded).
+    pub addr: SocketAddr,
+    /// Requests being served now.
+    inflight: AtomicUsize,
+    /// When the last request ended (or the connection began).
+    last: Mutex<Instant>,
+    /// Set when the certificate was revoked or expired: every further
+    /// request on this connection is refused.
+    revoked: AtomicBool,
+    /// Wakes the connection's driver to close it gracefully.
+    close: Notify,
+}
+
+/// Marks a request in flight; the connection is not idle until dropped.
+pub struct Busy<'a>(&'a ConnState);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ConnState {
+    /// A fresh connection from `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            inflight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+            revoked: AtomicBool::new(false),
+            close: Notify::new(),
+        }
+    }
+
+    /// A request begins.
+    pub fn busy(&self) -> Busy<'_> {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        Busy(self)
+    }
+
+    /// Resolves once no request has been in flight for `timeout`.
+    pub async fn idle(&self, timeout: Duration) {
+        loop {
+            let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last + timeout;
+            if self.inflight.load(Ordering::Acquire) == 0 && Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due.max(Instant::now() + Duration::from_millis(100))).await;
+        }
+    }
+
+    /// True once the certificate of this connection no longer holds.
+    pub fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// Asks the connection to close once its requests are answered.
+    pub fn close(&self) {
+        self.close.notify_one();
+    }
+
+    /// Resolves when [`ConnState::close`] was called.
+    pub async fn closing(&self) {
+        self.close.notified().await
+    }
+
+    /// Watches the connection's certificate until it is revoked by a
+    /// reloaded CRL (or no longer verifies for another reason) or expires;
+    /// then marks the connection revoked and closes it.
+    pub async fn watch_certificate(
+        &self,
+        tls: &TlsStore,
+        chain: Vec<CertificateDer<'static>>,
+        not_after: Option<std::time::SystemTime>,
+    ) {
+        let mut reloads = tls.subscribe();
+        let expiry =
+            match not_after.and_then(|t| t.duration_since(std::time::SystemTime::now()).ok()) {
+                Some(left) => Instant::now() + left,
+                None => Instant::now(),
+            };
+        let expired = tokio::time::sleep_until(expiry);
+        tokio::pin!(expired);
+        loop {
+            tokio::select! {
+                changed = reloads.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                    if !tls.still_valid(&chain) {
+                        break;
+                    }
+                }
+                _ = &mut expired => break,
+            }
+        }
+        self.revoked.store(true, Ordering::Release);
+        self.close();
+    }
+}
+
+/// When a certificate stops being valid, from its DER.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<std::time::SystemTime> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let secs = c.validity().not_after.timestamp();
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// Raises the soft limit of open files to the hard limit: every connection
+/// is a descriptor, and the default soft limit (1024) is below the limits
+/// above.
+pub fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::warn!(error = %e, "could not raise the open-files limit");
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! hostile peer never holds up another partner.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -27,6 +26,7 @@ use tracing::{debug, error, info, warn};
 use crate::admin;
 use crate::audit::{self, Audit, AuditError};
 use crate::config::{ConfigError, GatewayConfig};
+use crate::conn::{ConnState, Counted, Tally};
 use crate::console::{self, ConsoleState, users::UserStore};
 use crate::exchange::{self, mailbox::Mailbox};
 use crate::identity::Peer;
@@ -37,9 +37,16 @@ use crate::watch::{self, Watch};
 
 /// Most connections served at once per listener; further ones wait in the
 /// kernel's backlog instead of exhausting memory or file descriptors.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// A TLS handshake that takes longer than this is dropped (slow or idle peers).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_CONNECTIONS: usize = 16384;
+/// Streams one HTTP/2 connection may have open at once.
+pub const MAX_STREAMS: u32 = 32;
+/// HTTP/2 flow-control window per stream: what a peer may send before the
+/// gateway reads. Small, so unread request bodies cannot pile up.
+pub const STREAM_WINDOW: u32 = 64 * 1024;
+/// HTTP/2 flow-control window per connection.
+pub const CONNECTION_WINDOW: u32 = 512 * 1024;
+/// A connection asked to close gets this long to finish its requests.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// Time a client gets to send a complete request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
@@ -69,6 +76,9 @@ pub enum StartError {
     /// The console users file is not valid.
     #[error("console users: {0}")]
     Console(String),
+    /// The data directory cannot be made private.
+    #[error("data directory: {0}")]
+    DataDir(String),
 }
 
 /// Everything a running gateway shares between connections.
@@ -88,6 +98,11 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Console users and state.
     pub console: ConsoleState,
+    /// Request body bytes (in KiB) that may be buffered at once, all
+    /// connections together.
+    pub body_budget: Arc<Semaphore>,
+    /// Refusals before the pipeline, folded per source, kind and minute.
+    pub strangers: crate::exchange::stranger::Folder,
 }
 
 impl Gateway {
@@ -99,6 +114,9 @@ impl Gateway {
     /// Builds the gateway from a configuration already read (and perhaps
     /// adjusted, as `serve --partners-addr` does).
     pub fn from_config(config: GatewayConfig) -> Result<Self, StartError> {
+        crate::datadir::private_umask();
+        crate::datadir::secure(&config.data_dir)
+            .map_err(|e| StartError::DataDir(format!("{}: {e}", config.data_dir.display())))?;
         let policy = PolicyStore::load(&config)?;
         let tls = TlsStore::new(config.tls.clone())?;
         let metrics = Arc::new(Metrics::new());
@@ -124,6 +142,8 @@ impl Gateway {
             .map_err(|e| StartError::Mailbox(e.to_string()))?,
         );
         Ok(Self {
+            body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes / 1024)),
+            strangers: crate::exchange::stranger::Folder::default(),
             config,
             policy,
             tls,
@@ -180,69 +200,143 @@ pub struct Listeners {
     pub admin: Option<UnixListener>,
 }
 
+/// Asks a connection to finish gracefully when the gateway stops, when it
+/// has been idle or open too long, or when its state asks to close; drops it
+/// when it has not finished [`CLOSE_GRACE`] after that.
+macro_rules! drive {
+    ($conn:expr, $stop:expr, $state:expr, $limits:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        let mut stop = $stop;
+        let age = tokio::time::sleep($limits.max_connection_age);
+        tokio::pin!(age);
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let why = tokio::select! {
+                r = conn.as_mut() => break r.map_err(|e| e.to_string()),
+                _ = stop.changed(), if deadline.is_none() => "stopping",
+                _ = &mut age, if deadline.is_none() => "age",
+                _ = $state.idle($limits.idle_timeout), if deadline.is_none() => "idle",
+                _ = $state.closing(), if deadline.is_none() => "closing",
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    break Err("did not finish in time after being asked to close".to_string());
+                }
+            };
+            debug!(peer = %$state.addr, why, "closing connection");
+            deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            conn.as_mut().graceful_shutdown();
+        }
+    }};
+}
+
 /// Serves both listeners until `shutdown` completes, then lets open
 /// connections finish (up to [`SHUTDOWN_GRACE`]).
 pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
+    crate::conn::raise_fd_limit();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let http = Arc::new(http_builder());
     let partner_slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let console_slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limits = gateway.config.limits.clone();
+    let partner_sources = Arc::new(Tally::<IpAddr>::new(limits.max_connections_per_source));
+    let console_sources = Arc::new(Tally::<IpAddr>::new(limits.max_connections_per_source));
+    let per_partner = Arc::new(Tally::<String>::new(limits.max_connections_per_partner));
     let reloaders = [
         tokio::spawn(reload_tls_on_change(gateway.clone())),
         tokio::spawn(reload_policy_on_change(gateway.clone())),
         tokio::spawn(sweep_mailboxes(gateway.clone())),
         tokio::spawn(reload_users_on_change(gateway.clone())),
+        tokio::spawn(record_folded_refusals(gateway.clone())),
     ];
     tokio::pin!(shutdown);
 
     loop {
         tokio::select! {
-            accepted = accept(&listeners.partners, &partner_slots) => {
+            accepted = accept(&listeners.partners, &partner_slots, &partner_sources, &gateway) => {
                 let Some((tcp, addr, permit)) = accepted else { continue };
-                let (gw, http, watcher) = (gateway.clone(), http.clone(), graceful.watcher());
+                let (gw, http, stop, per_partner) = (gateway.clone(), http.clone(), stop_rx.clone(), per_partner.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let Some((tls, peer)) = partner_handshake(&gw, tcp, addr).await else { return };
+                    let Some((tls, peer, chain)) = partner_handshake(&gw, tcp, addr).await else { return };
+                    let _counted = match &peer.partner {
+                        Ok(p) => match per_partner.take(p.id.clone()) {
+                            Some(c) => Some(c),
+                            None => {
+                                gw.metrics.connection_limited("per-partner");
+                                warn!(peer = %addr, partner = %p.id, "partner at its connection limit; connection closed");
+                                return;
+                            }
+                        },
+                        Err(_) => None,
+                    };
+                    let state = Arc::new(ConnState::new(addr));
+                    let watcher = {
+                        let (gw, state) = (gw.clone(), state.clone());
+                        let not_after = chain.first().and_then(crate::conn::not_after);
+                        tokio::spawn(async move { state.watch_certificate(&gw.tls, chain, not_after).await })
+                    };
                     let peer = Arc::new(peer);
-                    let svc = service_fn(move |req| {
-                        let (gw, peer) = (gw.clone(), peer.clone());
-                        async move { Ok::<_, std::convert::Infallible>(partner_request(&gw, &peer, req).await) }
-                    });
-                    if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(tls), svc).into_owned()).await {
+                    let svc = {
+                        let (gw, state) = (gw.clone(), state.clone());
+                        service_fn(move |req| {
+                            let (gw, peer, state) = (gw.clone(), peer.clone(), state.clone());
+                            async move {
+                                let _busy = state.busy();
+                                Ok::<_, std::convert::Infallible>(exchange::handle(&gw, &peer, &state, req).await)
+                            }
+                        })
+                    };
+                    let ended = drive!(http.serve_connection(TokioIo::new(tls), svc), stop, state, limits);
+                    watcher.abort();
+                    if let Err(e) = ended {
                         debug!(peer = %addr, error = %e, "partner connection ended with an error");
                     }
                 });
             }
-            accepted = accept(&listeners.console, &console_slots) => {
+            accepted = accept(&listeners.console, &console_slots, &console_sources, &gateway) => {
                 let Some((tcp, addr, permit)) = accepted else { continue };
-                let (gw, http, watcher) = (gateway.clone(), http.clone(), graceful.watcher());
+                let (gw, http, stop) = (gateway.clone(), http.clone(), stop_rx.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
                     let acceptor = TlsAcceptor::from(gw.tls.current().console.clone());
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    let tls = match tokio::time::timeout(gw.config.limits.handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => { debug!(peer = %addr, reason = %e, "console TLS handshake failed"); return; }
                         Err(_) => { debug!(peer = %addr, "console TLS handshake timed out"); return; }
                     };
-                    let svc = service_fn(move |req| {
-                        let gw = gw.clone();
-                        async move { Ok::<_, std::convert::Infallible>(console_request(&gw, req).await) }
-                    });
-                    if let Err(e) = watcher.watch(http.serve_connection(TokioIo::new(tls), svc).into_owned()).await {
+                    let state = Arc::new(ConnState::new(addr));
+                    let svc = {
+                        let state = state.clone();
+                        service_fn(move |req| {
+                            let (gw, state) = (gw.clone(), state.clone());
+                            async move {
+                                let _busy = state.busy();
+                                Ok::<_, std::convert::Infallible>(console_request(&gw, req).await)
+                            }
+                        })
+                    };
+                    if let Err(e) = drive!(http.serve_connection(TokioIo::new(tls), svc), stop, state, limits) {
                         debug!(peer = %addr, error = %e, "console connection ended with an error");
                     }
                 });
             }
             accepted = accept_admin(listeners.admin.as_ref()) => {
                 let Some(unix) = accepted else { continue };
-                let (audit, watcher) = (gateway.audit.clone(), graceful.watcher());
+                let (audit, mut stop) = (gateway.audit.clone(), stop_rx.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let audit = audit.clone();
                         async move { Ok::<_, std::convert::Infallible>(admin::handle(audit, req).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(unix), svc);
-                    let _ = watcher.watch(conn).await;
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stop.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+                        }
+                    }
                 });
             }
             _ = &mut shutdown => break,
@@ -254,8 +348,10 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
         r.abort();
     }
     drop(listeners);
+    drop(stop_rx);
+    let _ = stop_tx.send(());
     tokio::select! {
-        _ = graceful.shutdown() => info!("all connections closed"),
+        _ = stop_tx.closed() => info!("all connections closed"),
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("grace period over; closing the remaining connections"),
     }
     let audit = gateway.audit.clone();
@@ -276,10 +372,17 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES);
+    // Small windows and few streams: what a peer can make the gateway buffer
+    // is bounded per connection, whatever it sends and however slowly.
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(MAX_STREAMS)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_send_buf_size(256 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10));
     b
 }
 
@@ -289,12 +392,20 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
 async fn accept(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
-) -> Option<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+    sources: &Tally<IpAddr>,
+    gw: &Gateway,
+) -> Option<(TcpStream, SocketAddr, Slot)> {
     let permit = slots.clone().acquire_owned().await.ok()?;
     match listener.accept().await {
         Ok((tcp, addr)) => {
+            let Some(counted) = sources.take(addr.ip()) else {
+                // Closed at once: one source must not hold the slots partners need.
+                gw.metrics.connection_limited("per-source");
+                debug!(peer = %addr, "source at its connection limit; connection closed");
+                return None;
+            };
             let _ = tcp.set_nodelay(true);
-            Some((tcp, addr, permit))
+            Some((tcp, addr, (permit, counted)))
         }
         Err(e) => {
             warn!(error = %e, "accept failed");
@@ -305,16 +416,26 @@ async fn accept(
     }
 }
 
+/// A connection's place: one of the listener's slots, and its count for the
+/// source address.
+type Slot = (tokio::sync::OwnedSemaphorePermit, Counted<IpAddr>);
+
 /// Finishes the mutual-TLS handshake and maps the certificate to a partner.
 /// Refusals at this stage (no certificate, unknown CA, expired, revoked, wrong
-/// key usage) are logged with their reason and end the connection.
+/// key usage) are logged with their reason and end the connection. Returns
+/// the peer's chain too, to check it again when the CRLs change.
 async fn partner_handshake(
     gw: &Gateway,
     tcp: TcpStream,
     addr: SocketAddr,
-) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Peer)> {
+) -> Option<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    Peer,
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+)> {
     let acceptor = TlsAcceptor::from(gw.tls.current().partners.clone());
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let timeout = gw.config.limits.handshake_timeout;
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             warn!(peer = %addr, reason = %e, "partner TLS handshake refused");
@@ -326,7 +447,8 @@ async fn partner_handshake(
         }
     };
     // The verifier requires a certificate, so one is present; stay defensive.
-    let leaf = tls.get_ref().1.peer_certificates()?.first()?.clone();
+    let chain = tls.get_ref().1.peer_certificates()?.to_vec();
+    let leaf = chain.first()?.clone();
     let peer = gw.policy.current().identities.identify(&leaf);
     match &peer.partner {
         Ok(p) => info!(peer = %addr, partner = %p.id, "partner connected"),
@@ -334,17 +456,22 @@ async fn partner_handshake(
             warn!(peer = %addr, reason = %e, cert_sha256 = %hex::encode(peer.cert_sha256), "certificate accepted by TLS but maps to no partner")
         }
     }
-    Some((tls, peer))
-}
-
-/// Routes one request on the partner API: the disclosure pipeline.
-async fn partner_request(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
-    exchange::handle(gw, peer, req).await
+    Some((tls, peer, chain))
 }
 
 /// Routes one request on the console.
 async fn console_request(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     console::handle(gw, req).await
+}
+
+/// Records the refusals before the pipeline that were folded into a
+/// minute's window and not yet recorded.
+async fn record_folded_refusals(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(crate::exchange::stranger::WINDOW);
+    loop {
+        tick.tick().await;
+        crate::exchange::stranger::record_ended(&gw).await;
+    }
 }
 
 /// Deletes mailbox documents past their purpose's retention, now and then.

@@ -19,6 +19,7 @@ pub mod forward;
 pub mod json;
 pub mod mailbox;
 pub mod route;
+pub mod stranger;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::audit::{Decision, Entry, Receipt};
 use crate::config::Partner;
+use crate::conn::ConnState;
 use crate::identity::{IdentityError, Peer, sha256};
 use crate::policy::service::{Part, Service};
 use crate::policy::{Direction, Grant, Query, RefusalReason};
@@ -138,29 +140,80 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     resp
 }
 
+/// Answers a refusal before the pipeline, recorded (folded per source and
+/// minute, see [`stranger`]).
+async fn refuse_stranger(
+    gw: &Gateway,
+    peer: &Peer,
+    state: &ConnState,
+    kind: Kind,
+    detail: String,
+) -> Response<Body> {
+    let who = stranger::Stranger {
+        sender: peer
+            .partner
+            .as_ref()
+            .map_or_else(|_| "unknown".to_string(), |p| p.id.clone()),
+        cert_sha256: Some(peer.cert_sha256),
+    };
+    gw.metrics.exchange(false, kind.slug);
+    let id = stranger::record(gw, state.addr.ip(), kind.slug, who).await;
+    let mut resp = problem::respond(kind, detail);
+    if let Some(id) = id {
+        resp.headers_mut().insert(DISCLOSURE, HeaderValue::from(id));
+    }
+    resp
+}
+
 /// Routes one request on the partner API.
-pub async fn handle(gw: &Gateway, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    gw: &Gateway,
+    peer: &Peer,
+    state: &ConnState,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if state.revoked() {
+        state.close();
+        return refuse_stranger(
+            gw,
+            peer,
+            state,
+            problem::CERTIFICATE_REVOKED,
+            "this connection's certificate was revoked or has expired".into(),
+        )
+        .await;
+    }
     let partner = match &peer.partner {
         Ok(p) => p.clone(),
-        Err(IdentityError::Ambiguous(ids)) => {
-            return problem::respond(
-                problem::AMBIGUOUS_PARTNER,
-                format!("the certificate matches partners {}", ids.join(", ")),
-            );
+        Err(e) => {
+            // Nothing more is served to a certificate of no partner.
+            state.close();
+            let (kind, detail) = match e {
+                IdentityError::Ambiguous(ids) => (
+                    problem::AMBIGUOUS_PARTNER,
+                    format!("the certificate matches partners {}", ids.join(", ")),
+                ),
+                e => (problem::UNKNOWN_PARTNER, e.to_string()),
+            };
+            return refuse_stranger(gw, peer, state, kind, detail).await;
         }
-        Err(e) => return problem::respond(problem::UNKNOWN_PARTNER, e.to_string()),
     };
     let path = req.uri().path().to_string();
     let route = match route::parse(&path) {
         Ok(r) => r,
         Err(route::RouteError::BadSegment) => {
-            return problem::respond(
+            return refuse_stranger(
+                gw,
+                peer,
+                state,
                 problem::BAD_ROUTE,
-                "use plain segments: letters, digits, '-', '.', '_', '~'",
-            );
+                "use plain segments: letters, digits, '-', '.', '_', '~'".into(),
+            )
+            .await;
         }
         Err(route::RouteError::NotFound) => {
-            return problem::respond(problem::NOT_FOUND, "no such route");
+            return refuse_stranger(gw, peer, state, problem::NOT_FOUND, "no such route".into())
+                .await;
         }
     };
     let method = req.method().clone();
@@ -383,15 +436,23 @@ fn method_has_body(m: &Method) -> bool {
     matches!(*m, Method::POST | Method::PUT | Method::PATCH)
 }
 
+/// How long a request waits for room in the body budget before 503.
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads a request body within the size and time limits, after taking its
+/// room in the gateway-wide budget of buffered body bytes (held until the
+/// returned permit is dropped, at the end of the exchange).
 async fn read_body(
+    gw: &Gateway,
     req: Request<Incoming>,
     max: usize,
-) -> Result<Bytes, (Kind, &'static str, String)> {
-    if let Some(len) = req
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), (Kind, &'static str, String)> {
+    let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if let Some(len) = declared
         && len > max as u64
     {
         return Err((
@@ -400,6 +461,31 @@ async fn read_body(
             format!("at most {max} bytes"),
         ));
     }
+    let need = match declared {
+        Some(0) => 0,
+        Some(len) => len as usize,
+        // Without a length (HTTP/2 without content-length, chunked), room
+        // for the largest body allowed; a GET without body has end-of-stream.
+        None if hyper::body::Body::is_end_stream(req.body()) => 0,
+        None => max,
+    };
+    let permit = if need == 0 {
+        None
+    } else {
+        let kib = u32::try_from(need.div_ceil(1024)).unwrap_or(u32::MAX);
+        match tokio::time::timeout(BUDGET_WAIT, gw.body_budget.clone().acquire_many_owned(kib))
+            .await
+        {
+            Ok(Ok(p)) => Some(p),
+            _ => {
+                return Err((
+                    problem::BUSY,
+                    "busy",
+                    "too many request bodies are being received; try again shortly".into(),
+                ));
+            }
+        }
+    };
     // A body dribbled in slowly must not hold a connection slot for long.
     let collected =
         tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), max).collect()).await;
@@ -411,7 +497,7 @@ async fn read_body(
         ));
     };
     match collected {
-        Ok(b) => Ok(b.to_bytes()),
+        Ok(b) => Ok((b.to_bytes(), permit)),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
@@ -581,7 +667,7 @@ async fn exchange(
 
     // 5. request body: bounded, strict, minimised, recorded.
     let headers = req.headers().clone();
-    let body = match read_body(req, gw.config.limits.max_body_bytes).await {
+    let (body, _budget) = match read_body(gw, req, gw.config.limits.max_body_bytes).await {
         Ok(b) => b,
         Err((kind, code, detail)) => {
             return ctx

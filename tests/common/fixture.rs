@@ -21,7 +21,7 @@ pub const BUITEN_OIN: &str = "00000099000000999000";
 const PILOT_PROEF: &str = r#"[pilot]
 id = "proef"
 name = "LVV Proef"
-partners = ["gemeente", "dtv", "ngo-kvk", "ngo-pinned", "traag", "onzin", "groot", "vreemd", "dicht"]
+partners = ["gemeente", "dtv", "ngo-kvk", "ngo-pinned", "traag", "onzin", "groot", "vreemd", "dicht", "vijand"]
 [pilot.covenant]
 id = "LVV-PROEF"
 version = "1.0"
@@ -37,6 +37,34 @@ retention_days = 730
 description = "Begeleiding"
 legal_basis = "AVG art. 6(1)(e)"
 retention_days = 30
+
+[purposes.monitoring]
+description = "Monitoring door onderzoekers"
+legal_basis = "AVG art. 6(1)(e); art. 89"
+retention_days = 365
+
+[[rules]]
+id = "proef-vijand"
+purpose = "casusoverleg"
+service = "vijand/dossier"
+consumers = ["gemeente"]
+response = ["vnummer", "naam", "nationaliteit", "adres"]
+request = ["vnummer", "naam"]
+
+[[rules]]
+id = "proef-vijand-lijst"
+purpose = "casusoverleg"
+service = "vijand/lijst"
+consumers = ["gemeente"]
+response = ["vnummer", "naam"]
+
+[[rules]]
+id = "proef-onderzoek"
+purpose = "monitoring"
+service = "vijand/dossier"
+consumers = ["gemeente"]
+response = ["vnummer", "naam"]
+transforms = [{ field = "vnummer", pseudonymise = true }, { field = "naam", pseudonymise = true }]
 
 [[rules]]
 id = "proef-casus"
@@ -211,6 +239,12 @@ fn dtv_handler(seen: Seen) -> backend::Handler {
 }
 
 pub struct Fixture {
+    /// What the hostile back-end (partner `vijand`) answers next: any bytes.
+    pub hostile: Arc<Mutex<Vec<u8>>>,
+    /// What the hostile back-end received.
+    pub hostile_seen: Seen,
+    /// The hostile back-end's certificate (to revoke it).
+    pub hostile_cert: Issued,
     pub pki: TestPki,
     pub gw: TestGateway,
     pub seen: Seen,
@@ -222,6 +256,14 @@ pub struct Fixture {
 }
 
 async fn start_backend(pki_ca: &Ca, handler: backend::Handler, trusted_ca: &str) -> u16 {
+    start_backend_with_cert(pki_ca, handler, trusted_ca).await.0
+}
+
+async fn start_backend_with_cert(
+    pki_ca: &Ca,
+    handler: backend::Handler,
+    trusted_ca: &str,
+) -> (u16, Issued) {
     let cert = pki_ca
         .issue(&LeafSpec::server("backend", &["localhost", "127.0.0.1"]))
         .unwrap();
@@ -234,7 +276,7 @@ async fn start_backend(pki_ca: &Ca, handler: backend::Handler, trusted_ca: &str)
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(backend::serve(l, tls, handler, std::future::pending()));
-    port
+    (port, cert)
 }
 
 pub async fn fixture() -> Fixture {
@@ -242,7 +284,7 @@ pub async fn fixture() -> Fixture {
 }
 
 pub async fn fixture_with(before_start: impl FnOnce(&TestPki)) -> Fixture {
-    let (pki, seen) = prepare().await;
+    let (pki, seen, hostile) = prepare_all().await;
     before_start(&pki);
     let gw = pki.start().await;
     let gemeente_cert = pki.oin_cert(GEMEENTE_OIN);
@@ -251,6 +293,9 @@ pub async fn fixture_with(before_start: impl FnOnce(&TestPki)) -> Fixture {
     let ngo_kvk = pki.client(gw.addr, &pki.kvk_cert(NGO_KVK));
     let buiten = pki.client(gw.addr, &pki.oin_cert(BUITEN_OIN));
     Fixture {
+        hostile: hostile.answer,
+        hostile_seen: hostile.seen,
+        hostile_cert: hostile.cert,
         pki,
         gw,
         seen,
@@ -265,9 +310,39 @@ pub async fn fixture_with(before_start: impl FnOnce(&TestPki)) -> Fixture {
 /// The deployment's files and its back-ends, without the gateway (tests
 /// that run the gateway as a process of its own start it themselves).
 pub async fn prepare() -> (TestPki, Seen) {
+    let (pki, seen, _) = prepare_all().await;
+    (pki, seen)
+}
+
+/// The hostile back-end: answers whatever the test puts in `answer`.
+pub struct Hostile {
+    pub answer: Arc<Mutex<Vec<u8>>>,
+    pub seen: Seen,
+    pub cert: Issued,
+}
+
+async fn prepare_all() -> (TestPki, Seen, Hostile) {
     let pki = TestPki::new();
     let seen: Seen = Arc::default();
     let ca = &pki.ca;
+    let answer: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(b"{}".to_vec()));
+    let hostile_seen: Seen = Arc::default();
+    let (vijand, hostile_cert) = {
+        let (answer, seen) = (answer.clone(), hostile_seen.clone());
+        start_backend_with_cert(
+            ca,
+            Arc::new(move |req: Incoming| {
+                seen.lock().unwrap().push(req);
+                Reply {
+                    status: StatusCode::OK,
+                    body: answer.lock().unwrap().clone().into(),
+                    delay: None,
+                }
+            }),
+            &ca.cert_pem,
+        )
+        .await
+    };
     let dtv = start_backend(ca, dtv_handler(seen.clone()), &ca.cert_pem).await;
     let slow = start_backend(
         ca,
@@ -385,6 +460,36 @@ spki_sha256 = ["{}"]
 "#,
         hex::encode(pki.ngo_pinned.spki_sha256)
     );
+    partners.push_str(&format!(
+        r#"
+[[partner]]
+id = "vijand"
+name = "Vijandige back-end"
+kind = "chain"
+oin = "00000099000000508888"
+backend = "https://localhost:{vijand}"
+[[partner.service]]
+name = "dossier"
+path = "/dossiers/{{vnummer}}"
+methods = ["GET", "POST"]
+subject = "vnummer"
+[partner.service.fields]
+vnummer = "identity"
+naam = "identity"
+"nationaliteit[]" = "identity"
+"adres.woonplaats" = "contact"
+"adres.straat" = "contact"
+"medisch.bijzonderheden" = "health"
+[[partner.service]]
+name = "lijst"
+path = "/lijsten/{{groep}}"
+methods = ["GET"]
+subject = "vnummer"
+[partner.service.fields]
+vnummer = "identity"
+naam = "identity"
+"#
+    ));
     for (id, port) in [
         ("traag", slow),
         ("onzin", garbage),
@@ -404,7 +509,15 @@ spki_sha256 = ["{}"]
             "{cfg}\n[limits]\nmax_body_bytes = 8192\nmax_response_bytes = 65536\nbackend_timeout_secs = 1\nmailbox_sweep_secs = 3600\n"
         ),
     );
-    (pki, seen)
+    (
+        pki,
+        seen,
+        Hostile {
+            answer,
+            seen: hostile_seen,
+            cert: hostile_cert,
+        },
+    )
 }
 
 /// The record ids of `Ketenpoort-Disclosure`, ranges (`4-9`) expanded.

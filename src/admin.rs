@@ -126,11 +126,35 @@ pub fn query(config: &GatewayConfig, q: &Query) -> Result<Vec<Record>, AdminErro
     if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
         return ask_gateway(&sock, &wire);
     }
-    let view = View::open_with_index(&opts).map_err(|e| AdminError::Direct(e.to_string()))?;
     let filter = wire.filter().map_err(AdminError::Direct)?;
+    if let Some(subject) = filter.subject {
+        // A look-up of a person is recorded before it is answered, as in
+        // the console; so the log is opened for writing.
+        let audit =
+            crate::audit::Audit::open(opts).map_err(|e| AdminError::Direct(e.to_string()))?;
+        let recorded = audit.record_blocking(cli_lookup(subject));
+        let page = recorded
+            .map_err(|e| AdminError::Direct(format!("the look-up cannot be recorded: {e}")))
+            .and_then(|_| {
+                audit
+                    .view()
+                    .query(&filter)
+                    .map_err(|e| AdminError::Direct(e.to_string()))
+            });
+        audit.shutdown();
+        return page.map(|p| p.records);
+    }
+    let view = View::open_with_index(&opts).map_err(|e| AdminError::Direct(e.to_string()))?;
     view.query(&filter)
         .map(|p| p.records)
         .map_err(|e| AdminError::Direct(e.to_string()))
+}
+
+/// The record of a look-up from the command line, named after the local
+/// user who ran it.
+fn cli_lookup(subject: [u8; 32]) -> crate::audit::Entry {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    crate::audit::Entry::lookup(&format!("cli:{user}"), "cli/audit-query", subject)
 }
 
 /// Asks the running gateway to sign a checkpoint now; returns the signed note.
@@ -226,6 +250,14 @@ pub async fn handle(
         Ok(f) => f,
         Err(e) => return reply(StatusCode::BAD_REQUEST, e.into_bytes()),
     };
+    if let Some(subject) = filter.subject
+        && let Err(e) = audit.record(cli_lookup(subject)).await
+    {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the look-up cannot be recorded: {e}").into_bytes(),
+        );
+    }
     let view = audit.view().clone();
     match tokio::task::spawn_blocking(move || view.query(&filter)).await {
         Ok(Ok(page)) => {

@@ -462,15 +462,15 @@ fn cli_head_verify_prove_check_query_export() {
         None,
     );
     assert_eq!(rc, 0, "{err}");
-    let ids: Vec<u64> = out
+    let found: Vec<serde_json::Value> = out
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .collect();
-    assert_eq!(ids, vec![16, 9, 2]);
+    let ids: Vec<u64> = found.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    // The look-up itself is recorded first (record 23), as in the console.
+    assert_eq!(ids, vec![23, 16, 9, 2]);
+    assert_eq!(found[0]["kind"], "lookup");
+    assert!(found[0]["recipient"].as_str().unwrap().starts_with("cli:"));
     assert!(
         !out.contains("5550000002"),
         "the V-nummer never appears in a record"

@@ -50,8 +50,13 @@ async fn idle_crowds_and_slow_clients_do_not_starve_others() {
     let f = fixture().await;
     // Two thousand connections that never start TLS.
     let mut idle = Vec::new();
+    // (From another address: one source gets max_connections_per_source.)
     for _ in 0..2000 {
-        idle.push(tokio::net::TcpStream::connect(f.gw.addr).await.unwrap());
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        if let Ok(c) = s.connect(f.gw.addr).await {
+            idle.push(c);
+        }
     }
     // A slowloris: a request head dribbled out a byte at a time.
     let mut slow = raw(&f).await;

@@ -168,6 +168,20 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// A look-up of a data subject in the log by `who` (`console:<user>`,
+    /// `cli:<user>`): looking is processing too, recorded the same way
+    /// wherever it happens.
+    pub fn lookup(who: &str, what: &str, subject: Hash) -> Self {
+        let mut e = Self::exchange("", "ketenpoort", who, "audit-lookup", what);
+        e.kind = Kind::Lookup;
+        e.decision = Decision::Disclosed;
+        e.subject = Some(subject);
+        e.disclosed = vec!["audit-records".into()];
+        e
+    }
+}
+
 /// A record as stored: its index in the log, its time, and the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -367,6 +367,10 @@ pub async fn put_policy(
 /// `GET /api/v1/pilots/{pilot}/history`: versions newest first, each with the
 /// flows it changed.
 pub async fn history(gw: &Gateway, pilot: &str) -> Response<Body> {
+    // The name becomes a folder name: only ids, never `..` or a path.
+    if !crate::config::valid_id(pilot) {
+        return problem::respond(problem::NOT_FOUND, "no such pilot");
+    }
     let snap = gw.policy.current();
     let dir = history_dir(gw, pilot);
     let versions = tokio::task::spawn_blocking(move || read_history(&dir))

@@ -26,7 +26,7 @@ use tracing::warn;
 
 use crate::audit::index::Dim;
 use crate::audit::record::parse_time;
-use crate::audit::{Decision, Entry, Filter, Kind, Record};
+use crate::audit::{Decision, Entry, Filter, Record};
 use crate::exchange::valid_vnummer;
 use crate::problem::{self, Kind as ProblemKind, Problem};
 use crate::server::{Body, Gateway};
@@ -139,8 +139,55 @@ fn authenticate(state: &ConsoleState, req: &Request<Incoming>) -> Option<User> {
     state.users.authenticate(token)
 }
 
-/// Routes one console request.
+/// The page's Content-Security-Policy: its one inline script and one inline
+/// stylesheet by hash, nothing else from anywhere, no framing.
+static PAGE_CSP: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+    let hash_of = |open: &str, close: &str| {
+        let body = PAGE
+            .split_once(open)
+            .and_then(|(_, rest)| rest.split_once(close))
+            .map_or("", |(b, _)| b);
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(crate::identity::sha256(body.as_bytes()))
+    };
+    let csp = format!(
+        "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; connect-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+        hash_of("<script>", "</script>"),
+        hash_of("<style>", "</style>")
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+});
+
+/// Routes one console request and adds the security headers every console
+/// answer carries: nothing is framed, sniffed, cached (answers hold personal
+/// data) or sent on as a referrer; no script runs but the page's own.
 pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let page = matches!(req.uri().path(), "/" | "/index.html");
+    let mut resp = route(gw, req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_SECURITY_POLICY,
+        if page {
+            PAGE_CSP.clone()
+        } else {
+            // Reports and pictures: their own inline styles, never a script.
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            )
+        },
+    );
+    h.insert(hyper::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(hyper::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(hyper::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        hyper::header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    resp
+}
+
+async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
@@ -189,7 +236,7 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body>
         (&Method::POST, ["audit", "verify"]) => verify(gw).await,
         (&Method::GET, ["audit", "verify"]) => verify_status(gw),
         (&Method::GET, ["audit", "proof"]) => proof(gw, &user, &q).await,
-        (&Method::GET, ["stats"]) => stats(gw, &q).await,
+        (&Method::GET, ["stats"]) => stats(gw, &user, &q).await,
         _ => problem::respond(problem::NOT_FOUND, "no such API call"),
     }
 }
@@ -218,17 +265,11 @@ async fn record_lookup(
     subject: [u8; 32],
     what: &str,
 ) -> Result<(), Response<Body>> {
-    let mut e = Entry::exchange(
-        "",
-        "ketenpoort",
+    let e = Entry::lookup(
         &format!("console:{}", user.name),
-        "audit-lookup",
         &format!("console/{what}"),
+        subject,
     );
-    e.kind = Kind::Lookup;
-    e.decision = Decision::Disclosed;
-    e.subject = Some(subject);
-    e.disclosed = vec!["audit-records".into()];
     gw.audit.record(e).await.map(|_| ()).map_err(|err| {
         warn!(user = %user.name, error = %err, "console look-up could not be recorded; not answered");
         problem::respond(problem::AUDIT_UNAVAILABLE, "the look-up cannot be recorded, so it is not answered")
@@ -474,7 +515,60 @@ async fn proof(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
     }
 }
 
-async fn stats(gw: &Gateway, q: &HashMap<String, String>) -> Response<Body> {
+/// The figures an officer bound to a partner may see: counted from that
+/// partner's own records (the shared counters cover every partner), up to
+/// [`SCOPED_STATS_MAX`] records.
+fn scoped_stats(
+    view: &crate::audit::store::View,
+    partner: String,
+    by: Dim,
+    since: &str,
+    until: &str,
+) -> Result<std::collections::BTreeMap<String, (u64, u64)>, crate::audit::AuditError> {
+    let mut rows: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut f = Filter {
+        partner: Some(partner),
+        since: parse_time(since),
+        until: parse_time(until).map(|u| u + 86_400_000_000 - 1),
+        limit: crate::audit::store::MAX_PAGE,
+        ..Filter::default()
+    };
+    let mut seen = 0usize;
+    loop {
+        let page = view.query(&f)?;
+        for r in &page.records {
+            let e = &r.entry;
+            if e.kind != crate::audit::Kind::Exchange {
+                continue;
+            }
+            let keys: Vec<String> = match by {
+                Dim::Day => vec![r.time_rfc3339()[..10].to_string()],
+                Dim::Pilot => vec![e.pilot.clone()],
+                Dim::Purpose => vec![e.purpose.clone()],
+                Dim::Partner if e.sender == e.recipient => vec![e.sender.clone()],
+                Dim::Partner => vec![e.sender.clone(), e.recipient.clone()],
+            };
+            for k in keys {
+                let row = rows.entry(k).or_default();
+                match e.decision {
+                    Decision::Disclosed => row.0 += 1,
+                    Decision::Refused => row.1 += 1,
+                }
+            }
+        }
+        seen += page.records.len();
+        match page.next {
+            Some(n) if seen < SCOPED_STATS_MAX => f.before = Some(n),
+            _ => break,
+        }
+    }
+    Ok(rows)
+}
+
+/// Most records counted for one scoped statistics request.
+const SCOPED_STATS_MAX: usize = 200_000;
+
+async fn stats(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Response<Body> {
     let by = match q.get("by").map(String::as_str).unwrap_or("day") {
         "day" => Dim::Day,
         "pilot" => Dim::Pilot,
@@ -495,7 +589,13 @@ async fn stats(gw: &Gateway, q: &HashMap<String, String>) -> Response<Body> {
         (Err(p), _) | (_, Err(p)) => return p.response(),
     };
     let view = gw.audit.view().clone();
-    let rows = match tokio::task::spawn_blocking(move || view.stats(by, &since, &until)).await {
+    let scope = user.partner.clone();
+    let rows = match tokio::task::spawn_blocking(move || match scope {
+        Some(p) => scoped_stats(&view, p, by, &since, &until),
+        None => view.stats(by, &since, &until),
+    })
+    .await
+    {
         Ok(Ok(r)) => r,
         _ => return problem::respond(problem::INTERNAL, "the statistics could not be read"),
     };

@@ -478,7 +478,11 @@ fn cli_head_verify_prove_check_query_export() {
 
     let (rc, out, _) = run(&["audit", "export", "--format", "csv"], &cfg, None);
     assert_eq!(rc, 0);
-    assert_eq!(out.lines().count(), 24);
+    assert_eq!(
+        out.lines().count(),
+        25,
+        "header, 23 records and the look-up"
+    );
     let (rc, out, _) = run(&["audit", "export", "--format", "logboek"], &cfg, None);
     assert_eq!(rc, 0);
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();

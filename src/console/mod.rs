@@ -176,10 +176,22 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body>
             )
         },
     );
-    h.insert(hyper::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(hyper::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(hyper::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        hyper::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        hyper::header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     h.insert(
         hyper::header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000"),

@@ -374,7 +374,7 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
         f.gw.gateway.policy.current().policy.pilots["proef"]
             .rules
             .len(),
-        9,
+        12,
         "a dry run applies nothing"
     );
     driver.click("#apply-btn").await;
@@ -389,7 +389,7 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
         f.gw.gateway.policy.current().policy.pilots["proef"]
             .rules
             .len(),
-        10,
+        13,
         "applied to the running gateway"
     );
     let png = driver.cmd(Method::GET, "/screenshot", None).await;

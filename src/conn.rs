@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +85,14 @@ pub struct ConnState {
     revoked: AtomicBool,
     /// Wakes the connection's driver to close it gracefully.
     close: Notify,
+    /// The certificate chain the peer presented (empty on the console).
+    chain: Vec<CertificateDer<'static>>,
+    /// When the leaf certificate stops being valid.
+    not_after: Option<std::time::SystemTime>,
+    /// The TLS generation the chain was last checked against: a request
+    /// that finds a newer one checks again before it is served, so no
+    /// request slips through between a CRL reload and the watcher.
+    checked: AtomicU64,
 }
 
 /// Marks a request in flight; the connection is not idle until dropped.
@@ -98,15 +106,53 @@ impl Drop for Busy<'_> {
 }
 
 impl ConnState {
-    /// A fresh connection from `addr`.
+    /// A fresh connection from `addr` without a client certificate.
     pub fn new(addr: SocketAddr) -> Self {
+        Self::with_chain(addr, Vec::new(), 0)
+    }
+
+    /// A fresh connection from `addr` whose peer presented `chain`, checked
+    /// at TLS generation `generation` (the handshake's).
+    pub fn with_chain(
+        addr: SocketAddr,
+        chain: Vec<CertificateDer<'static>>,
+        generation: u64,
+    ) -> Self {
+        let not_after = chain.first().and_then(not_after);
         Self {
             addr,
             inflight: AtomicUsize::new(0),
             last: Mutex::new(Instant::now()),
             revoked: AtomicBool::new(false),
             close: Notify::new(),
+            chain,
+            not_after,
+            checked: AtomicU64::new(generation),
         }
+    }
+
+    /// Checks, before a request is served, that the connection's certificate
+    /// still holds: not expired, and valid under the current CRLs when they
+    /// changed since the last check. False (and the connection closing) when
+    /// it does not.
+    pub fn still_trusted(&self, tls: &TlsStore) -> bool {
+        if self.revoked() {
+            return false;
+        }
+        if self.chain.is_empty() {
+            return true;
+        }
+        let expired = self
+            .not_after
+            .is_some_and(|t| std::time::SystemTime::now() >= t);
+        let generation = tls.generation();
+        let stale = self.checked.swap(generation, Ordering::AcqRel) != generation;
+        if expired || (stale && !tls.still_valid(&self.chain)) {
+            self.revoked.store(true, Ordering::Release);
+            self.close();
+            return false;
+        }
+        true
     }
 
     /// A request begins.
@@ -145,18 +191,15 @@ impl ConnState {
     /// Watches the connection's certificate until it is revoked by a
     /// reloaded CRL (or no longer verifies for another reason) or expires;
     /// then marks the connection revoked and closes it.
-    pub async fn watch_certificate(
-        &self,
-        tls: &TlsStore,
-        chain: Vec<CertificateDer<'static>>,
-        not_after: Option<std::time::SystemTime>,
-    ) {
+    pub async fn watch_certificate(&self, tls: &TlsStore) {
         let mut reloads = tls.subscribe();
-        let expiry =
-            match not_after.and_then(|t| t.duration_since(std::time::SystemTime::now()).ok()) {
-                Some(left) => Instant::now() + left,
-                None => Instant::now(),
-            };
+        let expiry = match self
+            .not_after
+            .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+        {
+            Some(left) => Instant::now() + left,
+            None => Instant::now(),
+        };
         let expired = tokio::time::sleep_until(expiry);
         tokio::pin!(expired);
         loop {
@@ -165,7 +208,7 @@ impl ConnState {
                     if changed.is_err() {
                         return std::future::pending().await;
                     }
-                    if !tls.still_valid(&chain) {
+                    if !tls.still_valid(&self.chain) {
                         break;
                     }
                 }

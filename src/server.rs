@@ -257,6 +257,8 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
                 let (gw, http, stop, per_partner) = (gateway.clone(), http.clone(), stop_rx.clone(), per_partner.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
+                    // The generation before the handshake: a reload during it is checked again.
+                    let generation = gw.tls.generation();
                     let Some((tls, peer, chain)) = partner_handshake(&gw, tcp, addr).await else { return };
                     let _counted = match &peer.partner {
                         Ok(p) => match per_partner.take(p.id.clone()) {
@@ -269,11 +271,10 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
                         },
                         Err(_) => None,
                     };
-                    let state = Arc::new(ConnState::new(addr));
+                    let state = Arc::new(ConnState::with_chain(addr, chain, generation));
                     let watcher = {
                         let (gw, state) = (gw.clone(), state.clone());
-                        let not_after = chain.first().and_then(crate::conn::not_after);
-                        tokio::spawn(async move { state.watch_certificate(&gw.tls, chain, not_after).await })
+                        tokio::spawn(async move { state.watch_certificate(&gw.tls).await })
                     };
                     let peer = Arc::new(peer);
                     let svc = {

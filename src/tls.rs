@@ -238,6 +238,11 @@ impl TlsStore {
         Ok(())
     }
 
+    /// The number of sets swapped in since start.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
     /// Changes when a new set is swapped in.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.generation.subscribe()

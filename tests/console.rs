@@ -392,3 +392,108 @@ async fn health_metrics_and_page_need_no_token_and_hold_no_personal_data() {
     );
     f.gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_security_headers_history_and_stats_keep_their_scope() {
+    let f = fixture().await;
+    exchanges(&f).await;
+    let admin = add_user(&f, "beheer", &["--role", "policy-admin"]);
+    let ngo_officer = add_user(
+        &f,
+        "fg-ngo",
+        &["--role", "privacy-officer", "--partner", "ngo-pinned"],
+    );
+    for t in [&admin, &ngo_officer] {
+        assert!(accepted(&f, t).await);
+    }
+    // Every console answer: no framing, sniffing, caching or referrer; the
+    // page runs only its own script (by hash).
+    for (path, token) in [
+        ("/", None),
+        ("/api/v1/whoami", Some(ngo_officer.as_str())),
+        (
+            &*format!("/api/v1/subjects/{V}/report?format=html"),
+            Some(ngo_officer.as_str()),
+        ),
+    ] {
+        let r = console(&f, Method::GET, path, token).await;
+        assert_eq!(r.status, 200, "{path}");
+        let h = |n: &str| {
+            r.headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert_eq!(h("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(h("cache-control"), "no-store", "{path}");
+        assert_eq!(h("x-frame-options"), "DENY", "{path}");
+        assert_eq!(h("referrer-policy"), "no-referrer", "{path}");
+        let csp = h("content-security-policy");
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("script-src 'unsafe"), "{path}: {csp}");
+        if path == "/" {
+            assert!(csp.contains("script-src 'sha256-"), "{csp}");
+        }
+    }
+    // A pilot name is a name, never a path.
+    for bad in ["..", "%2e%2e", "proef.."] {
+        let r = console(
+            &f,
+            Method::GET,
+            &format!("/api/v1/pilots/{bad}/history"),
+            Some(&admin),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{bad}");
+    }
+    // An officer bound to an NGO sees the figures of its own exchanges only:
+    // the municipality's exchange with DT&V is not among them.
+    let r = console(
+        &f,
+        Method::GET,
+        "/api/v1/stats?by=partner",
+        Some(&ngo_officer),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let rows = r.json()["rows"].as_array().unwrap().clone();
+    let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert!(keys.contains(&"ngo-pinned"), "{rows:?}");
+    assert!(
+        !keys.contains(&"gemeente"),
+        "another partner's figures: {rows:?}"
+    );
+    let r = console(
+        &f,
+        Method::GET,
+        "/api/v1/stats?by=pilot",
+        Some(&ngo_officer),
+    )
+    .await;
+    let total: u64 = r.json()["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["disclosed"].as_u64().unwrap() + r["refused"].as_u64().unwrap())
+        .sum();
+    let own = console(
+        &f,
+        Method::GET,
+        "/api/v1/disclosures?limit=1000",
+        Some(&ngo_officer),
+    )
+    .await;
+    let own_exchanges = records(&own)
+        .iter()
+        .filter(|r| r["kind"] == "exchange")
+        .count() as u64;
+    assert_eq!(
+        total, own_exchanges,
+        "the figures count exactly the officer's own records"
+    );
+    f.gw.stop().await;
+}

@@ -358,3 +358,45 @@ async fn the_data_directory_is_the_gateways_alone() {
     assert!(open.is_empty(), "readable by others: {open:#?}");
     f.gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_are_recorded_but_cannot_grow_the_log_at_handshake_rate() {
+    let f = fixture().await;
+    // A valid certificate of the trusted CA, of no partner.
+    let stranger = f
+        .pki
+        .client(f.gw.addr, &f.pki.oin_cert("00000099000000777000"));
+    let size = f.gw.gateway.audit.view().head().size;
+    let r = stranger
+        .send(Method::GET, "/v1/whoami", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["type"], "urn:ketenpoort:problem:unknown-partner");
+    let rec = record(&f, ids(&r)[0]).await;
+    assert_eq!(rec.entry.reason, "unknown-partner");
+    assert_eq!(rec.entry.sender, "unknown");
+    assert_eq!(rec.entry.decision, ketenpoort::audit::Decision::Refused);
+    // Fifty more within the minute: folded, not one record each.
+    for _ in 0..50 {
+        let r = stranger.send(Method::GET, "/v1/whoami", &[], None).await;
+        if let Ok(r) = r {
+            assert_eq!(r.status, 403);
+            assert!(r.header("ketenpoort-disclosure").is_none());
+        }
+    }
+    assert_eq!(f.gw.gateway.audit.view().head().size, size + 1);
+    // A partner's path that is no route is recorded too (its own window).
+    let r = f
+        .gemeente
+        .send(Method::GET, "/v1/nergens", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let rec = record(&f, ids(&r)[0]).await;
+    assert_eq!(
+        (rec.entry.reason.as_str(), rec.entry.sender.as_str()),
+        ("not-found", "gemeente")
+    );
+    f.gw.stop().await;
+}

@@ -172,8 +172,7 @@ pub async fn handle(
     state: &ConnState,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    if state.revoked() {
-        state.close();
+    if !state.still_trusted(&gw.tls) {
         return refuse_stranger(
             gw,
             peer,

@@ -261,6 +261,8 @@ pub struct Reply {
     pub status: StatusCode,
     /// Content-Type header.
     pub content_type: String,
+    /// Every header.
+    pub headers: hyper::HeaderMap,
     /// Body bytes.
     pub body: Bytes,
 }
@@ -301,6 +303,7 @@ pub async fn request(
     }
     .map_err(|e| format!("request: {e}"))?;
     let status = resp.status();
+    let headers = resp.headers().clone();
     let content_type = resp
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -316,6 +319,7 @@ pub async fn request(
     Ok(Reply {
         status,
         content_type,
+        headers,
         body,
     })
 }

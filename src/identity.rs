@@ -17,7 +17,7 @@ use std::sync::Arc;
 use ring::digest::{SHA256, digest};
 use x509_parser::prelude::*;
 
-use crate::config::{Partner, Partners};
+use crate::policy::partners::{Partner, Partners};
 
 /// OID 2.5.4.5, subject serialNumber: where PKIoverheid puts the OIN.
 const OID_SERIAL_NUMBER: &str = "2.5.4.5";

@@ -422,8 +422,9 @@ fn policy(config_file: &std::path::Path, command: PolicyCommand) -> Result<()> {
         PolicyCommand::Diff { old, new } => {
             let partners_text = std::fs::read(&config.partners_file)
                 .with_context(|| format!("reading {}", config.partners_file.display()))?;
-            let partners =
-                std::sync::Arc::new(ketenpoort::config::Partners::load(&config.partners_file)?);
+            let partners = std::sync::Arc::new(ketenpoort::policy::partners::Partners::load(
+                &config.partners_file,
+            )?);
             let a = PolicySet::load_pilots(partners.clone(), &partners_text, &old)?;
             let b = PolicySet::load_pilots(partners, &partners_text, &new)?;
             let changes = diff::diff(&a, &b);
@@ -449,7 +450,7 @@ fn user_cmd(config_file: &std::path::Path, command: UserCommand) -> Result<()> {
             pilot,
         } => {
             if let Some(p) = &partner {
-                let partners = ketenpoort::config::Partners::load(&config.partners_file)?;
+                let partners = ketenpoort::policy::partners::Partners::load(&config.partners_file)?;
                 anyhow::ensure!(
                     partners.get(p).is_some(),
                     "no partner '{p}' in {}",
@@ -728,7 +729,7 @@ fn serve(
     if let Some(a) = console_addr {
         config.console_addr = a;
     }
-    let gateway = Arc::new(server::Gateway::from_config(config)?);
+    let gateway = Arc::new(ketenpoort::gateway::Gateway::from_config(config)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

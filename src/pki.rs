@@ -20,8 +20,9 @@ use rcgen::{
 use ring::rand::{SecureRandom, SystemRandom};
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 
-use crate::config::{GatewayConfig, Partner, Partners};
+use crate::config::GatewayConfig;
 use crate::identity::spki_sha256;
+use crate::policy::partners::{Partner, Partners};
 
 /// Why a PKI step failed.
 #[derive(Debug, thiserror::Error)]

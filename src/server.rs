@@ -7,12 +7,10 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -24,15 +22,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
 use crate::admin;
-use crate::audit::{self, Audit, AuditError};
-use crate::config::{ConfigError, GatewayConfig};
 use crate::conn::{ConnState, Counted, Tally};
-use crate::console::{self, ConsoleState, users::UserStore};
-use crate::exchange::{self, mailbox::Mailbox};
+use crate::console;
+use crate::exchange;
+use crate::gateway::{Body, Gateway};
 use crate::identity::Peer;
-use crate::metrics::Metrics;
-use crate::policy::store::PolicyStore;
-use crate::tls::{TlsError, TlsStore};
 use crate::watch::{self, Watch};
 
 /// Most connections served at once per listener; further ones wait in the
@@ -53,142 +47,6 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How long open connections get to finish when the gateway stops.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// The response body type of every handler.
-pub type Body = Full<Bytes>;
-
-/// Why the gateway could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// A config file is wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A certificate, key or CRL could not be used.
-    #[error("TLS: {0}")]
-    Tls(#[from] TlsError),
-    /// The audit log could not be opened (or is damaged).
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    /// The mailbox store could not be opened.
-    #[error("mailbox: {0}")]
-    Mailbox(String),
-    /// The console users file is not valid.
-    #[error("console users: {0}")]
-    Console(String),
-    /// The data directory cannot be made private.
-    #[error("data directory: {0}")]
-    DataDir(String),
-}
-
-/// Everything a running gateway shares between connections.
-pub struct Gateway {
-    /// The gateway's configuration.
-    pub config: GatewayConfig,
-    /// Partners, their certificate index, the pilots' rules and pseudonym
-    /// keys, reloaded when partners.toml or a policy file changes.
-    pub policy: PolicyStore,
-    /// TLS configs, reloaded when certificates or CRLs change.
-    pub tls: TlsStore,
-    /// The audit log: every disclosure and refusal, durable before delivery.
-    pub audit: Arc<Audit>,
-    /// Documents waiting for partners without a server.
-    pub mailbox: Arc<Mailbox>,
-    /// Counters for `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// Console users and state.
-    pub console: ConsoleState,
-    /// Request body bytes (in KiB) that may be buffered at once, all
-    /// connections together.
-    pub body_budget: Arc<Semaphore>,
-    /// Refusals before the pipeline, folded per source, kind and minute.
-    pub strangers: crate::exchange::stranger::Folder,
-}
-
-impl Gateway {
-    /// Reads the whole configuration; any error stops the start.
-    pub fn load(config_file: &Path) -> Result<Self, StartError> {
-        Self::from_config(GatewayConfig::load(config_file)?)
-    }
-
-    /// Builds the gateway from a configuration already read (and perhaps
-    /// adjusted, as `serve --partners-addr` does).
-    pub fn from_config(config: GatewayConfig) -> Result<Self, StartError> {
-        crate::datadir::private_umask();
-        crate::datadir::secure(&config.data_dir)
-            .map_err(|e| StartError::DataDir(format!("{}: {e}", config.data_dir.display())))?;
-        let policy = PolicyStore::load(&config)?;
-        let tls = TlsStore::new(config.tls.clone())?;
-        let metrics = Arc::new(Metrics::new());
-        let snap = policy.current();
-        metrics.set_policy(
-            snap.policy
-                .pilots
-                .values()
-                .map(|p| (p.id.as_str(), p.version.as_str())),
-        );
-        let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);
-        audit_opts.metrics = Some(metrics.clone());
-        let audit = Arc::new(Audit::open(audit_opts)?);
-        let console = ConsoleState::new(
-            UserStore::load(&config.data_dir).map_err(|e| StartError::Console(e.to_string()))?,
-        );
-        let mailbox = Arc::new(
-            Mailbox::open(
-                &config.data_dir.join("mailbox"),
-                config.limits.mailbox_quota_bytes,
-                config.limits.mailbox_total_bytes,
-            )
-            .map_err(|e| StartError::Mailbox(e.to_string()))?,
-        );
-        Ok(Self {
-            body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes / 1024)),
-            strangers: crate::exchange::stranger::Folder::default(),
-            config,
-            policy,
-            tls,
-            audit,
-            mailbox,
-            metrics,
-            console,
-        })
-    }
-
-    /// Re-reads certificates and CRLs, keeping the running ones if the new ones
-    /// do not build.
-    pub async fn reload_tls(self: &Arc<Self>) {
-        let gw = self.clone();
-        match tokio::task::spawn_blocking(move || gw.tls.reload()).await {
-            Ok(Ok(())) => info!("certificates and CRLs reloaded"),
-            Ok(Err(e)) => {
-                error!(error = %e, "reload failed; keeping the running certificates and CRLs")
-            }
-            Err(e) => error!(error = %e, "reload task failed"),
-        }
-    }
-
-    /// Re-reads partners and policies, keeping the running ones if any file
-    /// does not validate.
-    pub async fn reload_policy(self: &Arc<Self>) {
-        let gw = self.clone();
-        match tokio::task::spawn_blocking(move || gw.policy.reload()).await {
-            Ok(Ok(())) => {
-                let snap = self.policy.current();
-                self.metrics.set_policy(
-                    snap.policy
-                        .pilots
-                        .values()
-                        .map(|p| (p.id.as_str(), p.version.as_str())),
-                );
-                for p in snap.policy.pilots.values() {
-                    info!(pilot = %p.id, version = %p.version, rules = p.rules.len(), "policy loaded");
-                }
-            }
-            Ok(Err(e)) => error!(error = %e, "policy not reloaded; keeping the running one"),
-            Err(e) => error!(error = %e, "policy reload task failed"),
-        }
-    }
-}
 
 /// The two sockets the gateway serves.
 pub struct Listeners {
@@ -481,7 +339,7 @@ async fn sweep_mailboxes(gw: Arc<Gateway>) {
     loop {
         tick.tick().await;
         let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
-        exchange::sweep_mailboxes(&gw, now).await;
+        exchange::inbox::sweep_mailboxes(&gw, now).await;
     }
 }
 

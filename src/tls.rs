@@ -11,7 +11,7 @@
 //! it in whole; a set that fails to build leaves the running one in place.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -200,10 +200,9 @@ impl TlsSet {
 /// made before a revocation cannot be resumed after it.
 pub struct TlsStore {
     files: TlsFiles,
-    current: RwLock<Arc<TlsSet>>,
-    /// Bumped on every swap, so open connections check their certificate
-    /// again against the new CRLs.
-    generation: tokio::sync::watch::Sender<u64>,
+    /// The set for new connections; its generation tells open connections
+    /// to check their certificate again against the new CRLs.
+    current: crate::swap::Swap<TlsSet>,
 }
 
 impl TlsStore {
@@ -212,8 +211,7 @@ impl TlsStore {
         let set = TlsSet::build(&files)?;
         Ok(Self {
             files,
-            current: RwLock::new(Arc::new(set)),
-            generation: tokio::sync::watch::Sender::new(0),
+            current: crate::swap::Swap::new(set),
         })
     }
 
@@ -224,28 +222,22 @@ impl TlsStore {
 
     /// The set to use for a new connection.
     pub fn current(&self) -> Arc<TlsSet> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.get()
     }
 
     /// Re-reads the files; swaps only when the whole new set builds. Blocking.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let set = TlsSet::build(&self.files)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
-        self.generation.send_modify(|g| *g += 1);
-        Ok(())
+        self.current.replace_with(|| TlsSet::build(&self.files))
     }
 
     /// The number of sets swapped in since start.
     pub fn generation(&self) -> u64 {
-        *self.generation.borrow()
+        self.current.generation()
     }
 
     /// Changes when a new set is swapped in.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.generation.subscribe()
+        self.current.subscribe()
     }
 
     /// Whether a partner's certificate chain, accepted when its connection

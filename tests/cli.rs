@@ -86,7 +86,8 @@ fn pki_init_makes_every_certificate_with_private_keys_0600() {
     );
     let dev = dir.path().join("certs/dev");
     let partners =
-        ketenpoort::config::Partners::load(&dir.path().join("config/partners.toml")).unwrap();
+        ketenpoort::policy::partners::Partners::load(&dir.path().join("config/partners.toml"))
+            .unwrap();
     let mut names = vec!["ca".to_string(), "gateway".into(), "gateway-client".into()];
     names.extend(partners.list.iter().map(|p| p.id.clone()));
     for n in &names {

@@ -709,7 +709,7 @@ async fn mailbox_round_trip_and_expiry() {
         (time::OffsetDateTime::now_utc() + time::Duration::days(40)).unix_timestamp() * 1_000_000;
     let head = f.gw.gateway.audit.view().head().size;
     assert_eq!(
-        ketenpoort::exchange::sweep_mailboxes(&f.gw.gateway, in_40_days).await,
+        ketenpoort::exchange::inbox::sweep_mailboxes(&f.gw.gateway, in_40_days).await,
         1
     );
     let r = f

@@ -8,11 +8,12 @@
 //! them longer (FUZZ_CASES) and keeps failing inputs in fuzz/regressions/, so
 //! every finding is replayed by every later run.
 
-use ketenpoort::config::{Partners, Source};
+use ketenpoort::config::Source;
 use ketenpoort::exchange::{json, route};
 use ketenpoort::policy::Pilot;
 use ketenpoort::policy::fields::FieldPath;
 use ketenpoort::policy::minimise::{Tree, minimise};
+use ketenpoort::policy::partners::Partners;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

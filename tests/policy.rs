@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use ketenpoort::config::{ConfigError, Partners, Source};
+use ketenpoort::config::{ConfigError, Source};
 use ketenpoort::policy::fields::FieldPath;
+use ketenpoort::policy::partners::Partners;
 use ketenpoort::policy::{Direction, Pilot, PolicySet, PseudonymKeys, Query, RefusalReason};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -351,6 +352,7 @@ fn q<'a>(consumer: &'a str, purpose: &'a str) -> Query<'a> {
         service: "dossier",
         purpose,
         today: date!(2024 - 06 - 01),
+        call: None,
     }
 }
 
@@ -647,6 +649,7 @@ fn shipped_q<'a>(
         service,
         purpose,
         today: date!(2026 - 11 - 28),
+        call: None,
     }
 }
 

@@ -21,7 +21,7 @@ use crate::policy::diff::{self, Change};
 use crate::policy::{Pilot, PolicySet};
 use crate::problem::{self, Problem};
 
-use crate::server::{Body, Gateway};
+use crate::gateway::{Body, Gateway};
 use hyper::{Response, StatusCode};
 
 /// One stored version of a pilot's policy.
@@ -282,6 +282,32 @@ pub async fn put_policy(
     }
     let snap = gw.policy.current();
     let old = snap.policy.pilots.get(pilot).cloned();
+    // Recorded before it takes effect: a change the log cannot hold does not
+    // happen.
+    let mut e = Entry::exchange(
+        pilot,
+        &format!("console:{}", user.name),
+        "ketenpoort",
+        "policy-change",
+        &format!("policy/{pilot}"),
+    );
+    e.kind = Kind::PolicyChange;
+    e.decision = Decision::Disclosed;
+    e.policy_version = new.version.clone();
+    e.reason = format!(
+        "replaces {}",
+        old.as_ref().map_or("nothing", |o| o.version.as_str())
+    );
+    let record = match gw.audit.record(e).await {
+        Ok(r) => r.id,
+        Err(err) => {
+            tracing::error!(error = %err, "policy change not recorded, so not applied");
+            return problem::respond(
+                problem::AUDIT_UNAVAILABLE,
+                "the audit log cannot record the change, so it was not applied",
+            );
+        }
+    };
     let (micros, time) = now();
     let dir = history_dir(gw, pilot);
     let file = gw.config.pilots_dir.join(format!("{pilot}.toml"));
@@ -336,27 +362,6 @@ pub async fn put_policy(
             "the new policy was written but did not load; see the gateway log",
         );
     }
-    let mut e = Entry::exchange(
-        pilot,
-        &format!("console:{}", user.name),
-        "ketenpoort",
-        "policy-change",
-        &format!("policy/{pilot}"),
-    );
-    e.kind = Kind::PolicyChange;
-    e.decision = Decision::Disclosed;
-    e.policy_version = new.version.clone();
-    e.reason = format!(
-        "replaces {}",
-        old.as_ref().map_or("nothing", |o| o.version.as_str())
-    );
-    let record = match gw.audit.record(e).await {
-        Ok(r) => Some(r.id),
-        Err(err) => {
-            tracing::error!(error = %err, "policy change applied but not recorded");
-            None
-        }
-    };
     info!(pilot, user = %user.name, version = %new.version, "policy changed from the console");
     json_ok(&json!({
         "valid": true, "applied": true, "version": new.version,

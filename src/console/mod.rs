@@ -27,9 +27,9 @@ use tracing::warn;
 use crate::audit::index::Dim;
 use crate::audit::record::parse_time;
 use crate::audit::{Decision, Entry, Filter, Record};
-use crate::exchange::valid_vnummer;
+use crate::gateway::{Body, Gateway};
+use crate::policy::valid_vnummer;
 use crate::problem::{self, Kind as ProblemKind, Problem};
-use crate::server::{Body, Gateway};
 use users::{Role, User, UserStore};
 
 /// The page, served as is: no build step, nothing from the internet.

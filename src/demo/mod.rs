@@ -22,11 +22,13 @@ use tokio::sync::oneshot;
 
 use crate::audit::checkpoint::Verifier;
 use crate::client::PartnerClient;
-use crate::config::{GatewayConfig, PartnerKind, Partners};
+use crate::config::GatewayConfig;
+use crate::gateway::Gateway;
 use crate::pki::{self, Ca, LeafSpec};
 use crate::policy::PolicySet;
+use crate::policy::partners::{PartnerKind, Partners};
 use crate::policy::service::{Part, PathTemplate, Service};
-use crate::server::{Gateway, Listeners, run};
+use crate::server::{Listeners, run};
 
 /// How the demo runs.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::{Direction, PolicySet};
+use super::model::{Direction, PolicySet};
 
 /// One flow: from one partner to another, through one service, for one purpose.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

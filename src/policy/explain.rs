@@ -5,8 +5,9 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use super::decide::Query;
+use super::model::Direction;
 use super::store::Snapshot;
-use super::{Direction, Query};
 
 /// Why an explain question could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,7 @@ pub fn explain(
         service: &sname,
         purpose,
         today,
+        call: None,
     };
     let mut out = String::new();
     let _ = writeln!(

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::fields::Category;
-use super::{Pilot, PolicySet};
+use super::model::{Pilot, PolicySet};
 
 /// One labelled edge: giver → recipient, the purposes with their categories.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,8 +16,9 @@ use toml::value::Datetime;
 
 use super::fields::{Category, FieldPath};
 use super::minimise::{Granularity, Transform, Tree};
-use super::{Covenant, Pilot, PolicySet, Purpose, Rule};
-use crate::config::{ConfigError, Partners, Source, valid_id};
+use super::model::{Covenant, Pilot, PolicySet, Purpose, Rule};
+use super::partners::Partners;
+use crate::config::{ConfigError, Source, valid_id};
 use crate::identity::sha256;
 
 #[derive(Deserialize)]

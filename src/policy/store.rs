@@ -3,9 +3,9 @@
 //! validate leaves the running snapshot in place.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use super::{PolicySet, PseudonymKeys};
+use super::model::{PolicySet, PseudonymKeys};
 use crate::config::{ConfigError, GatewayConfig};
 use crate::identity::PartnerIndex;
 
@@ -48,7 +48,7 @@ pub struct PolicyStore {
     partners_file: PathBuf,
     pilots_dir: PathBuf,
     data_dir: PathBuf,
-    current: RwLock<Arc<Snapshot>>,
+    current: crate::swap::Swap<Snapshot>,
 }
 
 impl PolicyStore {
@@ -59,23 +59,19 @@ impl PolicyStore {
             partners_file: config.partners_file.clone(),
             pilots_dir: config.pilots_dir.clone(),
             data_dir: config.data_dir.clone(),
-            current: RwLock::new(Arc::new(snap)),
+            current: crate::swap::Swap::new(snap),
         })
     }
 
     /// The snapshot for a new connection or request.
     pub fn current(&self) -> Arc<Snapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.get()
     }
 
     /// Re-reads the files; swaps only when everything validates. Blocking.
     pub fn reload(&self) -> Result<(), ConfigError> {
-        let snap = Snapshot::load(&self.partners_file, &self.pilots_dir, &self.data_dir)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
-        Ok(())
+        self.current
+            .replace_with(|| Snapshot::load(&self.partners_file, &self.pilots_dir, &self.data_dir))
     }
 
     /// What to watch: the folders of partners.toml and of the pilot files,

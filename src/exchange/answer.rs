@@ -1,0 +1,255 @@
+//! Stages 6 and 7 of the pipeline: the call to the provider's back-end over
+//! mutual TLS, and its answer: strict JSON, minimised provider → caller, at
+//! most `max_subjects_per_answer` elements, one record per data subject
+//! (naming the certificate that really answered), all durable before a byte
+//! leaves.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::forward::{self, Answer, ForwardError};
+use super::json;
+use super::refusal::{Exchange, Refusal};
+use super::request::Sent;
+use super::wire::{
+    CONSUMER, DISCLOSURE, PILOT, PURPOSE, TRACEPARENT, WITHHELD, WITHHELD_UNDECLARED,
+};
+use crate::audit::Decision;
+use crate::gateway::Body;
+use crate::identity::sha256;
+use crate::policy::{Direction, Grant};
+use crate::problem;
+
+/// What stayed behind in one exchange: declared paths by name, the rest as
+/// a count.
+#[derive(Debug, Default)]
+pub struct Withheld {
+    /// Declared paths, by name.
+    pub declared: Vec<String>,
+    /// Undeclared keys, counted.
+    pub undeclared: u32,
+}
+
+impl Withheld {
+    /// Sets `Ketenpoort-Withheld` and `Ketenpoort-Withheld-Undeclared`.
+    pub fn set_headers(mut self, h: &mut HeaderMap) {
+        self.declared.sort();
+        self.declared.dedup();
+        if !self.declared.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&self.declared.join(","))
+        {
+            h.insert(WITHHELD, v);
+        }
+        if self.undeclared > 0 {
+            h.insert(WITHHELD_UNDECLARED, HeaderValue::from(self.undeclared));
+        }
+    }
+}
+
+/// `Ketenpoort-Disclosure`: the request's record, then the answer's records,
+/// runs of consecutive ids written `first-last` (one batch makes them
+/// consecutive), so an answer about many subjects keeps a small header.
+fn disclosure_header(request: Option<u64>, ids: &[u64]) -> String {
+    let mut parts: Vec<String> = request.map(|r| r.to_string()).into_iter().collect();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j].checked_add(1) == Some(ids[j + 1]) {
+            j += 1;
+        }
+        parts.push(if i == j {
+            ids[i].to_string()
+        } else {
+            format!("{}-{}", ids[i], ids[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+/// Stage 6: sends the minimised request to the provider's back-end.
+pub async fn fetch(
+    x: &Exchange<'_>,
+    grant: &Grant<'_>,
+    method: hyper::Method,
+    sent: &Sent,
+) -> Result<Answer, Refusal> {
+    let t = x.target;
+    let backend = x
+        .snap
+        .policy
+        .partners
+        .get(&t.provider)
+        .and_then(|p| p.backend.clone())
+        .ok_or_else(|| {
+            Refusal::new(problem::BACKEND_UNREACHABLE, "the provider has no back-end")
+        })?;
+    let values: Vec<&str> = t.rest.iter().map(String::as_str).collect();
+    let path = grant
+        .service()
+        .path
+        .as_ref()
+        .and_then(|p| p.fill(&values))
+        .unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    headers.insert(TRACEPARENT, x.trace.header());
+    for (name, value) in [
+        (&PURPOSE, &x.purpose),
+        (&CONSUMER, &x.consumer.id),
+        (&PILOT, &t.pilot),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    }
+    let limits = &x.gw.config.limits;
+    let client = x.gw.tls.current().backends.clone();
+    let answer = forward::call(
+        &client,
+        method,
+        &format!("{backend}{path}"),
+        headers,
+        sent.bytes.clone(),
+        limits.backend_timeout,
+        limits.max_response_bytes,
+    )
+    .await
+    .map_err(|e| {
+        let kind = match e {
+            ForwardError::Timeout => problem::BACKEND_TIMEOUT,
+            ForwardError::BadCertificate => problem::BACKEND_CERTIFICATE,
+            ForwardError::TooLarge => problem::BACKEND_BAD_ANSWER,
+            _ => problem::BACKEND_UNREACHABLE,
+        };
+        Refusal::new(kind, e.to_string())
+    })?;
+    if answer.status == StatusCode::NOT_FOUND {
+        return Err(Refusal::new(
+            problem::NOT_FOUND_AT_PROVIDER,
+            "the provider has no such document",
+        ));
+    }
+    if !answer.status.is_success() {
+        return Err(Refusal::new(
+            problem::BACKEND_BAD_ANSWER,
+            format!("the back-end answered {}", answer.status.as_u16()),
+        ));
+    }
+    Ok(answer)
+}
+
+/// Stage 7: minimises the provider's answer, records one disclosure per
+/// data subject (per element of a list), and only then delivers it.
+pub async fn deliver(
+    x: &Exchange<'_>,
+    grant: &Grant<'_>,
+    answer: Answer,
+    sent: Sent,
+) -> Result<Response<Body>, Refusal> {
+    if answer.body.is_empty() {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = answer.status;
+        if let Some(r) = sent.record {
+            resp.headers_mut()
+                .insert(DISCLOSURE, HeaderValue::from(r.id));
+        }
+        resp.headers_mut().insert(TRACEPARENT, x.trace.header());
+        return Ok(resp);
+    }
+    let doc = match json::parse(&answer.body) {
+        Ok(d) if d.is_object() || d.is_array() => d,
+        Ok(_) => {
+            return Err(Refusal::new(
+                problem::BACKEND_BAD_ANSWER,
+                "not a JSON document",
+            ));
+        }
+        Err(e) => return Err(Refusal::new(problem::BACKEND_BAD_ANSWER, e.0)),
+    };
+    let elements: Vec<&Value> = match &doc {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let max = x.gw.config.limits.max_subjects_per_answer;
+    if elements.len() > max {
+        return Err(Refusal::new(
+            problem::TOO_MANY_SUBJECTS,
+            format!("the answer holds more than {max} elements"),
+        ));
+    }
+    // Every element's subject is decided before anything is recorded.
+    let subjects = elements
+        .iter()
+        .map(|el| grant.answer_subject(el))
+        .collect::<Result<Vec<_>, _>>()?;
+    let service = grant.service().qualified();
+    let mut withheld = sent.withheld;
+    let mut entries = Vec::with_capacity(elements.len());
+    // Each element serialised once: its bytes are hashed for its record, and
+    // they are the bytes that go out.
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(elements.len());
+    for (el, subject) in elements.into_iter().zip(subjects) {
+        let m = grant.minimise(Direction::Response, el, &x.snap.keys);
+        x.gw.metrics.shape_violations(&service, m.shape_violations);
+        let mut e = x.entry(Direction::Response);
+        e.decision = Decision::Disclosed;
+        if let Some(s) = subject {
+            e.subject = Some(x.gw.audit.subject(&s));
+        }
+        let bytes = serde_json::to_vec(&m.value).unwrap_or_default();
+        e.payload_sha256 = Some(sha256(&bytes));
+        e.sender_cert_sha256 = answer.cert_sha256;
+        e.disclosed = m.disclosed;
+        e.withheld = m.withheld.clone();
+        e.withheld_undeclared = m.undeclared;
+        withheld.declared.extend(m.withheld);
+        withheld.undeclared = withheld.undeclared.saturating_add(m.undeclared);
+        entries.push(e);
+        parts.push(bytes);
+    }
+    let body = if doc.is_array() {
+        join_list(&parts)
+    } else {
+        parts.pop().unwrap_or_default()
+    };
+    let mut ids = Vec::with_capacity(entries.len());
+    for r in x.gw.audit.record_many(entries).await {
+        match r {
+            Ok(r) => ids.push(r.id),
+            Err(e) => {
+                warn!(partner = %x.consumer.id, error = %e, "response disclosure could not be recorded; nothing delivered");
+                return Err(Refusal::audit_unavailable("delivered"));
+            }
+        }
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = answer.status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&disclosure_header(sent.record.map(|r| r.id), &ids)) {
+        h.insert(DISCLOSURE, v);
+    }
+    withheld.set_headers(h);
+    h.insert(TRACEPARENT, x.trace.header());
+    x.gw.metrics.exchange(true, "");
+    info!(partner = %x.consumer.id, pilot = %x.target.pilot, service = %x.target.service, purpose = %x.purpose, records = ids.len(), "exchange delivered");
+    Ok(resp)
+}
+
+/// `[a,b,…]` from elements already serialised.
+fn join_list(parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(parts.iter().map(Vec::len).sum::<usize>() + parts.len() + 2);
+    b.push(b'[');
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        b.extend_from_slice(p);
+    }
+    b.push(b']');
+    b
+}

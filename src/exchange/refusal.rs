@@ -1,0 +1,239 @@
+//! One exchange's shared state, and the one place where a refusal is
+//! recorded and answered.
+//!
+//! Every stage of the pipeline returns a [`Refusal`] when it stops the
+//! exchange; [`Exchange::refuse`] turns it into an audit record (the reason
+//! is the problem type's slug) and an RFC 9457 answer. Only a refusal because
+//! the log cannot write is answered without a record: there is nowhere to
+//! put it, and nothing is delivered.
+
+use hyper::header::HeaderValue;
+use hyper::{Method, Response};
+use tracing::{info, warn};
+
+use super::trace::Trace;
+use super::wire::{DISCLOSURE, TRACEPARENT};
+use crate::audit::{Decision, Entry, Receipt};
+use crate::gateway::{Body, Gateway};
+use crate::identity::Peer;
+use crate::policy::partners::Partner;
+use crate::policy::store::Snapshot;
+use crate::policy::{self, Direction, Grant, Query};
+use crate::problem::{self, Kind};
+
+/// Why an exchange stopped: the problem type and what happened this time
+/// (ids only, no personal data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The problem type; its slug is the audit record's reason.
+    pub kind: Kind,
+    /// What happened, for the problem's detail.
+    pub detail: String,
+    /// For 405: the methods the service does take (the `Allow` header).
+    pub allow: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal of this kind.
+    pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            allow: None,
+        }
+    }
+
+    /// The log cannot write: nothing is delivered, and nothing recorded.
+    pub fn audit_unavailable(what: &str) -> Self {
+        Self::new(
+            problem::AUDIT_UNAVAILABLE,
+            format!("the audit log cannot write; nothing was {what}"),
+        )
+    }
+}
+
+impl From<policy::Refusal> for Refusal {
+    fn from(r: policy::Refusal) -> Self {
+        Self::new(r.reason.kind(), r.detail)
+    }
+}
+
+/// Where an exchange goes, from the route.
+#[derive(Debug)]
+pub struct Target {
+    /// Pilot id.
+    pub pilot: String,
+    /// The partner whose service is called.
+    pub provider: String,
+    /// The service's name.
+    pub service: String,
+    /// The path values after the service.
+    pub rest: Vec<String>,
+}
+
+/// What the audit records of one exchange share, from the rule on.
+#[derive(Debug, Clone)]
+struct Granted {
+    rule_id: String,
+    legal_basis: String,
+    policy_version: String,
+}
+
+/// One exchange: who asks what of whom, under which snapshot of the policy.
+pub struct Exchange<'a> {
+    /// The running gateway.
+    pub gw: &'a Gateway,
+    /// The one policy snapshot this exchange uses from start to end: a reload
+    /// in the middle cannot mix two versions.
+    pub snap: &'a Snapshot,
+    /// The calling partner.
+    pub consumer: &'a Partner,
+    /// Its connection's certificate.
+    pub peer: &'a Peer,
+    /// Pilot, provider, service and path values.
+    pub target: &'a Target,
+    /// The stated purpose (empty until read).
+    pub purpose: String,
+    /// The trace this exchange belongs to.
+    pub trace: Trace,
+    /// The data subject's pseudonym, once known.
+    pub subject: Option<[u8; 32]>,
+    /// Which way data was going when a refusal happens: the caller's body is
+    /// a request disclosure, everything else is about the answer.
+    pub direction: Direction,
+    /// The rule and what it rests on, once the policy granted the exchange.
+    granted: Option<Granted>,
+}
+
+impl<'a> Exchange<'a> {
+    /// An exchange before any stage ran.
+    pub fn new(
+        gw: &'a Gateway,
+        snap: &'a Snapshot,
+        consumer: &'a Partner,
+        peer: &'a Peer,
+        target: &'a Target,
+        trace: Trace,
+    ) -> Self {
+        Self {
+            gw,
+            snap,
+            consumer,
+            peer,
+            target,
+            purpose: String::new(),
+            trace,
+            subject: None,
+            direction: Direction::Response,
+            granted: None,
+        }
+    }
+
+    /// Asks the policy (the one place that decides) whether this call may
+    /// happen.
+    pub fn authorise(&mut self, method: &Method) -> Result<Grant<'a>, Refusal> {
+        let t = self.target;
+        let q = Query {
+            pilot: &t.pilot,
+            consumer: &self.consumer.id,
+            provider: &t.provider,
+            service: &t.service,
+            purpose: &self.purpose,
+            today: time::OffsetDateTime::now_utc().date(),
+            call: Some((method.as_str(), &t.rest)),
+        };
+        let snap: &'a Snapshot = self.snap;
+        let grant = snap.policy.authorise(&q).map_err(|r| {
+            let mut refusal = Refusal::from(r.clone());
+            if r.reason == policy::RefusalReason::MethodNotAllowed
+                && let Some(svc) = snap
+                    .policy
+                    .partners
+                    .get(&t.provider)
+                    .and_then(|p| p.service(&t.service))
+            {
+                refusal.allow = Some(svc.methods.join(", "));
+            }
+            refusal
+        })?;
+        self.granted = Some(Granted {
+            rule_id: grant.rule.id.clone(),
+            legal_basis: grant.purpose.legal_basis.clone(),
+            policy_version: grant.pilot.version.clone(),
+        });
+        if let Some(s) = &grant.path_subject {
+            self.subject = Some(self.gw.audit.subject(s));
+        }
+        Ok(grant)
+    }
+
+    /// An audit entry for data going `d`, with the rule once granted.
+    pub fn entry(&self, d: Direction) -> Entry {
+        let t = self.target;
+        let (sender, recipient) = match d {
+            Direction::Request => (self.consumer.id.as_str(), t.provider.as_str()),
+            Direction::Response => (t.provider.as_str(), self.consumer.id.as_str()),
+        };
+        let mut e = Entry::exchange(
+            &t.pilot,
+            sender,
+            recipient,
+            &self.purpose,
+            &format!("{}/{}", t.provider, t.service),
+        );
+        e.subject = self.subject;
+        e.trace_id = Some(self.trace.trace_id);
+        e.span_id = Some(self.trace.span_id);
+        match d {
+            Direction::Request => e.sender_cert_sha256 = Some(self.peer.cert_sha256),
+            Direction::Response => e.recipient_cert_sha256 = Some(self.peer.cert_sha256),
+        }
+        if let Some(g) = &self.granted {
+            e.legal_basis.clone_from(&g.legal_basis);
+            e.rule_id.clone_from(&g.rule_id);
+            e.policy_version.clone_from(&g.policy_version);
+        }
+        e
+    }
+
+    /// Makes a disclosure durable; when the log cannot write, the exchange
+    /// stops with nothing `what` (forwarded, delivered).
+    pub async fn record(&self, e: Entry, what: &str) -> Result<Receipt, Refusal> {
+        self.gw.audit.record(e).await.map_err(|err| {
+            warn!(partner = %self.consumer.id, error = %err, "disclosure could not be recorded; nothing {what}");
+            Refusal::audit_unavailable(what)
+        })
+    }
+
+    /// Records the refusal and answers it; only "the log cannot write" goes
+    /// unrecorded.
+    pub async fn refuse(&self, r: Refusal) -> Response<Body> {
+        let mut resp = problem::respond(r.kind, r.detail);
+        if let Some(allow) = r.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            resp.headers_mut().insert(hyper::header::ALLOW, allow);
+        }
+        resp.headers_mut().insert(TRACEPARENT, self.trace.header());
+        self.gw.metrics.exchange(false, r.kind.slug);
+        if r.kind == problem::AUDIT_UNAVAILABLE {
+            return resp;
+        }
+        let mut entry = self.entry(self.direction);
+        entry.decision = Decision::Refused;
+        entry.reason = r.kind.slug.to_string();
+        match self.gw.audit.record(entry).await {
+            Ok(rec) => {
+                info!(partner = %self.consumer.id, pilot = %self.target.pilot, service = %self.target.service, reason = r.kind.slug, record = rec.id, "exchange refused");
+                resp.headers_mut()
+                    .insert(DISCLOSURE, HeaderValue::from(rec.id));
+                resp
+            }
+            Err(e) => {
+                warn!(partner = %self.consumer.id, error = %e, "refusal could not be recorded");
+                problem::respond(
+                    problem::AUDIT_UNAVAILABLE,
+                    "the audit log cannot write; try again later",
+                )
+            }
+        }
+    }
+}

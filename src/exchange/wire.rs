@@ -1,0 +1,40 @@
+//! The partner API's own headers, and the plain JSON answer: shared by
+//! every stage of the pipeline, so they live apart from it.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::Value;
+
+use crate::gateway::Body;
+
+/// The header that states the purpose of an exchange.
+pub const PURPOSE: HeaderName = HeaderName::from_static("ketenpoort-purpose");
+/// The audit record id(s) of what was delivered.
+pub const DISCLOSURE: HeaderName = HeaderName::from_static("ketenpoort-disclosure");
+/// The declared field paths removed on the way.
+pub const WITHHELD: HeaderName = HeaderName::from_static("ketenpoort-withheld");
+/// How many undeclared keys were removed: a count, since key names are data.
+pub const WITHHELD_UNDECLARED: HeaderName =
+    HeaderName::from_static("ketenpoort-withheld-undeclared");
+/// Tells the provider who asks.
+pub const CONSUMER: HeaderName = HeaderName::from_static("ketenpoort-consumer");
+/// Tells the provider for which pilot.
+pub const PILOT: HeaderName = HeaderName::from_static("ketenpoort-pilot");
+/// W3C trace context.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Time a caller has to send its whole request body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A JSON answer with this status.
+pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(value).unwrap_or_default(),
+    )));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,160 @@
+//! The running gateway: everything the listeners share between connections,
+//! built once from the configuration and partly swapped on reload.
+//!
+//! Configuration, the policy snapshot, the TLS configs and the console users
+//! each live behind a [`crate::swap::Swap`]: replaced whole when their files
+//! change, never half. The audit log, the mailboxes and the metrics live as
+//! long as the process. Exchange and console code take a `&Gateway`; the
+//! listeners in [`crate::server`] own it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use tokio::sync::Semaphore;
+use tracing::{error, info};
+
+use crate::audit::{self, Audit, AuditError};
+use crate::config::{ConfigError, GatewayConfig};
+use crate::console::{ConsoleState, users::UserStore};
+use crate::metrics::Metrics;
+use crate::policy::store::PolicyStore;
+use crate::storage::mailbox::Mailbox;
+use crate::tls::{TlsError, TlsStore};
+
+/// The response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A config file is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A certificate, key or CRL could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The audit log could not be opened (or is damaged).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The mailbox store could not be opened.
+    #[error("mailbox: {0}")]
+    Mailbox(String),
+    /// The console users file is not valid.
+    #[error("console users: {0}")]
+    Console(String),
+    /// The data directory cannot be made private.
+    #[error("data directory: {0}")]
+    DataDir(String),
+}
+
+/// Everything a running gateway shares between connections.
+pub struct Gateway {
+    /// The gateway's configuration.
+    pub config: GatewayConfig,
+    /// Partners, their certificate index, the pilots' rules and pseudonym
+    /// keys, reloaded when partners.toml or a policy file changes.
+    pub policy: PolicyStore,
+    /// TLS configs, reloaded when certificates or CRLs change.
+    pub tls: TlsStore,
+    /// The audit log: every disclosure and refusal, durable before delivery.
+    pub audit: Arc<Audit>,
+    /// Documents waiting for partners without a server.
+    pub mailbox: Arc<Mailbox>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Console users and state.
+    pub console: ConsoleState,
+    /// Request body bytes (in KiB) that may be buffered at once, all
+    /// connections together.
+    pub body_budget: Arc<Semaphore>,
+    /// Refusals before the pipeline, folded per source, kind and minute.
+    pub strangers: crate::conn::Folder,
+}
+
+impl Gateway {
+    /// Reads the whole configuration; any error stops the start.
+    pub fn load(config_file: &Path) -> Result<Self, StartError> {
+        Self::from_config(GatewayConfig::load(config_file)?)
+    }
+
+    /// Builds the gateway from a configuration already read (and perhaps
+    /// adjusted, as `serve --partners-addr` does).
+    pub fn from_config(config: GatewayConfig) -> Result<Self, StartError> {
+        crate::datadir::private_umask();
+        crate::datadir::secure(&config.data_dir)
+            .map_err(|e| StartError::DataDir(format!("{}: {e}", config.data_dir.display())))?;
+        let policy = PolicyStore::load(&config)?;
+        let tls = TlsStore::new(config.tls.clone())?;
+        let metrics = Arc::new(Metrics::new());
+        let snap = policy.current();
+        metrics.set_policy(
+            snap.policy
+                .pilots
+                .values()
+                .map(|p| (p.id.as_str(), p.version.as_str())),
+        );
+        let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);
+        audit_opts.metrics = Some(metrics.clone());
+        let audit = Arc::new(Audit::open(audit_opts)?);
+        let console = ConsoleState::new(
+            UserStore::load(&config.data_dir).map_err(|e| StartError::Console(e.to_string()))?,
+        );
+        let mailbox = Arc::new(
+            Mailbox::open(
+                &config.data_dir.join("mailbox"),
+                config.limits.mailbox_quota_bytes,
+                config.limits.mailbox_total_bytes,
+            )
+            .map_err(|e| StartError::Mailbox(e.to_string()))?,
+        );
+        Ok(Self {
+            body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes / 1024)),
+            strangers: crate::conn::Folder::default(),
+            config,
+            policy,
+            tls,
+            audit,
+            mailbox,
+            metrics,
+            console,
+        })
+    }
+
+    /// Re-reads certificates and CRLs, keeping the running ones if the new ones
+    /// do not build.
+    pub async fn reload_tls(self: &Arc<Self>) {
+        let gw = self.clone();
+        match tokio::task::spawn_blocking(move || gw.tls.reload()).await {
+            Ok(Ok(())) => info!("certificates and CRLs reloaded"),
+            Ok(Err(e)) => {
+                error!(error = %e, "reload failed; keeping the running certificates and CRLs")
+            }
+            Err(e) => error!(error = %e, "reload task failed"),
+        }
+    }
+
+    /// Re-reads partners and policies, keeping the running ones if any file
+    /// does not validate.
+    pub async fn reload_policy(self: &Arc<Self>) {
+        let gw = self.clone();
+        match tokio::task::spawn_blocking(move || gw.policy.reload()).await {
+            Ok(Ok(())) => {
+                let snap = self.policy.current();
+                self.metrics.set_policy(
+                    snap.policy
+                        .pilots
+                        .values()
+                        .map(|p| (p.id.as_str(), p.version.as_str())),
+                );
+                for p in snap.policy.pilots.values() {
+                    info!(pilot = %p.id, version = %p.version, rules = p.rules.len(), "policy loaded");
+                }
+            }
+            Ok(Err(e)) => error!(error = %e, "policy not reloaded; keeping the running one"),
+            Err(e) => error!(error = %e, "policy reload task failed"),
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The compiled policy: pilots with their covenant, purposes and rules, each
+//! rule's field trees compiled once at load, and the pseudonym keys. What
+//! [`super::load`] builds from the files and [`super::decide`] decides with.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ring::hmac;
+use time::Date;
+
+use super::fields::{Category, FieldPath};
+use super::minimise::{Transform, Tree};
+use super::partners::Partners;
+use super::service::Service;
+
+/// Which way a document goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Consumer → provider: the body of the consumer's request.
+    Request,
+    /// Provider → consumer: the provider's answer.
+    Response,
+}
+
+impl Direction {
+    /// `request` or `response`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Response => "response",
+        }
+    }
+}
+
+/// The covenant a pilot's rules rest on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Covenant {
+    /// The covenant's id (`LVV-UTR-IUC`).
+    pub id: String,
+    /// Its version.
+    pub version: String,
+    /// First day the rules apply.
+    pub valid_from: Date,
+    /// Last day the rules apply.
+    pub valid_until: Date,
+}
+
+/// A purpose the covenant names, with its legal basis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purpose {
+    /// Its id (`casusoverleg`), sent by partners in `Ketenpoort-Purpose`.
+    pub id: String,
+    /// What it is for, in words.
+    pub description: String,
+    /// The legal basis, as the covenant cites it.
+    pub legal_basis: String,
+    /// How long a recipient may keep what it received.
+    pub retention_days: u32,
+    /// Special categories (health, criminal) this purpose may carry.
+    pub special_categories: BTreeSet<Category>,
+}
+
+/// One rule: a provider's service, to these consumers, for this purpose, these fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Stable id, written into audit records.
+    pub id: String,
+    /// The purpose id.
+    pub purpose: String,
+    /// The provider's service.
+    pub service: Arc<Service>,
+    /// Who may call it.
+    pub consumers: Vec<String>,
+    /// Fields the provider may return (provider → consumer).
+    pub response: Vec<FieldPath>,
+    /// Fields the consumer may send (consumer → provider).
+    pub request: Vec<FieldPath>,
+    /// Transforms on allowed fields.
+    pub transforms: Vec<(FieldPath, Transform)>,
+    /// `response` and `transforms`, compiled.
+    pub response_tree: Tree,
+    /// `request` and `transforms`, compiled.
+    pub request_tree: Tree,
+}
+
+impl Rule {
+    /// The allowed paths of one direction.
+    pub fn allowed(&self, d: Direction) -> &[FieldPath] {
+        match d {
+            Direction::Request => &self.request,
+            Direction::Response => &self.response,
+        }
+    }
+
+    pub(super) fn tree(&self, d: Direction) -> &Tree {
+        match d {
+            Direction::Request => &self.request_tree,
+            Direction::Response => &self.response_tree,
+        }
+    }
+
+    /// A field as listings show it: `path`, or `path (transform)`.
+    pub fn field_label(&self, path: &FieldPath) -> String {
+        match self.transform_of(path) {
+            Some(t) => format!("{path} ({t})"),
+            None => path.to_string(),
+        }
+    }
+
+    /// The transform on a field, if any.
+    pub fn transform_of(&self, path: &FieldPath) -> Option<Transform> {
+        self.transforms
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, t)| *t)
+    }
+}
+
+/// One pilot's compiled policy.
+#[derive(Debug, Clone)]
+pub struct Pilot {
+    /// Pilot id (`utrecht`), equal to the file's name.
+    pub id: String,
+    /// Its name for people.
+    pub name: String,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The file's text, as validated (for the console and history).
+    pub text: String,
+    /// Partners that signed the covenant.
+    pub partners: Vec<String>,
+    /// The covenant.
+    pub covenant: Covenant,
+    /// Purposes by id.
+    pub purposes: BTreeMap<String, Purpose>,
+    /// Rules in file order.
+    pub rules: Vec<Rule>,
+    /// `sha256:<hex>` of partners.toml and this file: the policy version in
+    /// every audit record.
+    pub version: String,
+    /// Rules by (consumer, provider/service, purpose): one look-up per exchange.
+    pub(super) index: HashMap<(String, String, String), usize>,
+}
+
+impl Pilot {
+    /// Every directed flow of the rules: for each rule, each consumer and
+    /// each direction that carries fields, `(rule, direction, from, to)`.
+    /// Diffs, pictures and the DPIA annex all read the policy through this.
+    pub fn flows(&self) -> impl Iterator<Item = (&Rule, Direction, &str, &str)> {
+        self.rules.iter().flat_map(|rule| {
+            rule.consumers.iter().flat_map(move |consumer| {
+                [Direction::Request, Direction::Response]
+                    .into_iter()
+                    .filter(move |d| !rule.allowed(*d).is_empty())
+                    .map(move |d| {
+                        let provider = rule.service.provider.as_str();
+                        match d {
+                            Direction::Request => (rule, d, consumer.as_str(), provider),
+                            Direction::Response => (rule, d, provider, consumer.as_str()),
+                        }
+                    })
+            })
+        })
+    }
+
+    /// The rule for (consumer, provider/service, purpose), if any.
+    pub fn rule_for(&self, consumer: &str, service: &str, purpose: &str) -> Option<&Rule> {
+        self.index
+            .get(&(
+                consumer.to_string(),
+                service.to_string(),
+                purpose.to_string(),
+            ))
+            .map(|&i| &self.rules[i])
+    }
+}
+
+/// Secrets for pseudonyms, one per pilot; a key per (pilot, purpose) is derived
+/// from it, so researchers can link records inside one study, never across.
+#[derive(Clone, Default)]
+pub struct PseudonymKeys {
+    secrets: HashMap<String, [u8; 32]>,
+}
+
+impl std::fmt::Debug for PseudonymKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PseudonymKeys")
+            .field("pilots", &self.secrets.len())
+            .finish()
+    }
+}
+
+impl PseudonymKeys {
+    /// Keys from pilot secrets.
+    pub fn new(secrets: HashMap<String, [u8; 32]>) -> Self {
+        Self { secrets }
+    }
+
+    /// The HMAC key for one pilot and purpose. A pilot without a secret gets
+    /// one derived from nothing secret only in tests; production loads every
+    /// pilot's secret at start (see `keys`).
+    pub fn key(&self, pilot: &str, purpose: &str) -> hmac::Key {
+        let secret = self.secrets.get(pilot).copied().unwrap_or([0u8; 32]);
+        let base = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+        let derived = hmac::sign(
+            &base,
+            format!("ketenpoort/pseudonym/v1/{pilot}/{purpose}").as_bytes(),
+        );
+        hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+    }
+}
+
+/// All pilots' policies with the partners and services they refer to.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    /// Partners and their services.
+    pub partners: Arc<Partners>,
+    /// Pilots by id.
+    pub pilots: BTreeMap<String, Pilot>,
+}

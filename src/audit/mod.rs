@@ -6,20 +6,28 @@
 //! - [`merkle`]: RFC 6962 hashing, proofs and their verification;
 //! - [`checkpoint`]: signed tree heads (C2SP signed notes, Ed25519);
 //! - [`index`]: sled indexes by subject, partner, pilot, purpose;
-//! - [`store`]: the writer (group commit), recovery, reads and queries;
+//! - [`store`]: the store as the gateway holds it ([`Audit`]), split by
+//!   concern into `writer` (group commit), `view` (reads, proofs, queries),
+//!   `recovery` (start after a stop or crash), `subject` (subject pseudonyms)
+//!   and `error`;
 //! - [`proof`]: proofs in the transparency-dev JSON format, and their check;
 //! - [`verify`]: the full check of a log on disk;
 //! - [`export`]: records as JSON lines, CSV or Logboek Dataverwerkingen.
 
 pub mod checkpoint;
+mod error;
 pub mod export;
 pub mod index;
 pub mod merkle;
 pub mod proof;
 pub mod record;
+mod recovery;
 pub mod segment;
 pub mod store;
+mod subject;
 pub mod verify;
+mod view;
+mod writer;
 
 pub use record::{Decision, Entry, Kind, Record};
 pub use store::{Audit, AuditError, Filter, Options, Page, Receipt};

@@ -416,6 +416,11 @@ impl Record {
     }
 }
 
+/// Now, in microseconds since the epoch (the unit of record times).
+pub fn now_micros() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
 /// Microseconds since the epoch as RFC 3339 UTC.
 pub fn format_micros(micros: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000)

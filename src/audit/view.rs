@@ -1,0 +1,348 @@
+//! The read side of the store: records by id, tree nodes, the head, proofs,
+//! queries and statistics.
+//!
+//! Reads must never wait for the writer, and the writer must never wait for a
+//! reader, so the view reads the files the writer appends to (segments, the
+//! offsets cache, the node cache per level) through handles of its own, and
+//! only sees the log up to the head the writer publishes after each batch is
+//! durable and cached. Tools beside a running gateway open a view read-only,
+//! without the writer and without the index that the gateway holds.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use super::checkpoint::{self, Checkpoint, Verifier};
+use super::error::{AuditError, IndexError, LogDamage, OutOfRange, ReadError};
+use super::index::{By, Dim, Index};
+use super::merkle::{self, Hash, Nodes};
+use super::record::{Decision, Record};
+use super::segment;
+use super::store::{MAX_PAGE, Options};
+
+/// Size and root of the log as far as it is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Records.
+    pub size: u64,
+    /// Merkle root.
+    pub root: Hash,
+}
+
+/// Query filters; all given filters must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Subject pseudonym.
+    pub subject: Option<Hash>,
+    /// Partner id as sender or recipient.
+    pub partner: Option<String>,
+    /// Pilot id.
+    pub pilot: Option<String>,
+    /// Purpose id.
+    pub purpose: Option<String>,
+    /// From this time (epoch µs, inclusive).
+    pub since: Option<i64>,
+    /// Until this time (epoch µs, inclusive).
+    pub until: Option<i64>,
+    /// Disclosed or refused.
+    pub decision: Option<Decision>,
+    /// Only ids below this one (the paging cursor).
+    pub before: Option<u64>,
+    /// Page size (capped at [`MAX_PAGE`]).
+    pub limit: usize,
+}
+
+impl Filter {
+    /// Whether a record passes every given filter. The index narrows by one
+    /// dimension only; this checks the rest.
+    fn matches(&self, r: &Record) -> bool {
+        let e = &r.entry;
+        self.subject.is_none_or(|s| e.subject == Some(s))
+            && self
+                .partner
+                .as_ref()
+                .is_none_or(|p| e.sender == *p || e.recipient == *p)
+            && self.pilot.as_ref().is_none_or(|p| e.pilot == *p)
+            && self.purpose.as_ref().is_none_or(|p| e.purpose == *p)
+            && self.decision.is_none_or(|d| e.decision == d)
+    }
+}
+
+/// One page of a query, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The records.
+    pub records: Vec<Record>,
+    /// Pass as `before` for the next page; `None` when this was the last.
+    pub next: Option<u64>,
+}
+
+/// Read access to the log: records by id, tree nodes, head, queries.
+pub struct View {
+    /// The store's folder; only to tell views apart in debug output.
+    pub(super) dir: PathBuf,
+    /// Read handles of the segments with the id of their first record, in
+    /// order; the writer pushes one when it rolls to a new segment.
+    pub(super) segments: RwLock<Vec<(u64, Arc<File>)>>,
+    /// The offsets cache: where record `id` starts in its segment, 8 bytes
+    /// per record, so a read by id is two reads and no scan.
+    pub(super) offsets: File,
+    /// The node cache, one file per tree level (32 bytes per node), so
+    /// proofs and roots are reads, not rehashing; the writer pushes a level
+    /// when the tree grows one.
+    pub(super) levels: RwLock<Vec<File>>,
+    /// How far readers may go: the writer publishes it once a batch is
+    /// durable and its caches are written.
+    pub(super) head: RwLock<Head>,
+    /// The newest signed checkpoint, as the writer made or found it.
+    pub(super) latest: RwLock<Option<Checkpoint>>,
+    /// The sled indexes for queries and statistics; `None` in a read-only
+    /// view beside a running gateway, which holds the database's lock.
+    pub(super) index: Option<Index>,
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Nodes for View {
+    type Error = AuditError;
+    fn node(&self, level: u32, index: u64) -> Result<Hash, AuditError> {
+        let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
+        let f = levels
+            .get(level as usize)
+            .ok_or(ReadError::NoLevel(level))?;
+        let mut h = [0u8; 32];
+        f.read_exact_at(&mut h, index * 32)
+            .map_err(AuditError::read)?;
+        Ok(h)
+    }
+}
+
+impl View {
+    /// A read-only view for tools that run beside the gateway: segments and
+    /// caches as they are on disk, no index. Its size is what the node cache
+    /// covers; proofs are best asked at a checkpoint's size.
+    pub fn open_readonly(opts: &Options) -> Result<Self, AuditError> {
+        let segs = segment::list(&opts.segments()).map_err(AuditError::read)?;
+        let mut seg_files = Vec::new();
+        for s in &segs {
+            let f = File::open(&s.path).map_err(AuditError::read)?;
+            seg_files.push((s.first_id, Arc::new(f)));
+        }
+        let offsets = File::open(opts.offsets()).map_err(AuditError::read)?;
+        let mut levels = Vec::new();
+        for l in 0..64 {
+            match File::open(opts.level(l)) {
+                Ok(f) => levels.push(f),
+                Err(_) => break,
+            }
+        }
+        let len_of = |f: &File| f.metadata().map(|m| m.len()).unwrap_or(0);
+        let size = (len_of(&offsets) / 8).min(levels.first().map_or(0, |f| len_of(f) / 32));
+        let latest = match Verifier::parse(
+            &std::fs::read_to_string(opts.dir.join("checkpoint.vkey")).unwrap_or_default(),
+        ) {
+            Ok(v) => checkpoint::read_all(&opts.checkpoints())
+                .map_err(AuditError::read)?
+                .iter()
+                .rev()
+                .find_map(|n| v.verify(n).ok()),
+            Err(_) => None,
+        };
+        let view = Self {
+            dir: opts.dir.clone(),
+            segments: RwLock::new(seg_files),
+            offsets,
+            levels: RwLock::new(levels),
+            head: RwLock::new(Head {
+                size,
+                root: merkle::empty_root(),
+            }),
+            latest: RwLock::new(latest),
+            index: None,
+        };
+        let root = merkle::root(&view, size)?;
+        view.head.write().unwrap_or_else(|e| e.into_inner()).root = root;
+        Ok(view)
+    }
+
+    /// A read-only view with the index, for a tool when no gateway runs.
+    pub fn open_with_index(opts: &Options) -> Result<Self, AuditError> {
+        let mut v = Self::open_readonly(opts)?;
+        v.index = Some(Index::open(&opts.dir.join("index"))?);
+        Ok(v)
+    }
+
+    /// The durable head.
+    pub fn head(&self) -> Head {
+        *self.head.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The latest signed checkpoint.
+    pub fn latest_checkpoint(&self) -> Option<Checkpoint> {
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The record with this id.
+    pub fn record(&self, id: u64) -> Result<Record, AuditError> {
+        if id >= self.head().size {
+            return Err(OutOfRange::NoRecord(id).into());
+        }
+        self.record_unchecked(id)
+    }
+
+    /// The record with this id, without checking it is below the published
+    /// head (recovery reads records before it publishes one).
+    pub(super) fn record_unchecked(&self, id: u64) -> Result<Record, AuditError> {
+        let file = {
+            let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+            let i = segs.partition_point(|(first, _)| *first <= id);
+            segs.get(i.wrapping_sub(1))
+                .map(|(_, f)| f.clone())
+                .ok_or(ReadError::NoSegment)?
+        };
+        let mut off = [0u8; 8];
+        self.offsets
+            .read_exact_at(&mut off, id * 8)
+            .map_err(AuditError::read)?;
+        let bytes = segment::read_at(&file, u64::from_le_bytes(off)).map_err(AuditError::read)?;
+        let r = Record::decode(&bytes).map_err(|source| LogDamage::Undecodable { id, source })?;
+        if r.id != id {
+            return Err(LogDamage::Misplaced { id, claims: r.id }.into());
+        }
+        Ok(r)
+    }
+
+    /// Root of the first `size` records.
+    pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
+        self.check_size(size)?;
+        merkle::root(self, size)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), AuditError> {
+        let head = self.head().size;
+        if size > head {
+            return Err(OutOfRange::BeyondHead { size, head }.into());
+        }
+        Ok(())
+    }
+
+    /// Inclusion proof of record `index` in the tree of `size` records.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
+        self.check_size(size)?;
+        if index >= size {
+            return Err(OutOfRange::NotInTree { index, size }.into());
+        }
+        merkle::inclusion_proof(self, index, size)
+    }
+
+    /// Consistency proof between the trees of `size1` and `size2` records.
+    pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, AuditError> {
+        self.check_size(size2)?;
+        if size1 == 0 || size1 > size2 {
+            return Err(OutOfRange::NoConsistency { size1, size2 }.into());
+        }
+        merkle::consistency_proof(self, size1, size2)
+    }
+
+    /// The leaf hash of record `index` (from the node cache).
+    pub fn leaf(&self, index: u64) -> Result<Hash, AuditError> {
+        self.node(0, index)
+    }
+
+    fn index(&self) -> Result<&Index, IndexError> {
+        self.index.as_ref().ok_or(IndexError::NotOpen)
+    }
+
+    /// Counts of disclosures and refusals, grouped by `by`, between two days.
+    pub fn stats(
+        &self,
+        by: Dim,
+        since_day: &str,
+        until_day: &str,
+    ) -> Result<BTreeMap<String, (u64, u64)>, AuditError> {
+        Ok(self.index()?.stats(by, since_day, until_day)?)
+    }
+
+    /// First id whose time is at least `t` (records are in time order).
+    fn first_at_or_after(&self, t: i64, size: u64) -> Result<u64, AuditError> {
+        let (mut lo, mut hi) = (0u64, size);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.record_unchecked(mid)?.time_micros < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Records matching `f`, newest first, from the indexes.
+    pub fn query(&self, f: &Filter) -> Result<Page, AuditError> {
+        let index = self.index()?;
+        let size = self.head().size;
+        let limit = f.limit.clamp(1, MAX_PAGE);
+        let mut hi = f.before.map_or(size, |b| b.min(size));
+        if let Some(u) = f.until {
+            hi = hi.min(self.first_at_or_after(u.saturating_add(1), size)?);
+        }
+        let lo = match f.since {
+            Some(s) => self.first_at_or_after(s, size)?,
+            None => 0,
+        };
+        let mut records = Vec::new();
+        let mut next = None;
+        for id in candidates(index, f, lo, hi) {
+            let r = self.record_unchecked(id?)?;
+            if f.matches(&r) {
+                if records.len() == limit {
+                    next = records.last().map(|r: &Record| r.id);
+                    break;
+                }
+                records.push(r);
+            }
+        }
+        Ok(Page { records, next })
+    }
+}
+
+/// Ids in `lo..hi` that may match `f`, newest first: from the index of the
+/// most selective filter given, or every id when none has an index.
+fn candidates<'a>(
+    index: &'a Index,
+    f: &'a Filter,
+    lo: u64,
+    hi: u64,
+) -> Box<dyn Iterator<Item = Result<u64, AuditError>> + 'a> {
+    let by: Option<(By, &[u8])> = if let Some(s) = &f.subject {
+        Some((By::Subject, s.as_slice()))
+    } else if let Some(p) = &f.partner {
+        Some((By::Partner, p.as_bytes()))
+    } else if let Some(p) = &f.pilot {
+        Some((By::Pilot, p.as_bytes()))
+    } else {
+        f.purpose.as_ref().map(|p| (By::Purpose, p.as_bytes()))
+    };
+    if lo >= hi {
+        Box::new(std::iter::empty())
+    } else if let Some((by, key)) = by {
+        Box::new(
+            index
+                .ids(by, key, lo, hi)
+                .map(|r| r.map_err(AuditError::from)),
+        )
+    } else {
+        Box::new((lo..hi).rev().map(Ok))
+    }
+}

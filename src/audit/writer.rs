@@ -1,0 +1,378 @@
+//! The writer: the one thread that appends to the log.
+//!
+//! A log that anyone can check must have one order, so one thread owns every
+//! file the log grows by. Durability before delivery costs an `fdatasync` per
+//! write; the writer pays it once per batch by taking every entry waiting at
+//! that moment (group commit), off the async threads. After the sync it
+//! extends the Merkle frontier, the offsets and node caches and the sled
+//! indexes, and only then answers the callers and moves the published head.
+//! When a disk fills, the segment is cut back to its last whole batch and the
+//! caches keep their pending bytes until they can be written: the log never
+//! holds half a batch, and readers never see a record the caches do not cover.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use super::checkpoint::{self, Checkpoint, Signer};
+use super::error::AuditError;
+use super::merkle::{self, Frontier};
+use super::record::{self, Entry, Record};
+use super::segment;
+use super::store::{MAX_BATCH, Options, Receipt};
+use super::view::{Head, View};
+
+/// Where the writer answers one append.
+pub(super) type Reply = oneshot::Sender<Result<Receipt, AuditError>>;
+
+/// What the `Audit` handle asks of the writer thread.
+pub(super) enum Cmd {
+    /// Append one entry; answer once it is durable.
+    Append(Box<Entry>, Reply),
+    /// Sign a checkpoint of the log as it is now.
+    Checkpoint(oneshot::Sender<Result<Checkpoint, AuditError>>),
+    /// Time passed: catch the caches up, sign if a checkpoint is due.
+    Tick,
+    /// Finish what is queued, sign a last checkpoint and stop.
+    Shutdown,
+}
+
+/// The state of the one thread that writes the log.
+pub(super) struct Writer {
+    /// Where the files live and how often to sign.
+    pub(super) opts: Options,
+    /// The read side, to which the writer publishes segments, cache levels,
+    /// the head and the latest checkpoint.
+    pub(super) view: Arc<View>,
+    /// The open (last) segment, appended to.
+    pub(super) seg: File,
+    /// Length of the open segment: where the next batch starts, and where a
+    /// failed write is cut back to.
+    pub(super) seg_len: u64,
+    /// The offsets cache, appended to.
+    pub(super) offsets: File,
+    /// The node cache levels, appended to.
+    pub(super) levels: Vec<File>,
+    /// The right edge of the Merkle tree: enough to add leaves and to
+    /// compute the root without reading the node cache.
+    pub(super) frontier: Frontier,
+    /// Time of the newest record: record times never go backwards, so that
+    /// queries can search by time.
+    pub(super) last_time: i64,
+    /// Signs checkpoints.
+    pub(super) signer: Signer,
+    /// The checkpoints file, appended to.
+    pub(super) checkpoints: File,
+    /// Size of the latest checkpoint, to tell when the next one is due.
+    pub(super) last_cp_size: u64,
+    /// When the latest checkpoint was signed, to tell when the next one is due.
+    pub(super) last_cp_at: Instant,
+    /// Records the node cache and offsets cover. Behind the log only while
+    /// cache writes fail (a full disk); readers see the log up to here.
+    pub(super) cached: u64,
+    /// Offsets cache bytes not yet written, kept in order and written first
+    /// when the disk has room again.
+    pub(super) pending_offsets: Vec<u8>,
+    /// Node cache bytes not yet written, per level, like `pending_offsets`.
+    pub(super) pending_nodes: Vec<Vec<u8>>,
+    /// Records waiting for the index (their caches are written first).
+    pub(super) pending_index: Vec<Record>,
+}
+
+/// Opens a file to read and append, making it if missing.
+pub(super) fn open_rw(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+}
+
+/// Makes a new or removed file in `dir` durable.
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Adds the node a frontier push completed to the bytes of its level.
+pub(super) fn push_node(nodes: &mut Vec<Vec<u8>>, level: u32, hash: &[u8]) {
+    if nodes.len() <= level as usize {
+        nodes.resize(level as usize + 1, Vec::new());
+    }
+    nodes[level as usize].extend_from_slice(hash);
+}
+
+impl Writer {
+    /// Serves commands until shutdown or until every `Audit` handle is gone.
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut appends = Vec::new();
+            let mut checkpoint_waiters = Vec::new();
+            let mut next = Some(first);
+            let mut shutdown = false;
+            while let Some(c) = next.take() {
+                match c {
+                    Cmd::Append(e, tx) => appends.push((e, tx)),
+                    Cmd::Checkpoint(tx) => checkpoint_waiters.push(tx),
+                    Cmd::Tick => self.catch_up(),
+                    Cmd::Shutdown => shutdown = true,
+                }
+                if appends.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !appends.is_empty() {
+                self.append(appends);
+            }
+            let due = self.frontier.size() > self.last_cp_size
+                && (self.frontier.size() - self.last_cp_size >= self.opts.checkpoint_records
+                    || self.last_cp_at.elapsed() >= self.opts.checkpoint_interval);
+            if due || !checkpoint_waiters.is_empty() {
+                let r = self.checkpoint();
+                for w in checkpoint_waiters {
+                    let _ = w.send(r.clone());
+                }
+            }
+            if shutdown {
+                break;
+            }
+        }
+        if self.frontier.size() > self.last_cp_size {
+            let _ = self.checkpoint();
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<Checkpoint, AuditError> {
+        let size = self.frontier.size();
+        let cp = self.signer.sign(size, &self.frontier.root());
+        if size > self.last_cp_size || self.view.latest_checkpoint().is_none() {
+            checkpoint::append(&mut self.checkpoints, &cp).map_err(AuditError::write)?;
+            self.last_cp_size = size;
+            *self.view.latest.write().unwrap_or_else(|e| e.into_inner()) = Some(cp.clone());
+        }
+        self.last_cp_at = Instant::now();
+        Ok(cp)
+    }
+
+    fn roll_segment(&mut self) -> Result<(), AuditError> {
+        let first = self.frontier.size();
+        let dir = self.opts.segments();
+        let path = dir.join(segment::file_name(first));
+        let f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(AuditError::write)?;
+        f.sync_all().map_err(AuditError::write)?;
+        sync_dir(&dir).map_err(AuditError::write)?;
+        let read = File::open(&path).map_err(AuditError::read)?;
+        self.view
+            .segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((first, Arc::new(read)));
+        self.seg = f;
+        self.seg_len = 0;
+        Ok(())
+    }
+
+    fn append(&mut self, batch: Vec<(Box<Entry>, Reply)>) {
+        let mut buf = Vec::with_capacity(batch.len() * 600);
+        let mut records = Vec::with_capacity(batch.len());
+        let mut waiters = Vec::with_capacity(batch.len());
+        let start = self.frontier.size();
+        let mut time = record::now_micros().max(self.last_time);
+        for (entry, tx) in batch {
+            let rec = Record {
+                version: record::FORMAT_VERSION,
+                id: start + records.len() as u64,
+                time_micros: time,
+                entry: *entry,
+            };
+            let bytes = rec.encode();
+            if bytes.len() > segment::MAX_RECORD {
+                let _ = tx.send(Err(AuditError::TooLarge));
+                continue;
+            }
+            time = rec.time_micros;
+            segment::frame(&bytes, &mut buf);
+            records.push((rec, merkle::leaf_hash(&bytes), bytes.len()));
+            waiters.push(tx);
+        }
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.write_durably(&buf) {
+            error!(error = %e, "audit write failed; the records of this batch were not written");
+            for tx in waiters {
+                let _ = tx.send(Err(e.clone()));
+            }
+            return;
+        }
+
+        let mut offsets = Vec::with_capacity(records.len() * 8);
+        let mut nodes: Vec<Vec<u8>> = Vec::new();
+        let mut off = self.seg_len - buf.len() as u64;
+        for (_, leaf, len) in &records {
+            offsets.extend_from_slice(&off.to_le_bytes());
+            off += (segment::HEADER + len) as u64;
+            self.frontier
+                .push(*leaf, |level, _, h| push_node(&mut nodes, level, h));
+        }
+        self.last_time = time;
+        self.pending_offsets.extend_from_slice(&offsets);
+        if self.pending_nodes.len() < nodes.len() {
+            self.pending_nodes.resize(nodes.len(), Vec::new());
+        }
+        for (l, bytes) in nodes.iter().enumerate() {
+            self.pending_nodes[l].extend_from_slice(bytes);
+        }
+        self.pending_index
+            .extend(records.iter().map(|(r, _, _)| r.clone()));
+        // Caches and index before the callers are answered: once a partner
+        // has its answer, a privacy officer can find the record.
+        self.catch_up();
+        if let Some(m) = &self.opts.metrics {
+            m.audit_records.inc_by(records.len() as u64);
+            m.audit_batch_records.observe(records.len() as f64);
+        }
+        for ((rec, leaf, _), tx) in records.into_iter().zip(waiters) {
+            let _ = tx.send(Ok(Receipt { id: rec.id, leaf }));
+        }
+    }
+
+    /// One write and one `fdatasync` for the whole batch. On failure the
+    /// segment is cut back to where it was, so a later batch (after space is
+    /// freed) continues a whole log.
+    fn write_durably(&mut self, buf: &[u8]) -> Result<(), AuditError> {
+        if self.seg_len > 0 && self.seg_len + buf.len() as u64 > segment::SEGMENT_MAX {
+            self.roll_segment()?;
+        }
+        let started = Instant::now();
+        let r = self.seg.write_all(buf).and_then(|_| self.seg.sync_data());
+        if let Some(m) = &self.opts.metrics {
+            m.audit_fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if let Err(e) = r {
+            if let Err(t) = self
+                .seg
+                .set_len(self.seg_len)
+                .and_then(|_| self.seg.sync_data())
+            {
+                error!(error = %t, "could not cut the failed write back");
+            }
+            return Err(AuditError::write(e));
+        }
+        self.seg_len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Appends offsets and node bytes to the cache files, opening (and
+    /// showing the view) a level the tree has newly grown.
+    pub(super) fn write_caches(
+        &mut self,
+        offsets: &[u8],
+        nodes: &[Vec<u8>],
+    ) -> Result<(), AuditError> {
+        self.offsets.write_all(offsets).map_err(AuditError::write)?;
+        for (l, bytes) in nodes.iter().enumerate() {
+            while self.levels.len() <= l {
+                let p = self.opts.level(self.levels.len());
+                self.levels.push(open_rw(&p).map_err(AuditError::write)?);
+                let read = File::open(&p).map_err(AuditError::read)?;
+                self.view
+                    .levels
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(read);
+            }
+            self.levels[l].write_all(bytes).map_err(AuditError::write)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the log as far as readers can follow it: to the end, unless
+    /// cache writes are behind.
+    pub(super) fn publish_head(&self) {
+        let head = if self.cached == self.frontier.size() {
+            Head {
+                size: self.frontier.size(),
+                root: self.frontier.root(),
+            }
+        } else {
+            match merkle::root(self.view.as_ref(), self.cached) {
+                Ok(root) => Head {
+                    size: self.cached,
+                    root,
+                },
+                Err(_) => return,
+            }
+        };
+        *self.view.head.write().unwrap_or_else(|e| e.into_inner()) = head;
+    }
+
+    /// Writes the pending cache bytes; on failure cuts every cache file back
+    /// to where it was, so a later attempt appends to whole files.
+    fn flush_caches(&mut self) -> Result<(), AuditError> {
+        if self.pending_offsets.is_empty() {
+            return Ok(());
+        }
+        let len = |f: &File| f.metadata().map(|m| m.len()).unwrap_or(0);
+        let before: (u64, Vec<u64>) = (len(&self.offsets), self.levels.iter().map(len).collect());
+        let (offsets, nodes) = (
+            std::mem::take(&mut self.pending_offsets),
+            std::mem::take(&mut self.pending_nodes),
+        );
+        match self.write_caches(&offsets, &nodes) {
+            Ok(()) => {
+                self.cached = self.frontier.size();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.offsets.set_len(before.0);
+                for (f, l) in self.levels.iter().zip(&before.1) {
+                    let _ = f.set_len(*l);
+                }
+                for f in self.levels.iter().skip(before.1.len()) {
+                    let _ = f.set_len(0);
+                }
+                self.pending_offsets = offsets;
+                self.pending_nodes = nodes;
+                Err(e)
+            }
+        }
+    }
+
+    /// Catches caches and index up after a failure; called with every batch
+    /// and every tick.
+    fn catch_up(&mut self) {
+        let was_behind = self.cached < self.frontier.size();
+        if let Err(e) = self.flush_caches() {
+            warn!(error = %e, behind = self.frontier.size() - self.cached, "audit caches still cannot be written; the newest records are durable but not yet readable");
+        } else if was_behind {
+            info!(records = self.cached, "audit caches caught up");
+        }
+        if let Some(ix) = &self.view.index {
+            let ready: Vec<Record> = self
+                .pending_index
+                .iter()
+                .filter(|r| r.id < self.cached)
+                .cloned()
+                .collect();
+            if !ready.is_empty() {
+                match ix.add(&ready) {
+                    Ok(()) => self.pending_index.retain(|r| r.id >= self.cached),
+                    Err(e) => {
+                        warn!(error = %e, "audit index cannot be written yet; it catches up later")
+                    }
+                }
+            }
+        }
+        self.publish_head();
+    }
+}

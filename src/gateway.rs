@@ -17,7 +17,8 @@ use tracing::{error, info};
 
 use crate::audit::{self, Audit, AuditError};
 use crate::config::{ConfigError, GatewayConfig};
-use crate::console::{ConsoleState, users::UserStore};
+use crate::console::state::ConsoleState;
+use crate::console::users::UserStore;
 use crate::metrics::Metrics;
 use crate::policy::store::PolicyStore;
 use crate::storage::mailbox::Mailbox;

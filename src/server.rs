@@ -11,9 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream, UnixListener};
@@ -25,7 +24,7 @@ use crate::admin;
 use crate::conn::{ConnState, Counted, Tally};
 use crate::console;
 use crate::exchange;
-use crate::gateway::{Body, Gateway};
+use crate::gateway::Gateway;
 use crate::identity::Peer;
 use crate::watch::{self, Watch};
 
@@ -113,90 +112,17 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
             accepted = accept(&listeners.partners, &partner_slots, &partner_sources, &gateway) => {
                 let Some((tcp, addr, permit)) = accepted else { continue };
                 let (gw, http, stop, per_partner) = (gateway.clone(), http.clone(), stop_rx.clone(), per_partner.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    // The generation before the handshake: a reload during it is checked again.
-                    let generation = gw.tls.generation();
-                    let Some((tls, peer, chain)) = partner_handshake(&gw, tcp, addr).await else { return };
-                    let _counted = match &peer.partner {
-                        Ok(p) => match per_partner.take(p.id.clone()) {
-                            Some(c) => Some(c),
-                            None => {
-                                gw.metrics.connection_limited("per-partner");
-                                warn!(peer = %addr, partner = %p.id, "partner at its connection limit; connection closed");
-                                return;
-                            }
-                        },
-                        Err(_) => None,
-                    };
-                    let state = Arc::new(ConnState::with_chain(addr, chain, generation));
-                    let watcher = {
-                        let (gw, state) = (gw.clone(), state.clone());
-                        tokio::spawn(async move { state.watch_certificate(&gw.tls).await })
-                    };
-                    let peer = Arc::new(peer);
-                    let svc = {
-                        let (gw, state) = (gw.clone(), state.clone());
-                        service_fn(move |req| {
-                            let (gw, peer, state) = (gw.clone(), peer.clone(), state.clone());
-                            async move {
-                                let _busy = state.busy();
-                                Ok::<_, std::convert::Infallible>(exchange::handle(&gw, &peer, &state, req).await)
-                            }
-                        })
-                    };
-                    let ended = drive!(http.serve_connection(TokioIo::new(tls), svc), stop, state, limits);
-                    watcher.abort();
-                    if let Err(e) = ended {
-                        debug!(peer = %addr, error = %e, "partner connection ended with an error");
-                    }
-                });
+                tokio::spawn(serve_partner(gw, http, stop, per_partner, tcp, addr, permit));
             }
             accepted = accept(&listeners.console, &console_slots, &console_sources, &gateway) => {
                 let Some((tcp, addr, permit)) = accepted else { continue };
                 let (gw, http, stop) = (gateway.clone(), http.clone(), stop_rx.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let acceptor = TlsAcceptor::from(gw.tls.current().console.clone());
-                    let tls = match tokio::time::timeout(gw.config.limits.handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => { debug!(peer = %addr, reason = %e, "console TLS handshake failed"); return; }
-                        Err(_) => { debug!(peer = %addr, "console TLS handshake timed out"); return; }
-                    };
-                    let state = Arc::new(ConnState::new(addr));
-                    let svc = {
-                        let state = state.clone();
-                        service_fn(move |req| {
-                            let (gw, state) = (gw.clone(), state.clone());
-                            async move {
-                                let _busy = state.busy();
-                                Ok::<_, std::convert::Infallible>(console_request(&gw, req).await)
-                            }
-                        })
-                    };
-                    if let Err(e) = drive!(http.serve_connection(TokioIo::new(tls), svc), stop, state, limits) {
-                        debug!(peer = %addr, error = %e, "console connection ended with an error");
-                    }
-                });
+                tokio::spawn(serve_console(gw, http, stop, tcp, addr, permit));
             }
             accepted = accept_admin(listeners.admin.as_ref()) => {
                 let Some(unix) = accepted else { continue };
-                let (audit, mut stop) = (gateway.audit.clone(), stop_rx.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let audit = audit.clone();
-                        async move { Ok::<_, std::convert::Infallible>(admin::handle(audit, req).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(unix), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = stop.changed() => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
-                        }
-                    }
-                });
+                let (audit, stop) = (gateway.audit.clone(), stop_rx.clone());
+                tokio::spawn(serve_admin(audit, stop, unix));
             }
             _ = &mut shutdown => break,
         }
@@ -216,6 +142,129 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     let audit = gateway.audit.clone();
     let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
     info!("audit log closed");
+}
+
+/// The HTTP server settings both listeners share.
+type Http = Arc<auto::Builder<TokioExecutor>>;
+
+/// One partner connection: handshake, partner limit, certificate watch, and
+/// the disclosure pipeline for each request.
+async fn serve_partner(
+    gw: Arc<Gateway>,
+    http: Http,
+    stop: tokio::sync::watch::Receiver<()>,
+    per_partner: Arc<Tally<String>>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    _slot: Slot,
+) {
+    let limits = gw.config.limits.clone();
+    // The generation before the handshake: a reload during it is checked again.
+    let generation = gw.tls.generation();
+    let Some((tls, peer, chain)) = partner_handshake(&gw, tcp, addr).await else {
+        return;
+    };
+    let _counted = match &peer.partner {
+        Ok(p) => match per_partner.take(p.id.clone()) {
+            Some(c) => Some(c),
+            None => {
+                gw.metrics.connection_limited("per-partner");
+                warn!(peer = %addr, partner = %p.id, "partner at its connection limit; connection closed");
+                return;
+            }
+        },
+        Err(_) => None,
+    };
+    let state = Arc::new(ConnState::with_chain(addr, chain, generation));
+    let watcher = {
+        let (gw, state) = (gw.clone(), state.clone());
+        tokio::spawn(async move { state.watch_certificate(&gw.tls).await })
+    };
+    let peer = Arc::new(peer);
+    let svc = {
+        let (gw, state) = (gw.clone(), state.clone());
+        service_fn(move |req| {
+            let (gw, peer, state) = (gw.clone(), peer.clone(), state.clone());
+            async move {
+                let _busy = state.busy();
+                Ok::<_, std::convert::Infallible>(exchange::handle(&gw, &peer, &state, req).await)
+            }
+        })
+    };
+    let ended = drive!(
+        http.serve_connection(TokioIo::new(tls), svc),
+        stop,
+        state,
+        limits
+    );
+    watcher.abort();
+    if let Err(e) = ended {
+        debug!(peer = %addr, error = %e, "partner connection ended with an error");
+    }
+}
+
+/// One console connection: server-only TLS, then the console's routes.
+async fn serve_console(
+    gw: Arc<Gateway>,
+    http: Http,
+    stop: tokio::sync::watch::Receiver<()>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    _slot: Slot,
+) {
+    let limits = gw.config.limits.clone();
+    let acceptor = TlsAcceptor::from(gw.tls.current().console.clone());
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            debug!(peer = %addr, reason = %e, "console TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(peer = %addr, "console TLS handshake timed out");
+            return;
+        }
+    };
+    let state = Arc::new(ConnState::new(addr));
+    let svc = {
+        let state = state.clone();
+        service_fn(move |req| {
+            let (gw, state) = (gw.clone(), state.clone());
+            async move {
+                let _busy = state.busy();
+                Ok::<_, std::convert::Infallible>(console::handle(&gw, req).await)
+            }
+        })
+    };
+    if let Err(e) = drive!(
+        http.serve_connection(TokioIo::new(tls), svc),
+        stop,
+        state,
+        limits
+    ) {
+        debug!(peer = %addr, error = %e, "console connection ended with an error");
+    }
+}
+
+/// One admin-socket connection (local command-line tools).
+async fn serve_admin(
+    audit: Arc<crate::audit::Audit>,
+    mut stop: tokio::sync::watch::Receiver<()>,
+    unix: tokio::net::UnixStream,
+) {
+    let svc = service_fn(move |req| {
+        let audit = audit.clone();
+        async move { Ok::<_, std::convert::Infallible>(admin::handle(audit, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(unix), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+        }
+    }
 }
 
 async fn accept_admin(listener: Option<&UnixListener>) -> Option<tokio::net::UnixStream> {
@@ -316,11 +365,6 @@ async fn partner_handshake(
         }
     }
     Some((tls, peer, chain))
-}
-
-/// Routes one request on the console.
-async fn console_request(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
-    console::handle(gw, req).await
 }
 
 /// Records the refusals before the pipeline that were folded into a

@@ -79,6 +79,17 @@ async fn a_full_disk_refuses_with_503_and_recovers_without_restart() {
         .unwrap();
     assert_eq!(r.status, 200);
 
+    // A policy administrator, made while there is room for the users file.
+    let admin = ketenpoort::console::users::add(
+        &f.gw.gateway.config.data_dir,
+        "beheer",
+        ketenpoort::console::users::Role::PolicyAdmin,
+        None,
+        None,
+    )
+    .unwrap();
+    f.gw.gateway.console.users.reload().unwrap();
+
     let ballast = fill(&f.pki.data_dir());
     // Records still fit in the pages the segment already has; once a write
     // needs a new page, the disk is full for the log.
@@ -112,6 +123,46 @@ async fn a_full_disk_refuses_with_503_and_recovers_without_restart() {
             "data delivered without a record"
         );
     }
+    // A policy change the log cannot record does not take effect, and no
+    // record claims it.
+    let size = f.gw.gateway.audit.view().head().size;
+    let pilot_file = f.pki.pilots_dir().join("proef.toml");
+    let before = std::fs::read_to_string(&pilot_file).unwrap();
+    let version = f.gw.gateway.policy.current().policy.pilots["proef"]
+        .version
+        .clone();
+    let changed = format!(
+        "{before}\n[[rules]]\nid = \"proef-lijst-ngo\"\npurpose = \"casusoverleg\"\nservice = \"dtv/lijst\"\nconsumers = [\"ngo-pinned\"]\nresponse = [\"vnummer\"]\n"
+    );
+    let req = hyper::Request::put("https://localhost/api/v1/pilots/proef/policy")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(changed)))
+        .unwrap();
+    let r = common::request(
+        f.gw.console,
+        common::client_config(&f.pki.ca.cert_pem, None, &[b"http/1.1"]),
+        req,
+    )
+    .await
+    .unwrap();
+    // Its history or its record cannot be written: refused either way.
+    assert!(
+        r.status == 500 || r.status == 503,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(std::fs::read_to_string(&pilot_file).unwrap(), before);
+    assert_eq!(
+        f.gw.gateway.policy.current().policy.pilots["proef"].version,
+        version,
+        "an unrecorded policy change took effect"
+    );
+    assert_eq!(
+        f.gw.gateway.audit.view().head().size,
+        size,
+        "a record claims a change that did not happen"
+    );
+
     // A refusal is smaller: recorded if it still fits, else 503 as well.
     let r = f
         .gemeente

@@ -8,7 +8,8 @@
 //! - [`index`]: sled indexes by subject, partner, pilot, purpose;
 //! - [`store`]: the store as the gateway holds it ([`Audit`]), split by
 //!   concern into `writer` (group commit), `view` (reads, proofs, queries),
-//!   `recovery` (start after a stop or crash), `subject` (subject pseudonyms)
+//!   `recovery` (start after a stop or crash), `subject` (subject pseudonyms),
+//!   `options` (where it lives, its limits)
 //!   and `error`;
 //! - [`proof`]: proofs in the transparency-dev JSON format, and their check;
 //! - [`verify`]: the full check of a log on disk;
@@ -19,6 +20,7 @@ mod error;
 pub mod export;
 pub mod index;
 pub mod merkle;
+mod options;
 pub mod proof;
 pub mod record;
 mod recovery;

@@ -18,9 +18,9 @@ use super::checkpoint::{self, Checkpoint, Verifier};
 use super::error::{AuditError, IndexError, LogDamage, OutOfRange, ReadError};
 use super::index::{By, Dim, Index};
 use super::merkle::{self, Hash, Nodes};
+use super::options::{MAX_PAGE, Options};
 use super::record::{Decision, Record};
 use super::segment;
-use super::store::{MAX_PAGE, Options};
 
 /// Size and root of the log as far as it is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,9 +22,9 @@ use tracing::{error, info, warn};
 use super::checkpoint::{self, Checkpoint, Signer};
 use super::error::AuditError;
 use super::merkle::{self, Frontier};
+use super::options::{MAX_BATCH, Options, Receipt};
 use super::record::{self, Entry, Record};
 use super::segment;
-use super::store::{MAX_BATCH, Options, Receipt};
 use super::view::{Head, View};
 
 /// Where the writer answers one append.

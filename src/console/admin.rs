@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::info;
 
+use super::reply::{forbidden, json_ok, respond};
 use super::users::{Role, User};
-use super::{forbidden, json_ok, respond};
 use crate::audit::{Decision, Entry, Kind};
 use crate::config::Source;
 use crate::policy::diff::{self, Change};
@@ -282,67 +282,32 @@ pub async fn put_policy(
     }
     let snap = gw.policy.current();
     let old = snap.policy.pilots.get(pilot).cloned();
-    // Recorded before it takes effect: a change the log cannot hold does not
-    // happen.
-    let mut e = Entry::exchange(
-        pilot,
-        &format!("console:{}", user.name),
-        "ketenpoort",
-        "policy-change",
-        &format!("policy/{pilot}"),
-    );
-    e.kind = Kind::PolicyChange;
-    e.decision = Decision::Disclosed;
-    e.policy_version = new.version.clone();
-    e.reason = format!(
-        "replaces {}",
-        old.as_ref().map_or("nothing", |o| o.version.as_str())
-    );
-    let record = match gw.audit.record(e).await {
-        Ok(r) => r.id,
-        Err(err) => {
-            tracing::error!(error = %err, "policy change not recorded, so not applied");
-            return problem::respond(
-                problem::AUDIT_UNAVAILABLE,
-                "the audit log cannot record the change, so it was not applied",
-            );
-        }
-    };
+    // The history first (it changes nothing that runs), then the record,
+    // and only then the file that takes effect: a change the log cannot hold
+    // does not happen, and no record claims a change that did not.
     let (micros, time) = now();
     let dir = history_dir(gw, pilot);
+    let version = Version {
+        time,
+        by: user.name.clone(),
+        version: new.version.clone(),
+        text: text.to_string(),
+    };
+    let before = old.clone();
+    let kept =
+        tokio::task::spawn_blocking(move || keep_history(&dir, before.as_ref(), &version, micros))
+            .await;
+    if !matches!(kept, Ok(Ok(()))) {
+        return problem::respond(problem::INTERNAL, "the policy history could not be written");
+    }
+    let record = match record_change(gw, user, pilot, &new.version, old.as_ref()).await {
+        Ok(id) => id,
+        Err(resp) => return resp,
+    };
     let file = gw.config.pilots_dir.join(format!("{pilot}.toml"));
     let text_owned = text.to_string();
-    let by = user.name.clone();
-    let new_version = new.version.clone();
-    let old_for_history = old.clone();
-    let wrote = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        // The version that ran before the first console change is kept too.
-        if read_history(&dir).is_empty()
-            && let Some(o) = &old_for_history
-        {
-            save_version(
-                &dir,
-                &Version {
-                    time: "before the first console change".into(),
-                    by: "(file)".into(),
-                    version: o.version.clone(),
-                    text: o.text.clone(),
-                },
-                micros - 1,
-            )?;
-        }
+    let wrote = tokio::task::spawn_blocking(move || {
         crate::pki::write_atomic(&file, text_owned.as_bytes(), 0o644)
-            .map_err(std::io::Error::other)?;
-        save_version(
-            &dir,
-            &Version {
-                time,
-                by,
-                version: new_version,
-                text: text_owned,
-            },
-            micros,
-        )
     })
     .await;
     if !matches!(wrote, Ok(Ok(()))) {
@@ -367,6 +332,59 @@ pub async fn put_policy(
         "valid": true, "applied": true, "version": new.version,
         "previous": old.map(|o| o.version), "changes": lines, "record": record,
     }))
+}
+
+/// Keeps the new version in the pilot's history, and the version that ran
+/// before the first console change too.
+fn keep_history(
+    dir: &std::path::Path,
+    old: Option<&Pilot>,
+    new: &Version,
+    micros: i64,
+) -> std::io::Result<()> {
+    if read_history(dir).is_empty()
+        && let Some(o) = old
+    {
+        save_version(
+            dir,
+            &Version {
+                time: "before the first console change".into(),
+                by: "(file)".into(),
+                version: o.version.clone(),
+                text: o.text.clone(),
+            },
+            micros - 1,
+        )?;
+    }
+    save_version(dir, new, micros)
+}
+
+/// The audit record of a policy change, made before the change takes effect.
+async fn record_change(
+    gw: &Gateway,
+    user: &User,
+    pilot: &str,
+    version: &str,
+    old: Option<&Pilot>,
+) -> Result<u64, Response<Body>> {
+    let mut e = Entry::exchange(
+        pilot,
+        &format!("console:{}", user.name),
+        "ketenpoort",
+        "policy-change",
+        &format!("policy/{pilot}"),
+    );
+    e.kind = Kind::PolicyChange;
+    e.decision = Decision::Disclosed;
+    e.policy_version = version.to_string();
+    e.reason = format!("replaces {}", old.map_or("nothing", |o| o.version.as_str()));
+    gw.audit.record(e).await.map(|r| r.id).map_err(|err| {
+        tracing::error!(error = %err, "policy change not recorded, so not applied");
+        problem::respond(
+            problem::AUDIT_UNAVAILABLE,
+            "the audit log cannot record the change, so it was not applied",
+        )
+    })
 }
 
 /// `GET /api/v1/pilots/{pilot}/history`: versions newest first, each with the

@@ -8,20 +8,21 @@
 //! leaves.
 
 pub mod admin;
+mod reply;
 pub mod report;
+pub mod state;
 pub mod users;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use tracing::warn;
 
 use crate::audit::index::Dim;
@@ -30,7 +31,9 @@ use crate::audit::{Decision, Entry, Filter, Record};
 use crate::gateway::{Body, Gateway};
 use crate::policy::valid_vnummer;
 use crate::problem::{self, Kind as ProblemKind, Problem};
-use users::{Role, User, UserStore};
+use reply::{forbidden, json_ok, respond};
+pub use state::ConsoleState;
+use users::{Role, User};
 
 /// The page, served as is: no build step, nothing from the internet.
 const PAGE: &str = include_str!("page.html");
@@ -40,48 +43,6 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_BODY: usize = 256 * 1024;
 /// Most records an access report gathers.
 const REPORT_MAX: usize = 10_000;
-
-/// What the console keeps between requests.
-#[derive(Debug)]
-pub struct ConsoleState {
-    /// Who may log in.
-    pub users: UserStore,
-    verify_running: AtomicBool,
-    verify_progress: AtomicU64,
-    verify_last: Mutex<Option<Value>>,
-}
-
-impl ConsoleState {
-    /// Console state with these users.
-    pub fn new(users: UserStore) -> Self {
-        Self {
-            users,
-            verify_running: AtomicBool::new(false),
-            verify_progress: AtomicU64::new(0),
-            verify_last: Mutex::new(None),
-        }
-    }
-}
-
-fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
-}
-
-fn json_ok(v: &Value) -> Response<Body> {
-    respond(
-        StatusCode::OK,
-        "application/json",
-        serde_json::to_vec(v).unwrap_or_default(),
-    )
-}
 
 /// Percent-decodes a query value (`+` is a space).
 fn decode(s: &str) -> String {
@@ -251,10 +212,6 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["stats"]) => stats(gw, &user, &q).await,
         _ => problem::respond(problem::NOT_FOUND, "no such API call"),
     }
-}
-
-fn forbidden(detail: &str) -> Problem {
-    Problem::new(problem::FORBIDDEN_ROLE, detail)
 }
 
 fn bad(kind: ProblemKind, detail: &str) -> Problem {

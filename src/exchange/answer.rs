@@ -15,40 +15,12 @@ use super::forward::{self, Answer, ForwardError};
 use super::json;
 use super::refusal::{Exchange, Refusal};
 use super::request::Sent;
-use super::wire::{
-    CONSUMER, DISCLOSURE, PILOT, PURPOSE, TRACEPARENT, WITHHELD, WITHHELD_UNDECLARED,
-};
+use super::wire::{CONSUMER, DISCLOSURE, PILOT, PURPOSE, TRACEPARENT};
 use crate::audit::Decision;
 use crate::gateway::Body;
 use crate::identity::sha256;
 use crate::policy::{Direction, Grant};
 use crate::problem;
-
-/// What stayed behind in one exchange: declared paths by name, the rest as
-/// a count.
-#[derive(Debug, Default)]
-pub struct Withheld {
-    /// Declared paths, by name.
-    pub declared: Vec<String>,
-    /// Undeclared keys, counted.
-    pub undeclared: u32,
-}
-
-impl Withheld {
-    /// Sets `Ketenpoort-Withheld` and `Ketenpoort-Withheld-Undeclared`.
-    pub fn set_headers(mut self, h: &mut HeaderMap) {
-        self.declared.sort();
-        self.declared.dedup();
-        if !self.declared.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&self.declared.join(","))
-        {
-            h.insert(WITHHELD, v);
-        }
-        if self.undeclared > 0 {
-            h.insert(WITHHELD_UNDECLARED, HeaderValue::from(self.undeclared));
-        }
-    }
-}
 
 /// `Ketenpoort-Disclosure`: the request's record, then the answer's records,
 /// runs of consecutive ids written `first-last` (one batch makes them

@@ -35,11 +35,11 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-pub use answer::Withheld;
 pub use refusal::{Refusal, Target};
 pub use trace::Trace;
 pub use wire::{
     BODY_TIMEOUT, CONSUMER, DISCLOSURE, PILOT, PURPOSE, TRACEPARENT, WITHHELD, WITHHELD_UNDECLARED,
+    Withheld,
 };
 
 use crate::conn::ConnState;

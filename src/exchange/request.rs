@@ -10,10 +10,9 @@ use hyper::{Method, Request, Uri};
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::answer::Withheld;
 use super::json;
 use super::refusal::{Exchange, Refusal};
-use super::wire::{BODY_TIMEOUT, PURPOSE};
+use super::wire::{BODY_TIMEOUT, PURPOSE, Withheld};
 use crate::audit::{Decision, Receipt};
 use crate::gateway::Gateway;
 use crate::identity::sha256;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::Value;
 
@@ -37,4 +37,30 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// What stayed behind in one exchange: declared paths by name, the rest as
+/// a count.
+#[derive(Debug, Default)]
+pub struct Withheld {
+    /// Declared paths, by name.
+    pub declared: Vec<String>,
+    /// Undeclared keys, counted.
+    pub undeclared: u32,
+}
+
+impl Withheld {
+    /// Sets `Ketenpoort-Withheld` and `Ketenpoort-Withheld-Undeclared`.
+    pub fn set_headers(mut self, h: &mut HeaderMap) {
+        self.declared.sort();
+        self.declared.dedup();
+        if !self.declared.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&self.declared.join(","))
+        {
+            h.insert(WITHHELD, v);
+        }
+        if self.undeclared > 0 {
+            h.insert(WITHHELD_UNDECLARED, HeaderValue::from(self.undeclared));
+        }
+    }
 }

@@ -1,0 +1,35 @@
+//! What the console keeps between requests: its users, and the state of the
+//! one full log check that may run at a time. Held by the running gateway,
+//! so it sits apart from the console's routes.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use serde_json::Value;
+
+use super::users::UserStore;
+
+/// What the console keeps between requests.
+#[derive(Debug)]
+pub struct ConsoleState {
+    /// Who may log in.
+    pub users: UserStore,
+    /// A full log check is running (one at a time: it reads every record).
+    pub(crate) verify_running: AtomicBool,
+    /// Records checked so far by the running check.
+    pub(crate) verify_progress: AtomicU64,
+    /// The last check's outcome, shown until the next one ends.
+    pub(crate) verify_last: Mutex<Option<Value>>,
+}
+
+impl ConsoleState {
+    /// Console state with these users.
+    pub fn new(users: UserStore) -> Self {
+        Self {
+            users,
+            verify_running: AtomicBool::new(false),
+            verify_progress: AtomicU64::new(0),
+            verify_last: Mutex::new(None),
+        }
+    }
+}

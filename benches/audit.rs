@@ -8,6 +8,8 @@
 //! Under `cargo test` (or with `--smoke`) it runs a few hundred records only,
 //! so it cannot rot.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -25,6 +25,7 @@
 //! - [`demo`]: simulated back-ends and the scripted case consultation;
 //! - [`dpia`]: the per-pilot DPIA annex, generated from the running policy.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod admin;
 pub mod audit;

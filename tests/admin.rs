@@ -1,6 +1,8 @@
 //! Command-line tools beside a running gateway: sled allows one process per
 //! database, so `audit query` asks the gateway over its admin socket.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::process::Command;

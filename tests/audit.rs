@@ -1,6 +1,8 @@
 //! The audit store over a real directory: durability, proofs, tamper
 //! detection, recovery, queries, and the shared RFC 6962 vectors.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

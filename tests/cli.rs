@@ -1,6 +1,8 @@
 //! The command line as an operator uses it: bad config stops the start with
 //! file:line:reason, and `pki init` makes a PKI the gateway can serve with.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ketenpoort");

@@ -1,6 +1,8 @@
 //! The console API as privacy officers and administrators use it, after real
 //! exchanges through the gateway.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::process::Command;

@@ -7,6 +7,8 @@
 //! scripts/test.sh installs them. Outside CI, a machine without them skips
 //! this test with a message; in CI (CI=true) it fails instead.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::process::{Child, Command, Stdio};

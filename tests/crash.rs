@@ -4,6 +4,8 @@
 //! received is in it, with the subject and the hash of exactly the bytes that
 //! client got. Bounded: about half a minute.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,8 @@
 //! certificate must not keep its open connection, and HTTP/2 streams that
 //! each send most of a large body and wait must not exhaust memory.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! restart, and the log verifies. Needs root to mount a small tmpfs; without
 //! it the test says so and skips (CI runs as root, so it never skips there).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::process::Command;

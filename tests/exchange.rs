@@ -1,6 +1,8 @@
 //! The exchange as partners use it: real mutual TLS to the gateway, real
 //! back-end servers with mutual TLS behind it, a real audit log on disk.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::fixture::*;

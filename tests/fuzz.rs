@@ -8,6 +8,8 @@
 //! them longer (FUZZ_CASES) and keeps failing inputs in fuzz/regressions/, so
 //! every finding is replayed by every later run.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use ketenpoort::config::Source;
 use ketenpoort::exchange::{json, route};
 use ketenpoort::policy::Pilot;

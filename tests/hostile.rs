@@ -2,6 +2,8 @@
 //! oversized headers, request smuggling, and certificates replaced while the
 //! gateway serves. Each is refused or timed out, and others keep being served.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! Who is calling: every way a client certificate is accepted or refused, over
 //! real TLS against the real gateway.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;

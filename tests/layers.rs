@@ -8,6 +8,8 @@
 //! child which reaches back for the parent's items is a cycle: shared items
 //! belong in a module of their own.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -229,13 +231,13 @@ fn cycle(graph: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<Vec<Vec
 
 fn reaches(
     g: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
-    from: &Vec<String>,
-    to: &Vec<String>,
+    from: &[String],
+    to: &[String],
 ) -> bool {
     let mut seen = BTreeSet::new();
-    let mut todo = vec![from.clone()];
+    let mut todo = vec![from.to_vec()];
     while let Some(n) = todo.pop() {
-        if &n == to {
+        if n == to {
             return true;
         }
         if seen.insert(n.clone()) {

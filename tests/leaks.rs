@@ -3,6 +3,8 @@
 //! in key names, answers about too many people, or holds a revoked
 //! certificate. Each test fails without the code that holds the promise.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::fixture::*;

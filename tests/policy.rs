@@ -2,6 +2,8 @@
 //! never lets through a path the rule does not allow; the shipped pilots say
 //! what their covenants intend.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::sync::Arc;
 
 use ketenpoort::config::{ConfigError, Source};

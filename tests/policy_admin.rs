@@ -2,6 +2,8 @@
 //! as at load, shown as a flow diff, applied to the running gateway, recorded;
 //! the covenant as a picture; the DPIA annex held to the running policy.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use bytes::Bytes;

@@ -1,6 +1,8 @@
 //! A running gateway picks up a changed policy file without a restart, and
 //! keeps the last good policy when the new file does not validate.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::Duration;

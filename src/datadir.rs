@@ -4,9 +4,11 @@
 //! no other local user may read. The process umask is set to 077 at start, so
 //! everything the gateway (and sled, underneath it) creates later is private,
 //! and the modes of an existing data directory are tightened: directories
-//! 0700, everything else 0600.
+//! 0700, everything else 0600. Files are written whole ([`write_atomic`]),
+//! so a crash or a watcher never sees half of one.
 
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Sets the process umask to 077 (a safe wrapper: unsafe code is forbidden).
@@ -36,4 +38,23 @@ fn tighten(path: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes a file whole (temp file, synced, then renamed), so a watcher or a
+/// restart never reads half of it; `mode` 0o600 for keys and personal data.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

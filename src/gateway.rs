@@ -124,38 +124,66 @@ impl Gateway {
         })
     }
 
+    /// Runs a blocking reload off the async threads and logs its outcome;
+    /// a part that fails to load keeps running as it was.
+    async fn reload(
+        self: &Arc<Self>,
+        what: &'static str,
+        load: impl FnOnce(&Gateway) -> Result<(), String> + Send + 'static,
+    ) -> bool {
+        let gw = self.clone();
+        match tokio::task::spawn_blocking(move || load(&gw)).await {
+            Ok(Ok(())) => {
+                info!(what, "reloaded");
+                true
+            }
+            Ok(Err(e)) => {
+                error!(what, error = %e, "not reloaded; keeping the running one");
+                false
+            }
+            Err(e) => {
+                error!(what, error = %e, "reload task failed");
+                false
+            }
+        }
+    }
+
     /// Re-reads certificates and CRLs, keeping the running ones if the new ones
     /// do not build.
     pub async fn reload_tls(self: &Arc<Self>) {
-        let gw = self.clone();
-        match tokio::task::spawn_blocking(move || gw.tls.reload()).await {
-            Ok(Ok(())) => info!("certificates and CRLs reloaded"),
-            Ok(Err(e)) => {
-                error!(error = %e, "reload failed; keeping the running certificates and CRLs")
-            }
-            Err(e) => error!(error = %e, "reload task failed"),
-        }
+        self.reload("certificates and CRLs", |gw| {
+            gw.tls.reload().map_err(|e| e.to_string())
+        })
+        .await;
     }
 
     /// Re-reads partners and policies, keeping the running ones if any file
     /// does not validate.
     pub async fn reload_policy(self: &Arc<Self>) {
-        let gw = self.clone();
-        match tokio::task::spawn_blocking(move || gw.policy.reload()).await {
-            Ok(Ok(())) => {
-                let snap = self.policy.current();
-                self.metrics.set_policy(
-                    snap.policy
-                        .pilots
-                        .values()
-                        .map(|p| (p.id.as_str(), p.version.as_str())),
-                );
-                for p in snap.policy.pilots.values() {
-                    info!(pilot = %p.id, version = %p.version, rules = p.rules.len(), "policy loaded");
-                }
+        let loaded = self
+            .reload("partners and policies", |gw| {
+                gw.policy.reload().map_err(|e| e.to_string())
+            })
+            .await;
+        if loaded {
+            let snap = self.policy.current();
+            self.metrics.set_policy(
+                snap.policy
+                    .pilots
+                    .values()
+                    .map(|p| (p.id.as_str(), p.version.as_str())),
+            );
+            for p in snap.policy.pilots.values() {
+                info!(pilot = %p.id, version = %p.version, rules = p.rules.len(), "policy loaded");
             }
-            Ok(Err(e)) => error!(error = %e, "policy not reloaded; keeping the running one"),
-            Err(e) => error!(error = %e, "policy reload task failed"),
         }
+    }
+
+    /// Re-reads the console users (`ketenpoort user add/revoke` changed them).
+    pub async fn reload_users(self: &Arc<Self>) {
+        self.reload("console users", |gw| {
+            gw.console.users.reload().map_err(|e| e.to_string())
+        })
+        .await;
     }
 }

@@ -7,8 +7,7 @@
 //! hand.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use ::time::{Duration, OffsetDateTime};
@@ -275,25 +274,9 @@ impl Ca {
     }
 }
 
-/// Writes a file whole (temp file, then rename), so a watcher never reads half
-/// of it; `mode` 0o600 for keys.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io(&tmp))?;
-    f.write_all(contents).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+/// [`crate::datadir::write_atomic`], with the PKI's error.
+fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    crate::datadir::write_atomic(path, contents, mode).map_err(io(path))
 }
 
 /// What `pki init` made.

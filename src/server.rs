@@ -18,7 +18,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::conn::{ConnState, Counted, Tally};
@@ -26,7 +26,7 @@ use crate::console;
 use crate::exchange;
 use crate::gateway::Gateway;
 use crate::identity::Peer;
-use crate::watch::{self, Watch};
+use crate::watch::Watch;
 
 /// Most connections served at once per listener; further ones wait in the
 /// kernel's backlog instead of exhausting memory or file descriptors.
@@ -98,13 +98,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     let partner_sources = Arc::new(Tally::<IpAddr>::new(limits.max_connections_per_source));
     let console_sources = Arc::new(Tally::<IpAddr>::new(limits.max_connections_per_source));
     let per_partner = Arc::new(Tally::<String>::new(limits.max_connections_per_partner));
-    let reloaders = [
-        tokio::spawn(reload_tls_on_change(gateway.clone())),
-        tokio::spawn(reload_policy_on_change(gateway.clone())),
-        tokio::spawn(sweep_mailboxes(gateway.clone())),
-        tokio::spawn(reload_users_on_change(gateway.clone())),
-        tokio::spawn(record_folded_refusals(gateway.clone())),
-    ];
+    let reloaders = reloaders(&gateway);
     tokio::pin!(shutdown);
 
     loop {
@@ -382,58 +376,49 @@ async fn sweep_mailboxes(gw: Arc<Gateway>) {
     let mut tick = tokio::time::interval(gw.config.limits.mailbox_sweep);
     loop {
         tick.tick().await;
-        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+        let now = crate::audit::record::now_micros();
         exchange::inbox::sweep_mailboxes(&gw, now).await;
     }
 }
 
-/// Reloads the console users when `ketenpoort user add/revoke` changes them.
-async fn reload_users_on_change(gw: Arc<Gateway>) {
-    let file = gw.console.users.file().to_path_buf();
-    let name = file.file_name().map(PathBuf::from);
-    let mut watch = Watch::new(watch::parents(std::slice::from_ref(&file)), move |p| {
-        p.file_name().map(PathBuf::from) == name
-    });
+/// Runs `reload` whenever `watch` wakes: a file it watches changed, or an
+/// operator sent SIGHUP. One loop for certificates, policies and users.
+async fn reload_on_change<F, Fut>(mut watch: Watch, reload: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
     loop {
         watch.changed().await;
-        let g = gw.clone();
-        match tokio::task::spawn_blocking(move || g.console.users.reload()).await {
-            Ok(Ok(())) => info!("console users reloaded"),
-            Ok(Err(e)) => {
-                error!(error = %e, "console users not reloaded; keeping the running list")
-            }
-            Err(e) => error!(error = %e, "console users reload failed"),
-        }
+        reload().await;
     }
 }
 
-/// Reloads TLS material when any of its files change on disk, or on SIGHUP.
-async fn reload_tls_on_change(gw: Arc<Gateway>) {
-    let files = gw.tls.files().all();
-    let names: Vec<PathBuf> = files
-        .iter()
-        .filter_map(|f| f.file_name().map(PathBuf::from))
-        .collect();
-    let mut watch = Watch::new(watch::parents(&files), move |p| {
-        p.file_name().is_some_and(|n| names.iter().any(|m| m == n))
-    });
-    loop {
-        watch.changed().await;
-        gw.reload_tls().await;
-    }
-}
-
-/// Reloads partners and policies when partners.toml or a pilot file changes, or
-/// on SIGHUP.
-async fn reload_policy_on_change(gw: Arc<Gateway>) {
+/// The reload tasks: each part of the running state, from its own files.
+fn reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
     let (dirs, partners_file) = gw.policy.watched();
     let partners_name = partners_file.file_name().map(PathBuf::from);
-    let mut watch = Watch::new(dirs, move |p| {
+    let policy_watch = Watch::new(dirs, move |p| {
         p.extension().is_some_and(|x| x == "toml")
             || p.file_name().map(PathBuf::from) == partners_name
     });
-    loop {
-        watch.changed().await;
-        gw.reload_policy().await;
-    }
+    let tls_watch = Watch::files(&gw.tls.files().all());
+    let users_watch = Watch::files(&[gw.console.users.file().to_path_buf()]);
+    let (a, b, c) = (gw.clone(), gw.clone(), gw.clone());
+    vec![
+        tokio::spawn(reload_on_change(tls_watch, move || {
+            let gw = a.clone();
+            async move { gw.reload_tls().await }
+        })),
+        tokio::spawn(reload_on_change(policy_watch, move || {
+            let gw = b.clone();
+            async move { gw.reload_policy().await }
+        })),
+        tokio::spawn(reload_on_change(users_watch, move || {
+            let gw = c.clone();
+            async move { gw.reload_users().await }
+        })),
+        tokio::spawn(sweep_mailboxes(gw.clone())),
+        tokio::spawn(record_folded_refusals(gw.clone())),
+    ]
 }

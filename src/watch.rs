@@ -20,6 +20,18 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// Watches these files (through their folders, so a file replaced by a
+    /// rename is seen too); also wakes on SIGHUP.
+    pub fn files(files: &[PathBuf]) -> Self {
+        let names: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.file_name().map(PathBuf::from))
+            .collect();
+        Self::new(parents(files), move |p| {
+            p.file_name().is_some_and(|n| names.iter().any(|m| m == n))
+        })
+    }
+
     /// Watches `dirs` (not recursively) for created, modified or removed files
     /// for which `wanted` is true; also wakes on SIGHUP.
     pub fn new(dirs: Vec<PathBuf>, wanted: impl Fn(&Path) -> bool + Send + 'static) -> Self {

@@ -145,9 +145,9 @@ async fn a_server_certificate_replaced_on_disk_is_used_without_restart() {
         ))
         .unwrap();
     let certs = f.pki.dir.path().join("certs");
-    ketenpoort::pki::write_atomic(&certs.join("gateway.key"), new.key_pem.as_bytes(), 0o600)
+    ketenpoort::datadir::write_atomic(&certs.join("gateway.key"), new.key_pem.as_bytes(), 0o600)
         .unwrap();
-    ketenpoort::pki::write_atomic(&certs.join("gateway.crt"), new.cert_pem.as_bytes(), 0o644)
+    ketenpoort::datadir::write_atomic(&certs.join("gateway.crt"), new.cert_pem.as_bytes(), 0o644)
         .unwrap();
     let want = {
         use rustls_pki_types::pem::PemObject;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use http_body_util::Full;
-use ketenpoort::pki::{Ca, LeafSpec, write_atomic};
+use ketenpoort::datadir::write_atomic;
+use ketenpoort::pki::{Ca, LeafSpec};
 use time::OffsetDateTime;
 
 /// After a refusal the gateway must still serve a good partner.

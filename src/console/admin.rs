@@ -57,14 +57,14 @@ fn read_history(dir: &Path) -> Vec<Version> {
 }
 
 fn now() -> (i64, String) {
-    let m = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+    let m = crate::audit::record::now_micros();
     (m, crate::audit::record::format_micros(m))
 }
 
 fn save_version(dir: &Path, v: &Version, micros: i64) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let bytes = serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?;
-    crate::pki::write_atomic(&dir.join(format!("{micros:020}.json")), &bytes, 0o600)
+    crate::datadir::write_atomic(&dir.join(format!("{micros:020}.json")), &bytes, 0o600)
         .map_err(std::io::Error::other)
 }
 
@@ -307,7 +307,7 @@ pub async fn put_policy(
     let file = gw.config.pilots_dir.join(format!("{pilot}.toml"));
     let text_owned = text.to_string();
     let wrote = tokio::task::spawn_blocking(move || {
-        crate::pki::write_atomic(&file, text_owned.as_bytes(), 0o644)
+        crate::datadir::write_atomic(&file, text_owned.as_bytes(), 0o644)
     })
     .await;
     if !matches!(wrote, Ok(Ok(()))) {

@@ -425,7 +425,7 @@ async fn verify(gw: &Gateway) -> Response<Body> {
         Ok(Ok(rep)) => json!({
             "ok": true, "records": rep.records, "checkpoints": rep.checkpoints,
             "root": hex::encode(rep.root), "seconds": started.elapsed().as_secs_f64(),
-            "finished": crate::audit::record::format_micros((time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64),
+            "finished": crate::audit::record::format_micros(crate::audit::record::now_micros()),
         }),
         Ok(Err(e)) => json!({"ok": false, "error": e, "seconds": started.elapsed().as_secs_f64()}),
         Err(e) => json!({"ok": false, "error": e.to_string()}),

@@ -93,7 +93,7 @@ fn write(p: &Path, f: &File) -> Result<(), UserError> {
     }
     let bytes = serde_json::to_vec_pretty(f)
         .map_err(|e| UserError::Invalid(p.to_path_buf(), e.to_string()))?;
-    crate::pki::write_atomic(p, &bytes, 0o600)
+    crate::datadir::write_atomic(p, &bytes, 0o600)
         .map_err(|e| UserError::Invalid(p.to_path_buf(), e.to_string()))
 }
 
@@ -138,9 +138,7 @@ pub fn add(
         partner,
         pilot,
         token_sha256: token_hash(&token),
-        created: crate::audit::record::format_micros(
-            (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64,
-        ),
+        created: crate::audit::record::format_micros(crate::audit::record::now_micros()),
     });
     write(&p, &f)?;
     Ok(token)

@@ -144,7 +144,7 @@ async fn roles_scopes_lookups_reports_and_integrity() {
     // The look-up itself is in the log.
     let head = f.gw.gateway.audit.view().head().size;
     let last = record(&f, head - 1).await;
-    assert_eq!(last.entry.kind, ketenpoort::audit::Kind::Lookup);
+    assert_eq!(last.entry.kind, ketenpoort::audit::RecordKind::Lookup);
     assert_eq!(last.entry.recipient, "console:fg-landelijk");
     assert_eq!(last.entry.subject, Some(f.gw.gateway.audit.subject(V)));
 

@@ -721,7 +721,7 @@ async fn mailbox_round_trip_and_expiry() {
         .unwrap();
     assert_eq!(r.json()["items"].as_array().unwrap().len(), 0);
     let rec = record(&f, head).await;
-    assert_eq!(rec.entry.kind, ketenpoort::audit::Kind::MailboxExpiry);
+    assert_eq!(rec.entry.kind, ketenpoort::audit::RecordKind::MailboxExpiry);
     assert_eq!(rec.entry.recipient, "ngo-kvk");
     // A mailbox does not answer GET on the service.
     let r = f

@@ -201,7 +201,7 @@ async fn policy_admin_changes_a_covenant_safely() {
     assert_eq!(r.json()["applied"], true);
     let record = r.json()["record"].as_u64().unwrap();
     let rec = record_of(&f, record).await;
-    assert_eq!(rec.entry.kind, ketenpoort::audit::Kind::PolicyChange);
+    assert_eq!(rec.entry.kind, ketenpoort::audit::RecordKind::PolicyChange);
     assert_eq!(rec.entry.sender, "console:beheer");
     assert_eq!(rec.entry.reason, format!("replaces {v1}"));
     let r = f

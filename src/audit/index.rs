@@ -4,7 +4,7 @@
 //! (beta, `sync_file_range`) is not relied on: `indexed_upto` says how far the
 //! index is known to reach, and the store catches up from there at start.
 
-use super::record::{Decision, Kind, Record};
+use super::record::{Decision, Record, RecordKind};
 
 /// sled page cache of the index. sled counts a cached page at its size in
 /// the log on disk, not at its size in memory: the resident memory this cache
@@ -161,7 +161,10 @@ impl Index {
         // crash makes the store add it again. Index keys above are the same
         // keys when added twice.
         let mut inc: std::collections::BTreeMap<Vec<u8>, u64> = std::collections::BTreeMap::new();
-        for r in records.iter().filter(|r| r.entry.kind == Kind::Exchange) {
+        for r in records
+            .iter()
+            .filter(|r| r.entry.kind == RecordKind::Exchange)
+        {
             let e = &r.entry;
             let day = super::record::format_micros(r.time_micros)[..10].to_string();
             let d = match e.decision {

@@ -31,5 +31,5 @@ pub mod verify;
 mod view;
 mod writer;
 
-pub use record::{Decision, Entry, Kind, Record};
+pub use record::{Decision, Entry, Record, RecordKind};
 pub use store::{Audit, AuditError, Filter, Options, Page, Receipt};

@@ -16,7 +16,7 @@ pub const FORMAT_VERSION: u8 = 2;
 
 /// What kind of processing a record describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub enum RecordKind {
     /// Data went (or was refused) from one partner to another.
     Exchange,
     /// Someone looked up a data subject in the console: looking is processing too.
@@ -27,7 +27,7 @@ pub enum Kind {
     MailboxExpiry,
 }
 
-impl Kind {
+impl RecordKind {
     /// Stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -87,7 +87,7 @@ impl Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// What kind of processing.
-    pub kind: Kind,
+    pub kind: RecordKind,
     /// Pilot id.
     pub pilot: String,
     /// Who gave the data (partner id, or `console:<user>`).
@@ -143,7 +143,7 @@ impl Entry {
         service: &str,
     ) -> Self {
         Self {
-            kind: Kind::Exchange,
+            kind: RecordKind::Exchange,
             pilot: pilot.into(),
             sender: sender.into(),
             recipient: recipient.into(),
@@ -174,7 +174,7 @@ impl Entry {
     /// wherever it happens.
     pub fn lookup(who: &str, what: &str, subject: Hash) -> Self {
         let mut e = Self::exchange("", "ketenpoort", who, "audit-lookup", what);
-        e.kind = Kind::Lookup;
+        e.kind = RecordKind::Lookup;
         e.decision = Decision::Disclosed;
         e.subject = Some(subject);
         e.disclosed = vec!["audit-records".into()];
@@ -323,7 +323,7 @@ impl Record {
         }
         let id = r.u64()?;
         let time_micros = r.u64()? as i64;
-        let kind = Kind::from_code(r.u8()?).ok_or(DecodeError("unknown kind"))?;
+        let kind = RecordKind::from_code(r.u8()?).ok_or(DecodeError("unknown kind"))?;
         let mut s = || r.str();
         let (pilot, sender, recipient, purpose) = (s()?, s()?, s()?, s()?);
         let (legal_basis, service, rule_id, policy_version) = (s()?, s()?, s()?, s()?);

@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::reply::{forbidden, json_ok, respond};
 use super::users::{Role, User};
-use crate::audit::{Decision, Entry, Kind};
+use crate::audit::{Decision, Entry, RecordKind};
 use crate::config::Source;
 use crate::policy::diff::{self, Change};
 use crate::policy::{Pilot, PolicySet};
@@ -374,7 +374,7 @@ async fn record_change(
         "policy-change",
         &format!("policy/{pilot}"),
     );
-    e.kind = Kind::PolicyChange;
+    e.kind = RecordKind::PolicyChange;
     e.decision = Decision::Disclosed;
     e.policy_version = version.to_string();
     e.reason = format!("replaces {}", old.map_or("nothing", |o| o.version.as_str()));

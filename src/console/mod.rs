@@ -507,7 +507,7 @@ fn scoped_stats(
         let page = view.query(&f)?;
         for r in &page.records {
             let e = &r.entry;
-            if e.kind != crate::audit::Kind::Exchange {
+            if e.kind != crate::audit::RecordKind::Exchange {
                 continue;
             }
             let keys: Vec<String> = match by {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::audit::{Decision, Kind, Record};
+use crate::audit::{Decision, Record, RecordKind};
 use crate::policy::PolicySet;
 use crate::policy::fields::FieldPath;
 
@@ -73,7 +73,7 @@ pub fn json_report(
 ) -> Value {
     let exchanges: Vec<&Record> = records
         .iter()
-        .filter(|r| r.entry.kind == Kind::Exchange)
+        .filter(|r| r.entry.kind == RecordKind::Exchange)
         .collect();
     let disclosed: Vec<Value> = exchanges
         .iter()

@@ -142,7 +142,7 @@ pub async fn sweep_mailboxes(gw: &Gateway, now_micros: i64) -> usize {
             &item.purpose,
             &item.service,
         );
-        e.kind = crate::audit::Kind::MailboxExpiry;
+        e.kind = crate::audit::RecordKind::MailboxExpiry;
         e.decision = Decision::Refused;
         e.reason = "retention-ended".into();
         e.subject = item.subject.as_deref().and_then(|h| {

@@ -206,7 +206,7 @@ fn subject_in_path(svc: &Service, values: &[String]) -> Option<String> {
 
 /// The decision on one document: the single answer of the policy.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
+pub struct Verdict {
     /// Allowed, or why not.
     pub outcome: Result<(), Refusal>,
     /// The document as it may be delivered (allowed only).
@@ -336,9 +336,9 @@ impl PolicySet {
         d: Direction,
         doc: &Value,
         keys: &PseudonymKeys,
-    ) -> Decision {
+    ) -> Verdict {
         match self.authorise(q) {
-            Err(refusal) => Decision {
+            Err(refusal) => Verdict {
                 outcome: Err(refusal),
                 minimised: None,
                 disclosed: Vec::new(),
@@ -350,7 +350,7 @@ impl PolicySet {
             },
             Ok(grant) => {
                 let m = grant.minimise(d, doc, keys);
-                Decision {
+                Verdict {
                     outcome: Ok(()),
                     minimised: Some(m.value),
                     disclosed: m.disclosed,

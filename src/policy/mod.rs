@@ -22,5 +22,5 @@ pub mod partners;
 pub mod service;
 pub mod store;
 
-pub use decide::{Decision, Grant, Query, Refusal, RefusalReason, valid_vnummer};
+pub use decide::{Grant, Query, Refusal, RefusalReason, Verdict, valid_vnummer};
 pub use model::{Covenant, Direction, Pilot, PolicySet, PseudonymKeys, Purpose, Rule};

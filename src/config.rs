@@ -340,114 +340,155 @@ fn parse_addr(src: &Source, v: &Spanned<String>) -> Result<SocketAddr, ConfigErr
     })
 }
 
+/// A number from the file, refused with its place outside `lo..=hi`.
+fn between(
+    src: &Source,
+    v: &Spanned<u64>,
+    lo: u64,
+    hi: u64,
+    what: &str,
+) -> Result<u64, ConfigError> {
+    let x = *v.get_ref();
+    if (lo..=hi).contains(&x) {
+        Ok(x)
+    } else {
+        Err(src.error(v, format!("{what} must be between {lo} and {hi}")))
+    }
+}
+
+/// Seconds from the file, as [`between`].
+fn secs(
+    src: &Source,
+    v: &Spanned<u64>,
+    lo: u64,
+    hi: u64,
+    what: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    between(src, v, lo, hi, what).map(std::time::Duration::from_secs)
+}
+
+impl RawLimits {
+    /// Each limit within its range, checked in the order of [`Limits`].
+    fn check(&self, src: &Source) -> Result<Limits, ConfigError> {
+        let n = |v: &Spanned<u64>, lo: u64, hi: u64, what: &str| between(src, v, lo, hi, what);
+        let s = |v: &Spanned<u64>, lo: u64, hi: u64, what: &str| secs(src, v, lo, hi, what);
+        let limits = Limits {
+            max_body_bytes: n(&self.max_body_bytes, 1024, 64 << 20, "max_body_bytes")? as usize,
+            max_response_bytes: n(
+                &self.max_response_bytes,
+                1024,
+                256 << 20,
+                "max_response_bytes",
+            )? as usize,
+            backend_timeout: s(&self.backend_timeout_secs, 1, 600, "backend_timeout_secs")?,
+            mailbox_sweep: s(&self.mailbox_sweep_secs, 1, 86_400, "mailbox_sweep_secs")?,
+            handshake_timeout: s(
+                &self.handshake_timeout_secs,
+                1,
+                300,
+                "handshake_timeout_secs",
+            )?,
+            idle_timeout: s(&self.idle_timeout_secs, 1, 3600, "idle_timeout_secs")?,
+            max_connection_age: s(
+                &self.max_connection_age_secs,
+                10,
+                7 * 86_400,
+                "max_connection_age_secs",
+            )?,
+            max_connections_per_source: n(
+                &self.max_connections_per_source,
+                1,
+                100_000,
+                "max_connections_per_source",
+            )? as usize,
+            max_connections_per_partner: n(
+                &self.max_connections_per_partner,
+                1,
+                100_000,
+                "max_connections_per_partner",
+            )? as usize,
+            max_buffered_body_bytes: n(
+                &self.max_buffered_body_bytes,
+                1 << 20,
+                16 << 30,
+                "max_buffered_body_bytes",
+            )? as usize,
+            max_subjects_per_answer: n(
+                &self.max_subjects_per_answer,
+                1,
+                1_000_000,
+                "max_subjects_per_answer",
+            )? as usize,
+            mailbox_quota_bytes: n(
+                &self.mailbox_quota_bytes,
+                1024,
+                1 << 40,
+                "mailbox_quota_bytes",
+            )?,
+            mailbox_total_bytes: n(
+                &self.mailbox_total_bytes,
+                1024,
+                1 << 44,
+                "mailbox_total_bytes",
+            )?,
+        };
+        // One request body must fit in the shared buffer, or it could never
+        // be taken in.
+        if limits.max_body_bytes > limits.max_buffered_body_bytes {
+            return Err(src.error(
+                &self.max_buffered_body_bytes,
+                "max_buffered_body_bytes must be at least max_body_bytes",
+            ));
+        }
+        Ok(limits)
+    }
+}
+
+impl RawTls {
+    fn resolve(&self, dir: &Path) -> TlsFiles {
+        let r = |p: &PathBuf| resolve(dir, p);
+        TlsFiles {
+            cert: r(&self.cert),
+            key: r(&self.key),
+            trust_anchors: self.trust_anchors.get_ref().iter().map(r).collect(),
+            crls: self.crls.iter().map(r).collect(),
+            client_cert: r(&self.client_cert),
+            client_key: r(&self.client_key),
+        }
+    }
+}
+
+/// The deployment's name, which becomes part of the audit log's origin.
+fn deployment(src: &Source, v: &Spanned<String>) -> Result<String, ConfigError> {
+    let deployment = v.get_ref().clone();
+    if deployment.is_empty()
+        || !deployment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(src.error(
+            v,
+            "deployment must be letters, digits, '-' or '.' (it names the audit log)",
+        ));
+    }
+    Ok(deployment)
+}
+
 impl GatewayConfig {
     /// Reads and checks `ketenpoort.toml`.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
         let src = Source::read(file)?;
         let raw: RawGateway = src.parse()?;
         let dir = src.dir();
-        let deployment = raw.deployment.get_ref().clone();
-        if deployment.is_empty()
-            || !deployment
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            return Err(src.error(
-                &raw.deployment,
-                "deployment must be letters, digits, '-' or '.' (it names the audit log)",
-            ));
-        }
+        let deployment = deployment(&src, &raw.deployment)?;
         if raw.tls.trust_anchors.get_ref().is_empty() {
             return Err(src.error(
                 &raw.tls.trust_anchors,
                 "at least one trust anchor is needed",
             ));
         }
+        let limits = raw.limits.check(&src)?;
         let r = |p: &Path| resolve(&dir, p);
-        let l = &raw.limits;
-        let between =
-            |v: &Spanned<u64>, lo: u64, hi: u64, what: &str| -> Result<u64, ConfigError> {
-                let x = *v.get_ref();
-                if (lo..=hi).contains(&x) {
-                    Ok(x)
-                } else {
-                    Err(src.error(v, format!("{what} must be between {lo} and {hi}")))
-                }
-            };
-        let secs = |v: &Spanned<u64>, lo: u64, hi: u64, what: &str| {
-            between(v, lo, hi, what).map(std::time::Duration::from_secs)
-        };
-        let limits = Limits {
-            max_body_bytes: between(&l.max_body_bytes, 1024, 64 << 20, "max_body_bytes")? as usize,
-            max_response_bytes: between(
-                &l.max_response_bytes,
-                1024,
-                256 << 20,
-                "max_response_bytes",
-            )? as usize,
-            backend_timeout: std::time::Duration::from_secs(between(
-                &l.backend_timeout_secs,
-                1,
-                600,
-                "backend_timeout_secs",
-            )?),
-            mailbox_sweep: std::time::Duration::from_secs(between(
-                &l.mailbox_sweep_secs,
-                1,
-                86_400,
-                "mailbox_sweep_secs",
-            )?),
-            handshake_timeout: secs(&l.handshake_timeout_secs, 1, 300, "handshake_timeout_secs")?,
-            idle_timeout: secs(&l.idle_timeout_secs, 1, 3600, "idle_timeout_secs")?,
-            max_connection_age: secs(
-                &l.max_connection_age_secs,
-                10,
-                7 * 86_400,
-                "max_connection_age_secs",
-            )?,
-            max_connections_per_source: between(
-                &l.max_connections_per_source,
-                1,
-                100_000,
-                "max_connections_per_source",
-            )? as usize,
-            max_connections_per_partner: between(
-                &l.max_connections_per_partner,
-                1,
-                100_000,
-                "max_connections_per_partner",
-            )? as usize,
-            max_buffered_body_bytes: between(
-                &l.max_buffered_body_bytes,
-                1 << 20,
-                16 << 30,
-                "max_buffered_body_bytes",
-            )? as usize,
-            max_subjects_per_answer: between(
-                &l.max_subjects_per_answer,
-                1,
-                1_000_000,
-                "max_subjects_per_answer",
-            )? as usize,
-            mailbox_quota_bytes: between(
-                &l.mailbox_quota_bytes,
-                1024,
-                1 << 40,
-                "mailbox_quota_bytes",
-            )?,
-            mailbox_total_bytes: between(
-                &l.mailbox_total_bytes,
-                1024,
-                1 << 44,
-                "mailbox_total_bytes",
-            )?,
-        };
-        if limits.max_body_bytes > limits.max_buffered_body_bytes {
-            return Err(src.error(
-                &l.max_buffered_body_bytes,
-                "max_buffered_body_bytes must be at least max_body_bytes",
-            ));
-        }
         Ok(Self {
             limits,
             file: file.to_path_buf(),
@@ -457,20 +498,7 @@ impl GatewayConfig {
             data_dir: r(&raw.data_dir),
             partners_addr: parse_addr(&src, &raw.listen.partners)?,
             console_addr: parse_addr(&src, &raw.listen.console)?,
-            tls: TlsFiles {
-                cert: r(&raw.tls.cert),
-                key: r(&raw.tls.key),
-                trust_anchors: raw
-                    .tls
-                    .trust_anchors
-                    .get_ref()
-                    .iter()
-                    .map(|p| r(p))
-                    .collect(),
-                crls: raw.tls.crls.iter().map(|p| r(p)).collect(),
-                client_cert: r(&raw.tls.client_cert),
-                client_key: r(&raw.tls.client_key),
-            },
+            tls: raw.tls.resolve(&dir),
             dev_pki_dir: r(raw
                 .pki
                 .as_ref()

@@ -74,6 +74,21 @@ fn name(set: &PolicySet, id: &str) -> String {
 pub fn markdown(set: &PolicySet, pilot: &Pilot) -> String {
     let rows = rows(pilot);
     let mut s = String::new();
+    md_summary(&mut s, set, pilot);
+    md_purposes(&mut s, pilot);
+    md_recipients(&mut s, set, &rows);
+    md_special(&mut s, set, pilot, &rows);
+    md_receive_nothing(&mut s, set, pilot, &rows);
+    let _ = writeln!(
+        s,
+        "\n## Data flows\n\n![Data flows of {}]({}-flows.svg)",
+        pilot.name, pilot.id
+    );
+    s
+}
+
+/// Title and the table of pilot, covenant, policy file and parties.
+fn md_summary(s: &mut String, set: &PolicySet, pilot: &Pilot) {
     let file = pilot
         .file
         .file_name()
@@ -122,7 +137,9 @@ pub fn markdown(set: &PolicySet, pilot: &Pilot) -> String {
         "| Data subjects | foreign nationals without right of residence in {} |\n",
         md_cell(&pilot.name)
     );
+}
 
+fn md_purposes(s: &mut String, pilot: &Pilot) {
     let _ = writeln!(s, "## Purposes, legal bases and retention\n");
     let _ = writeln!(
         s,
@@ -144,7 +161,9 @@ pub fn markdown(set: &PolicySet, pilot: &Pilot) -> String {
             }
         );
     }
+}
 
+fn md_recipients(s: &mut String, set: &PolicySet, rows: &[Row]) {
     let _ = writeln!(s, "\n## Recipients and categories of data\n");
     let _ = writeln!(
         s,
@@ -154,7 +173,7 @@ pub fn markdown(set: &PolicySet, pilot: &Pilot) -> String {
         s,
         "| Purpose | From | To | Service | Categories | Fields (transforms) |\n|---|---|---|---|---|---|"
     );
-    for r in &rows {
+    for r in rows {
         let _ = writeln!(
             s,
             "| `{}` | {} | {} | `{}` | {} | {} |",
@@ -166,7 +185,9 @@ pub fn markdown(set: &PolicySet, pilot: &Pilot) -> String {
             md_cell(&r.fields.join(", "))
         );
     }
+}
 
+fn md_special(s: &mut String, set: &PolicySet, pilot: &Pilot, rows: &[Row]) {
     let _ = writeln!(s, "\n## Special categories of data (GDPR art. 9 and 10)\n");
     let special: Vec<&Row> = rows
         .iter()
@@ -174,31 +195,33 @@ pub fn markdown(set: &PolicySet, pilot: &Pilot) -> String {
         .collect();
     if special.is_empty() {
         let _ = writeln!(s, "No flow of this pilot carries health or criminal data.");
-    } else {
-        for r in special {
-            let basis = pilot
-                .purposes
-                .get(&r.purpose)
-                .map(|p| p.legal_basis.clone())
-                .unwrap_or_default();
-            let sc: Vec<&str> = r
-                .categories
-                .iter()
-                .filter(|c| c.is_special())
-                .map(|c| c.as_str())
-                .collect();
-            let _ = writeln!(
-                s,
-                "- {} from {} to {} for `{}`, on the basis of: {}",
-                sc.join(", "),
-                name(set, &r.from),
-                name(set, &r.to),
-                r.purpose,
-                basis
-            );
-        }
+        return;
     }
+    for r in special {
+        let basis = pilot
+            .purposes
+            .get(&r.purpose)
+            .map(|p| p.legal_basis.clone())
+            .unwrap_or_default();
+        let sc: Vec<&str> = r
+            .categories
+            .iter()
+            .filter(|c| c.is_special())
+            .map(|c| c.as_str())
+            .collect();
+        let _ = writeln!(
+            s,
+            "- {} from {} to {} for `{}`, on the basis of: {}",
+            sc.join(", "),
+            name(set, &r.from),
+            name(set, &r.to),
+            r.purpose,
+            basis
+        );
+    }
+}
 
+fn md_receive_nothing(s: &mut String, set: &PolicySet, pilot: &Pilot, rows: &[Row]) {
     let receiving: BTreeSet<&str> = rows.iter().map(|r| r.to.as_str()).collect();
     let none: Vec<String> = pilot
         .partners
@@ -216,13 +239,6 @@ pub fn markdown(set: &PolicySet, pilot: &Pilot) -> String {
             none.join("; ")
         }
     );
-
-    let _ = writeln!(
-        s,
-        "\n## Data flows\n\n![Data flows of {}]({}-flows.svg)",
-        pilot.name, pilot.id
-    );
-    s
 }
 
 fn esc(s: &str) -> String {

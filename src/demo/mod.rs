@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod data;
+mod script;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,9 +27,10 @@ use crate::config::GatewayConfig;
 use crate::gateway::Gateway;
 use crate::pki::{self, Ca, LeafSpec};
 use crate::policy::PolicySet;
-use crate::policy::partners::{PartnerKind, Partners};
+use crate::policy::partners::Partners;
 use crate::policy::service::{Part, PathTemplate, Service};
 use crate::server::{Listeners, run};
+use script::{CONSULTATION, Cast, IN_FORCE, MISTAKES, PROGRAMME_OFFICE, Step};
 
 /// How the demo runs.
 #[derive(Debug, Clone)]
@@ -194,51 +196,9 @@ pub async fn run_demo(opts: Options) -> Result<bool, DemoError> {
     }
     let cfg_file = copy_config(&src, &dir)?;
     let cfg = GatewayConfig::load(&cfg_file).map_err(err("demo config"))?;
-    pki::init(&cfg).map_err(err("making the development PKI"))?;
-    let certs = dir.join("certs");
-    let read = |name: &str| std::fs::read(certs.join(name)).map_err(err("reading the demo PKI"));
-    let ca_pem = read("ca.crt")?;
-    let ca = Ca::load(
-        &String::from_utf8_lossy(&ca_pem),
-        &String::from_utf8_lossy(&read("ca.key")?),
-    )
-    .map_err(err("loading the demo CA"))?;
-    let backend_cert = ca
-        .issue(&LeafSpec::server(
-            "demo back-ends",
-            &["localhost", "127.0.0.1"],
-        ))
-        .map_err(err("issuing the back-end certificate"))?;
-    let backend_tls = backend::tls_config(
-        &ca_pem,
-        backend_cert.cert_pem.as_bytes(),
-        backend_cert.key_pem.as_bytes(),
-    )
-    .map_err(DemoError)?;
-
-    // Back-ends on free ports, then the partners file pointed at them.
-    let partners = Partners::load(&cfg.partners_file).map_err(err("partners"))?;
+    let pki = DemoPki::make(&cfg, &dir)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut ports = BTreeMap::new();
-    for p in partners.list.iter().filter(|p| p.backend.is_some()) {
-        let l = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(err("binding a back-end"))?;
-        ports.insert(
-            p.id.clone(),
-            l.local_addr().map_err(err("back-end address"))?.port(),
-        );
-        let mut stop = stop_rx.clone();
-        tokio::spawn(backend::serve(
-            l,
-            backend_tls.clone(),
-            backend_handler(p.services.clone()),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        ));
-    }
-    rewrite_backends(&cfg.partners_file, &ports)?;
+    start_backends(&cfg, &pki, &stop_rx).await?;
 
     let gw = Arc::new(Gateway::load(&cfg_file).map_err(err("starting the gateway"))?);
     let listeners = Listeners {
@@ -261,10 +221,98 @@ pub async fn run_demo(opts: Options) -> Result<bool, DemoError> {
 
     let base = format!("https://127.0.0.1:{}", addr.port());
     let policy = gw.policy.current();
-    let outcomes = play(&base, &certs, &ca_pem, &policy.policy).await?;
+    let outcomes = play(&base, &pki.certs, &pki.ca_pem, &policy.policy).await?;
     let all_ok = outcomes.iter().all(|o| o.expected == o.got);
     print_table(&outcomes);
+    verify_audit(&gw).await?;
+    println!(
+        "{} of {} steps did what the script expects",
+        outcomes.iter().filter(|o| o.expected == o.got).count(),
+        outcomes.len()
+    );
 
+    if !opts.once {
+        print_try_it(addr, console, &base, &pki.certs, &cfg_file);
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let _ = gw_stop.send(());
+    let _ = gateway.await;
+    let _ = stop_tx.send(true);
+    Ok(all_ok)
+}
+
+/// The development PKI of the demo folder, and a certificate for the
+/// simulated back-ends issued by its CA.
+struct DemoPki {
+    certs: PathBuf,
+    ca_pem: Vec<u8>,
+    backend_tls: Arc<rustls::ServerConfig>,
+}
+
+impl DemoPki {
+    fn make(cfg: &GatewayConfig, dir: &Path) -> Result<Self, DemoError> {
+        pki::init(cfg).map_err(err("making the development PKI"))?;
+        let certs = dir.join("certs");
+        let read =
+            |name: &str| std::fs::read(certs.join(name)).map_err(err("reading the demo PKI"));
+        let ca_pem = read("ca.crt")?;
+        let ca = Ca::load(
+            &String::from_utf8_lossy(&ca_pem),
+            &String::from_utf8_lossy(&read("ca.key")?),
+        )
+        .map_err(err("loading the demo CA"))?;
+        let backend_cert = ca
+            .issue(&LeafSpec::server(
+                "demo back-ends",
+                &["localhost", "127.0.0.1"],
+            ))
+            .map_err(err("issuing the back-end certificate"))?;
+        let backend_tls = backend::tls_config(
+            &ca_pem,
+            backend_cert.cert_pem.as_bytes(),
+            backend_cert.key_pem.as_bytes(),
+        )
+        .map_err(DemoError)?;
+        Ok(DemoPki {
+            certs,
+            ca_pem,
+            backend_tls,
+        })
+    }
+}
+
+/// Back-ends on free ports, then the partners file pointed at them; they
+/// stop when `stop` turns true.
+async fn start_backends(
+    cfg: &GatewayConfig,
+    pki: &DemoPki,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(), DemoError> {
+    let partners = Partners::load(&cfg.partners_file).map_err(err("partners"))?;
+    let mut ports = BTreeMap::new();
+    for p in partners.list.iter().filter(|p| p.backend.is_some()) {
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(err("binding a back-end"))?;
+        ports.insert(
+            p.id.clone(),
+            l.local_addr().map_err(err("back-end address"))?.port(),
+        );
+        let mut stop = stop.clone();
+        tokio::spawn(backend::serve(
+            l,
+            pki.backend_tls.clone(),
+            backend_handler(p.services.clone()),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
+    }
+    rewrite_backends(&cfg.partners_file, &ports)
+}
+
+/// Checks the audit log the script left behind, as an auditor would.
+async fn verify_audit(gw: &Gateway) -> Result<(), DemoError> {
     let audit_dir = gw.config.data_dir.join("audit");
     gw.audit.checkpoint().await.map_err(err("checkpoint"))?;
     let vkey =
@@ -278,34 +326,32 @@ pub async fn run_demo(opts: Options) -> Result<bool, DemoError> {
         rep.checkpoints,
         &hex::encode(rep.root)[..16]
     );
-    println!(
-        "{} of {} steps did what the script expects",
-        outcomes.iter().filter(|o| o.expected == o.got).count(),
-        outcomes.len()
-    );
+    Ok(())
+}
 
-    if !opts.once {
-        let rel = |f: &str| certs.join(f).display().to_string();
-        println!(
-            "\nThe gateway keeps serving on {addr} (console https://{console}). Try, as the municipality of Utrecht:"
-        );
-        println!(
-            "  curl --cert {} --key {} --cacert {} -H 'Ketenpoort-Purpose: casusoverleg' {base}/v1/pilots/utrecht/services/dtv/vertrekdossier/5550200001",
-            rel("gemeente-utrecht.crt"),
-            rel("gemeente-utrecht.key"),
-            rel("ca.crt")
-        );
-        println!(
-            "and look at the log: ketenpoort audit query --config {} --pilot utrecht",
-            cfg_file.display()
-        );
-        println!("Ctrl-C stops.");
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    let _ = gw_stop.send(());
-    let _ = gateway.await;
-    let _ = stop_tx.send(true);
-    Ok(all_ok)
+/// How to talk to the gateway that keeps serving after the script.
+fn print_try_it(
+    addr: std::net::SocketAddr,
+    console: std::net::SocketAddr,
+    base: &str,
+    certs: &Path,
+    cfg_file: &Path,
+) {
+    let rel = |f: &str| certs.join(f).display().to_string();
+    println!(
+        "\nThe gateway keeps serving on {addr} (console https://{console}). Try, as the municipality of Utrecht:"
+    );
+    println!(
+        "  curl --cert {} --key {} --cacert {} -H 'Ketenpoort-Purpose: casusoverleg' {base}/v1/pilots/utrecht/services/dtv/vertrekdossier/5550200001",
+        rel("gemeente-utrecht.crt"),
+        rel("gemeente-utrecht.key"),
+        rel("ca.crt")
+    );
+    println!(
+        "and look at the log: ketenpoort audit query --config {} --pilot utrecht",
+        cfg_file.display()
+    );
+    println!("Ctrl-C stops.");
 }
 
 struct Script<'a> {
@@ -400,6 +446,25 @@ impl Script<'_> {
         });
         Ok(reply.ok())
     }
+
+    /// Plays one step of the script in the pilot of `cast`.
+    async fn step(&mut self, cast: &Cast<'_>, step: &Step, expected: u16) -> Result<(), DemoError> {
+        let provider = cast.who(step.provider);
+        let dossier = step.dossier.unwrap_or(&cast.vnummer);
+        self.call(
+            cast.pid,
+            step.what,
+            cast.who(step.actor),
+            Method::GET,
+            &cast.service(provider, step.service, dossier),
+            Some(step.purpose),
+            None,
+            expected,
+            provider,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 fn count_leaves(v: &Value) -> usize {
@@ -433,214 +498,100 @@ async fn play(
         out: Vec::new(),
     };
     let today = time::OffsetDateTime::now_utc().date();
-    for (i, (pid, pilot)) in policy.pilots.iter().enumerate() {
-        let v = format!("5550{}00001", i + 1);
-        let g = format!("gemeente-{pid}");
-        let active = pilot.covenant.valid_from <= today && today <= pilot.covenant.valid_until;
-        let ok = |code: u16| if active { code } else { 403 };
-        let ngos: Vec<&str> = pilot
-            .partners
+    for (i, pid) in policy.pilots.keys().enumerate() {
+        let cast = Cast::new(policy, pid, i, today);
+        let in_force: &[Step] = if cast.in_force { &IN_FORCE } else { &[] };
+        for step in CONSULTATION
             .iter()
-            .filter(|p| {
-                policy
-                    .partners
-                    .get(p)
-                    .is_some_and(|x| x.kind == PartnerKind::Ngo)
-            })
-            .map(String::as_str)
-            .collect();
-        let mailbox_ngo = ngos
-            .iter()
-            .copied()
-            .find(|n| policy.partners.get(n).is_some_and(|x| x.mailbox));
-        let ngo = ngos.first().copied().unwrap_or("");
-        let svc = |provider: &str, service: &str, rest: &str| {
-            let base = format!("/v1/pilots/{pid}/services/{provider}/{service}");
-            if rest.is_empty() {
-                base
-            } else {
-                format!("{base}/{rest}")
-            }
-        };
-
-        s.call(
-            pid,
-            "case consultation: departure dossier",
-            &g,
-            Method::GET,
-            &svc("dtv", "vertrekdossier", &v),
-            Some("casusoverleg"),
-            None,
-            ok(200),
-            "dtv",
-        )
-        .await?;
-        s.call(
-            pid,
-            "case consultation: residence dossier",
-            ngo,
-            Method::GET,
-            &svc("ind", "verblijfsdossier", &v),
-            Some("casusoverleg"),
-            None,
-            ok(200),
-            "ind",
-        )
-        .await?;
-        if !active {
-            s.call(
-                pid,
-                "programme office asks for a dossier",
-                "programmabureau",
-                Method::GET,
-                &svc("dtv", "vertrekdossier", &v),
-                Some("casusoverleg"),
-                None,
-                403,
-                "dtv",
-            )
-            .await?;
-            continue;
+            .chain(in_force)
+            .chain([&PROGRAMME_OFFICE])
+        {
+            // Outside the covenant's validity every request is refused.
+            let expected = if cast.in_force { step.expected } else { 403 };
+            s.step(&cast, step, expected).await?;
         }
-        s.call(
-            pid,
-            "medical track: health details",
-            &g,
-            Method::GET,
-            &svc("dtv", "vertrekdossier", &v),
-            Some("medisch"),
-            None,
-            200,
-            "dtv",
-        )
-        .await?;
-        s.call(
-            pid,
-            "researcher asks for health data",
-            "onderzoek",
-            Method::GET,
-            &svc("dtv", "vertrekdossier", &v),
-            Some("medisch"),
-            None,
-            403,
-            "dtv",
-        )
-        .await?;
-        s.call(
-            pid,
-            "monitoring: pseudonymised",
-            "onderzoek",
-            Method::GET,
-            &svc(&g, "lvv-dossier", &v),
-            Some("monitoring"),
-            None,
-            200,
-            &g,
-        )
-        .await?;
-        s.call(
-            pid,
-            "programme office asks for a dossier",
-            "programmabureau",
-            Method::GET,
-            &svc("dtv", "vertrekdossier", &v),
-            Some("casusoverleg"),
-            None,
-            403,
-            "dtv",
-        )
-        .await?;
-        if let Some(mb) = mailbox_ngo {
-            let msg = json!({
-                "vnummer": v, "naam": "Testpersoon (synthetisch)", "onderwerp": "uitkomst casusoverleg",
-                "casusoverleg": {"datum": "2026-11-28"},
-                "afspraken": [{"omschrijving": "gesprek terugkeer plannen", "verantwoordelijke": "dtv", "intern": "x"}],
-                "medisch": {"bijzonderheden": "synthetisch medisch gegeven"}
-            });
-            s.call(
-                pid,
-                "outcome to the NGO's mailbox",
-                &g,
-                Method::POST,
-                &svc(mb, "bericht", ""),
-                Some("casusoverleg"),
-                Some(&msg),
-                201,
-                mb,
-            )
-            .await?;
-            let list = s
-                .call(
-                    pid,
-                    "NGO lists its mailbox",
-                    mb,
-                    Method::GET,
-                    "/v1/inbox",
-                    None,
-                    None,
-                    200,
-                    mb,
-                )
-                .await?;
-            if let Some(id) = list
-                .as_ref()
-                .and_then(|r| r.json()["items"][0]["id"].as_u64())
-            {
-                s.call(
-                    pid,
-                    "NGO reads the document",
-                    mb,
-                    Method::GET,
-                    &format!("/v1/inbox/{id}"),
-                    None,
-                    None,
-                    200,
-                    mb,
-                )
-                .await?;
-                s.call(
-                    pid,
-                    "NGO acknowledges it",
-                    mb,
-                    Method::DELETE,
-                    &format!("/v1/inbox/{id}"),
-                    None,
-                    None,
-                    204,
-                    mb,
-                )
-                .await?;
-            }
+        if cast.in_force
+            && let Some(mb) = cast.mailbox_ngo
+        {
+            mailbox_round(&mut s, &cast, mb).await?;
         }
     }
     if let Some(pid) = policy.pilots.keys().next() {
-        let g = format!("gemeente-{pid}");
-        s.call(
-            pid,
-            "a purpose no covenant knows",
-            &g,
-            Method::GET,
-            &format!("/v1/pilots/{pid}/services/dtv/vertrekdossier/5550900001"),
-            Some("nieuwsgierigheid"),
-            None,
-            400,
-            "dtv",
-        )
-        .await?;
-        s.call(
-            pid,
-            "a dossier the provider does not have",
-            &g,
-            Method::GET,
-            &format!("/v1/pilots/{pid}/services/dtv/vertrekdossier/5559000001"),
-            Some("casusoverleg"),
-            None,
-            404,
-            "dtv",
-        )
-        .await?;
+        let cast = Cast::new(policy, pid, 0, today);
+        for step in &MISTAKES {
+            s.step(&cast, step, step.expected).await?;
+        }
     }
     Ok(s.out)
+}
+
+/// The municipality sends the outcome to the NGO's mailbox; the NGO lists,
+/// reads and acknowledges it.
+async fn mailbox_round(s: &mut Script<'_>, cast: &Cast<'_>, mb: &str) -> Result<(), DemoError> {
+    let pid = cast.pid;
+    let msg = json!({
+        "vnummer": cast.vnummer, "naam": "Testpersoon (synthetisch)", "onderwerp": "uitkomst casusoverleg",
+        "casusoverleg": {"datum": "2026-11-28"},
+        "afspraken": [{"omschrijving": "gesprek terugkeer plannen", "verantwoordelijke": "dtv", "intern": "x"}],
+        "medisch": {"bijzonderheden": "synthetisch medisch gegeven"}
+    });
+    s.call(
+        pid,
+        "outcome to the NGO's mailbox",
+        &cast.municipality,
+        Method::POST,
+        &cast.service(mb, "bericht", ""),
+        Some("casusoverleg"),
+        Some(&msg),
+        201,
+        mb,
+    )
+    .await?;
+    let list = s
+        .call(
+            pid,
+            "NGO lists its mailbox",
+            mb,
+            Method::GET,
+            "/v1/inbox",
+            None,
+            None,
+            200,
+            mb,
+        )
+        .await?;
+    let Some(id) = list
+        .as_ref()
+        .and_then(|r| r.json()["items"][0]["id"].as_u64())
+    else {
+        return Ok(());
+    };
+    let doc = format!("/v1/inbox/{id}");
+    s.call(
+        pid,
+        "NGO reads the document",
+        mb,
+        Method::GET,
+        &doc,
+        None,
+        None,
+        200,
+        mb,
+    )
+    .await?;
+    s.call(
+        pid,
+        "NGO acknowledges it",
+        mb,
+        Method::DELETE,
+        &doc,
+        None,
+        None,
+        204,
+        mb,
+    )
+    .await?;
+    Ok(())
 }
 
 fn print_table(rows: &[Outcome]) {

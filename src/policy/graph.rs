@@ -82,7 +82,7 @@ pub fn dot(set: &PolicySet, pilot: &Pilot) -> String {
         );
     }
     for e in edges(pilot) {
-        let special = e.purposes.values().flatten().any(|c| c.is_special());
+        let special = is_special(&e);
         let lines: Vec<String> = e.purposes.iter().map(|(p, c)| label(p, c)).collect();
         let _ = writeln!(
             out,
@@ -101,56 +101,121 @@ pub fn dot(set: &PolicySet, pilot: &Pilot) -> String {
     out
 }
 
-/// The pilot's flows as SVG.
-pub fn svg(set: &PolicySet, pilot: &Pilot) -> String {
-    let edges = edges(pilot);
-    let givers: Vec<&String> = pilot
-        .partners
-        .iter()
-        .filter(|p| edges.iter().any(|e| &e.from == *p))
-        .collect();
-    let mut receivers: Vec<&String> = pilot
-        .partners
-        .iter()
-        .filter(|p| edges.iter().any(|e| &e.to == *p))
-        .collect();
-    // Partners that neither give nor receive still belong in the picture.
-    let idle: Vec<&String> = pilot
-        .partners
-        .iter()
-        .filter(|p| !givers.contains(p) && !receivers.contains(p))
-        .collect();
-    receivers.extend(idle.iter().copied());
+const NODE_W: f64 = 230.0;
+const NODE_H: f64 = 46.0;
+const GAP: f64 = 18.0;
+const LINE_H: f64 = 14.0;
+const WIDTH: f64 = 1200.0;
+const LEFT_X: f64 = 20.0;
+const RIGHT_X: f64 = WIDTH - NODE_W - 20.0;
+const SPECIAL_RED: &str = "#b3261e";
 
-    let (node_w, node_h, gap) = (230.0_f64, 46.0_f64, 18.0_f64);
-    let line_h = 14.0_f64;
-    let col_h = |n: usize| n as f64 * (node_h + gap);
-    let graph_h = col_h(givers.len().max(receivers.len())) + 60.0;
-    // The legend below the graph: per numbered edge, one line per purpose,
-    // in two columns.
-    let legend: Vec<(usize, &Edge)> = edges.iter().enumerate().map(|(i, e)| (i + 1, e)).collect();
+fn is_special(e: &Edge) -> bool {
+    e.purposes.values().flatten().any(|c| c.is_special())
+}
+
+/// Height of a column of `n` nodes.
+fn col_h(n: usize) -> f64 {
+    n as f64 * (NODE_H + GAP)
+}
+
+/// Where everything goes: the two columns of partners above, the numbered
+/// legend below in two columns.
+struct Layout<'a> {
+    givers: Vec<&'a String>,
+    receivers: Vec<&'a String>,
+    graph_h: f64,
+    /// The legend entry that starts the right column.
+    split: usize,
+    height: f64,
+}
+
+impl<'a> Layout<'a> {
+    fn new(pilot: &'a Pilot, edges: &[Edge]) -> Self {
+        let givers: Vec<&String> = pilot
+            .partners
+            .iter()
+            .filter(|p| edges.iter().any(|e| &e.from == *p))
+            .collect();
+        let mut receivers: Vec<&String> = pilot
+            .partners
+            .iter()
+            .filter(|p| edges.iter().any(|e| &e.to == *p))
+            .collect();
+        // Partners that neither give nor receive still belong in the picture.
+        let idle: Vec<&String> = pilot
+            .partners
+            .iter()
+            .filter(|p| !givers.contains(p) && !receivers.contains(p))
+            .collect();
+        receivers.extend(idle.iter().copied());
+        let graph_h = col_h(givers.len().max(receivers.len())) + 60.0;
+        let (split, legend_lines) = legend_split(edges);
+        let height = graph_h + 40.0 + legend_lines as f64 * LINE_H + 20.0;
+        Layout {
+            givers,
+            receivers,
+            graph_h,
+            split,
+            height,
+        }
+    }
+
+    /// Top of the `i`th of `n` nodes in a column, the column centred.
+    fn y_of(&self, i: usize, n: usize) -> f64 {
+        let top = (self.graph_h - col_h(n)) / 2.0 + 50.0;
+        top + i as f64 * (NODE_H + GAP)
+    }
+}
+
+/// Where the legend's right column starts, so both columns hold about as
+/// many lines (one per edge, one per purpose), and the longer one's lines.
+fn legend_split(edges: &[Edge]) -> (usize, usize) {
     let lines_of = |e: &Edge| 1 + e.purposes.len();
-    let total_lines: usize = legend.iter().map(|(_, e)| lines_of(e)).sum();
-    let mut split = legend.len();
+    let total_lines: usize = edges.iter().map(lines_of).sum();
+    let mut split = edges.len();
     let mut acc = 0;
-    for (k, (_, e)) in legend.iter().enumerate() {
+    for (k, e) in edges.iter().enumerate() {
         acc += lines_of(e);
         if acc * 2 >= total_lines {
             split = k + 1;
             break;
         }
     }
-    let left_lines: usize = legend[..split].iter().map(|(_, e)| lines_of(e)).sum();
+    let left_lines: usize = edges[..split].iter().map(lines_of).sum();
     let right_lines = total_lines - left_lines;
-    let width = 1200.0_f64;
-    let height = graph_h + 40.0 + left_lines.max(right_lines) as f64 * line_h + 20.0;
-    let (left_x, right_x) = (20.0, width - node_w - 20.0);
-    let y_of = |i: usize, n: usize| {
-        let top = (graph_h - col_h(n)) / 2.0 + 50.0;
-        top + i as f64 * (node_h + gap)
-    };
+    (split, left_lines.max(right_lines))
+}
 
+/// The pilot's flows as SVG.
+pub fn svg(set: &PolicySet, pilot: &Pilot) -> String {
+    let edges = edges(pilot);
+    let layout = Layout::new(pilot, &edges);
     let mut s = String::new();
+    svg_head(&mut s, pilot, layout.height);
+    // Edges first, so nodes sit on top.
+    for (i, e) in edges.iter().enumerate() {
+        svg_edge(&mut s, &layout, i + 1, e);
+    }
+    svg_legend(&mut s, set, &layout, &edges);
+    for (i, g) in layout.givers.iter().enumerate() {
+        svg_node(&mut s, set, LEFT_X, layout.y_of(i, layout.givers.len()), g);
+    }
+    for (i, r) in layout.receivers.iter().enumerate() {
+        svg_node(
+            &mut s,
+            set,
+            RIGHT_X,
+            layout.y_of(i, layout.receivers.len()),
+            r,
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn svg_head(s: &mut String, pilot: &Pilot, height: f64) {
+    let width = WIDTH;
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0}" viewBox="0 0 {width} {height:.0}" font-family="sans-serif" font-size="11">"#
@@ -172,72 +237,86 @@ pub fn svg(set: &PolicySet, pilot: &Pilot) -> String {
         pilot.covenant.valid_from,
         pilot.covenant.valid_until,
     );
-    let node = |s: &mut String, x: f64, y: f64, id: &str| {
-        let _ = writeln!(
-            s,
-            r##"<g class="partner" data-partner="{id}"><rect x="{x}" y="{y:.1}" width="{node_w}" height="{node_h}" rx="8" fill="#eef3f9" stroke="#4a6a8a"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{}</text><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#555">{}</text></g>"##,
-            x + node_w / 2.0,
-            y + 19.0,
-            esc(&name_of(set, id).chars().take(34).collect::<String>()),
-            x + node_w / 2.0,
-            y + 35.0,
-            esc(id)
-        );
+}
+
+fn svg_node(s: &mut String, set: &PolicySet, x: f64, y: f64, id: &str) {
+    let (node_w, node_h) = (NODE_W, NODE_H);
+    let _ = writeln!(
+        s,
+        r##"<g class="partner" data-partner="{id}"><rect x="{x}" y="{y:.1}" width="{node_w}" height="{node_h}" rx="8" fill="#eef3f9" stroke="#4a6a8a"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{}</text><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#555">{}</text></g>"##,
+        x + node_w / 2.0,
+        y + 19.0,
+        esc(&name_of(set, id).chars().take(34).collect::<String>()),
+        x + node_w / 2.0,
+        y + 35.0,
+        esc(id)
+    );
+}
+
+/// One edge as a curve with its number `n` in a badge.
+fn svg_edge(s: &mut String, layout: &Layout, n: usize, e: &Edge) {
+    let Some(gi) = layout.givers.iter().position(|g| **g == e.from) else {
+        return;
     };
-    // Edges first, so nodes sit on top; a numbered badge on each, spread
-    // along the curves so badges of converging edges do not sit on each other.
-    for (n, e) in &legend {
-        let Some(gi) = givers.iter().position(|g| **g == e.from) else {
-            continue;
-        };
-        let Some(ri) = receivers.iter().position(|r| **r == e.to) else {
-            continue;
-        };
-        let (x1, y1) = (left_x + node_w, y_of(gi, givers.len()) + node_h / 2.0);
-        let (x2, y2) = (right_x, y_of(ri, receivers.len()) + node_h / 2.0);
-        let special = e.purposes.values().flatten().any(|c| c.is_special());
-        let (color, marker) = if special {
-            ("#b3261e", "arrow-special")
-        } else {
-            ("#7a8796", "arrow")
-        };
-        let (c1, c2) = (x1 + 160.0, x2 - 160.0);
-        let _ = writeln!(
-            s,
-            r#"<path class="flow" data-from="{}" data-to="{}" d="M {x1:.1} {y1:.1} C {c1:.1} {y1:.1}, {c2:.1} {y2:.1}, {x2:.1} {y2:.1}" fill="none" stroke="{color}" stroke-width="{}" marker-end="url(#{marker})" opacity="0.7"/>"#,
-            esc(&e.from),
-            esc(&e.to),
-            if special { 2.0 } else { 1.2 },
-        );
-        let t = 0.25 + 0.5 * ((*n as f64 * 0.618) % 1.0);
-        let u = 1.0 - t;
-        let bx = u * u * u * x1 + 3.0 * u * u * t * c1 + 3.0 * u * t * t * c2 + t * t * t * x2;
-        let by = u * u * u * y1 + 3.0 * u * u * t * y1 + 3.0 * u * t * t * y2 + t * t * t * y2;
-        let _ = writeln!(
-            s,
-            r##"<g class="badge"><circle cx="{bx:.1}" cy="{by:.1}" r="8" fill="#fff" stroke="{color}"/><text x="{bx:.1}" y="{:.1}" text-anchor="middle" font-size="9" fill="{color}">{n}</text></g>"##,
-            by + 3.0
-        );
-    }
-    let mut ly = graph_h + 40.0;
+    let Some(ri) = layout.receivers.iter().position(|r| **r == e.to) else {
+        return;
+    };
+    let (x1, y1) = (
+        LEFT_X + NODE_W,
+        layout.y_of(gi, layout.givers.len()) + NODE_H / 2.0,
+    );
+    let (x2, y2) = (
+        RIGHT_X,
+        layout.y_of(ri, layout.receivers.len()) + NODE_H / 2.0,
+    );
+    let special = is_special(e);
+    let (color, marker) = if special {
+        (SPECIAL_RED, "arrow-special")
+    } else {
+        ("#7a8796", "arrow")
+    };
+    let (c1, c2) = (x1 + 160.0, x2 - 160.0);
+    let _ = writeln!(
+        s,
+        r#"<path class="flow" data-from="{}" data-to="{}" d="M {x1:.1} {y1:.1} C {c1:.1} {y1:.1}, {c2:.1} {y2:.1}, {x2:.1} {y2:.1}" fill="none" stroke="{color}" stroke-width="{}" marker-end="url(#{marker})" opacity="0.7"/>"#,
+        esc(&e.from),
+        esc(&e.to),
+        if special { 2.0 } else { 1.2 },
+    );
+    // Spread along the curve by the golden ratio, so badges of converging
+    // edges do not sit on each other.
+    let t = 0.25 + 0.5 * ((n as f64 * 0.618) % 1.0);
+    let u = 1.0 - t;
+    let bx = u * u * u * x1 + 3.0 * u * u * t * c1 + 3.0 * u * t * t * c2 + t * t * t * x2;
+    let by = u * u * u * y1 + 3.0 * u * u * t * y1 + 3.0 * u * t * t * y2 + t * t * t * y2;
+    let _ = writeln!(
+        s,
+        r##"<g class="badge"><circle cx="{bx:.1}" cy="{by:.1}" r="8" fill="#fff" stroke="{color}"/><text x="{bx:.1}" y="{:.1}" text-anchor="middle" font-size="9" fill="{color}">{n}</text></g>"##,
+        by + 3.0
+    );
+}
+
+/// Per numbered edge, its partners and one line per purpose, in two columns.
+fn svg_legend(s: &mut String, set: &PolicySet, layout: &Layout, edges: &[Edge]) {
+    let mut ly = layout.graph_h + 40.0;
     let mut lx = 20.0;
-    for (k, (n, e)) in legend.iter().enumerate() {
-        if k == split {
-            ly = graph_h + 40.0;
-            lx = width / 2.0 + 10.0;
+    for (k, e) in edges.iter().enumerate() {
+        let n = k + 1;
+        if k == layout.split {
+            ly = layout.graph_h + 40.0;
+            lx = WIDTH / 2.0 + 10.0;
         }
-        let special = e.purposes.values().flatten().any(|c| c.is_special());
-        let color = if special { "#b3261e" } else { "#333" };
+        let color = if is_special(e) { SPECIAL_RED } else { "#333" };
         let _ = writeln!(
             s,
             r#"<text x="{lx:.1}" y="{ly:.1}" font-weight="bold" fill="{color}">{n}. {} → {}</text>"#,
             esc(&name_of(set, &e.from)),
             esc(&name_of(set, &e.to))
         );
-        ly += line_h;
+        ly += LINE_H;
         for (purpose, cats) in &e.purposes {
             let fill = if cats.iter().any(|c| c.is_special()) {
-                "#b3261e"
+                SPECIAL_RED
             } else {
                 "#222"
             };
@@ -247,15 +326,7 @@ pub fn svg(set: &PolicySet, pilot: &Pilot) -> String {
                 lx + 16.0,
                 esc(&label(purpose, cats))
             );
-            ly += line_h;
+            ly += LINE_H;
         }
     }
-    for (i, g) in givers.iter().enumerate() {
-        node(&mut s, left_x, y_of(i, givers.len()), g);
-    }
-    for (i, r) in receivers.iter().enumerate() {
-        node(&mut s, right_x, y_of(i, receivers.len()), r);
-    }
-    s.push_str("</svg>\n");
-    s
 }

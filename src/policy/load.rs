@@ -18,6 +18,7 @@ use super::fields::{Category, FieldPath};
 use super::minimise::{Granularity, Transform, Tree};
 use super::model::{Covenant, Pilot, PolicySet, Purpose, Rule};
 use super::partners::Partners;
+use super::service::Service;
 use crate::config::{ConfigError, Source, valid_id};
 use crate::identity::sha256;
 
@@ -126,162 +127,218 @@ impl Pilot {
         partners_bytes: &[u8],
     ) -> Result<Self, ConfigError> {
         let raw: RawPolicy = src.parse()?;
-        let id = raw.pilot.id.get_ref().clone();
-        if !valid_id(&id) {
-            return Err(src.error(
-                &raw.pilot.id,
-                "pilot id must be lowercase letters, digits and '-'",
-            ));
-        }
-        if let Some(stem) = src.file.file_stem().and_then(|s| s.to_str())
-            && stem != id
-        {
-            return Err(src.error(
-                &raw.pilot.id,
-                format!("pilot id '{id}' must match the file name '{stem}.toml'"),
-            ));
-        }
-
-        let mut signed: Vec<String> = Vec::new();
-        for p in &raw.pilot.partners {
-            if partners.get(p.get_ref()).is_none() {
-                return Err(src.error(p, format!("unknown partner '{}'", p.get_ref())));
-            }
-            if signed.contains(p.get_ref()) {
-                return Err(src.error(p, format!("partner '{}' listed twice", p.get_ref())));
-            }
-            signed.push(p.get_ref().clone());
-        }
-
-        let c = &raw.pilot.covenant;
-        if c.id.get_ref().trim().is_empty() {
-            return Err(src.error(&c.id, "covenant id is empty"));
-        }
-        let valid_from = date(src, &c.valid_from, "valid_from")?;
-        let valid_until = date(src, &c.valid_until, "valid_until")?;
-        if valid_until < valid_from {
-            return Err(src.error(
-                &c.valid_until,
-                format!("valid_until {valid_until} is before valid_from {valid_from}"),
-            ));
-        }
-
-        let mut purposes = BTreeMap::new();
-        for (pid, rp) in &raw.purposes {
-            let r = rp.get_ref();
-            if !valid_id(pid) {
-                return Err(src.error(
-                    rp,
-                    format!("purpose id '{pid}' must be lowercase letters, digits and '-'"),
-                ));
-            }
-            if r.legal_basis.get_ref().trim().is_empty() {
-                return Err(src.error(
-                    &r.legal_basis,
-                    format!("purpose '{pid}' has no legal basis"),
-                ));
-            }
-            let days = *r.retention_days.get_ref();
-            if !(1..=36500).contains(&days) {
-                return Err(src.error(
-                    &r.retention_days,
-                    "retention_days must be between 1 and 36500",
-                ));
-            }
-            let mut special = BTreeSet::new();
-            for s in &r.special_categories {
-                let cat = Category::parse(s.get_ref())
-                    .filter(|c| c.is_special())
-                    .ok_or_else(|| {
-                        src.error(
-                            s,
-                            format!(
-                                "'{}' is not a special category (health, criminal)",
-                                s.get_ref()
-                            ),
-                        )
-                    })?;
-                if !basis_allows(cat, r.legal_basis.get_ref()) {
-                    return Err(src.error(
-                        s,
-                        format!(
-                            "purpose '{pid}' carries {cat} data, but its legal basis does not cite {}",
-                            if cat == Category::Health {
-                                "GDPR art. 9(2)"
-                            } else {
-                                "GDPR art. 10 / UAVG art. 33 or the Wet politiegegevens"
-                            }
-                        ),
-                    ));
-                }
-                special.insert(cat);
-            }
-            purposes.insert(
-                pid.clone(),
-                Purpose {
-                    id: pid.clone(),
-                    description: r.description.clone(),
-                    legal_basis: r.legal_basis.get_ref().clone(),
-                    retention_days: days as u32,
-                    special_categories: special,
-                },
-            );
-        }
-
-        let mut rules: Vec<Rule> = Vec::new();
-        let mut index = HashMap::new();
-        let mut ids = BTreeSet::new();
-        for rr in raw.rules {
-            let rule = compile_rule(src, partners, &signed, &purposes, &rr)?;
-            if !ids.insert(rule.id.clone()) {
-                return Err(src.error(&rr.id, format!("rule id '{}' is used twice", rule.id)));
-            }
-            for (consumer, at) in rule.consumers.iter().zip(&rr.consumers) {
-                let key = (
-                    consumer.clone(),
-                    rule.service.qualified(),
-                    rule.purpose.clone(),
-                );
-                if let Some(&other) = index.get(&key) {
-                    let other: &Rule = &rules[other];
-                    return Err(src.error(
-                        at,
-                        format!(
-                            "rule '{}' and rule '{}' both cover ({}, {}, {consumer}): one rule per purpose, service and consumer",
-                            rule.id,
-                            other.id,
-                            rule.purpose,
-                            rule.service.qualified()
-                        ),
-                    ));
-                }
-                index.insert(key, rules.len());
-            }
-            rules.push(rule);
-        }
-
-        let mut h = Vec::with_capacity(partners_bytes.len() + src.text.len() + 1);
-        h.extend_from_slice(partners_bytes);
-        h.push(0);
-        h.extend_from_slice(src.text.as_bytes());
+        let id = pilot_id(src, &raw.pilot.id)?;
+        let signed = signed_partners(src, partners, &raw.pilot.partners)?;
+        let covenant = covenant(src, &raw.pilot.covenant)?;
+        let purposes = compile_purposes(src, &raw.purposes)?;
+        let (rules, index) = compile_rules(src, partners, &signed, &purposes, &raw.rules)?;
         Ok(Pilot {
             id,
             name: raw.pilot.name,
             file: src.file.clone(),
             text: src.text.clone(),
             partners: signed,
-            covenant: Covenant {
-                id: c.id.get_ref().clone(),
-                version: c.version.clone(),
-                valid_from,
-                valid_until,
-            },
+            covenant,
             purposes,
             rules,
-            version: format!("sha256:{}", hex::encode(sha256(&h))),
+            version: version(partners_bytes, src),
             index,
         })
     }
+}
+
+/// The pilot's id, which must also be the file's name so a pilot is found
+/// where people look for it.
+fn pilot_id(src: &Source, raw: &Spanned<String>) -> Result<String, ConfigError> {
+    let id = raw.get_ref().clone();
+    if !valid_id(&id) {
+        return Err(src.error(raw, "pilot id must be lowercase letters, digits and '-'"));
+    }
+    if let Some(stem) = src.file.file_stem().and_then(|s| s.to_str())
+        && stem != id
+    {
+        return Err(src.error(
+            raw,
+            format!("pilot id '{id}' must match the file name '{stem}.toml'"),
+        ));
+    }
+    Ok(id)
+}
+
+fn signed_partners(
+    src: &Source,
+    partners: &Partners,
+    raw: &[Spanned<String>],
+) -> Result<Vec<String>, ConfigError> {
+    let mut signed: Vec<String> = Vec::new();
+    for p in raw {
+        if partners.get(p.get_ref()).is_none() {
+            return Err(src.error(p, format!("unknown partner '{}'", p.get_ref())));
+        }
+        if signed.contains(p.get_ref()) {
+            return Err(src.error(p, format!("partner '{}' listed twice", p.get_ref())));
+        }
+        signed.push(p.get_ref().clone());
+    }
+    Ok(signed)
+}
+
+fn covenant(src: &Source, c: &RawCovenant) -> Result<Covenant, ConfigError> {
+    if c.id.get_ref().trim().is_empty() {
+        return Err(src.error(&c.id, "covenant id is empty"));
+    }
+    let valid_from = date(src, &c.valid_from, "valid_from")?;
+    let valid_until = date(src, &c.valid_until, "valid_until")?;
+    if valid_until < valid_from {
+        return Err(src.error(
+            &c.valid_until,
+            format!("valid_until {valid_until} is before valid_from {valid_from}"),
+        ));
+    }
+    Ok(Covenant {
+        id: c.id.get_ref().clone(),
+        version: c.version.clone(),
+        valid_from,
+        valid_until,
+    })
+}
+
+fn compile_purposes(
+    src: &Source,
+    raw: &BTreeMap<String, Spanned<RawPurpose>>,
+) -> Result<BTreeMap<String, Purpose>, ConfigError> {
+    let mut purposes = BTreeMap::new();
+    for (pid, rp) in raw {
+        purposes.insert(pid.clone(), compile_purpose(src, pid, rp)?);
+    }
+    Ok(purposes)
+}
+
+fn compile_purpose(
+    src: &Source,
+    pid: &str,
+    rp: &Spanned<RawPurpose>,
+) -> Result<Purpose, ConfigError> {
+    let r = rp.get_ref();
+    if !valid_id(pid) {
+        return Err(src.error(
+            rp,
+            format!("purpose id '{pid}' must be lowercase letters, digits and '-'"),
+        ));
+    }
+    if r.legal_basis.get_ref().trim().is_empty() {
+        return Err(src.error(
+            &r.legal_basis,
+            format!("purpose '{pid}' has no legal basis"),
+        ));
+    }
+    let days = *r.retention_days.get_ref();
+    if !(1..=36500).contains(&days) {
+        return Err(src.error(
+            &r.retention_days,
+            "retention_days must be between 1 and 36500",
+        ));
+    }
+    Ok(Purpose {
+        id: pid.to_string(),
+        description: r.description.clone(),
+        legal_basis: r.legal_basis.get_ref().clone(),
+        retention_days: days as u32,
+        special_categories: special_categories(src, pid, r)?,
+    })
+}
+
+/// The purpose's special categories, each one allowed by its legal basis.
+fn special_categories(
+    src: &Source,
+    pid: &str,
+    r: &RawPurpose,
+) -> Result<BTreeSet<Category>, ConfigError> {
+    let mut special = BTreeSet::new();
+    for s in &r.special_categories {
+        let cat = Category::parse(s.get_ref())
+            .filter(|c| c.is_special())
+            .ok_or_else(|| {
+                src.error(
+                    s,
+                    format!(
+                        "'{}' is not a special category (health, criminal)",
+                        s.get_ref()
+                    ),
+                )
+            })?;
+        if !basis_allows(cat, r.legal_basis.get_ref()) {
+            return Err(src.error(
+                s,
+                format!(
+                    "purpose '{pid}' carries {cat} data, but its legal basis does not cite {}",
+                    if cat == Category::Health {
+                        "GDPR art. 9(2)"
+                    } else {
+                        "GDPR art. 10 / UAVG art. 33 or the Wet politiegegevens"
+                    }
+                ),
+            ));
+        }
+        special.insert(cat);
+    }
+    Ok(special)
+}
+
+/// Rules by (consumer, provider/service, purpose), as in [`Pilot::rule_for`].
+type RuleIndex = HashMap<(String, String, String), usize>;
+
+/// The rules in file order and their index; two rules for one (consumer,
+/// service, purpose) would make the decision depend on the order.
+fn compile_rules(
+    src: &Source,
+    partners: &Partners,
+    signed: &[String],
+    purposes: &BTreeMap<String, Purpose>,
+    raw: &[RawRule],
+) -> Result<(Vec<Rule>, RuleIndex), ConfigError> {
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut index = HashMap::new();
+    let mut ids = BTreeSet::new();
+    for rr in raw {
+        let rule = compile_rule(src, partners, signed, purposes, rr)?;
+        if !ids.insert(rule.id.clone()) {
+            return Err(src.error(&rr.id, format!("rule id '{}' is used twice", rule.id)));
+        }
+        for (consumer, at) in rule.consumers.iter().zip(&rr.consumers) {
+            let key = (
+                consumer.clone(),
+                rule.service.qualified(),
+                rule.purpose.clone(),
+            );
+            if let Some(&other) = index.get(&key) {
+                let other: &Rule = &rules[other];
+                return Err(src.error(
+                    at,
+                    format!(
+                        "rule '{}' and rule '{}' both cover ({}, {}, {consumer}): one rule per purpose, service and consumer",
+                        rule.id,
+                        other.id,
+                        rule.purpose,
+                        rule.service.qualified()
+                    ),
+                ));
+            }
+            index.insert(key, rules.len());
+        }
+        rules.push(rule);
+    }
+    Ok((rules, index))
+}
+
+/// `sha256:<hex>` over partners.toml and the pilot file, with a separator so
+/// moving bytes from one to the other changes the version.
+fn version(partners_bytes: &[u8], src: &Source) -> String {
+    let mut h = Vec::with_capacity(partners_bytes.len() + src.text.len() + 1);
+    h.extend_from_slice(partners_bytes);
+    h.push(0);
+    h.extend_from_slice(src.text.as_bytes());
+    format!("sha256:{}", hex::encode(sha256(&h)))
 }
 
 fn compile_rule(
@@ -295,7 +352,44 @@ fn compile_rule(
     if id.trim().is_empty() || id.contains(char::is_whitespace) {
         return Err(src.error(&rr.id, "rule id must be one word"));
     }
-    let purpose = purposes.get(rr.purpose.get_ref()).ok_or_else(|| {
+    let purpose = rule_purpose(src, purposes, rr)?;
+    let (prov, service) = rule_service(src, partners, signed, rr)?;
+    let consumers = rule_consumers(src, partners, signed, prov, rr)?;
+    let response = allowed_fields(src, &service, purpose, &rr.response)?;
+    let request = allowed_fields(src, &service, purpose, &rr.request)?;
+    if response.is_empty() && request.is_empty() {
+        return Err(src.error(
+            &rr.id,
+            format!("rule '{id}' allows no field in either direction"),
+        ));
+    }
+    if service.path.is_none() && !response.is_empty() {
+        return Err(src.error(
+            &rr.id,
+            "a mailbox service answers nothing: leave response empty",
+        ));
+    }
+    let transforms = rule_transforms(src, &service, &response, &request, &rr.transforms)?;
+    let declared: Vec<FieldPath> = service.fields.iter().map(|(f, _)| f.clone()).collect();
+    Ok(Rule {
+        id: id.clone(),
+        purpose: purpose.id.clone(),
+        response_tree: Tree::new(&declared, &response, &transforms),
+        request_tree: Tree::new(&declared, &request, &transforms),
+        service,
+        consumers,
+        response,
+        request,
+        transforms,
+    })
+}
+
+fn rule_purpose<'p>(
+    src: &Source,
+    purposes: &'p BTreeMap<String, Purpose>,
+    rr: &RawRule,
+) -> Result<&'p Purpose, ConfigError> {
+    purposes.get(rr.purpose.get_ref()).ok_or_else(|| {
         src.error(
             &rr.purpose,
             format!(
@@ -303,7 +397,16 @@ fn compile_rule(
                 rr.purpose.get_ref()
             ),
         )
-    })?;
+    })
+}
+
+/// The rule's provider id and service, offered by a partner that signed.
+fn rule_service<'r>(
+    src: &Source,
+    partners: &Partners,
+    signed: &[String],
+    rr: &'r RawRule,
+) -> Result<(&'r str, Arc<Service>), ConfigError> {
     let (prov, sname) = rr
         .service
         .get_ref()
@@ -327,6 +430,16 @@ fn compile_rule(
             format!("provider '{prov}' did not sign this pilot's covenant"),
         ));
     }
+    Ok((prov, service))
+}
+
+fn rule_consumers(
+    src: &Source,
+    partners: &Partners,
+    signed: &[String],
+    prov: &str,
+    rr: &RawRule,
+) -> Result<Vec<String>, ConfigError> {
     let mut consumers = Vec::new();
     for c in &rr.consumers {
         let cid = c.get_ref();
@@ -348,51 +461,57 @@ fn compile_rule(
         consumers.push(cid.clone());
     }
     if consumers.is_empty() {
-        return Err(src.error(&rr.id, format!("rule '{id}' has no consumers")));
+        return Err(src.error(
+            &rr.id,
+            format!("rule '{}' has no consumers", rr.id.get_ref()),
+        ));
     }
+    Ok(consumers)
+}
 
-    let paths = |list: &[Spanned<String>]| -> Result<Vec<FieldPath>, ConfigError> {
-        let mut out = Vec::new();
-        for f in list {
-            let p = FieldPath::parse(f.get_ref()).map_err(|e| src.error(f, e))?;
-            if !service.knows(&p) {
+/// The fields a rule allows in one direction: declared by the service, and
+/// special categories only where the purpose carries them.
+fn allowed_fields(
+    src: &Source,
+    service: &Service,
+    purpose: &Purpose,
+    list: &[Spanned<String>],
+) -> Result<Vec<FieldPath>, ConfigError> {
+    let mut out = Vec::new();
+    for f in list {
+        let p = FieldPath::parse(f.get_ref()).map_err(|e| src.error(f, e))?;
+        if !service.knows(&p) {
+            return Err(src.error(
+                f,
+                format!("unknown field '{p}' of service {}", service.qualified()),
+            ));
+        }
+        for cat in service.categories_of(&p) {
+            if cat.is_special() && !purpose.special_categories.contains(&cat) {
                 return Err(src.error(
                     f,
-                    format!("unknown field '{p}' of service {}", service.qualified()),
+                    format!(
+                        "field '{p}' holds {cat} data, which purpose '{}' does not carry (add it to special_categories, with a legal basis that allows it)",
+                        purpose.id
+                    ),
                 ));
             }
-            for cat in service.categories_of(&p) {
-                if cat.is_special() && !purpose.special_categories.contains(&cat) {
-                    return Err(src.error(
-                        f,
-                        format!(
-                            "field '{p}' holds {cat} data, which purpose '{}' does not carry (add it to special_categories, with a legal basis that allows it)",
-                            purpose.id
-                        ),
-                    ));
-                }
-            }
-            out.push(p);
         }
-        Ok(out)
-    };
-    let response = paths(&rr.response)?;
-    let request = paths(&rr.request)?;
-    if response.is_empty() && request.is_empty() {
-        return Err(src.error(
-            &rr.id,
-            format!("rule '{id}' allows no field in either direction"),
-        ));
+        out.push(p);
     }
-    if service.path.is_none() && !response.is_empty() {
-        return Err(src.error(
-            &rr.id,
-            "a mailbox service answers nothing: leave response empty",
-        ));
-    }
+    Ok(out)
+}
 
-    let mut transforms = Vec::new();
-    for t in &rr.transforms {
+/// Transforms only on declared fields the rule allows, at most one per field.
+fn rule_transforms(
+    src: &Source,
+    service: &Service,
+    response: &[FieldPath],
+    request: &[FieldPath],
+    raw: &[RawTransform],
+) -> Result<Vec<(FieldPath, Transform)>, ConfigError> {
+    let mut transforms: Vec<(FieldPath, Transform)> = Vec::new();
+    for t in raw {
         let p = FieldPath::parse(t.field.get_ref()).map_err(|e| src.error(&t.field, e))?;
         if !service.fields.iter().any(|(f, _)| *f == p) {
             return Err(src.error(
@@ -403,55 +522,41 @@ fn compile_rule(
                 ),
             ));
         }
-        if !response.iter().chain(&request).any(|a| a.covers(&p)) {
+        if !response.iter().chain(request).any(|a| a.covers(&p)) {
             return Err(src.error(
                 &t.field,
                 format!("transform on '{p}', which the rule does not allow"),
             ));
         }
-        let tr = match (&t.generalise, &t.pseudonymise) {
-            (Some(g), None) => match g.get_ref().as_str() {
-                "month" => Transform::Generalise(Granularity::Month),
-                "year" => Transform::Generalise(Granularity::Year),
-                other => {
-                    return Err(src.error(
-                        g,
-                        format!("generalise to '{other}'? use \"month\" or \"year\""),
-                    ));
-                }
-            },
-            (None, Some(ps)) if *ps.get_ref() => Transform::Pseudonymise,
-            (None, Some(ps)) => {
-                return Err(src.error(
-                    ps,
-                    "pseudonymise = false does nothing; remove the transform",
-                ));
-            }
-            _ => {
-                return Err(src.error(
-                    &t.field,
-                    "a transform has exactly one of generalise or pseudonymise",
-                ));
-            }
-        };
+        let tr = transform(src, t)?;
         if transforms.iter().any(|(q, _)| *q == p) {
             return Err(src.error(&t.field, format!("two transforms on '{p}'")));
         }
         transforms.push((p, tr));
     }
+    Ok(transforms)
+}
 
-    let declared: Vec<FieldPath> = service.fields.iter().map(|(f, _)| f.clone()).collect();
-    Ok(Rule {
-        id: id.clone(),
-        purpose: purpose.id.clone(),
-        response_tree: Tree::new(&declared, &response, &transforms),
-        request_tree: Tree::new(&declared, &request, &transforms),
-        service,
-        consumers,
-        response,
-        request,
-        transforms,
-    })
+fn transform(src: &Source, t: &RawTransform) -> Result<Transform, ConfigError> {
+    match (&t.generalise, &t.pseudonymise) {
+        (Some(g), None) => match g.get_ref().as_str() {
+            "month" => Ok(Transform::Generalise(Granularity::Month)),
+            "year" => Ok(Transform::Generalise(Granularity::Year)),
+            other => Err(src.error(
+                g,
+                format!("generalise to '{other}'? use \"month\" or \"year\""),
+            )),
+        },
+        (None, Some(ps)) if *ps.get_ref() => Ok(Transform::Pseudonymise),
+        (None, Some(ps)) => Err(src.error(
+            ps,
+            "pseudonymise = false does nothing; remove the transform",
+        )),
+        _ => Err(src.error(
+            &t.field,
+            "a transform has exactly one of generalise or pseudonymise",
+        )),
+    }
 }
 
 impl PolicySet {

@@ -448,30 +448,7 @@ fn user_cmd(config_file: &std::path::Path, command: UserCommand) -> Result<()> {
             partner,
             pilot,
         } => {
-            if let Some(p) = &partner {
-                let partners = ketenpoort::config::Partners::load(&config.partners_file)?;
-                anyhow::ensure!(
-                    partners.get(p).is_some(),
-                    "no partner '{p}' in {}",
-                    config.partners_file.display()
-                );
-                anyhow::ensure!(
-                    role == users::Role::PrivacyOfficer,
-                    "--partner binds a privacy officer"
-                );
-            }
-            if let Some(p) = &pilot {
-                anyhow::ensure!(
-                    config.pilots_dir.join(format!("{p}.toml")).is_file(),
-                    "no pilot '{p}' in {}",
-                    config.pilots_dir.display()
-                );
-                anyhow::ensure!(
-                    role == users::Role::PolicyAdmin,
-                    "--pilot binds a policy admin"
-                );
-            }
-            let token = users::add(&config.data_dir, &name, role, partner, pilot)?;
+            let token = users::add(&config, &name, role, partner, pilot)?;
             eprintln!(
                 "user {name} added as {}; its token (shown once, keep it safe):",
                 role.as_str()

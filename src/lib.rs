@@ -23,13 +23,16 @@
 //! - [`admin`]: the local socket command-line tools use beside the gateway;
 //! - [`client`]: a partner-side HTTPS client;
 //! - [`demo`]: simulated back-ends and the scripted case consultation;
-//! - [`dpia`]: the per-pilot DPIA annex, generated from the running policy.
+//! - [`dpia`]: the per-pilot DPIA annex, generated from the running policy;
+//! - [`cli`]: the `ketenpoort` command's subcommands (the binary only parses
+//!   and prints).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod audit;
 pub mod backend;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conn;

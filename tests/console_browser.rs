@@ -257,7 +257,7 @@ async fn officer_logs_in_searches_reads_the_report_and_takes_a_screenshot() {
         assert!(r.status.is_success() || r.status == 403);
     }
     let token = ketenpoort::console::users::add(
-        &f.gw.gateway.config.data_dir,
+        &f.gw.gateway.config,
         "fg-test",
         ketenpoort::console::users::Role::PrivacyOfficer,
         None,
@@ -332,7 +332,7 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
     };
     let f = fixture().await;
     let token = ketenpoort::console::users::add(
-        &f.gw.gateway.config.data_dir,
+        &f.gw.gateway.config,
         "beheer",
         ketenpoort::console::users::Role::PolicyAdmin,
         None,

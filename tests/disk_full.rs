@@ -83,7 +83,7 @@ async fn a_full_disk_refuses_with_503_and_recovers_without_restart() {
 
     // A policy administrator, made while there is room for the users file.
     let admin = ketenpoort::console::users::add(
-        &f.gw.gateway.config.data_dir,
+        &f.gw.gateway.config,
         "beheer",
         ketenpoort::console::users::Role::PolicyAdmin,
         None,

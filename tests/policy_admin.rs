@@ -36,7 +36,7 @@ fn user(
     pilot: Option<&str>,
 ) -> String {
     let t = ketenpoort::console::users::add(
-        &f.gw.gateway.config.data_dir,
+        &f.gw.gateway.config,
         name,
         role,
         None,

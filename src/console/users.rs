@@ -3,6 +3,13 @@
 //!
 //! The running gateway reloads the file when it changes, so `ketenpoort user
 //! add` and `user revoke` take effect without a restart.
+//!
+//! [`add`] is the one way a user is made, by the command line, the tests or
+//! any console page to come, because it also keeps the binding rules: a
+//! privacy officer may be bound to a partner (and then sees only that
+//! partner's records), a policy admin to a pilot (and then changes only that
+//! pilot), and what a user is bound to must exist. A binding to a partner
+//! that does not exist would scope the user to nothing, silently.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -12,7 +19,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{ConfigError, GatewayConfig};
 use crate::identity::sha256;
+use crate::policy::partners::Partners;
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -71,6 +80,32 @@ pub enum UserError {
     /// A name that is taken, unknown or malformed.
     #[error("{0}")]
     Name(String),
+    /// The partners file, needed to check a partner binding, does not load.
+    #[error(transparent)]
+    Partners(#[from] ConfigError),
+    /// The partner to bind to is not in the partners file.
+    #[error("no partner '{partner}' in {}", file.display())]
+    UnknownPartner {
+        /// The partner asked for.
+        partner: String,
+        /// The partners file looked in.
+        file: PathBuf,
+    },
+    /// The pilot to bind to has no file in the pilots folder.
+    #[error("no pilot '{pilot}' in {}", dir.display())]
+    UnknownPilot {
+        /// The pilot asked for.
+        pilot: String,
+        /// The pilots folder looked in.
+        dir: PathBuf,
+    },
+    /// A partner binding for a role whose access is not scoped by partner.
+    /// (Worded as the command line's flag, its first user.)
+    #[error("--partner binds a privacy officer")]
+    PartnerNeedsPrivacyOfficer,
+    /// A pilot binding for a role whose access is not scoped by pilot.
+    #[error("--pilot binds a policy admin")]
+    PilotNeedsPolicyAdmin,
 }
 
 /// The users file under a data directory.
@@ -102,8 +137,60 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(sha256(token.as_bytes()))
 }
 
-/// Adds a user; returns the token, which is shown once and stored nowhere.
+/// Adds a user to the gateway's users file, bound to a partner or a pilot if
+/// one is given; returns the token, which is shown once and stored nowhere.
+///
+/// The binding is checked against the configuration's files, not a running
+/// gateway's policy, so that a user can be made before the gateway starts.
 pub fn add(
+    config: &GatewayConfig,
+    name: &str,
+    role: Role,
+    partner: Option<String>,
+    pilot: Option<String>,
+) -> Result<String, UserError> {
+    check_binding(config, role, partner.as_deref(), pilot.as_deref())?;
+    insert(&config.data_dir, name, role, partner, pilot)
+}
+
+/// The binding rules; the existence of what is named is checked first, so
+/// that a typo is reported as a typo, not as a role mismatch.
+fn check_binding(
+    config: &GatewayConfig,
+    role: Role,
+    partner: Option<&str>,
+    pilot: Option<&str>,
+) -> Result<(), UserError> {
+    if let Some(p) = partner {
+        let partners = Partners::load(&config.partners_file)?;
+        if partners.get(p).is_none() {
+            return Err(UserError::UnknownPartner {
+                partner: p.to_string(),
+                file: config.partners_file.clone(),
+            });
+        }
+        if role != Role::PrivacyOfficer {
+            return Err(UserError::PartnerNeedsPrivacyOfficer);
+        }
+    }
+    if let Some(p) = pilot {
+        // The file, not a loaded policy (as the command line always checked):
+        // a pilot whose file does not validate can still get an administrator.
+        if !config.pilots_dir.join(format!("{p}.toml")).is_file() {
+            return Err(UserError::UnknownPilot {
+                pilot: p.to_string(),
+                dir: config.pilots_dir.clone(),
+            });
+        }
+        if role != Role::PolicyAdmin {
+            return Err(UserError::PilotNeedsPolicyAdmin);
+        }
+    }
+    Ok(())
+}
+
+/// Stores a user whose binding has been checked.
+fn insert(
     data_dir: &Path,
     name: &str,
     role: Role,
@@ -201,5 +288,82 @@ impl UserStore {
             .iter()
             .find(|u| u.token_sha256 == h)
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped configuration, with its data directory moved to a temp dir
+    /// so a test never writes into the checkout.
+    fn config(data: &Path) -> GatewayConfig {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ketenpoort.toml");
+        let mut c = GatewayConfig::load(&file).unwrap();
+        c.data_dir = data.to_path_buf();
+        c
+    }
+
+    #[test]
+    fn bindings_must_name_something_that_exists_and_suit_the_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let partner = || Some("gemeente-utrecht".to_string());
+        let pilot = || Some("utrecht".to_string());
+        let add = |role, partner, pilot| add(&c, "u", role, partner, pilot);
+
+        assert!(matches!(
+            add(Role::PrivacyOfficer, Some("gemeente-nergens".into()), None),
+            Err(UserError::UnknownPartner { .. })
+        ));
+        // A typo is a typo, even when the role would not fit either.
+        assert!(matches!(
+            add(Role::PrivacyOfficer, None, Some("nergens".into())),
+            Err(UserError::UnknownPilot { .. })
+        ));
+        assert!(matches!(
+            add(Role::PolicyAdmin, partner(), None),
+            Err(UserError::PartnerNeedsPrivacyOfficer)
+        ));
+        assert!(matches!(
+            add(Role::PrivacyOfficer, None, pilot()),
+            Err(UserError::PilotNeedsPolicyAdmin)
+        ));
+        assert!(
+            list(dir.path()).unwrap().is_empty(),
+            "a refused user is not stored"
+        );
+    }
+
+    #[test]
+    fn a_bound_user_is_stored_with_its_binding_and_its_token_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let token = add(
+            &c,
+            "fg-utrecht",
+            Role::PrivacyOfficer,
+            Some("gemeente-utrecht".into()),
+            None,
+        )
+        .unwrap();
+        add(
+            &c,
+            "beheer",
+            Role::PolicyAdmin,
+            None,
+            Some("utrecht".into()),
+        )
+        .unwrap();
+        let store = UserStore::load(dir.path()).unwrap();
+        let u = store.authenticate(&token).unwrap();
+        assert_eq!(
+            (u.name.as_str(), u.partner.as_deref()),
+            ("fg-utrecht", Some("gemeente-utrecht"))
+        );
+        assert_eq!(
+            list(dir.path()).unwrap()[1].pilot.as_deref(),
+            Some("utrecht")
+        );
     }
 }

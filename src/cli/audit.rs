@@ -1,0 +1,331 @@
+//! `ketenpoort audit`: the log as a privacy officer or a partner checks it.
+//!
+//! Most subcommands read the data directory directly, read-only, so they work
+//! beside a running gateway and on a copy of the log; `head --now` and `query`
+//! go through the gateway's admin socket when one listens (see `admin`).
+//! `check-proof` needs nothing of the gateway at all: a partner runs it on its
+//! own machine against a proof it was sent.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use super::Report;
+use crate::audit::{self, Options, checkpoint::Verifier, export, proof, record::Record};
+use crate::config::GatewayConfig;
+
+#[derive(Subcommand)]
+#[allow(missing_docs)]
+pub enum AuditCommand {
+    /// Print the latest signed checkpoint and the key that verifies it.
+    Head {
+        /// Ask the running gateway to sign a checkpoint of the log as it is now.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Re-read every record, rebuild the tree, check every checkpoint; exit 1
+    /// naming the first bad record.
+    Verify,
+    /// Print an inclusion proof (--index N [--size M]) or a consistency proof
+    /// (--from N --to M), in the transparency-dev JSON format.
+    Prove {
+        /// Record index for an inclusion proof.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        index: Option<u64>,
+        /// Tree size of the inclusion proof (default: the latest checkpoint's).
+        #[arg(long, requires = "index")]
+        size: Option<u64>,
+        /// Older tree size of a consistency proof.
+        #[arg(long, requires = "to")]
+        from: Option<u64>,
+        /// Newer tree size of a consistency proof.
+        #[arg(long, requires = "from")]
+        to: Option<u64>,
+    },
+    /// Check a proof (JSON file, or - for standard input); exit 0 valid, 1 not.
+    /// Needs no data directory.
+    CheckProof {
+        /// The proof.
+        file: PathBuf,
+    },
+    /// Find records through the indexes, newest first.
+    Query(QueryArgs),
+    /// Write every record, streamed.
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: export::Format,
+    },
+}
+
+// The flags of `audit query`. No `///` on the struct: clap would take it as
+// the subcommand's help instead of the variant's.
+#[derive(Args)]
+#[allow(missing_docs)]
+pub struct QueryArgs {
+    /// V-nummer of the data subject (pseudonymised before the look-up).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Partner id, as sender or recipient.
+    #[arg(long)]
+    pub partner: Option<String>,
+    /// Pilot id.
+    #[arg(long)]
+    pub pilot: Option<String>,
+    /// Purpose id.
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// From (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// disclosed or refused.
+    #[arg(long)]
+    pub decision: Option<String>,
+    /// At most this many records.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: QueryFormat,
+}
+
+// No `///` on the variants: clap would list them as help for each value.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[allow(missing_docs)]
+pub enum QueryFormat {
+    Table,
+    Jsonl,
+    Csv,
+}
+
+/// Runs an `audit` subcommand.
+pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
+    if let AuditCommand::CheckProof { file } = &command {
+        return Ok(check_proof(file));
+    }
+    let config = GatewayConfig::load(config_file)?;
+    let opts = Options::new(&config.data_dir, &config.deployment);
+    if !opts.dir.join("segments").is_dir() {
+        anyhow::bail!(
+            "no audit log in {} yet: the gateway makes it when it first starts",
+            opts.dir.display()
+        );
+    }
+    match command {
+        // Answered above, before a configuration was needed.
+        AuditCommand::CheckProof { file } => Ok(check_proof(&file)),
+        AuditCommand::Head { now: true } => {
+            Ok(Report::new().out(crate::admin::checkpoint_now(&config)?))
+        }
+        AuditCommand::Head { now: false } => head(&opts),
+        AuditCommand::Verify => verify(&opts),
+        AuditCommand::Prove {
+            index,
+            size,
+            from,
+            to,
+        } => prove(&opts, index, size, from, to),
+        AuditCommand::Query(q) => query(&config, q),
+        AuditCommand::Export { format } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let n = export::export(&opts.dir, format, &mut out).map_err(anyhow::Error::msg)?;
+            out.flush()?;
+            Ok(Report::new().err(format!("{n} records exported\n")))
+        }
+    }
+}
+
+/// "valid" or "invalid: why"; never an error, because the exit status is the
+/// answer a partner's script reads.
+fn check_proof(file: &Path) -> Report {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).unwrap_or_default()
+    } else {
+        match std::fs::read(file) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => {
+                return Report::new()
+                    .err(format!("invalid: cannot read {}: {e}\n", file.display()))
+                    .failed();
+            }
+        }
+    };
+    match proof::check(&text) {
+        Ok(msg) => Report::new().out(format!("{msg}\n")),
+        Err(msg) => Report::new().out(format!("invalid: {msg}\n")).failed(),
+    }
+}
+
+/// The key that checks this log's checkpoints, as the gateway wrote it.
+fn verifier(opts: &Options) -> Result<Verifier> {
+    let file = opts.dir.join("checkpoint.vkey");
+    let vkey =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(Verifier::parse(&vkey)?)
+}
+
+/// The newest checkpoint whose signature holds: one that does not is skipped,
+/// not shown as the head.
+fn head(opts: &Options) -> Result<Report> {
+    let v = verifier(opts)?;
+    let notes = audit::checkpoint::read_all(&opts.checkpoints())?;
+    let cp = notes
+        .iter()
+        .rev()
+        .find_map(|n| v.verify(n).ok())
+        .context("no signed checkpoint yet")?;
+    let vkey = std::fs::read_to_string(opts.dir.join("checkpoint.vkey"))?;
+    Ok(Report::new()
+        .out(cp.note)
+        .err(format!("verifier key: {}\n", vkey.trim())))
+}
+
+fn verify(opts: &Options) -> Result<Report> {
+    let v = verifier(opts)?;
+    // Progress only for a person watching; a log file gets the result alone.
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let r = audit::verify::verify(&opts.dir, &v, |n| {
+        if tty {
+            eprint!("\rverified {n} records");
+        }
+    });
+    if tty {
+        eprintln!();
+    }
+    let rep = match r {
+        Ok(rep) => rep,
+        Err(f) => return Ok(Report::new().out(format!("FAILED: {f}\n")).failed()),
+    };
+    let mut text = format!(
+        "ok: {} records, {} signed checkpoints match, root {} ({:.1}s)\n",
+        rep.records,
+        rep.checkpoints,
+        hex::encode(rep.root),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(t) = rep.torn_tail {
+        writeln!(
+            text,
+            "note: a torn last write of {t} bytes follows; the gateway cuts it at its next start"
+        )?;
+    }
+    Ok(Report::new().out(text))
+}
+
+fn prove(
+    opts: &Options,
+    index: Option<u64>,
+    size: Option<u64>,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<Report> {
+    let view = audit::store::View::open_readonly(opts)?;
+    let out = match (index, from, to) {
+        (Some(i), _, _) => {
+            let n = match size {
+                Some(n) => n,
+                None => {
+                    view.latest_checkpoint()
+                        .context("no signed checkpoint yet: give --size")?
+                        .size
+                }
+            };
+            let p = view.inclusion_proof(i, n)?;
+            // The leaf comes from the record as it is on disk now, so
+            // a record changed after the fact no longer proves.
+            let leaf = audit::merkle::leaf_hash(&view.record(i)?.encode());
+            proof::inclusion_json(i, n, &view.root_at(n)?, &leaf, &p)
+        }
+        (None, Some(a), Some(b)) => {
+            let p = view.consistency_proof(a, b)?;
+            proof::consistency_json(a, b, &view.root_at(a)?, &view.root_at(b)?, &p)
+        }
+        _ => anyhow::bail!("give --index N [--size M], or --from N --to M"),
+    };
+    Ok(Report::new().out(format!("{}\n", serde_json::to_string_pretty(&out)?)))
+}
+
+fn query(config: &GatewayConfig, q: QueryArgs) -> Result<Report> {
+    let time = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
+        s.as_deref()
+            .map(|t| {
+                audit::record::parse_time(t)
+                    .with_context(|| format!("--{what} {t}: use YYYY-MM-DD or RFC 3339"))
+            })
+            .transpose()
+    };
+    let query = crate::admin::Query {
+        since: time(&q.since, "since")?,
+        until: time(&q.until, "until")?,
+        decision: q
+            .decision
+            .as_deref()
+            .map(|d| {
+                audit::Decision::parse(d)
+                    .with_context(|| format!("--decision {d}: disclosed or refused"))
+            })
+            .transpose()?,
+        subject: q.subject,
+        partner: q.partner,
+        pilot: q.pilot,
+        purpose: q.purpose,
+        limit: q.limit,
+    };
+    let records = crate::admin::query(config, &query)?;
+    Ok(Report::new().out(render(&records, q.format)?))
+}
+
+/// Records as a table for a person, or as JSON lines or CSV for a program
+/// (the same shapes `audit export` writes).
+pub fn render(records: &[Record], format: QueryFormat) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    match format {
+        QueryFormat::Jsonl => {
+            for r in records {
+                writeln!(out, "{}", r.to_json())?;
+            }
+        }
+        QueryFormat::Csv => {
+            writeln!(out, "{}", export::CSV_COLUMNS.join(","))?;
+            for r in records {
+                writeln!(out, "{}", export::csv_row(r))?;
+            }
+        }
+        QueryFormat::Table => {
+            writeln!(
+                out,
+                "{:>8}  {:<27}  {:<9}  {:<10}  {:<24} {:<24} {:<18} service",
+                "id", "time", "decision", "pilot", "sender", "recipient", "purpose"
+            )?;
+            for r in records {
+                let e = &r.entry;
+                writeln!(
+                    out,
+                    "{:>8}  {:<27}  {:<9}  {:<10}  {:<24} {:<24} {:<18} {}{}",
+                    r.id,
+                    r.time_rfc3339(),
+                    e.decision.as_str(),
+                    e.pilot,
+                    e.sender,
+                    e.recipient,
+                    e.purpose,
+                    e.service,
+                    if e.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", e.reason)
+                    }
+                )?;
+            }
+            writeln!(out, "{} record(s)", records.len())?;
+        }
+    }
+    Ok(out)
+}

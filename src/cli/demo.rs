@@ -1,0 +1,27 @@
+//! `ketenpoort demo`: the library's scripted consultation, given a runtime.
+//! The demo prints its own table as the script plays, so that a person
+//! watching sees each step as it happens; only its verdict comes back here.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::Report;
+
+/// Plays the demo; fails (exit 1) when a step did not do what the script expects.
+pub fn demo(config: &Path, once: bool, dir: PathBuf) -> Result<Report> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let ok = rt.block_on(crate::demo::run_demo(crate::demo::Options {
+        config: config.to_path_buf(),
+        dir,
+        once,
+    }))?;
+    Ok(if ok {
+        Report::new()
+    } else {
+        Report::new().failed()
+    })
+}

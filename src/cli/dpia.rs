@@ -1,0 +1,42 @@
+//! `ketenpoort dpia`: the DPIA annex, written from the same policy files the
+//! gateway enforces, so the document cannot drift from what runs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use super::Report;
+use crate::config::GatewayConfig;
+use crate::policy::PolicySet;
+
+#[derive(Subcommand)]
+#[allow(missing_docs)]
+pub enum DpiaCommand {
+    /// Write each pilot's annex (register of processing, flows) as Markdown,
+    /// HTML and SVG.
+    Render {
+        /// Output folder.
+        #[arg(long, default_value = "dpia/annex")]
+        out: PathBuf,
+    },
+}
+
+/// Runs a `dpia` subcommand.
+pub fn run(config_file: &Path, command: DpiaCommand) -> Result<Report> {
+    match command {
+        DpiaCommand::Render { out } => render(config_file, &out),
+    }
+}
+
+fn render(config_file: &Path, out: &Path) -> Result<Report> {
+    let config = GatewayConfig::load(config_file)?;
+    let set = PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+    let files =
+        crate::dpia::render(&set, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(Report::new().out(format!(
+        "{} files written to {}\n",
+        files.len(),
+        out.display()
+    )))
+}

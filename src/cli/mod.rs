@@ -1,0 +1,265 @@
+//! The `ketenpoort` command line: what each subcommand does, as library code.
+//!
+//! The binary (`src/main.rs`) only parses, starts logging and prints what
+//! [`run`] hands back, so the commands can be read, reused and tested without a
+//! process in between. One file per command group, each with its clap
+//! definitions beside the code that runs them.
+//!
+//! This module is the binary's half of the library: it is the one place in
+//! `src/` besides `main.rs` that uses `anyhow`, because its errors end as a
+//! message to an operator, not as something a caller matches on. Everything it
+//! calls returns typed errors.
+//!
+//! The command-line surface (names, flags, output, exit codes) is a contract:
+//! operators' scripts and `contract-check` read it. Doc comments on the clap
+//! items below are help text, so a `//` comment explains them where a `///`
+//! would change `--help`.
+
+mod audit;
+mod demo;
+mod dpia;
+mod pki;
+mod policy;
+mod serve;
+mod user;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_CONFIG;
+use crate::logging::LogFormat;
+
+pub use audit::{AuditCommand, QueryFormat};
+pub use dpia::DpiaCommand;
+pub use pki::PkiCommand;
+pub use policy::{GraphFormat, PolicyCommand};
+pub use user::UserCommand;
+
+#[derive(Parser)]
+#[command(
+    name = "ketenpoort",
+    version,
+    about = "Exchange gateway for the LVV pilots"
+)]
+// No `///` here: clap would show it as the long help.
+#[allow(missing_docs)]
+pub struct Cli {
+    /// The gateway configuration file.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+#[allow(missing_docs)]
+pub enum Command {
+    /// Run the gateway: the partner API (mutual TLS) and the console.
+    Serve {
+        /// Listen address of the partner API (overrides the config).
+        #[arg(long)]
+        partners_addr: Option<std::net::SocketAddr>,
+        /// Listen address of the console (overrides the config).
+        #[arg(long)]
+        console_addr: Option<std::net::SocketAddr>,
+    },
+    /// The whole gateway on this machine with simulated back-ends, playing a
+    /// scripted case consultation in each pilot; then keeps serving.
+    Demo {
+        /// Exit after the script: 0 only if every step did what it should.
+        #[arg(long)]
+        once: bool,
+        /// The demo folder (made anew each run).
+        #[arg(long, default_value = "demo-data")]
+        dir: PathBuf,
+    },
+    /// The DPIA annex, generated from the running policy.
+    Dpia {
+        #[command(subcommand)]
+        command: DpiaCommand,
+    },
+    /// Console users: privacy officers and policy administrators.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Development PKI.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// The pilots' covenants as code: check, explain, compare.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The audit log: checkpoints, verification, proofs, queries, export.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// Runs one command. An `Err` is a command that could not do its work (main
+/// prints it and exits 1); a [`Report`] with [`Status::Failure`] is a command
+/// that did its work and whose answer is "no" (an invalid proof, a log that
+/// does not verify, a demo step that went wrong).
+pub fn run(cli: Cli) -> Result<Report> {
+    let config = &cli.config;
+    match cli.command {
+        Command::Serve {
+            partners_addr,
+            console_addr,
+        } => serve::serve(config, partners_addr, console_addr),
+        Command::Demo { once, dir } => demo::demo(config, once, dir),
+        Command::Dpia { command } => dpia::run(config, command),
+        Command::User { command } => user::run(config, command),
+        Command::Pki { command } => pki::run(config, command),
+        Command::Policy { command } => policy::run(config, command),
+        Command::Audit { command } => audit::run(config, command),
+    }
+}
+
+/// How a command that did its work ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Status {
+    /// Exit 0.
+    #[default]
+    Success,
+    /// Exit 1: the answer is "no".
+    Failure,
+}
+
+impl From<Status> for ExitCode {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Success => ExitCode::SUCCESS,
+            Status::Failure => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// Which standard stream a piece of output belongs on: results on standard
+/// output (for pipes and scripts), notes for the operator on standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Out,
+    /// Standard error.
+    Err,
+}
+
+/// What a finished command has to say, in the order it says it, and how it
+/// ends. Kept in order across both streams because on a terminal they
+/// interleave: `user add` announces the token on standard error just before
+/// printing it on standard output.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Text pieces, each printed as is (newlines included).
+    pub parts: Vec<(Stream, String)>,
+    /// The exit status.
+    pub status: Status,
+}
+
+impl Report {
+    /// A report of nothing, ending in success.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds text for standard output.
+    pub fn out(mut self, text: impl Into<String>) -> Self {
+        self.parts.push((Stream::Out, text.into()));
+        self
+    }
+
+    /// Adds text for standard error.
+    pub fn err(mut self, text: impl Into<String>) -> Self {
+        self.parts.push((Stream::Err, text.into()));
+        self
+    }
+
+    /// Ends the command with exit status 1.
+    pub fn failed(mut self) -> Self {
+        self.status = Status::Failure;
+        self
+    }
+
+    /// Everything meant for standard output, joined: what a script would read.
+    pub fn stdout(&self) -> String {
+        self.stream(Stream::Out)
+    }
+
+    /// Everything meant for standard error, joined.
+    pub fn stderr(&self) -> String {
+        self.stream(Stream::Err)
+    }
+
+    fn stream(&self, which: Stream) -> String {
+        self.parts
+            .iter()
+            .filter(|(s, _)| *s == which)
+            .map(|(_, t)| t.as_str())
+            .collect()
+    }
+
+    /// Writes the parts to standard output and error, in order, and returns
+    /// the exit code.
+    pub fn print(&self) -> std::io::Result<ExitCode> {
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        for (stream, text) in &self.parts {
+            match stream {
+                // Flushed per part, so that the order holds on a terminal.
+                Stream::Out => {
+                    out.write_all(text.as_bytes())?;
+                    out.flush()?;
+                }
+                Stream::Err => err.write_all(text.as_bytes())?,
+            }
+        }
+        Ok(self.status.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/ketenpoort.toml");
+        Cli::parse_from(
+            ["ketenpoort"]
+                .iter()
+                .chain(args)
+                .chain(&["--config", config]),
+        )
+    }
+
+    #[test]
+    fn a_command_hands_back_its_output_instead_of_printing_it() {
+        let r = run(cli(&["policy", "check"])).unwrap();
+        assert_eq!(r.status, Status::Success);
+        assert!(r.stdout().ends_with("ok\n"), "{}", r.stdout());
+        assert!(r.stderr().is_empty());
+    }
+
+    #[test]
+    fn a_no_is_a_status_not_an_error() {
+        let r = run(cli(&["audit", "check-proof", "/nonexistent/proof.json"])).unwrap();
+        assert_eq!(r.status, Status::Failure);
+        assert!(r.stdout().is_empty());
+        assert!(
+            r.stderr().starts_with("invalid: cannot read"),
+            "{}",
+            r.stderr()
+        );
+    }
+}

@@ -1,10 +1,14 @@
-//! Gateway and partner configuration, read from TOML files.
+//! The gateway's own configuration (`ketenpoort.toml`: where it listens, which
+//! certificates it uses, where it keeps data, its limits), and what every
+//! config file shares: reading TOML with positions, and errors that name file,
+//! line and column.
 //!
-//! Two files matter here: `ketenpoort.toml` (where the gateway listens, which
-//! certificates it uses, where it keeps data) and `partners.toml` (who the chain
-//! partners are and how their certificates are recognised). Both are read once at
-//! start; relative paths are resolved against the folder of the file that names
-//! them, so a config tree can be copied anywhere.
+//! `ketenpoort.toml` is read at start (a change needs a restart: listeners and
+//! the data directory cannot move under a running gateway). The partners and
+//! pilots files it points to are the policy's ([`crate::policy::partners`],
+//! [`crate::policy::load`]) and are reloaded when they change. Relative paths
+//! are resolved against the folder of the file that names them, so a config
+//! tree can be copied anywhere.
 //!
 //! Every error names the file, the line and the column, and what is wrong: an
 //! administrator editing a file at night should not have to guess.

@@ -1,5 +1,6 @@
 //! Secrets the gateway keeps in its data directory: one pseudonym secret per
-//! pilot (and, later, the audit keys). Each is 32 random bytes in its own file,
+//! pilot (the audit log keeps its own keys beside them, see
+//! [`crate::audit::store::Options`]). Each is 32 random bytes in its own file,
 //! mode 0600, made on first use and never logged.
 
 use std::collections::HashMap;

@@ -5,27 +5,28 @@
 //! certificate, lets through only what the pilot's covenant allows for the stated
 //! purpose, and writes every disclosure and refusal into a log anyone can verify.
 //!
-//! Where to look, in the order a request flows:
-//! - [`config`]: the gateway's and partners' configuration files;
-//! - [`tls`]: rustls configurations (ring provider only) and their reload;
-//! - [`server`]: the listeners, the TLS handshake and HTTP serving;
-//! - [`identity`]: client certificate → partner;
-//! - [`exchange`]: the disclosure pipeline: route, purpose, policy, minimise,
-//!   forward (or mailbox), minimise the answer, record, deliver;
-//! - [`policy`]: the covenant as code: which fields go from whom to whom, for
-//!   which purpose; the one place that decides, and minimisation;
-//! - [`audit`]: the append-only, verifiable log of every disclosure and refusal;
-//! - [`console`]: the privacy officers' page and API (and its users);
-//! - [`problem`]: RFC 9457 problem details, the shape of every refusal;
-//! - [`pki`]: the development PKI (and the certificates tests mint);
-//! - [`keys`]: secrets kept in the data directory;
-//! - [`watch`]: reload on file change or SIGHUP;
-//! - [`admin`]: the local socket command-line tools use beside the gateway;
-//! - [`client`]: a partner-side HTTPS client;
-//! - [`demo`]: simulated back-ends and the scripted case consultation;
-//! - [`dpia`]: the per-pilot DPIA annex, generated from the running policy;
-//! - [`cli`]: the `ketenpoort` command's subcommands (the binary only parses
-//!   and prints).
+//! The modules in layers, each using only those above it (`tests/layers.rs`
+//! keeps the graph free of cycles):
+//! - configuration: [`config`] (`ketenpoort.toml`, file:line:column errors),
+//!   [`problem`] (RFC 9457 problem types), [`swap`] (state replaced whole on
+//!   reload), [`watch`] (reload on file change or SIGHUP), [`datadir`] (the
+//!   data directory is the gateway's alone);
+//! - the covenant: [`policy`] (partners and their declared fields, pilots,
+//!   rules, the one place that decides, minimisation), [`keys`];
+//! - who is calling: [`identity`] (certificate → partner), [`tls`] (rustls,
+//!   ring provider only), [`backend`] (the connector that calls back-ends),
+//!   [`conn`] (limits on connections, revocation of open ones);
+//! - what is kept: [`audit`] (the append-only, verifiable log), [`storage`]
+//!   (mailboxes), [`metrics`];
+//! - the running gateway: [`gateway`] (all of the above, swapped on reload);
+//! - what partners and officers call: [`exchange`] (the disclosure pipeline,
+//!   stage by stage, in the order data flows), [`console`] (officers' and
+//!   administrators' page and API), [`admin`] (the local socket for tools);
+//! - the listeners: [`server`] (accept, TLS, HTTP, connection lifetimes);
+//! - the command: [`cli`] (its subcommands; the binary only parses and
+//!   prints), with [`pki`] (development certificates), [`dpia`] (the DPIA
+//!   annex from the policy), [`demo`] (simulated back-ends and a scripted
+//!   case consultation), [`client`] (a partner-side client), [`logging`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

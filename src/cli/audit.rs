@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use super::Report;
+use super::report::Report;
 use crate::audit::{self, Options, checkpoint::Verifier, export, proof, record::Record};
 use crate::config::GatewayConfig;
 

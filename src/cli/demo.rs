@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::Report;
+use super::report::Report;
 
 /// Plays the demo; fails (exit 1) when a step did not do what the script expects.
 pub fn demo(config: &Path, once: bool, dir: PathBuf) -> Result<Report> {

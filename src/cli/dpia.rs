@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use super::Report;
+use super::report::Report;
 use crate::config::GatewayConfig;
 use crate::policy::PolicySet;
 

@@ -20,18 +20,18 @@ mod demo;
 mod dpia;
 mod pki;
 mod policy;
+mod report;
 mod serve;
 mod user;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_CONFIG;
 use crate::logging::LogFormat;
+pub use report::{Report, Status, Stream};
 
 pub use audit::{AuditCommand, QueryFormat};
 pub use dpia::DpiaCommand;
@@ -124,108 +124,6 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Pki { command } => pki::run(config, command),
         Command::Policy { command } => policy::run(config, command),
         Command::Audit { command } => audit::run(config, command),
-    }
-}
-
-/// How a command that did its work ends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Status {
-    /// Exit 0.
-    #[default]
-    Success,
-    /// Exit 1: the answer is "no".
-    Failure,
-}
-
-impl From<Status> for ExitCode {
-    fn from(s: Status) -> Self {
-        match s {
-            Status::Success => ExitCode::SUCCESS,
-            Status::Failure => ExitCode::FAILURE,
-        }
-    }
-}
-
-/// Which standard stream a piece of output belongs on: results on standard
-/// output (for pipes and scripts), notes for the operator on standard error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    /// Standard output.
-    Out,
-    /// Standard error.
-    Err,
-}
-
-/// What a finished command has to say, in the order it says it, and how it
-/// ends. Kept in order across both streams because on a terminal they
-/// interleave: `user add` announces the token on standard error just before
-/// printing it on standard output.
-#[derive(Debug, Default)]
-pub struct Report {
-    /// Text pieces, each printed as is (newlines included).
-    pub parts: Vec<(Stream, String)>,
-    /// The exit status.
-    pub status: Status,
-}
-
-impl Report {
-    /// A report of nothing, ending in success.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds text for standard output.
-    pub fn out(mut self, text: impl Into<String>) -> Self {
-        self.parts.push((Stream::Out, text.into()));
-        self
-    }
-
-    /// Adds text for standard error.
-    pub fn err(mut self, text: impl Into<String>) -> Self {
-        self.parts.push((Stream::Err, text.into()));
-        self
-    }
-
-    /// Ends the command with exit status 1.
-    pub fn failed(mut self) -> Self {
-        self.status = Status::Failure;
-        self
-    }
-
-    /// Everything meant for standard output, joined: what a script would read.
-    pub fn stdout(&self) -> String {
-        self.stream(Stream::Out)
-    }
-
-    /// Everything meant for standard error, joined.
-    pub fn stderr(&self) -> String {
-        self.stream(Stream::Err)
-    }
-
-    fn stream(&self, which: Stream) -> String {
-        self.parts
-            .iter()
-            .filter(|(s, _)| *s == which)
-            .map(|(_, t)| t.as_str())
-            .collect()
-    }
-
-    /// Writes the parts to standard output and error, in order, and returns
-    /// the exit code.
-    pub fn print(&self) -> std::io::Result<ExitCode> {
-        let mut out = std::io::stdout().lock();
-        let mut err = std::io::stderr().lock();
-        for (stream, text) in &self.parts {
-            match stream {
-                // Flushed per part, so that the order holds on a terminal.
-                Stream::Out => {
-                    out.write_all(text.as_bytes())?;
-                    out.flush()?;
-                }
-                Stream::Err => err.write_all(text.as_bytes())?,
-            }
-        }
-        Ok(self.status.into())
     }
 }
 

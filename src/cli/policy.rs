@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use super::Report;
+use super::report::Report;
 use crate::config::GatewayConfig;
 use crate::policy::partners::Partners;
 use crate::policy::{PolicySet, diff, explain, graph, store::Snapshot};

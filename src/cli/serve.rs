@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::Report;
+use super::report::Report;
 use crate::config::GatewayConfig;
 use crate::server;
 

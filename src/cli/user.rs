@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Subcommand;
 
-use super::Report;
+use super::report::Report;
 use crate::config::GatewayConfig;
 use crate::console::users::{self, Role};
 

@@ -1,5 +1,5 @@
-//! The console for privacy officers (and, later, policy administrators): a
-//! web page and the JSON API behind it, on its own listener.
+//! The console for privacy officers and policy administrators: a web page and
+//! the JSON API behind it, on its own listener.
 //!
 //! Users log in with a bearer token (see [`users`]). A privacy officer bound
 //! to a partner sees only records where that partner sent or received; a

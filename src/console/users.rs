@@ -12,7 +12,6 @@
 //! that does not exist would scope the user to nothing, silently.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -252,7 +251,8 @@ pub fn revoke(data_dir: &Path, name: &str) -> Result<(), UserError> {
 #[derive(Debug)]
 pub struct UserStore {
     file: PathBuf,
-    users: RwLock<Arc<Vec<User>>>,
+    /// The users as last read, replaced whole when the file changes.
+    users: crate::swap::Swap<Vec<User>>,
 }
 
 impl UserStore {
@@ -262,7 +262,7 @@ impl UserStore {
         let users = read(&file)?.users;
         Ok(Self {
             file,
-            users: RwLock::new(Arc::new(users)),
+            users: crate::swap::Swap::new(users),
         })
     }
 
@@ -273,9 +273,8 @@ impl UserStore {
 
     /// Re-reads the file; keeps the old list if it does not parse. Blocking.
     pub fn reload(&self) -> Result<(), UserError> {
-        let users = read(&self.file)?.users;
-        *self.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
-        Ok(())
+        self.users
+            .replace_with(|| read(&self.file).map(|f| f.users))
     }
 
     /// The user holding this token. Comparing hashes, not tokens: how long a
@@ -283,8 +282,7 @@ impl UserStore {
     pub fn authenticate(&self, token: &str) -> Option<User> {
         let h = token_hash(token);
         self.users
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .get()
             .iter()
             .find(|u| u.token_sha256 == h)
             .cloned()

@@ -6,14 +6,14 @@
 //! 3. purpose: the `Ketenpoort-Purpose` header ([`request::purpose`]);
 //! 4. policy: [`crate::policy::PolicySet::authorise`], the one place that
 //!    decides: the rule, the method, the path, the subject;
-//! 5. request: bounded, strict JSON ([`json`]), minimised caller → provider,
+//! 5. request: bounded, strict JSON ([`mod@json`]), minimised caller → provider,
 //!    recorded before a byte goes out ([`request::take`]);
 //! 6. forward: to the provider's back-end over mutual TLS ([`answer::fetch`],
 //!    [`forward`]), or into its mailbox ([`inbox::deliver`]);
 //! 7. answer: strict JSON, minimised provider → caller, one record per data
 //!    subject, durable before the answer leaves ([`answer::deliver`]).
 //!
-//! Each stage passes its result on or returns a [`Refusal`]; [`run`] is that
+//! Each stage passes its result on or returns a [`Refusal`]; `run` is that
 //! chain, and [`refusal::Exchange::refuse`] the one place that records and
 //! answers every refusal (RFC 9457 problem+json). When the audit log cannot
 //! write, the answer is 503 and nothing is delivered. One exchange uses one

@@ -35,9 +35,12 @@ pub enum TlsError {
         /// What is wrong with it.
         reason: String,
     },
-    /// rustls refused the combination (key does not match certificate, bad CRL...).
-    #[error("{0}")]
-    Rustls(String),
+    /// rustls refused the combination (key does not match certificate...).
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    /// A certificate verifier could not be built (a bad CRL, no trust anchor).
+    #[error(transparent)]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
 fn file_err(path: &Path, reason: impl ToString) -> TlsError {
@@ -131,29 +134,23 @@ impl TlsSet {
         let crls = read_crls(files)?;
         let server_chain = read_certs(&files.cert)?;
         let server_key = read_key(&files.key)?;
-        let rustls_err = |e: rustls::Error| TlsError::Rustls(e.to_string());
 
         // Revocation status must be known for every certificate in the chain:
         // a CA without a CRL fails closed rather than letting a revoked
         // certificate through.
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .with_crls(crls.clone())
-            .build()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            .build()?;
         let mut partners = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(rustls_err)?
+            .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier.clone())
-            .with_single_cert(server_chain.clone(), server_key.clone_key())
-            .map_err(rustls_err)?;
+            .with_single_cert(server_chain.clone(), server_key.clone_key())?;
         partners.alpn_protocols = alpn();
 
         let mut console = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(rustls_err)?
+            .with_safe_default_protocol_versions()?
             .with_no_client_auth()
-            .with_single_cert(server_chain, server_key)
-            .map_err(rustls_err)?;
+            .with_single_cert(server_chain, server_key)?;
         console.alpn_protocols = alpn();
 
         let client_chain = read_certs(&files.client_cert)?;
@@ -162,15 +159,12 @@ impl TlsSet {
         // must not receive a V-nummer.
         let backend_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .with_crls(crls)
-            .build()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            .build()?;
         // ALPN for back-ends is set by the HTTPS connector (hyper-rustls).
         let backend_client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(rustls_err)?
+            .with_safe_default_protocol_versions()?
             .with_webpki_verifier(backend_verifier)
-            .with_client_auth_cert(client_chain, client_key)
-            .map_err(rustls_err)?;
+            .with_client_auth_cert(client_chain, client_key)?;
 
         let connector = crate::backend::CertConnector(
             hyper_rustls::HttpsConnectorBuilder::new()

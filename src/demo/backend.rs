@@ -34,7 +34,7 @@ pub struct Incoming {
 
 /// What the back-end answers.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub struct Canned {
     /// Status.
     pub status: StatusCode,
     /// Body bytes.
@@ -43,7 +43,7 @@ pub struct Reply {
     pub delay: Option<Duration>,
 }
 
-impl Reply {
+impl Canned {
     /// A JSON answer.
     pub fn json(status: StatusCode, v: &serde_json::Value) -> Self {
         Self {
@@ -55,7 +55,7 @@ impl Reply {
 }
 
 /// The back-end's logic.
-pub type Handler = Arc<dyn Fn(Incoming) -> Reply + Send + Sync>;
+pub type Handler = Arc<dyn Fn(Incoming) -> Canned + Send + Sync>;
 
 /// A server TLS config that requires client certificates from `ca_pem`.
 pub fn tls_config(

@@ -93,7 +93,7 @@ fn backend_handler(services: Vec<Arc<Service>>) -> backend::Handler {
             if req.method == Method::GET {
                 let v = values.first().cloned().unwrap_or_default();
                 if v.starts_with("5559") {
-                    return backend::Reply::json(
+                    return backend::Canned::json(
                         StatusCode::NOT_FOUND,
                         &json!({"error": "onbekend"}),
                     );
@@ -101,15 +101,15 @@ fn backend_handler(services: Vec<Arc<Service>>) -> backend::Handler {
                 let seed = v
                     .bytes()
                     .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
-                return backend::Reply::json(StatusCode::OK, &data::dossier(svc, &v, seed));
+                return backend::Canned::json(StatusCode::OK, &data::dossier(svc, &v, seed));
             }
             let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-            return backend::Reply::json(
+            return backend::Canned::json(
                 StatusCode::CREATED,
                 &json!({"vnummer": body["vnummer"], "status": "ontvangen", "intern_kenmerk": "AANM-0001 (synthetisch)"}),
             );
         }
-        backend::Reply::json(StatusCode::NOT_FOUND, &json!({"error": "geen dienst"}))
+        backend::Canned::json(StatusCode::NOT_FOUND, &json!({"error": "geen dienst"}))
     })
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::*;
 use hyper::{Method, StatusCode};
 use ketenpoort::client::PartnerClient;
-use ketenpoort::demo::backend::{self, Incoming, Reply};
+use ketenpoort::demo::backend::{self, Canned, Incoming};
 use ketenpoort::pki::{Ca, Issued, LeafSpec};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -203,11 +203,11 @@ fn dtv_handler(seen: Seen) -> backend::Handler {
         let path = req.path.clone();
         if let Some(v) = path.strip_prefix("/dossiers/") {
             if v == "5559999999" {
-                return Reply::json(StatusCode::NOT_FOUND, &json!({"error": "onbekend"}));
+                return Canned::json(StatusCode::NOT_FOUND, &json!({"error": "onbekend"}));
             }
             return match req.method {
-                Method::GET => Reply::json(StatusCode::OK, &dossier(v)),
-                Method::DELETE => Reply {
+                Method::GET => Canned::json(StatusCode::OK, &dossier(v)),
+                Method::DELETE => Canned {
                     status: StatusCode::NO_CONTENT,
                     body: Default::default(),
                     delay: None,
@@ -216,7 +216,7 @@ fn dtv_handler(seen: Seen) -> backend::Handler {
                     let mut echo: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
                     echo["intern"] = json!({"ontvangen": true});
                     echo["medisch"] = json!({"bijzonderheden": "synthetisch"});
-                    Reply::json(StatusCode::OK, &echo)
+                    Canned::json(StatusCode::OK, &echo)
                 }
             };
         }
@@ -225,16 +225,16 @@ fn dtv_handler(seen: Seen) -> backend::Handler {
                 .iter()
                 .map(|v| dossier(v))
                 .collect();
-            return Reply::json(StatusCode::OK, &Value::Array(list));
+            return Canned::json(StatusCode::OK, &Value::Array(list));
         }
         if path == "/aanvragen" {
             let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-            return Reply::json(
+            return Canned::json(
                 StatusCode::CREATED,
                 &json!({"vnummer": body["vnummer"], "status": "ontvangen", "intern": "x"}),
             );
         }
-        Reply::json(StatusCode::NOT_FOUND, &json!({}))
+        Canned::json(StatusCode::NOT_FOUND, &json!({}))
     })
 }
 
@@ -333,7 +333,7 @@ async fn prepare_all() -> (TestPki, Seen, Hostile) {
             ca,
             Arc::new(move |req: Incoming| {
                 seen.lock().unwrap().push(req);
-                Reply {
+                Canned {
                     status: StatusCode::OK,
                     body: answer.lock().unwrap().clone().into(),
                     delay: None,
@@ -346,16 +346,16 @@ async fn prepare_all() -> (TestPki, Seen, Hostile) {
     let dtv = start_backend(ca, dtv_handler(seen.clone()), &ca.cert_pem).await;
     let slow = start_backend(
         ca,
-        Arc::new(|_| Reply {
+        Arc::new(|_| Canned {
             delay: Some(Duration::from_secs(3)),
-            ..Reply::json(StatusCode::OK, &json!({"vnummer": "5550000001"}))
+            ..Canned::json(StatusCode::OK, &json!({"vnummer": "5550000001"}))
         }),
         &ca.cert_pem,
     )
     .await;
     let garbage = start_backend(
         ca,
-        Arc::new(|_| Reply {
+        Arc::new(|_| Canned {
             status: StatusCode::OK,
             body: "<html>dit is geen JSON".into(),
             delay: None,
@@ -366,7 +366,7 @@ async fn prepare_all() -> (TestPki, Seen, Hostile) {
     let huge = start_backend(
         ca,
         Arc::new(|_| {
-            Reply::json(
+            Canned::json(
                 StatusCode::OK,
                 &json!({"vnummer": "5550000001", "blob": "x".repeat(200_000)}),
             )
@@ -377,7 +377,7 @@ async fn prepare_all() -> (TestPki, Seen, Hostile) {
     let other_ca = Ca::generate("another CA").unwrap();
     let strange = start_backend(
         &other_ca,
-        Arc::new(|_| Reply::json(StatusCode::OK, &json!({}))),
+        Arc::new(|_| Canned::json(StatusCode::OK, &json!({}))),
         &ca.cert_pem,
     )
     .await;

@@ -194,14 +194,7 @@ impl hyper::body::Body for HalfSent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_sending_most_of_a_large_body_do_not_exhaust_memory() {
-    let f = fixture_with(|pki| {
-        let cfg = std::fs::read_to_string(pki.config_file()).unwrap();
-        pki.write_config(
-            "ketenpoort.toml",
-            &cfg.replace("max_body_bytes = 8192", "max_body_bytes = 1048576"),
-        );
-    })
-    .await;
+    let f = fixture_with_limits(&[("max_body_bytes", "1048576")]).await;
     let before = rss_kib();
     let cert = f.pki.oin_cert(GEMEENTE_OIN);
     let mut streams = Vec::new();
@@ -274,16 +267,10 @@ async fn http2_streams_sending_most_of_a_large_body_do_not_exhaust_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_partner_holds_at_most_its_share_of_connections_and_idle_ones_are_closed() {
-    let f = fixture_with(|pki| {
-        let cfg = std::fs::read_to_string(pki.config_file()).unwrap();
-        pki.write_config(
-            "ketenpoort.toml",
-            &cfg.replace(
-                "mailbox_sweep_secs = 3600\n",
-                "mailbox_sweep_secs = 3600\nmax_connections_per_partner = 2\nidle_timeout_secs = 1\n",
-            ),
-        );
-    })
+    let f = fixture_with_limits(&[
+        ("max_connections_per_partner", "2"),
+        ("idle_timeout_secs", "1"),
+    ])
     .await;
     let cert = f.pki.oin_cert(GEMEENTE_OIN);
     let (mut a, conn_a) = h2_connection(&f, &cert).await;

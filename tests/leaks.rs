@@ -269,17 +269,7 @@ async fn answers_record_the_backend_certificate_and_a_revoked_backend_gets_nothi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mailboxes_have_quotas() {
-    let f = fixture_with(|pki| {
-        let cfg = std::fs::read_to_string(pki.config_file()).unwrap();
-        pki.write_config(
-            "ketenpoort.toml",
-            &cfg.replace(
-                "mailbox_sweep_secs = 3600\n",
-                "mailbox_sweep_secs = 3600\nmailbox_quota_bytes = 4096\n",
-            ),
-        );
-    })
-    .await;
+    let f = fixture_with_limits(&[("mailbox_quota_bytes", "4096")]).await;
     let path = "/v1/pilots/proef/services/ngo-kvk/bericht";
     let purpose = &[("ketenpoort-purpose", "begeleiding")];
     let doc = json!({"vnummer": "5550001234", "onderwerp": "x".repeat(1000)});

@@ -283,6 +283,28 @@ pub async fn fixture() -> Fixture {
     fixture_with(|_| {}).await
 }
 
+/// The fixture with some `[limits]` of ketenpoort.toml set (the table is
+/// the file's last, so new keys go at its end).
+pub async fn fixture_with_limits(limits: &[(&str, &str)]) -> Fixture {
+    let limits: Vec<(String, String)> = limits
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    fixture_with(move |pki| {
+        let cfg = std::fs::read_to_string(pki.config_file()).unwrap();
+        let mut lines: Vec<String> = cfg.lines().map(str::to_string).collect();
+        for (k, v) in &limits {
+            let line = format!("{k} = {v}");
+            match lines.iter_mut().find(|l| l.starts_with(&format!("{k} ="))) {
+                Some(l) => *l = line,
+                None => lines.push(line),
+            }
+        }
+        pki.write_config("ketenpoort.toml", &(lines.join("\n") + "\n"));
+    })
+    .await
+}
+
 pub async fn fixture_with(before_start: impl FnOnce(&TestPki)) -> Fixture {
     let (pki, seen, hostile) = prepare_all().await;
     before_start(&pki);

@@ -136,6 +136,16 @@ fi
 if [ "$SMOKE" = 1 ]; then DURATION=2s; ROUNDS=1; CONC=16; else DURATION=15s; ROUNDS=3; CONC=64; fi
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$KPID/stat"; }
+# B's CPU: the proxy nginx's master and workers (the back-end nginx serves A,
+# B and C alike, so it counts for neither).
+proxy_ticks() {
+    local master s=0 p
+    master=$(cat "$WORK/nginx-proxy.pid")
+    for p in "$master" $(pgrep -P "$master"); do
+        s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$s"
+}
 run() { # name url [extra oha args...]: writes $WORK/name.json
     local name=$1 url=$2; shift 2
     local extra=()
@@ -145,9 +155,13 @@ run() { # name url [extra oha args...]: writes $WORK/name.json
 }
 
 CPU_TICKS=0
+B_TICKS=0
 for r in $(seq "$ROUNDS"); do
     run "A$r" "$URL_A"
+    b0=$(proxy_ticks)
     run "B$r" "$URL_B"
+    b1=$(proxy_ticks)
+    B_TICKS=$((B_TICKS + b1 - b0))
     t0=$(cpu_ticks)
     if [ "${PROFILE:-0}" = 1 ] && [ "$r" = 1 ]; then
         # A CPU profile of ketenpoort under load: perf report -i target/perf.data
@@ -172,5 +186,5 @@ fi
 
 OUT="bench/results/$(date -u +%Y-%m-%d).md"
 [ "$SMOKE" = 1 ] && OUT="$WORK/smoke.md"
-python3 "$ROOT/bench/support.py" report "$OUT" "$WORK" "$ROUNDS" "$SMOKE" "$DURATION" "$CONC" "$HALF" "$RSS_KB" "$CPU_TICKS" "$(getconf CLK_TCK)"
+python3 "$ROOT/bench/support.py" report "$OUT" "$WORK" "$ROUNDS" "$SMOKE" "$DURATION" "$CONC" "$HALF" "$RSS_KB" "$CPU_TICKS" "$(getconf CLK_TCK)" "$B_TICKS"
 [ "$SMOKE" = 1 ] || echo "written to $OUT"

@@ -101,7 +101,7 @@ def half(work, rounds):
     print(max(1, int(statistics.median(rps) / 2)))
 
 
-def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, clk):
+def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, clk, b_ticks="0"):
     rounds = int(rounds)
 
     def med(prefix, key):
@@ -122,6 +122,8 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
     added = (load(work, "halfC")["latencyPercentiles"]["p99"] - load(work, "halfA")["latencyPercentiles"]["p99"]) * 1000
     c_requests = total("C")
     cpu = (int(ticks) / int(clk)) / (c_requests / 1000) if c_requests else float("nan")
+    b_requests = total("B")
+    b_cpu = (int(b_ticks) / int(clk)) / (b_requests / 1000) if b_requests else float("nan")
     rss = int(rss_kb) / 1024
     audit = open(os.path.join(work, "audit.txt")).read().strip() if os.path.exists(os.path.join(work, "audit.txt")) else "(not run)"
     goal = lambda ok: "met" if ok else "**not met**"
@@ -147,7 +149,7 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
         f"| throughput C/A | {C['rps'] / A['rps']:.2f} | (X-Road users report 0.11) |",
         f"| p99 latency C adds over A at {half_rate} req/s (half of C's peak) | {added:.2f} ms | ≤ 2 ms: {goal(added <= 2)} |",
         f"| ketenpoort peak resident memory | {rss:.1f} MiB | ≤ 100 MiB: {goal(rss <= 100)} |",
-        f"| ketenpoort CPU seconds per 1000 requests | {cpu:.3f} | |",
+        f"| CPU seconds per 1000 requests: B (nginx proxy) / C (ketenpoort) | {b_cpu:.3f} / {cpu:.3f} | |",
         "",
         "Audit store (`cargo bench --bench audit`):",
         "",

@@ -1,7 +1,7 @@
 //! The local admin socket: how command-line tools use what the running
 //! gateway holds.
 //!
-//! sled allows one process per database, so `ketenpoort audit query` cannot
+//! fjall (the index) allows one process per database, so `ketenpoort audit query` cannot
 //! open the index while the gateway runs. The gateway listens on a Unix socket
 //! in its data directory (mode 0600: whoever may read the data directory may
 //! ask), and the tool asks it there; when no gateway answers, the tool opens the

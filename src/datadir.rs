@@ -2,7 +2,7 @@
 //!
 //! The audit segments, the mailbox documents and the admin socket hold what
 //! no other local user may read. The process umask is set to 077 at start, so
-//! everything the gateway (and sled, underneath it) creates later is private,
+//! everything the gateway (and sled and fjall, underneath it) creates later is private,
 //! and the modes of an existing data directory are tightened: directories
 //! 0700, everything else 0600. Files are written whole ([`write_atomic`]),
 //! so a crash or a watcher never sees half of one.

@@ -211,6 +211,96 @@ async fn a_full_disk_refuses_with_503_and_recovers_without_restart() {
         rec.entry.payload_sha256,
         Some(ketenpoort::identity::sha256(&r.body))
     );
+    // The index failed with the disk (fjall refuses writes after a failed
+    // one) and caught up without a restart: the answer's record is found
+    // through it, and it reaches the head.
+    let view = f.gw.gateway.audit.view().clone();
+    let page = tokio::task::spawn_blocking(move || {
+        view.query(&ketenpoort::audit::store::Filter {
+            pilot: Some("proef".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        page.records.first().map(|r| r.id),
+        Some(id),
+        "the index did not catch up after space was freed"
+    );
     f.gw.stop().await;
     drop(mount);
+}
+
+/// The index alone on a full disk: fjall poisons its database on the failed
+/// write and refuses every later one; the index opens it again once space
+/// is back, and counts every record exactly once.
+#[test]
+fn the_index_reopens_after_a_full_disk() {
+    use ketenpoort::audit::index::{By, Dim, Index};
+    use ketenpoort::audit::record::{Decision, Entry, Record};
+
+    if !is_root() {
+        eprintln!("skipped: mounting a size-limited tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: this machine does not allow mounting a tmpfs");
+        return;
+    }
+    let _mount = Mount(dir.path().to_path_buf());
+    let rec = |id: u64| {
+        let mut entry = Entry::exchange("proef", "gemeente", "dtv", "casusoverleg", "dtv/dossier");
+        entry.decision = Decision::Disclosed;
+        entry.subject = Some([(id % 251) as u8; 32]);
+        Record {
+            version: 2,
+            id,
+            time_micros: 1_767_312_000_000_000,
+            entry,
+        }
+    };
+    let ix = Index::open(&dir.path().join("index")).unwrap();
+    ix.add(&(0..100).map(rec).collect::<Vec<_>>()).unwrap();
+    let ballast = fill(dir.path());
+    // Batches of 100 until a write fails; they fit in the journal's last
+    // page for a while.
+    let mut next = 100;
+    let failed_at = loop {
+        let batch: Vec<Record> = (next..next + 100).map(rec).collect();
+        if ix.add(&batch).is_err() {
+            break next;
+        }
+        next += 100;
+        assert!(next < 1_000_000, "a full disk never failed an index write");
+    };
+    // The writer goes on retrying what the index lacks while the disk is
+    // full: each try reopens the poisoned database, and may fail again.
+    let end = failed_at + 300;
+    for _ in 0..3 {
+        let _ = ix.add(&(failed_at..end).map(rec).collect::<Vec<_>>());
+    }
+
+    std::fs::remove_file(ballast).unwrap();
+    // Space is back: the next retry goes through, without a restart.
+    ix.add(&(failed_at..end).map(rec).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(ix.indexed_upto().unwrap(), end);
+    let day = ix.stats(Dim::Day, "2026-01-02", "2026-01-02").unwrap();
+    assert_eq!(day["2026-01-02"], (end, 0), "counted once each");
+    let ids: Vec<u64> = ix
+        .ids(By::Pilot, b"proef", 0, u64::MAX)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(ids, (0..end).rev().collect::<Vec<_>>());
+    ix.flush().unwrap();
 }

@@ -3,7 +3,7 @@
 //! The gateway fails closed on any of these (nothing is delivered), and an
 //! operator reads them in the log when it refuses to start or stops writing, so
 //! each message says what happened in their terms. Each error keeps its cause
-//! as a typed source (the I/O error, the sled error, the decode error, the
+//! as a typed source (the I/O error, the index store's error, the decode error, the
 //! damaged frame), so that a caller can tell a full disk from a damaged log
 //! without parsing text. `AuditError` is `Clone` because one failed write
 //! answers every waiter of its batch: I/O errors are shared behind an `Arc`.
@@ -54,9 +54,9 @@ impl AuditError {
     }
 }
 
-impl From<sled::Error> for AuditError {
-    fn from(e: sled::Error) -> Self {
-        Self::Index(IndexError::Sled(e))
+impl From<fjall::Error> for AuditError {
+    fn from(e: fjall::Error) -> Self {
+        Self::Index(e.into())
     }
 }
 
@@ -172,16 +172,45 @@ pub enum OutOfRange {
     },
 }
 
-/// Why the sled index failed.
+/// Why the index failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum IndexError {
-    /// The database failed or is held by another process.
-    #[error(transparent)]
-    Sled(#[from] sled::Error),
+    /// The index database (fjall) failed, or is held by another process.
+    /// Shared behind an `Arc` because `fjall::Error` is not `Clone`.
+    #[error("{}", describe(.0))]
+    Store(#[source] Arc<fjall::Error>),
+    /// The index database is being opened again after a failed write.
+    #[error("the index database is being reopened after a failed write")]
+    Reopening,
     /// This view was opened without the index.
     #[error("no index in this view")]
     NotOpen,
+}
+
+impl From<fjall::Error> for IndexError {
+    fn from(e: fjall::Error) -> Self {
+        Self::Store(Arc::new(e))
+    }
+}
+
+/// fjall's own messages are its `Debug` output; say it in an operator's terms.
+fn describe(e: &fjall::Error) -> String {
+    match e {
+        fjall::Error::Io(io) => format!("the index database could not read or write: {io}"),
+        fjall::Error::Locked => {
+            "the index database is held by another process (is a gateway running?)".into()
+        }
+        fjall::Error::Poisoned => {
+            "the index database refuses writes after a failed write (disk full?); it is reopened"
+                .into()
+        }
+        fjall::Error::Storage(fjall::LsmError::Io(io)) => {
+            format!("the index database could not read or write: {io}")
+        }
+        fjall::Error::Storage(s) => format!("the index database is damaged or unreadable: {s:?}"),
+        other => format!("the index database failed: {other:?}"),
+    }
 }
 
 #[cfg(test)]
@@ -226,6 +255,14 @@ mod tests {
             (
                 IndexError::NotOpen.into(),
                 "audit index: no index in this view",
+            ),
+            (
+                IndexError::from(fjall::Error::Locked).into(),
+                "audit index: the index database is held by another process (is a gateway running?)",
+            ),
+            (
+                IndexError::from(fjall::Error::Io(std::io::Error::other("disk full"))).into(),
+                "audit index: the index database could not read or write: disk full",
             ),
         ];
         for (e, want) in cases {

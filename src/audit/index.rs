@@ -1,18 +1,46 @@
-//! Secondary indexes in sled: by subject pseudonym, partner, pilot and purpose.
+//! Secondary indexes in fjall: by subject pseudonym, partner, pilot and purpose.
 //!
-//! Everything here can be rebuilt from the segments, so sled's own durability
-//! (beta, `sync_file_range`) is not relied on: `indexed_upto` says how far the
-//! index is known to reach, and the store catches up from there at start.
+//! Everything here can be rebuilt from the segments, so the store's own
+//! durability is not relied on: a write goes to the operating system, never
+//! to the disk with a sync of its own (the segments carry the fsync), and
+//! `indexed_upto` says how far the index is known to reach; the store
+//! catches up from there at start.
+//!
+//! fjall is a log-structured merge tree: a write is an append to its journal
+//! and an insert into a memtable, flushed and merged by background threads.
+//! That suits an index written once per record and read rarely, where sled
+//! spent about half of the gateway's CPU rewriting tree pages and kept a
+//! page cache that grew with the number of keys. Memory here is bounded by
+//! the block cache and the memtables (constants below).
+//!
+//! A failed write (a full disk) poisons a fjall database: it refuses every
+//! later write. The index then drops the database and opens it again from
+//! disk on its next write, so that it catches up without a restart once
+//! space is back.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwapOption;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+
+use super::error::IndexError;
 use super::record::{Decision, Record, RecordKind};
 
-/// sled page cache of the index. sled counts a cached page at its size in
-/// the log on disk, not at its size in memory: the resident memory this cache
-/// ends up holding is several times this figure (~250 MiB for 32 MiB with
-/// this index's small keys; see bench/README.md).
-pub const INDEX_CACHE_BYTES: u64 = 32 << 20;
+/// Block cache of the index database (blocks read back from its tables).
+/// Look-ups read a subject's few keys; the cache need not hold the index.
+pub const INDEX_CACHE_BYTES: u64 = 8 << 20;
 
-/// Key of the "indexed up to" marker in the meta tree.
+/// Memtable size of each of the five keyspaces: what is written before it
+/// is flushed into a table. Five of these, plus one being flushed each, are
+/// the most the index holds in memory besides the cache.
+pub const INDEX_MEMTABLE_BYTES: u64 = 4 << 20;
+
+/// The value of a posting: the key says it all.
+const EMPTY: &[u8] = &[];
+
+/// Key of the "indexed up to" marker in the meta keyspace.
 const UPTO: &[u8] = b"indexed_upto";
 
 /// How statistics are grouped.
@@ -39,7 +67,7 @@ impl Dim {
     }
 }
 
-/// `s | dim | day (10) | value | 0 | decision`: a counter in the meta tree.
+/// `s | dim | day (10) | value | 0 | decision`: a counter in the meta keyspace.
 fn stat_key(dim: Dim, day: &str, value: &str, decision: u8) -> Vec<u8> {
     let mut k = vec![b's', dim.byte()];
     k.extend_from_slice(day.as_bytes());
@@ -64,19 +92,150 @@ pub enum By {
     Purpose,
 }
 
-/// The sled database of indexes.
+/// One open fjall database and its keyspaces.
+struct Store {
+    db: Database,
+    subject: Keyspace,
+    partner: Keyspace,
+    pilot: Keyspace,
+    purpose: Keyspace,
+    meta: Keyspace,
+}
+
+impl Store {
+    fn open(path: &Path) -> fjall::Result<Self> {
+        let db = Database::builder(path)
+            .cache_size(INDEX_CACHE_BYTES)
+            .open()?;
+        let ks = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(INDEX_MEMTABLE_BYTES)
+            })
+        };
+        Ok(Self {
+            subject: ks("subject")?,
+            partner: ks("partner")?,
+            pilot: ks("pilot")?,
+            purpose: ks("purpose")?,
+            meta: ks("meta")?,
+            db,
+        })
+    }
+
+    fn counter(&self, k: &[u8]) -> fjall::Result<u64> {
+        Ok(self
+            .meta
+            .get(k)?
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Postings, counters and the marker of `records` in one batch, which
+    /// fjall applies atomically across keyspaces: a record is counted
+    /// exactly once, even when a crash makes the store add it again.
+    /// Records the index already holds (below the marker) are skipped, so
+    /// adding the same records twice changes nothing.
+    fn add(&self, records: &[Record]) -> fjall::Result<()> {
+        let upto = self.counter(UPTO)?;
+        let records: Vec<&Record> = records.iter().filter(|r| r.id >= upto).collect();
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        let mut b = self.db.batch();
+        for r in &records {
+            let e = &r.entry;
+            if let Some(subj) = &e.subject {
+                b.insert(&self.subject, key(subj, r.id), EMPTY);
+            }
+            b.insert(&self.partner, key(&text_prefix(&e.sender), r.id), EMPTY);
+            if e.recipient != e.sender {
+                b.insert(&self.partner, key(&text_prefix(&e.recipient), r.id), EMPTY);
+            }
+            if !e.pilot.is_empty() {
+                b.insert(&self.pilot, key(&text_prefix(&e.pilot), r.id), EMPTY);
+            }
+            if !e.purpose.is_empty() {
+                b.insert(&self.purpose, key(&text_prefix(&e.purpose), r.id), EMPTY);
+            }
+        }
+        for (k, n) in increments(&records) {
+            let cur = self.counter(&k)?;
+            b.insert(&self.meta, k, (cur + n).to_be_bytes().as_slice());
+        }
+        b.insert(&self.meta, UPTO, (last.id + 1).to_be_bytes().as_slice());
+        // No durability of its own beyond the operating system's buffers
+        // (fjall's default for a batch): the index is rebuilt from the
+        // segments, which are synced.
+        b.commit()
+    }
+
+    fn tree(&self, by: By) -> &Keyspace {
+        match by {
+            By::Subject => &self.subject,
+            By::Partner => &self.partner,
+            By::Pilot => &self.pilot,
+            By::Purpose => &self.purpose,
+        }
+    }
+}
+
+/// How much each counter grows with `records` (exchanges only).
+fn increments(records: &[&Record]) -> std::collections::BTreeMap<Vec<u8>, u64> {
+    let mut inc: std::collections::BTreeMap<Vec<u8>, u64> = std::collections::BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.entry.kind == RecordKind::Exchange)
+    {
+        let e = &r.entry;
+        let day = super::record::format_micros(r.time_micros)[..10].to_string();
+        let d = match e.decision {
+            Decision::Disclosed => b'D',
+            Decision::Refused => b'R',
+        };
+        let mut add =
+            |dim: Dim, value: &str| *inc.entry(stat_key(dim, &day, value, d)).or_default() += 1;
+        add(Dim::Day, "");
+        add(Dim::Pilot, &e.pilot);
+        add(Dim::Purpose, &e.purpose);
+        add(Dim::Partner, &e.sender);
+        if e.recipient != e.sender {
+            add(Dim::Partner, &e.recipient);
+        }
+    }
+    inc
+}
+
+/// Removes the sled index an earlier version kept at `path` (sled's `conf`
+/// file, no fjall `version` marker): the index is rebuilt from the segments.
+fn drop_sled_index(path: &Path) -> Result<(), IndexError> {
+    if path.join("conf").is_file() && !path.join("version").exists() {
+        tracing::info!("the audit index was kept in sled; rebuilding it in fjall");
+        std::fs::remove_dir_all(path).map_err(fjall::Error::Io)?;
+    }
+    Ok(())
+}
+
+/// The fjall database of indexes, reopened after a failed write.
 pub struct Index {
-    db: sled::Db,
-    subject: sled::Tree,
-    partner: sled::Tree,
-    pilot: sled::Tree,
-    purpose: sled::Tree,
-    meta: sled::Tree,
+    /// Where the database lives, to open it again.
+    path: PathBuf,
+    /// The open database; `None` only while a reopen failed (and is retried
+    /// with the next write).
+    store: ArcSwapOption<Store>,
+    /// A write failed: fjall has poisoned the database, which refuses every
+    /// later write until it is opened again.
+    poisoned: AtomicBool,
+    /// One reopen at a time.
+    reopening: Mutex<()>,
 }
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").finish_non_exhaustive()
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .field("poisoned", &self.poisoned.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,106 +255,79 @@ fn text_prefix(s: &str) -> Vec<u8> {
 
 impl Index {
     /// Opens (or creates) the index database. Fails when another process
-    /// holds it: sled allows one process per database.
-    pub fn open(path: &std::path::Path) -> sled::Result<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            // Without this sled keeps up to 1 GiB (its default) of tree
-            // pages in memory: resident memory grew ~0.9 KiB per record.
-            .cache_capacity(INDEX_CACHE_BYTES)
-            .flush_every_ms(Some(500))
-            .open()?;
+    /// holds it: fjall allows one process per database.
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        drop_sled_index(path)?;
         Ok(Self {
-            subject: db.open_tree("subject")?,
-            partner: db.open_tree("partner")?,
-            pilot: db.open_tree("pilot")?,
-            purpose: db.open_tree("purpose")?,
-            meta: db.open_tree("meta")?,
-            db,
+            store: ArcSwapOption::from_pointee(Store::open(path)?),
+            path: path.to_path_buf(),
+            poisoned: AtomicBool::new(false),
+            reopening: Mutex::new(()),
         })
     }
 
-    /// How many records (from id 0) the index holds.
-    pub fn indexed_upto(&self) -> sled::Result<u64> {
-        Ok(self
-            .meta
-            .get(UPTO)?
-            .and_then(|v| v.as_ref().try_into().ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
+    /// The open database, for a read.
+    fn store(&self) -> Result<Arc<Store>, IndexError> {
+        self.store.load_full().ok_or(IndexError::Reopening)
     }
 
-    /// Adds records (consecutive ids, continuing from `indexed_upto`).
-    pub fn add(&self, records: &[Record]) -> sled::Result<()> {
-        let Some(last) = records.last() else {
+    /// Drops the poisoned database and opens it again from disk: what it
+    /// holds is what its journal and tables hold, and the marker says how
+    /// far that reaches. Fails (and is tried again with the next write) while
+    /// the disk is still full or a reader still holds the old database.
+    fn reopen(&self) -> Result<(), IndexError> {
+        let _one = self
+            .reopening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.poisoned.load(Ordering::Acquire) {
             return Ok(());
-        };
-        let (mut s, mut pa, mut pi, mut pu) = (
-            sled::Batch::default(),
-            sled::Batch::default(),
-            sled::Batch::default(),
-            sled::Batch::default(),
-        );
-        for r in records {
-            let e = &r.entry;
-            if let Some(subj) = &e.subject {
-                s.insert(key(subj, r.id), &[]);
-            }
-            pa.insert(key(&text_prefix(&e.sender), r.id), &[]);
-            if e.recipient != e.sender {
-                pa.insert(key(&text_prefix(&e.recipient), r.id), &[]);
-            }
-            if !e.pilot.is_empty() {
-                pi.insert(key(&text_prefix(&e.pilot), r.id), &[]);
-            }
-            if !e.purpose.is_empty() {
-                pu.insert(key(&text_prefix(&e.purpose), r.id), &[]);
-            }
         }
-        self.subject.apply_batch(s)?;
-        self.partner.apply_batch(pa)?;
-        self.pilot.apply_batch(pi)?;
-        self.purpose.apply_batch(pu)?;
-        // Counters and the marker go in one batch of one tree, which sled
-        // applies atomically: a record is counted exactly once, even when a
-        // crash makes the store add it again. Index keys above are the same
-        // keys when added twice.
-        let mut inc: std::collections::BTreeMap<Vec<u8>, u64> = std::collections::BTreeMap::new();
-        for r in records
-            .iter()
-            .filter(|r| r.entry.kind == RecordKind::Exchange)
-        {
-            let e = &r.entry;
-            let day = super::record::format_micros(r.time_micros)[..10].to_string();
-            let d = match e.decision {
-                Decision::Disclosed => b'D',
-                Decision::Refused => b'R',
-            };
-            let mut add =
-                |dim: Dim, value: &str| *inc.entry(stat_key(dim, &day, value, d)).or_default() += 1;
-            add(Dim::Day, "");
-            add(Dim::Pilot, &e.pilot);
-            add(Dim::Purpose, &e.purpose);
-            add(Dim::Partner, &e.sender);
-            if e.recipient != e.sender {
-                add(Dim::Partner, &e.recipient);
-            }
-        }
-        let mut meta = sled::Batch::default();
-        for (k, n) in inc {
-            let cur = self
-                .meta
-                .get(&k)?
-                .and_then(|v| v.as_ref().try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            meta.insert(k, &(cur + n).to_be_bytes());
-        }
-        // The marker never claims entries that were lost: sled recovers a
-        // prefix of operations, and it comes last.
-        meta.insert(UPTO, &(last.id + 1).to_be_bytes());
-        self.meta.apply_batch(meta)?;
+        // The old database must be gone (its lock file released) before the
+        // new one opens; readers hold it for the length of one look-up.
+        drop(self.store.swap(None));
+        let store = Store::open(&self.path)?;
+        self.store.store(Some(Arc::new(store)));
+        self.poisoned.store(false, Ordering::Release);
+        tracing::info!("audit index reopened after a failed write");
         Ok(())
+    }
+
+    /// Runs a write, reopening the database first when an earlier write
+    /// poisoned it, and once more when this one finds it poisoned.
+    fn write(&self, op: impl Fn(&Store) -> fjall::Result<()>) -> Result<(), IndexError> {
+        for attempt in 0..2 {
+            if self.poisoned.load(Ordering::Acquire) {
+                self.reopen()?;
+            }
+            let res = op(&*self.store()?);
+            match res {
+                Ok(()) => return Ok(()),
+                Err(fjall::Error::Poisoned) if attempt == 0 => {
+                    self.poisoned.store(true, Ordering::Release);
+                }
+                Err(e) => {
+                    // fjall poisons the database on a failed write.
+                    self.poisoned.store(true, Ordering::Release);
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(fjall::Error::Poisoned.into())
+    }
+
+    /// How many records (from id 0) the index holds.
+    pub fn indexed_upto(&self) -> Result<u64, IndexError> {
+        Ok(self.store()?.counter(UPTO)?)
+    }
+
+    /// Adds records (consecutive ids, continuing from `indexed_upto`; those
+    /// below it are already there and skipped).
+    pub fn add(&self, records: &[Record]) -> Result<(), IndexError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write(|s| s.add(records))
     }
 
     /// Counts of disclosures and refusals per day (`YYYY-MM-DD`, inclusive
@@ -205,15 +337,16 @@ impl Index {
         by: Dim,
         since_day: &str,
         until_day: &str,
-    ) -> sled::Result<std::collections::BTreeMap<String, (u64, u64)>> {
+    ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, IndexError> {
         let mut out: std::collections::BTreeMap<String, (u64, u64)> =
             std::collections::BTreeMap::new();
         let lo = stat_key(by, since_day, "", 0);
         let mut hi = stat_key(by, until_day, "", 0);
         hi.truncate(2 + 10);
         hi.push(0xff);
-        for kv in self.meta.range(lo..hi) {
-            let (k, v) = kv?;
+        let iter = self.store()?.meta.range(lo..hi);
+        for kv in iter {
+            let (k, v) = kv.into_inner()?;
             let n = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
             let day = String::from_utf8_lossy(&k[2..12]).into_owned();
             let rest = &k[12..];
@@ -236,47 +369,148 @@ impl Index {
     }
 
     /// Drops every entry (the index is rebuilt from the segments).
-    pub fn clear(&self) -> sled::Result<()> {
-        for t in [
-            &self.subject,
-            &self.partner,
-            &self.pilot,
-            &self.purpose,
-            &self.meta,
-        ] {
-            t.clear()?;
-        }
-        Ok(())
+    pub fn clear(&self) -> Result<(), IndexError> {
+        self.write(|s| {
+            for t in [&s.subject, &s.partner, &s.pilot, &s.purpose, &s.meta] {
+                t.clear()?;
+            }
+            Ok(())
+        })
     }
 
     /// Ids in `[lo, hi)` filed under `value` in index `by`, newest first.
+    /// The iterator reads a snapshot; it does not hold the database open.
     pub fn ids(
         &self,
         by: By,
         value: &[u8],
         lo: u64,
         hi: u64,
-    ) -> impl Iterator<Item = sled::Result<u64>> + '_ {
-        let (tree, prefix) = match by {
-            By::Subject => (&self.subject, value.to_vec()),
-            By::Partner => (&self.partner, text_prefix(&String::from_utf8_lossy(value))),
-            By::Pilot => (&self.pilot, text_prefix(&String::from_utf8_lossy(value))),
-            By::Purpose => (&self.purpose, text_prefix(&String::from_utf8_lossy(value))),
+    ) -> impl Iterator<Item = Result<u64, IndexError>> + use<> {
+        let prefix = match by {
+            By::Subject => value.to_vec(),
+            By::Partner | By::Pilot | By::Purpose => text_prefix(&String::from_utf8_lossy(value)),
         };
         let plen = prefix.len();
-        tree.range(key(&prefix, lo)..key(&prefix, hi))
-            .rev()
-            .map(move |kv| {
-                kv.map(|(k, _)| {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&k[plen..plen + 8]);
-                    u64::from_be_bytes(b)
-                })
-            })
+        let iter = self
+            .store()
+            .map(|s| s.tree(by).range(key(&prefix, lo)..key(&prefix, hi)).rev());
+        let (ok, err) = match iter {
+            Ok(it) => (Some(it), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        err.into_iter()
+            .chain(ok.into_iter().flatten().map(move |g| {
+                let k = g.key()?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[plen..plen + 8]);
+                Ok(u64::from_be_bytes(b))
+            }))
     }
 
-    /// Writes what sled holds in memory to disk (at shutdown).
-    pub fn flush(&self) -> sled::Result<()> {
-        self.db.flush().map(|_| ())
+    /// Writes the journal to disk (at shutdown; fjall also does when the
+    /// database is dropped).
+    pub fn flush(&self) -> Result<(), IndexError> {
+        Ok(self.store()?.db.persist(fjall::PersistMode::SyncAll)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use super::*;
+    use crate::audit::record::Entry;
+
+    fn rec(id: u64, pilot: &str, sender: &str) -> Record {
+        let mut entry = Entry::exchange(pilot, sender, "dtv", "casusoverleg", "dtv/dossier");
+        entry.decision = Decision::Disclosed;
+        Record {
+            version: 2,
+            id,
+            // 2026-01-02
+            time_micros: 1_767_312_000_000_000,
+            entry,
+        }
+    }
+
+    fn ids(ix: &Index, by: By, v: &str, lo: u64, hi: u64) -> Vec<u64> {
+        ix.ids(by, v.as_bytes(), lo, hi)
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn newest_first_in_range_and_text_keys_do_not_run_into_each_other() {
+        let d = tempfile::tempdir().unwrap();
+        let ix = Index::open(d.path()).unwrap();
+        let rs: Vec<Record> = (0..10)
+            .map(|i| rec(i, if i % 2 == 0 { "a" } else { "ab" }, "x"))
+            .collect();
+        ix.add(&rs).unwrap();
+        assert_eq!(ix.indexed_upto().unwrap(), 10);
+        assert_eq!(ids(&ix, By::Pilot, "a", 0, 10), [8, 6, 4, 2, 0]);
+        assert_eq!(ids(&ix, By::Pilot, "ab", 3, 8), [7, 5, 3]);
+        assert_eq!(ids(&ix, By::Partner, "x", 8, 20), [9, 8]);
+        assert!(ids(&ix, By::Purpose, "casus", 0, 10).is_empty());
+    }
+
+    /// A record is counted once, even when it is added again (a crash, or
+    /// a write that failed after fjall had taken it).
+    #[test]
+    fn adding_again_counts_once() {
+        let d = tempfile::tempdir().unwrap();
+        let ix = Index::open(d.path()).unwrap();
+        let rs: Vec<Record> = (0..4).map(|i| rec(i, "p", "x")).collect();
+        ix.add(&rs[..3]).unwrap();
+        ix.add(&rs).unwrap();
+        ix.add(&rs[1..]).unwrap();
+        let day = ix.stats(Dim::Day, "2026-01-01", "2026-01-03").unwrap();
+        assert_eq!(day["2026-01-02"], (4, 0));
+        let partners = ix.stats(Dim::Partner, "2026-01-02", "2026-01-02").unwrap();
+        assert_eq!(partners["x"], (4, 0));
+        assert_eq!(partners["dtv"], (4, 0));
+        assert_eq!(ix.indexed_upto().unwrap(), 4);
+    }
+
+    /// An index left by sled (an earlier version) is dropped, to be rebuilt.
+    #[test]
+    fn a_sled_index_is_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("conf"), "segment_size: 524288").unwrap();
+        std::fs::write(d.path().join("db"), [0u8; 64]).unwrap();
+        let ix = Index::open(d.path()).unwrap();
+        assert!(!d.path().join("conf").exists());
+        assert_eq!(ix.indexed_upto().unwrap(), 0);
+        ix.add(&[rec(0, "p", "x")]).unwrap();
+        drop(ix);
+        // fjall's own directory is kept.
+        let ix = Index::open(d.path()).unwrap();
+        assert_eq!(ix.indexed_upto().unwrap(), 1);
+    }
+
+    /// After a failed write the database is opened again from disk; what
+    /// was written before is there, and writing goes on.
+    #[test]
+    fn reopens_after_a_failed_write() {
+        let d = tempfile::tempdir().unwrap();
+        let ix = Index::open(d.path()).unwrap();
+        let rs: Vec<Record> = (0..6).map(|i| rec(i, "p", "x")).collect();
+        ix.add(&rs[..3]).unwrap();
+        ix.poisoned.store(true, Ordering::Release);
+        ix.add(&rs[3..]).unwrap();
+        assert!(!ix.poisoned.load(Ordering::Acquire));
+        assert_eq!(ix.indexed_upto().unwrap(), 6);
+        assert_eq!(ids(&ix, By::Pilot, "p", 0, 6), [5, 4, 3, 2, 1, 0]);
+        // While a reader holds the old database it cannot be reopened; the
+        // write fails, and the next one succeeds.
+        ix.poisoned.store(true, Ordering::Release);
+        let held = ix.store().unwrap();
+        assert!(ix.add(&[rec(6, "p", "x")]).is_err());
+        drop(held);
+        ix.add(&[rec(6, "p", "x")]).unwrap();
+        assert_eq!(ix.indexed_upto().unwrap(), 7);
+        ix.clear().unwrap();
+        assert_eq!(ix.indexed_upto().unwrap(), 0);
     }
 }

@@ -5,7 +5,7 @@
 //! - [`segment`]: append-only segment files, the durable home of records;
 //! - [`merkle`]: RFC 6962 hashing, proofs and their verification;
 //! - [`checkpoint`]: signed tree heads (C2SP signed notes, Ed25519);
-//! - [`index`]: sled indexes by subject, partner, pilot, purpose;
+//! - [`index`]: fjall indexes by subject, partner, pilot, purpose;
 //! - [`store`]: the store as the gateway holds it ([`Audit`]), split by
 //!   concern into `writer` (group commit), `view` (reads, proofs, queries),
 //!   `recovery` (start after a stop or crash), `subject` (subject pseudonyms),

@@ -1,7 +1,7 @@
 //! Recovery: opening the log for writing after a clean stop or a crash.
 //!
 //! Only the segments are the log; everything else (the offsets and node
-//! caches, the sled index) can be rebuilt from them and may be behind or cut
+//! caches, the fjall index) can be rebuilt from them and may be behind or cut
 //! short by a crash or a full disk. So at start the writer trusts the segments
 //! first and the rest only as far as it agrees with them:
 //! - a torn last frame (a write cut off by a crash) is cut back; damage in the

@@ -2,7 +2,7 @@
 //!
 //! A segment is named by the id of its first record (`00000000000000000000.seg`)
 //! and holds frames: `len: u32 LE | crc32: u32 LE | record bytes`. Durability
-//! rests on these files and `fdatasync`, not on sled. After a crash the last
+//! rests on these files and `fdatasync`, not on the index store. After a crash the last
 //! frame may be torn; [`scan`] tells a torn tail (cut it back) from damage in
 //! the middle (report it, never cut).
 

@@ -1,7 +1,7 @@
 //! The full check of a log on disk: every record re-read and re-hashed, the
 //! tree rebuilt, every signed checkpoint's signature and root compared.
 //!
-//! It opens nothing that the running gateway holds (no sled): it reads the
+//! It opens nothing that the running gateway holds (not the index): it reads the
 //! segments, the checkpoints and the leaf cache, so it runs beside the gateway
 //! or on a copy of the data directory on a privacy officer's own machine.
 

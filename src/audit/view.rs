@@ -98,7 +98,7 @@ pub struct View {
     pub(super) head: RwLock<Head>,
     /// The newest signed checkpoint, as the writer made or found it.
     pub(super) latest: RwLock<Option<Checkpoint>>,
-    /// The sled indexes for queries and statistics; `None` in a read-only
+    /// The fjall indexes for queries and statistics; `None` in a read-only
     /// view beside a running gateway, which holds the database's lock.
     pub(super) index: Option<Index>,
 }

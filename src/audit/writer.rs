@@ -4,7 +4,7 @@
 //! file the log grows by. Durability before delivery costs an `fdatasync` per
 //! write; the writer pays it once per batch by taking every entry waiting at
 //! that moment (group commit), off the async threads. After the sync it
-//! extends the Merkle frontier, the offsets and node caches and the sled
+//! extends the Merkle frontier, the offsets and node caches and the
 //! indexes, and only then answers the callers and moves the published head.
 //! When a disk fills, the segment is cut back to its last whole batch and the
 //! caches keep their pending bytes until they can be written: the log never

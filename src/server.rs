@@ -364,7 +364,7 @@ async fn partner_handshake(
 /// Records the refusals before the pipeline that were folded into a
 /// minute's window and not yet recorded.
 async fn record_folded_refusals(gw: Arc<Gateway>) {
-    let mut tick = tokio::time::interval(crate::exchange::stranger::WINDOW);
+    let mut tick = tokio::time::interval(crate::conn::WINDOW);
     loop {
         tick.tick().await;
         crate::exchange::stranger::record_ended(&gw).await;

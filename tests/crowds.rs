@@ -81,13 +81,18 @@ async fn an_idle_crowd_from_another_address_does_not_lock_partners_out() {
 }
 
 /// An HTTP/2 connection of its own to the gateway, as `cert`'s holder.
-async fn h2_connection(
+async fn h2_connection<B>(
     f: &Fixture,
     cert: &ketenpoort::pki::Issued,
 ) -> (
-    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    hyper::client::conn::http2::SendRequest<B>,
     tokio::task::JoinHandle<()>,
-) {
+)
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let cfg = client_config(&f.pki.ca.cert_pem, Some(cert), &[b"h2"]);
     let tcp = TcpStream::connect(f.gw.addr).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(cfg)
@@ -200,19 +205,8 @@ async fn http2_streams_sending_most_of_a_large_body_do_not_exhaust_memory() {
     let mut streams = Vec::new();
     let mut conns = Vec::new();
     for _ in 0..6 {
-        let cfg = client_config(&f.pki.ca.cert_pem, Some(&cert), &[b"h2"]);
-        let tcp = TcpStream::connect(f.gw.addr).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(cfg)
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        let (send, conn) = hyper::client::conn::http2::handshake::<_, _, HalfSent>(
-            TokioExecutor::new(),
-            TokioIo::new(tls),
-        )
-        .await
-        .unwrap();
-        conns.push(tokio::spawn(conn));
+        let (send, conn) = h2_connection::<HalfSent>(&f, &cert).await;
+        conns.push(conn);
         for _ in 0..256 {
             let mut send = send.clone();
             streams.push(tokio::spawn(async move {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::audit::{Decision, Entry};
-pub use crate::conn::{Folder, Stranger, WINDOW};
+pub use crate::conn::Stranger;
 use crate::gateway::Gateway;
 
 fn entry(kind: &'static str, who: &Stranger, folded: u32) -> Entry {

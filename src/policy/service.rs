@@ -277,19 +277,6 @@ impl Service {
             _ => None,
         })
     }
-
-    /// The subject's V-nummer in a document, if present as a string or number.
-    pub fn subject_of(&self, doc: &serde_json::Value) -> Option<String> {
-        let mut v = doc;
-        for seg in &self.subject.0 {
-            v = v.get(&seg.name)?;
-        }
-        match v {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]

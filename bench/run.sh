@@ -114,14 +114,14 @@ if [ "$LONG" -gt 0 ]; then
     rss_of() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$KPID/status"; }
     {
         echo "# ketenpoort resident memory under load on C (casusoverleg), $(date -u +%FT%TZ)"
-        echo "# $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes'), $LONG exchanges, 64 connections, sampled every $STEP"
+        echo "# $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes'), $LONG exchanges, ${BENCH_CONNECTIONS:-32} connections, sampled every $STEP"
         printf 'exchanges\tnon_200\trss_kib\thwm_kib\tseconds\n'
         printf '0\t0\t%s\t%s\t0\n' "$(rss_of VmRSS)" "$(rss_of VmHWM)"
     } > "$OUT"
     done_n=0; bad=0; started=$(date +%s)
     while [ "$done_n" -lt "$LONG" ]; do
         n=$((LONG - done_n < STEP ? LONG - done_n : STEP))
-        oha --no-tui --output-format json -n "$n" -c 64 "${TLS[@]}" \
+        oha --no-tui --output-format json -n "$n" -c "${BENCH_CONNECTIONS:-32}" "${TLS[@]}" \
             -H 'Ketenpoort-Purpose: casusoverleg' "$URL_C" > "$WORK/long.json"
         bad=$((bad + $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(c for k, c in d.get("statusCodeDistribution", {}).items() if k != "200") + sum(d.get("errorDistribution", {}).values()))' "$WORK/long.json")))
         done_n=$((done_n + n))
@@ -133,7 +133,8 @@ if [ "$LONG" -gt 0 ]; then
     exit 0
 fi
 
-if [ "$SMOKE" = 1 ]; then DURATION=2s; ROUNDS=1; CONC=16; else DURATION=15s; ROUNDS=3; CONC=64; fi
+if [ "$SMOKE" = 1 ]; then DURATION=2s; ROUNDS=1; CONC=16; else DURATION=15s; ROUNDS=3; CONC=32; fi
+DURATION=${BENCH_DURATION:-$DURATION}; CONC=${BENCH_CONNECTIONS:-$CONC}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$KPID/stat"; }
 # B's CPU: the proxy nginx's master and workers (the back-end nginx serves A,
@@ -165,7 +166,12 @@ for r in $(seq "$ROUNDS"); do
     t0=$(cpu_ticks)
     if [ "${PROFILE:-0}" = 1 ] && [ "$r" = 1 ]; then
         # A CPU profile of ketenpoort under load: perf report -i target/perf.data
-        perf record -F 499 -g -p "$KPID" -o "$ROOT/target/perf.data" -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+        perf record -F 499 ${PERF_CALLGRAPH:--g} -p "$KPID" -o "$ROOT/target/perf.data" -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+    fi
+    if [ -n "${PROBE:-}" ] && [ "$r" = 1 ]; then
+        # Any other probe of ketenpoort under load, e.g.
+        # PROBE='timeout 5 strace -c -f -p $KPID -o target/strace.txt'
+        KPID=$KPID bash -c "$PROBE" >/dev/null 2>&1 &
     fi
     run "C$r" "$URL_C"
     t1=$(cpu_ticks)

@@ -186,6 +186,13 @@ pub enum IndexError {
     /// This view was opened without the index.
     #[error("no index in this view")]
     NotOpen,
+    /// The index lags the log by more than a query scans itself: it cannot
+    /// be written (a full disk) or is still being rebuilt.
+    #[error("the index is {missing} records behind the log; try again when it has caught up")]
+    Behind {
+        /// Records the index lacks.
+        missing: u64,
+    },
 }
 
 impl From<fjall::Error> for IndexError {

@@ -19,7 +19,7 @@
 //! space is back.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwapOption;
@@ -228,6 +228,9 @@ pub struct Index {
     poisoned: AtomicBool,
     /// One reopen at a time.
     reopening: Mutex<()>,
+    /// The marker as last written or read: queries ask for it with every
+    /// look-up, and only the indexer moves it.
+    upto: AtomicU64,
 }
 
 impl std::fmt::Debug for Index {
@@ -258,11 +261,14 @@ impl Index {
     /// holds it: fjall allows one process per database.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
         drop_sled_index(path)?;
+        let store = Store::open(path)?;
+        let upto = store.counter(UPTO)?;
         Ok(Self {
-            store: ArcSwapOption::from_pointee(Store::open(path)?),
+            store: ArcSwapOption::from_pointee(store),
             path: path.to_path_buf(),
             poisoned: AtomicBool::new(false),
             reopening: Mutex::new(()),
+            upto: AtomicU64::new(upto),
         })
     }
 
@@ -287,6 +293,7 @@ impl Index {
         // new one opens; readers hold it for the length of one look-up.
         drop(self.store.swap(None));
         let store = Store::open(&self.path)?;
+        self.upto.store(store.counter(UPTO)?, Ordering::Release);
         self.store.store(Some(Arc::new(store)));
         self.poisoned.store(false, Ordering::Release);
         tracing::info!("audit index reopened after a failed write");
@@ -318,16 +325,18 @@ impl Index {
 
     /// How many records (from id 0) the index holds.
     pub fn indexed_upto(&self) -> Result<u64, IndexError> {
-        Ok(self.store()?.counter(UPTO)?)
+        Ok(self.upto.load(Ordering::Acquire))
     }
 
     /// Adds records (consecutive ids, continuing from `indexed_upto`; those
     /// below it are already there and skipped).
     pub fn add(&self, records: &[Record]) -> Result<(), IndexError> {
-        if records.is_empty() {
+        let Some(last) = records.last() else {
             return Ok(());
-        }
-        self.write(|s| s.add(records))
+        };
+        self.write(|s| s.add(records))?;
+        self.upto.fetch_max(last.id + 1, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Counts of disclosures and refusals per day (`YYYY-MM-DD`, inclusive
@@ -375,7 +384,9 @@ impl Index {
                 t.clear()?;
             }
             Ok(())
-        })
+        })?;
+        self.upto.store(0, Ordering::Release);
+        Ok(())
     }
 
     /// Ids in `[lo, hi)` filed under `value` in index `by`, newest first.

@@ -19,6 +19,7 @@ pub mod checkpoint;
 mod error;
 pub mod export;
 pub mod index;
+mod indexer;
 pub mod merkle;
 mod options;
 pub mod proof;

@@ -9,6 +9,11 @@ use super::merkle::Hash;
 
 /// Most entries written in one batch (one write, one sync).
 pub const MAX_BATCH: usize = 4096;
+/// Records the index takes in one write while it catches up from the segments.
+pub const INDEX_BATCH: usize = 10_000;
+/// Records a query scans itself beyond the index's marker (the index lags
+/// the head by a batch or two; more means it cannot be written).
+pub const MAX_UNINDEXED_SCAN: u64 = 1_000_000;
 /// Entries that may wait for the writer; callers wait (backpressure) beyond.
 pub const QUEUE: usize = 8192;
 /// Most records a query page returns.

@@ -33,9 +33,6 @@ use super::store::Options;
 use super::view::{Head, View};
 use super::writer::{Writer, open_rw, push_node, sync_dir};
 
-/// Records the index takes in one write while it catches up.
-const INDEX_BATCH: usize = 10_000;
-
 /// What the scan of the open segment found.
 struct Tail {
     /// Whole records in the open segment.
@@ -120,7 +117,8 @@ impl Writer {
             cached: 0,
             pending_offsets: Vec::new(),
             pending_nodes: Vec::new(),
-            pending_index: Vec::new(),
+            cache_lens: None,
+            index_feed: None,
         };
         if cached < size {
             info!(
@@ -168,32 +166,21 @@ impl Writer {
         Ok(())
     }
 
-    /// Adds to the index what it lacks of the first `size` records.
+    /// Starts the index afresh when it claims more records than the log
+    /// has (a log restored from an older copy). What it lacks is added by
+    /// the indexer, behind the serving gateway.
     fn catch_up_index(&self, size: u64) -> Result<(), AuditError> {
         let Some(index) = &self.view.index else {
             return Ok(());
         };
-        let mut from = index.indexed_upto()?;
+        let from = index.indexed_upto()?;
         if from > size {
             warn!(
                 indexed = from,
                 size, "index is ahead of the log; rebuilding it"
             );
             index.clear()?;
-            from = 0;
         }
-        if from < size {
-            info!(from, to = size, "catching the audit index up");
-        }
-        let mut batch = Vec::with_capacity(INDEX_BATCH);
-        for id in from..size {
-            batch.push(self.view.record_unchecked(id)?);
-            if batch.len() == INDEX_BATCH {
-                index.add(&batch)?;
-                batch.clear();
-            }
-        }
-        index.add(&batch)?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! in a segment file and `fdatasync` has returned; an error means nothing may
 //! be delivered. The work is split by concern:
 //! - `writer`: the one thread that appends, with group commit;
+//! - `indexer`: the thread that indexes answered records, off their path;
 //! - `view`: reads, proofs, queries and statistics ([`View`]);
 //! - `recovery`: opening the log after a stop or a crash;
 //! - `subject`: the key of subject pseudonyms ([`SubjectKey`]);
@@ -38,8 +39,9 @@ pub struct Audit {
     subject_key: SubjectKey,
     /// The checkpoint verifier key, handed to partners who check the log.
     vkey: String,
-    /// The writer thread, joined at shutdown so its last checkpoint lands.
-    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The writer thread, joined at shutdown so its last checkpoint lands,
+    /// then the indexer, so the index reaches the head before it is flushed.
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -54,7 +56,13 @@ impl Audit {
     /// Opens the store: recovers a torn tail, catches the caches and indexes up,
     /// checks the latest checkpoint, and starts the writer thread. Blocking.
     pub fn open(opts: Options) -> Result<Self, AuditError> {
-        let (writer, view) = Writer::open(opts.clone())?;
+        let (mut writer, view) = Writer::open(opts.clone())?;
+        let mut threads = Vec::new();
+        if view.index.is_some() {
+            let (feed, indexer) = super::indexer::spawn(view.clone()).map_err(AuditError::write)?;
+            writer.index_feed = Some(feed);
+            threads.push(indexer);
+        }
         let subject_key =
             SubjectKey::load_or_create(&opts.subject_key()).map_err(AuditError::write)?;
         let vkey = writer.signer.vkey();
@@ -78,12 +86,13 @@ impl Audit {
             .name("audit-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(AuditError::write)?;
+        threads.insert(0, handle);
         Ok(Self {
             tx,
             view,
             subject_key,
             vkey,
-            writer: std::sync::Mutex::new(Some(handle)),
+            threads: std::sync::Mutex::new(threads),
         })
     }
 
@@ -158,7 +167,8 @@ impl Audit {
     /// flushes the index; later `record` calls fail. Blocking.
     pub fn shutdown(&self) {
         let _ = self.tx.blocking_send(Cmd::Shutdown);
-        if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in threads {
             let _ = h.join();
         }
         if let Some(ix) = &self.view.index {

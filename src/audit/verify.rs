@@ -6,7 +6,7 @@
 //! or on a copy of the data directory on a privacy officer's own machine.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use super::checkpoint::{self, Verifier};
@@ -56,7 +56,11 @@ pub fn verify(
         cps.push(cp);
     }
     cps.sort_by_key(|c| c.size);
-    let leaves = File::open(audit_dir.join("cache/level-00")).ok();
+    // Read in order, a buffer at a time: a read per record was a third of
+    // the time of a check.
+    let mut leaves = File::open(audit_dir.join("cache/level-00"))
+        .ok()
+        .map(|f| BufReader::with_capacity(1 << 16, f));
     let segs =
         segment::list(&audit_dir.join("segments")).map_err(|e| fail(format!("segments: {e}")))?;
 
@@ -101,11 +105,15 @@ pub fn verify(
             }
             let leaf = merkle::leaf_hash(bytes);
             if first_changed.is_none()
-                && let Some(f) = &leaves
+                && let Some(f) = &mut leaves
             {
                 let mut cached = [0u8; 32];
-                if f.read_exact_at(&mut cached, expected * 32).is_ok() && cached != leaf {
-                    first_changed = Some(expected);
+                match f.read_exact(&mut cached) {
+                    Ok(()) if cached != leaf => first_changed = Some(expected),
+                    Ok(()) => {}
+                    // The cache may end before the log (it is rebuilt at
+                    // the gateway's next start): nothing to compare then.
+                    Err(_) => leaves = None,
                 }
             }
             frontier.push(leaf, |_, _, _| {});

@@ -18,7 +18,7 @@ use super::checkpoint::{self, Checkpoint, Verifier};
 use super::error::{AuditError, IndexError, LogDamage, OutOfRange, ReadError};
 use super::index::{By, Dim, Index};
 use super::merkle::{self, Hash, Nodes};
-use super::options::{MAX_PAGE, Options};
+use super::options::{MAX_PAGE, MAX_UNINDEXED_SCAN, Options};
 use super::record::{Decision, Record};
 use super::segment;
 
@@ -301,9 +301,20 @@ impl View {
             Some(s) => self.first_at_or_after(s, size)?,
             None => 0,
         };
+        // The index trails the head by the batches the indexer has not
+        // added yet: those records are scanned here, newest first, before
+        // the index answers for the rest.
+        let indexed = index.indexed_upto()?.clamp(lo, hi.max(lo));
+        if hi.saturating_sub(indexed) > MAX_UNINDEXED_SCAN {
+            return Err(IndexError::Behind {
+                missing: hi - indexed,
+            }
+            .into());
+        }
+        let tail = (indexed..hi).rev().map(Ok);
         let mut records = Vec::new();
         let mut next = None;
-        for id in candidates(index, f, lo, hi) {
+        for id in tail.chain(candidates(index, f, lo, indexed)) {
             let r = self.record_unchecked(id?)?;
             if f.matches(&r) {
                 if records.len() == limit {

@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use super::checkpoint::{self, Checkpoint, Signer};
 use super::error::AuditError;
+use super::indexer::IndexFeed;
 use super::merkle::{self, Frontier};
 use super::options::{MAX_BATCH, Options, Receipt};
 use super::record::{self, Entry, Record};
@@ -80,8 +81,12 @@ pub(super) struct Writer {
     pub(super) pending_offsets: Vec<u8>,
     /// Node cache bytes not yet written, per level, like `pending_offsets`.
     pub(super) pending_nodes: Vec<Vec<u8>>,
-    /// Records waiting for the index (their caches are written first).
-    pub(super) pending_index: Vec<Record>,
+    /// Lengths of the offsets file and of each level file as last written,
+    /// to cut back to on a failed write; `None` after a failure, when they
+    /// are read from the files again (a stat per file and batch otherwise).
+    pub(super) cache_lens: Option<(u64, Vec<u64>)>,
+    /// Where answered records go to be indexed, off the path of the answer.
+    pub(super) index_feed: Option<IndexFeed>,
 }
 
 /// Opens a file to read and append, making it if missing.
@@ -231,17 +236,21 @@ impl Writer {
         for (l, bytes) in nodes.iter().enumerate() {
             self.pending_nodes[l].extend_from_slice(bytes);
         }
-        self.pending_index
-            .extend(records.iter().map(|(r, _, _)| r.clone()));
-        // Caches and index before the callers are answered: once a partner
-        // has its answer, a privacy officer can find the record.
+        // Caches before the callers are answered: once a partner has its
+        // answer, the record can be read by id and found by a query (which
+        // scans what the index has not reached yet).
         self.catch_up();
         if let Some(m) = &self.opts.metrics {
             m.audit_records.inc_by(records.len() as u64);
             m.audit_batch_records.observe(records.len() as f64);
         }
+        let mut answered = Vec::with_capacity(records.len());
         for ((rec, leaf, _), tx) in records.into_iter().zip(waiters) {
             let _ = tx.send(Ok(Receipt { id: rec.id, leaf }));
+            answered.push(rec);
+        }
+        if let Some(feed) = &self.index_feed {
+            feed.offer(answered);
         }
     }
 
@@ -322,8 +331,13 @@ impl Writer {
         if self.pending_offsets.is_empty() {
             return Ok(());
         }
-        let len = |f: &File| f.metadata().map(|m| m.len()).unwrap_or(0);
-        let before: (u64, Vec<u64>) = (len(&self.offsets), self.levels.iter().map(len).collect());
+        let before = match self.cache_lens.take() {
+            Some(l) => l,
+            None => {
+                let len = |f: &File| f.metadata().map(|m| m.len()).unwrap_or(0);
+                (len(&self.offsets), self.levels.iter().map(len).collect())
+            }
+        };
         let (offsets, nodes) = (
             std::mem::take(&mut self.pending_offsets),
             std::mem::take(&mut self.pending_nodes),
@@ -331,6 +345,16 @@ impl Writer {
         match self.write_caches(&offsets, &nodes) {
             Ok(()) => {
                 self.cached = self.frontier.size();
+                let mut lens = before.1;
+                lens.resize(self.levels.len(), 0);
+                for (l, bytes) in lens.iter_mut().zip(&nodes) {
+                    *l += bytes.len() as u64;
+                }
+                self.cache_lens = Some((before.0 + offsets.len() as u64, lens));
+                self.pending_nodes = nodes;
+                self.pending_nodes.iter_mut().for_each(Vec::clear);
+                self.pending_offsets = offsets;
+                self.pending_offsets.clear();
                 Ok(())
             }
             Err(e) => {
@@ -348,30 +372,14 @@ impl Writer {
         }
     }
 
-    /// Catches caches and index up after a failure; called with every batch
-    /// and every tick.
+    /// Catches the caches up after a failure and publishes the head; called
+    /// with every batch and every tick.
     fn catch_up(&mut self) {
         let was_behind = self.cached < self.frontier.size();
         if let Err(e) = self.flush_caches() {
             warn!(error = %e, behind = self.frontier.size() - self.cached, "audit caches still cannot be written; the newest records are durable but not yet readable");
         } else if was_behind {
             info!(records = self.cached, "audit caches caught up");
-        }
-        if let Some(ix) = &self.view.index {
-            let ready: Vec<Record> = self
-                .pending_index
-                .iter()
-                .filter(|r| r.id < self.cached)
-                .cloned()
-                .collect();
-            if !ready.is_empty() {
-                match ix.add(&ready) {
-                    Ok(()) => self.pending_index.retain(|r| r.id >= self.cached),
-                    Err(e) => {
-                        warn!(error = %e, "audit index cannot be written yet; it catches up later")
-                    }
-                }
-            }
         }
         self.publish_head();
     }

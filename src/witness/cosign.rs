@@ -304,7 +304,11 @@ mod tests {
         let mut later = sig.clone();
         later.signature[7] ^= 1;
         assert!(v.verify_signature(text, &later).is_err());
-        let note = add_cosignatures(&format!("{text}\n{}", sig.line()), &[sig.clone()]).unwrap();
+        let note = add_cosignatures(
+            &format!("{text}\n{}", sig.line()),
+            std::slice::from_ref(&sig),
+        )
+        .unwrap();
         assert_eq!(note.matches('\u{2014}').count(), 1);
     }
 }

@@ -17,7 +17,7 @@
 //!   cosignatures; what the gateway uses to check its witnesses' answers and
 //!   to assemble the cosigned checkpoint ([`add_cosignatures`]);
 //! - [`state`]: what the witness has cosigned, on disk, under one lock;
-//! - [`config`]: `witness.toml`;
+//! - [`config`]: the file `witness.toml`;
 //! - [`service`]: `add-checkpoint`'s checks, without HTTP;
 //! - [`server`]: the HTTP(S) listener.
 

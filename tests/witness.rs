@@ -97,6 +97,14 @@ struct Running {
 /// Starts a witness for `log_vkeys` (origin → vkey) with the key and state
 /// kept in `dir`, so a second start is a restart.
 async fn start(dir: &Path, log_vkeys: &[(&str, String)]) -> Running {
+    start_with(dir, log_vkeys, None).await
+}
+
+async fn start_with(
+    dir: &Path,
+    log_vkeys: &[(&str, String)],
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Running {
     let key = dir.join("witness.key");
     let cosigner = if key.exists() {
         Cosigner::load(&key).unwrap()
@@ -115,7 +123,7 @@ async fn start(dir: &Path, log_vkeys: &[(&str, String)]) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, rx) = oneshot::channel();
-    let done = tokio::spawn(server::run(listener, witness, None, async {
+    let done = tokio::spawn(server::run(listener, witness, tls, async {
         let _ = rx.await;
     }));
     Running {
@@ -391,6 +399,64 @@ async fn sixteen_conflicting_checkpoints_at_once_get_one_cosignature() {
             StatusCode::CONFLICT
         };
         assert_eq!(a.status, want, "fork {i}: {}", a.body);
+    }
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn tls_is_served_when_configured() {
+    use ketenpoort::pki::{Ca, LeafSpec};
+    use ketenpoort::witness::config::WitnessTls;
+    use rustls_pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::generate("witness test CA").unwrap();
+    let leaf = ca
+        .issue(&LeafSpec::server("witness", &["localhost"]))
+        .unwrap();
+    let files = WitnessTls {
+        cert: dir.path().join("w.crt"),
+        key: dir.path().join("w.pem"),
+    };
+    std::fs::write(&files.cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&files.key, &leaf.key_pem).unwrap();
+    let log = Log::new(dir.path(), "log.key", 4, 0);
+    let tls = server::tls_config(&files).unwrap();
+    let w = start_with(dir.path(), &[(ORIGIN, log.signer.vkey())], Some(tls)).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(ketenpoort::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(w.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/add-checkpoint")
+        .header("host", "localhost")
+        .body(Full::new(Bytes::from(log.body(0, 4))))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Plain HTTP to a TLS witness gets nothing.
+    let tcp = TcpStream::connect(w.addr).await.unwrap();
+    let plain = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await;
+    if let Ok((mut send, conn)) = plain {
+        tokio::spawn(conn);
+        let req = Request::post("/add-checkpoint")
+            .body(Full::new(Bytes::from(log.body(4, 4))))
+            .unwrap();
+        assert!(send.send_request(req).await.is_err());
     }
     w.stop().await;
 }

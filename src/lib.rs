@@ -26,7 +26,10 @@
 //! - the command: [`cli`] (its subcommands; the binary only parses and
 //!   prints), with [`pki`] (development certificates), [`dpia`] (the DPIA
 //!   annex from the policy), [`demo`] (simulated back-ends and a scripted
-//!   case consultation), [`client`] (a partner-side client), [`logging`].
+//!   case consultation), [`client`] (a partner-side client), [`logging`];
+//! - beside the gateway: [`witness`] (a C2SP tlog witness a partner runs to
+//!   cosign the log's checkpoints; it uses the audit log's checkpoint and
+//!   Merkle code, nothing of the running gateway).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -55,3 +58,4 @@ pub mod storage;
 pub mod swap;
 pub mod tls;
 pub mod watch;
+pub mod witness;

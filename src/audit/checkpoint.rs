@@ -161,13 +161,17 @@ impl Verifier {
         let (Some(name), Some(h), Some(k)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(CheckpointError::BadKey);
         };
+        // signed-note: key names are non-empty, without spaces or '+'.
+        if name.is_empty() || name.chars().any(char::is_whitespace) {
+            return Err(CheckpointError::BadKey);
+        }
         let key = B64.decode(k).map_err(|_| CheckpointError::BadKey)?;
         if key.len() != 33 || key[0] != ALG_ED25519 {
             return Err(CheckpointError::BadKey);
         }
         let public = key[1..].to_vec();
         let hash = key_hash(name, &public);
-        if hex::encode(hash) != h {
+        if hex::encode(hash) != h.to_ascii_lowercase() {
             return Err(CheckpointError::BadKey);
         }
         Ok(Self {
@@ -177,38 +181,22 @@ impl Verifier {
         })
     }
 
-    /// Parses a signed checkpoint and checks its signature.
+    /// Parses a signed checkpoint and checks its signature, as signed-note
+    /// and tlog-checkpoint ask: signatures of other keys are ignored, one of
+    /// this key (name and key ID) that does not verify rejects the note.
     pub fn verify(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
-        let (text, sigs) = note.split_once("\n\n").ok_or(CheckpointError::Malformed(
-            "no blank line before the signatures",
-        ))?;
-        let text = format!("{text}\n");
-        let mut lines = text.lines();
-        let origin = lines
-            .next()
-            .ok_or(CheckpointError::Malformed("no origin"))?;
-        let size: u64 = lines
-            .next()
-            .and_then(|l| l.parse().ok())
-            .ok_or(CheckpointError::Malformed("no tree size"))?;
-        let root: Hash = lines
-            .next()
-            .and_then(|l| B64.decode(l).ok())
-            .and_then(|b| b.try_into().ok())
-            .ok_or(CheckpointError::Malformed("no root hash"))?;
-        for line in sigs.lines() {
-            let Some(rest) = line.strip_prefix("\u{2014} ") else {
-                continue;
-            };
-            let Some((name, b64)) = rest.split_once(' ') else {
-                continue;
-            };
-            if name != self.name {
+        let (text, sigs) = split_note(note)?;
+        let (origin, size, root) = parse_text(&text)?;
+        let sigs = sigs
+            .split('\n')
+            .map(parse_signature_line)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (name, blob) in sigs {
+            if name != self.name || blob[..4] != self.hash {
                 continue;
             }
-            let Ok(blob) = B64.decode(b64) else { continue };
-            if blob.len() != 68 || blob[..4] != self.hash {
-                continue;
+            if blob.len() != 68 {
+                return Err(CheckpointError::BadSignature);
             }
             UnparsedPublicKey::new(&ED25519, &self.public)
                 .verify(text.as_bytes(), &blob[4..])
@@ -222,6 +210,62 @@ impl Verifier {
         }
         Err(CheckpointError::NoSignature(self.name.clone()))
     }
+}
+
+/// A note's text (final newline included) and its signature lines (without
+/// the last newline): UTF-8 without control characters but newline, the
+/// text separated from the signatures by the last blank line.
+fn split_note(note: &str) -> Result<(String, &str), CheckpointError> {
+    if note.chars().any(|c| c != '\n' && c.is_control()) {
+        return Err(CheckpointError::Malformed("a control character"));
+    }
+    let body = note
+        .strip_suffix('\n')
+        .ok_or(CheckpointError::Malformed("no newline at the end"))?;
+    let (text, sigs) = body.rsplit_once("\n\n").ok_or(CheckpointError::Malformed(
+        "no blank line before the signatures",
+    ))?;
+    Ok((format!("{text}\n"), sigs))
+}
+
+/// Origin, size and root of a checkpoint text: a non-empty origin, a size
+/// in decimal without leading zeroes, a root of 32 bytes, then non-empty
+/// extension lines if any.
+fn parse_text(text: &str) -> Result<(&str, u64, Hash), CheckpointError> {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut lines = body.split('\n');
+    let origin = lines
+        .next()
+        .filter(|o| !o.is_empty())
+        .ok_or(CheckpointError::Malformed("no origin"))?;
+    let size: u64 = lines
+        .next()
+        .filter(|l| *l == "0" || (!l.starts_with('0') && l.bytes().all(|b| b.is_ascii_digit())))
+        .and_then(|l| l.parse().ok())
+        .ok_or(CheckpointError::Malformed("no tree size"))?;
+    let root: Hash = lines
+        .next()
+        .and_then(|l| B64.decode(l).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or(CheckpointError::Malformed("no root hash"))?;
+    if lines.any(str::is_empty) {
+        return Err(CheckpointError::Malformed("an empty extension line"));
+    }
+    Ok((origin, size, root))
+}
+
+/// `— <name> base64(key ID || signature)` → name and the decoded bytes.
+fn parse_signature_line(line: &str) -> Result<(&str, Vec<u8>), CheckpointError> {
+    let malformed = CheckpointError::Malformed("a malformed signature line");
+    let (name, b64) = line
+        .strip_prefix("\u{2014} ")
+        .and_then(|rest| rest.split_once(' '))
+        .ok_or(malformed.clone())?;
+    let blob = B64.decode(b64).map_err(|_| malformed.clone())?;
+    if name.is_empty() || blob.len() < 5 {
+        return Err(malformed);
+    }
+    Ok((name, blob))
 }
 
 /// Appends a checkpoint to the checkpoints file (`len u32 LE | note`) and
@@ -267,6 +311,22 @@ mod tests {
         assert_eq!(v.verify(&cp.note).unwrap(), cp);
         let forged = cp.note.replacen("\n8\n", "\n9\n", 1);
         assert_eq!(v.verify(&forged), Err(CheckpointError::BadSignature));
+        // What signed-note and tlog-checkpoint refuse.
+        let leading_zero = cp.note.replacen("\n8\n", "\n08\n", 1);
+        assert!(matches!(
+            v.verify(&leading_zero),
+            Err(CheckpointError::Malformed(_))
+        ));
+        let cr = cp.note.replacen("\n8\n", "\n8\r\n", 1);
+        assert!(matches!(v.verify(&cr), Err(CheckpointError::Malformed(_))));
+        let junk = format!("{}junk\n", cp.note);
+        assert!(matches!(
+            v.verify(&junk),
+            Err(CheckpointError::Malformed(_))
+        ));
+        // Other keys' signatures (a witness's cosignature) are ignored.
+        let cosigned = format!("{}\u{2014} witness.example/w1 AAAAAAAA\n", cp.note);
+        assert_eq!(v.verify(&cosigned).unwrap().size, 8);
         // The same key file gives the same key.
         let again = Signer::load_or_create(&d.path().join("k"), "ketenpoort/test").unwrap();
         assert_eq!(again.vkey(), s.vkey());

@@ -23,6 +23,7 @@ mod policy;
 mod report;
 mod serve;
 mod user;
+mod witness;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,7 @@ pub use dpia::DpiaCommand;
 pub use pki::PkiCommand;
 pub use policy::{GraphFormat, PolicyCommand};
 pub use user::UserCommand;
+pub use witness::WitnessCommand;
 
 #[derive(Parser)]
 #[command(
@@ -105,6 +107,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// A C2SP witness that cosigns a log's checkpoints (run by a partner).
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
+    },
 }
 
 /// Runs one command. An `Err` is a command that could not do its work (main
@@ -124,6 +131,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Pki { command } => pki::run(config, command),
         Command::Policy { command } => policy::run(config, command),
         Command::Audit { command } => audit::run(config, command),
+        Command::Witness { command } => witness::run(config, command),
     }
 }
 

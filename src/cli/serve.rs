@@ -62,7 +62,7 @@ fn bind_admin(data_dir: &Path) -> Result<tokio::net::UnixListener> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

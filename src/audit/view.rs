@@ -288,6 +288,12 @@ impl View {
         Ok(lo)
     }
 
+    /// Records the index has not reached yet (queries scan them themselves).
+    pub fn unindexed(&self) -> Result<u64, AuditError> {
+        let upto = self.index()?.indexed_upto()?;
+        Ok(self.head().size.saturating_sub(upto))
+    }
+
     /// Records matching `f`, newest first, from the indexes.
     pub fn query(&self, f: &Filter) -> Result<Page, AuditError> {
         let index = self.index()?;

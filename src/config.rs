@@ -159,6 +159,27 @@ struct RawGateway {
     pki: Option<RawPki>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    witness: Vec<RawWitness>,
+    #[serde(default)]
+    witnesses: Option<RawWitnesses>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    vkey: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitnesses {
+    #[serde(default)]
+    quorum: Option<Spanned<u64>>,
+    #[serde(default)]
+    fail_closed_after: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -304,6 +325,37 @@ pub struct GatewayConfig {
     pub dev_pki_dir: PathBuf,
     /// Request, answer and time limits.
     pub limits: Limits,
+    /// The witnesses that cosign the audit log's checkpoints, and how many
+    /// cosignatures a checkpoint needs before partners are shown it.
+    pub witnesses: Witnesses,
+}
+
+/// One `[[witness]]` table: a witness the gateway sends its checkpoints to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessEntry {
+    /// The witness's name, as in its verifier key (metrics and logs use it).
+    pub name: String,
+    /// Its submission prefix (`http://` or `https://`); `add-checkpoint` is
+    /// posted below it.
+    pub url: String,
+    /// Its cosignature/v1 verifier key, checked when the gateway starts
+    /// (the module that knows the format is above this one).
+    pub vkey: String,
+    /// Line and column of `vkey`, for an error about it.
+    pub vkey_at: (usize, usize),
+}
+
+/// `[[witness]]` and `[witnesses]`: who cosigns, and how many must.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Witnesses {
+    /// The witnesses, in the order of the file.
+    pub list: Vec<WitnessEntry>,
+    /// Cosignatures a checkpoint needs to be published: between 1 and the
+    /// number of witnesses (all of them by default); 0 without witnesses.
+    pub quorum: usize,
+    /// Refuse exchanges when no checkpoint reached the quorum for this long
+    /// while newer records exist (off by default).
+    pub fail_closed_after: Option<std::time::Duration>,
 }
 
 /// The certificate files the gateway reads, and reads again on reload.
@@ -492,9 +544,11 @@ impl GatewayConfig {
             ));
         }
         let limits = raw.limits.check(&src)?;
+        let witnesses = witnesses(&src, &raw.witness, raw.witnesses.as_ref())?;
         let r = |p: &Path| resolve(&dir, p);
         Ok(Self {
             limits,
+            witnesses,
             file: file.to_path_buf(),
             deployment,
             partners_file: r(&raw.partners),
@@ -511,6 +565,89 @@ impl GatewayConfig {
     }
 }
 
+/// `[[witness]]` and `[witnesses]`, checked: names unique and usable as
+/// note key names, URLs `http://` or `https://` with a host, the quorum
+/// within reach.
+fn witnesses(
+    src: &Source,
+    list: &[RawWitness],
+    settings: Option<&RawWitnesses>,
+) -> Result<Witnesses, ConfigError> {
+    let mut out = Vec::with_capacity(list.len());
+    for w in list {
+        let name = w.name.get_ref();
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
+            return Err(src.error(
+                &w.name,
+                "a witness name must be non-empty, without spaces or '+' (as in its vkey)",
+            ));
+        }
+        if out.iter().any(|e: &WitnessEntry| e.name == *name) {
+            return Err(src.error(&w.name, format!("witness '{name}' is configured twice")));
+        }
+        let url = w.url.get_ref();
+        let ok = url
+            .parse::<hyper::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+            .filter(|u| u.host().is_some_and(|h| !h.is_empty()) && u.query().is_none());
+        if ok.is_none() {
+            return Err(src.error(
+                &w.url,
+                format!("'{url}' is not an http:// or https:// URL with a host and no query"),
+            ));
+        }
+        out.push(WitnessEntry {
+            name: name.clone(),
+            url: url.clone(),
+            vkey: w.vkey.get_ref().clone(),
+            vkey_at: line_col(&src.text, w.vkey.span().start),
+        });
+    }
+    let quorum = match settings.and_then(|s| s.quorum.as_ref()) {
+        None => out.len(),
+        Some(q) if out.is_empty() && *q.get_ref() > 0 => {
+            return Err(src.error(q, "a quorum needs witnesses: add [[witness]] tables"));
+        }
+        Some(_) if out.is_empty() => 0,
+        Some(q) => between(src, q, 1, out.len() as u64, "quorum")? as usize,
+    };
+    let fail_closed_after = match settings.and_then(|s| s.fail_closed_after.as_ref()) {
+        None => None,
+        Some(_) if out.is_empty() => {
+            return Err(src.error_whole(
+                "fail_closed_after needs witnesses: add [[witness]] tables",
+            ));
+        }
+        Some(v) => Some(duration(v.get_ref()).ok_or_else(|| {
+            src.error(
+                v,
+                "fail_closed_after must be a number with a unit, like \"90s\", \"30m\", \"4h\" or \"1d\"",
+            )
+        })?),
+    };
+    Ok(Witnesses {
+        list: out,
+        quorum,
+        fail_closed_after,
+    })
+}
+
+/// `"90s"`, `"30m"`, `"4h"`, `"1d"` → a duration above zero.
+pub fn duration(s: &str) -> Option<std::time::Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs).map(std::time::Duration::from_secs)
+}
+
 /// A partner id: lowercase letters, digits and dashes, so it is safe in paths and logs.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -524,6 +661,68 @@ pub fn valid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load(extra: &str) -> Result<GatewayConfig, ConfigError> {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("ketenpoort.toml");
+        let base = "deployment = \"t\"\npartners = \"p.toml\"\ndata_dir = \"d\"\n\
+            [listen]\npartners = \"127.0.0.1:0\"\nconsole = \"127.0.0.1:0\"\n\
+            [tls]\ncert = \"c\"\nkey = \"k\"\ntrust_anchors = [\"a\"]\n\
+            client_cert = \"c\"\nclient_key = \"k\"\n";
+        std::fs::write(&f, format!("{base}{extra}")).unwrap();
+        GatewayConfig::load(&f)
+    }
+
+    #[test]
+    fn witnesses_are_checked_with_their_place() {
+        let c = load("").unwrap();
+        assert_eq!(c.witnesses, Witnesses::default());
+        let w = |n: &str, url: &str| {
+            format!("[[witness]]\nname = \"{n}\"\nurl = \"{url}\"\nvkey = \"v\"\n")
+        };
+        let two = format!(
+            "{}{}",
+            w("a", "http://127.0.0.1:1/"),
+            w("b", "https://b.example/w")
+        );
+        let c = load(&two).unwrap();
+        assert_eq!(c.witnesses.quorum, 2);
+        assert_eq!(c.witnesses.list[1].vkey_at, (20, 8));
+        let c = load(&format!(
+            "{two}[witnesses]\nquorum = 1\nfail_closed_after = \"4h\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.witnesses.quorum, 1);
+        assert_eq!(
+            c.witnesses.fail_closed_after,
+            Some(std::time::Duration::from_secs(4 * 3600))
+        );
+        for (bad, line, why) in [
+            (format!("{two}[witnesses]\nquorum = 3\n"), 22, "quorum"),
+            (format!("{two}[witnesses]\nquorum = 0\n"), 22, "quorum"),
+            (
+                format!("{two}[witnesses]\nfail_closed_after = \"4 hours\"\n"),
+                22,
+                "fail_closed_after",
+            ),
+            (w("a", "ftp://x/"), 15, "http"),
+            (w("a b", "http://x/"), 14, "name"),
+            (
+                format!("{}{}", w("a", "http://x/"), w("a", "http://y/")),
+                18,
+                "twice",
+            ),
+            ("[witnesses]\nquorum = 1\n".to_string(), 14, "witness"),
+        ] {
+            let e = load(&bad).unwrap_err();
+            assert_eq!(e.at.map(|a| a.0), Some(line), "{e}");
+            assert!(e.reason.contains(why), "{e}");
+        }
+        assert_eq!(duration("90s"), Some(std::time::Duration::from_secs(90)));
+        for bad in ["", "4", "h", "0s", "-1s", "1.5h", "4H"] {
+            assert_eq!(duration(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn line_col_counts_from_one() {

@@ -12,6 +12,7 @@
 //!   `options` (where it lives, its limits)
 //!   and `error`;
 //! - [`proof`]: proofs in the transparency-dev JSON format, and their check;
+//! - [`tile`]: hash tiles of the tree (`c2sp.org/tlog-tiles`), from the node cache;
 //! - [`verify`]: the full check of a log on disk;
 //! - [`export`]: records as JSON lines, CSV or Logboek Dataverwerkingen.
 
@@ -28,6 +29,7 @@ mod recovery;
 pub mod segment;
 pub mod store;
 mod subject;
+pub mod tile;
 pub mod verify;
 mod view;
 mod writer;

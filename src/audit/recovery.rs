@@ -30,7 +30,7 @@ use super::merkle::{self, Frontier, Nodes};
 use super::record::Record;
 use super::segment::{self, End, ScanError, Segment};
 use super::store::Options;
-use super::view::{Head, View};
+use super::view::{Head, Published, View};
 use super::writer::{Writer, open_rw, push_node, sync_dir};
 
 /// What the scan of the open segment found.
@@ -83,6 +83,8 @@ impl Writer {
                 root: merkle::empty_root(),
             }),
             latest: RwLock::new(None),
+            signed: tokio::sync::watch::Sender::new(None),
+            published: RwLock::new(Published::Latest),
             index: Some(Index::open(&opts.dir.join("index"))?),
         });
 
@@ -204,7 +206,7 @@ impl Writer {
             return Err(LogDamage::Changed { signed: cp.size }.into());
         }
         self.last_cp_size = cp.size;
-        *self.view.latest.write().unwrap_or_else(|e| e.into_inner()) = Some(cp);
+        self.view.set_latest(cp);
         Ok(())
     }
 }

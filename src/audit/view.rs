@@ -14,6 +14,8 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::watch;
+
 use super::checkpoint::{self, Checkpoint, Verifier};
 use super::error::{AuditError, IndexError, LogDamage, OutOfRange, ReadError};
 use super::index::{By, Dim, Index};
@@ -29,6 +31,18 @@ pub struct Head {
     pub size: u64,
     /// Merkle root.
     pub root: Hash,
+}
+
+/// Which checkpoint partners are shown as the log's state.
+#[derive(Debug, Clone, Default)]
+pub(super) enum Published {
+    /// No witnesses: the latest signed checkpoint.
+    #[default]
+    Latest,
+    /// Witnesses are configured: the newest checkpoint that reached its
+    /// quorum of cosignatures (size and note with the cosignature lines),
+    /// none before the first did.
+    Witnessed(Option<(u64, String)>),
 }
 
 /// Query filters; all given filters must hold.
@@ -98,6 +112,12 @@ pub struct View {
     pub(super) head: RwLock<Head>,
     /// The newest signed checkpoint, as the writer made or found it.
     pub(super) latest: RwLock<Option<Checkpoint>>,
+    /// The newest signed checkpoint again, for those who wait for the next
+    /// one (the witnessing tasks); holds only the newest, so a slow reader
+    /// never makes anything queue up.
+    pub(super) signed: watch::Sender<Option<Checkpoint>>,
+    /// The checkpoint partners are shown.
+    pub(super) published: RwLock<Published>,
     /// The fjall indexes for queries and statistics; `None` in a read-only
     /// view beside a running gateway, which holds the database's lock.
     pub(super) index: Option<Index>,
@@ -165,7 +185,9 @@ impl View {
                 size,
                 root: merkle::empty_root(),
             }),
+            signed: watch::Sender::new(latest.clone()),
             latest: RwLock::new(latest),
+            published: RwLock::new(Published::Latest),
             index: None,
         };
         let root = merkle::root(&view, size)?;
@@ -191,6 +213,59 @@ impl View {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Makes `cp` the latest signed checkpoint and tells those waiting.
+    pub(super) fn set_latest(&self, cp: Checkpoint) {
+        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = Some(cp.clone());
+        self.signed.send_replace(Some(cp));
+    }
+
+    /// Follows the latest signed checkpoint: the receiver holds the newest
+    /// one and is told when another is signed.
+    pub fn subscribe_checkpoints(&self) -> watch::Receiver<Option<Checkpoint>> {
+        self.signed.subscribe()
+    }
+
+    /// The checkpoint partners are shown: its size and the whole signed
+    /// note. Without witnesses it is the latest signed checkpoint; with
+    /// witnesses, the newest one that reached its quorum of cosignatures,
+    /// with the log's signature and the cosignature lines.
+    pub fn published_checkpoint(&self) -> Option<(u64, String)> {
+        match &*self.published.read().unwrap_or_else(|e| e.into_inner()) {
+            Published::Latest => self.latest_checkpoint().map(|c| (c.size, c.note)),
+            Published::Witnessed(p) => p.clone(),
+        }
+    }
+
+    /// Whether only cosigned checkpoints are published.
+    pub fn witnessed(&self) -> bool {
+        matches!(
+            *self.published.read().unwrap_or_else(|e| e.into_inner()),
+            Published::Witnessed(_)
+        )
+    }
+
+    /// From now on only checkpoints with a quorum of cosignatures are
+    /// published (witnesses are configured); `found` is the newest such
+    /// checkpoint kept from before, if any.
+    pub fn require_witnesses(&self, found: Option<(u64, String)>) {
+        *self.published.write().unwrap_or_else(|e| e.into_inner()) = Published::Witnessed(found);
+    }
+
+    /// Publishes a checkpoint that reached its quorum (its size and the
+    /// note with the cosignature lines). A smaller one never replaces the
+    /// published one; the same size may (with more cosignatures). Gives
+    /// whether it was published.
+    pub fn publish_witnessed(&self, size: u64, note: String) -> bool {
+        let mut p = self.published.write().unwrap_or_else(|e| e.into_inner());
+        match &*p {
+            Published::Witnessed(Some((s, _))) if *s > size => false,
+            _ => {
+                *p = Published::Witnessed(Some((size, note)));
+                true
+            }
+        }
     }
 
     /// The record with this id.

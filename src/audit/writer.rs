@@ -157,7 +157,7 @@ impl Writer {
         if size > self.last_cp_size || self.view.latest_checkpoint().is_none() {
             checkpoint::append(&mut self.checkpoints, &cp).map_err(AuditError::write)?;
             self.last_cp_size = size;
-            *self.view.latest.write().unwrap_or_else(|e| e.into_inner()) = Some(cp.clone());
+            self.view.set_latest(cp.clone());
         }
         self.last_cp_at = Instant::now();
         Ok(cp)

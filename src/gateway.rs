@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::policy::store::PolicyStore;
 use crate::storage::mailbox::Mailbox;
 use crate::tls::{TlsError, TlsStore};
+use crate::witnessing::{Witnessing, WitnessingError};
 
 /// The response body type of every handler.
 pub type Body = Full<Bytes>;
@@ -49,6 +50,9 @@ pub enum StartError {
     /// The data directory cannot be made private.
     #[error("data directory: {0}")]
     DataDir(String),
+    /// The witnesses cannot be used (a bad vkey, the cosigned file).
+    #[error(transparent)]
+    Witnessing(#[from] WitnessingError),
 }
 
 /// Everything a running gateway shares between connections.
@@ -62,6 +66,9 @@ pub struct Gateway {
     pub tls: TlsStore,
     /// The audit log: every disclosure and refusal, durable before delivery.
     pub audit: Arc<Audit>,
+    /// The witnesses that cosign the log's checkpoints, and what is
+    /// published to partners.
+    pub witnessing: Arc<Witnessing>,
     /// Documents waiting for partners without a server.
     pub mailbox: Arc<Mailbox>,
     /// Counters for `/metrics`.
@@ -100,6 +107,12 @@ impl Gateway {
         let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);
         audit_opts.metrics = Some(metrics.clone());
         let audit = Arc::new(Audit::open(audit_opts)?);
+        let witnessing = Arc::new(Witnessing::open(
+            &config,
+            audit.view().clone(),
+            audit.vkey(),
+            metrics.clone(),
+        )?);
         let console = ConsoleState::new(
             UserStore::load(&config.data_dir).map_err(|e| StartError::Console(e.to_string()))?,
         );
@@ -118,6 +131,7 @@ impl Gateway {
             policy,
             tls,
             audit,
+            witnessing,
             mailbox,
             metrics,
             console,

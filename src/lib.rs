@@ -17,7 +17,8 @@
 //!   ring provider only), [`backend`] (the connector that calls back-ends),
 //!   [`conn`] (limits on connections, revocation of open ones);
 //! - what is kept: [`audit`] (the append-only, verifiable log), [`storage`]
-//!   (mailboxes), [`metrics`];
+//!   (mailboxes), [`metrics`], [`witnessing`] (the log's checkpoints sent to
+//!   partners' witnesses; only cosigned ones are published);
 //! - the running gateway: [`gateway`] (all of the above, swapped on reload);
 //! - what partners and officers call: [`exchange`] (the disclosure pipeline,
 //!   stage by stage, in the order data flows), [`console`] (officers' and
@@ -59,3 +60,4 @@ pub mod swap;
 pub mod tls;
 pub mod watch;
 pub mod witness;
+pub mod witnessing;

@@ -33,6 +33,18 @@ pub struct Metrics {
     pub shape_violations: Family<Labels, Counter>,
     /// Connections refused or closed by a limit, per limit.
     pub connections_limited: Family<Labels, Counter>,
+    /// Witness requests that brought no valid cosignature, per witness and
+    /// reason (`unreachable`, `timeout`, `conflict`, `inconsistent`, ...).
+    pub witness_failures: Family<Labels, Counter>,
+    /// Valid cosignatures received, per witness.
+    pub witness_cosignatures: Family<Labels, Counter>,
+    /// 1 when the latest signed checkpoint has its quorum of cosignatures
+    /// (is published), 0 while partners are shown an older one.
+    pub witness_quorum_met: Gauge,
+    /// Seconds since a checkpoint was last published (reached its quorum).
+    pub witness_published_age_seconds: Gauge,
+    /// Size of the published checkpoint.
+    pub witness_published_size: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -63,6 +75,36 @@ impl Metrics {
         let policy_version = Family::<Labels, Gauge>::default();
         let shape_violations = Family::<Labels, Counter>::default();
         let connections_limited = Family::<Labels, Counter>::default();
+        let witness_failures = Family::<Labels, Counter>::default();
+        let witness_cosignatures = Family::<Labels, Counter>::default();
+        let witness_quorum_met = Gauge::default();
+        let witness_published_age_seconds = Gauge::default();
+        let witness_published_size = Gauge::default();
+        registry.register(
+            "witness_failures",
+            "Witness requests that brought no valid cosignature, by witness and reason",
+            witness_failures.clone(),
+        );
+        registry.register(
+            "witness_cosignatures",
+            "Valid cosignatures received, by witness",
+            witness_cosignatures.clone(),
+        );
+        registry.register(
+            "witness_quorum_met",
+            "1 when the latest signed checkpoint has its quorum of cosignatures",
+            witness_quorum_met.clone(),
+        );
+        registry.register(
+            "witness_published_age_seconds",
+            "Seconds since a checkpoint last reached its quorum of cosignatures",
+            witness_published_age_seconds.clone(),
+        );
+        registry.register(
+            "witness_published_size",
+            "Tree size of the published (cosigned) checkpoint",
+            witness_published_size.clone(),
+        );
         registry.register(
             "shape_violations",
             "Declared fields that held the wrong shape, withheld whole",
@@ -105,7 +147,29 @@ impl Metrics {
             policy_version,
             shape_violations,
             connections_limited,
+            witness_failures,
+            witness_cosignatures,
+            witness_quorum_met,
+            witness_published_age_seconds,
+            witness_published_size,
         }
+    }
+
+    /// Counts a witness request that brought no valid cosignature.
+    pub fn witness_failed(&self, witness: &str, reason: &'static str) {
+        self.witness_failures
+            .get_or_create(&vec![
+                ("witness".into(), witness.into()),
+                ("reason".into(), reason.into()),
+            ])
+            .inc();
+    }
+
+    /// Counts a valid cosignature of a witness.
+    pub fn witness_cosigned(&self, witness: &str) {
+        self.witness_cosignatures
+            .get_or_create(&vec![("witness".into(), witness.into())])
+            .inc();
     }
 
     /// Counts shape violations in a document of `service` (`provider/name`).

@@ -420,5 +420,6 @@ fn reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
         })),
         tokio::spawn(sweep_mailboxes(gw.clone())),
         tokio::spawn(record_folded_refusals(gw.clone())),
+        tokio::spawn(gw.witnessing.clone().run()),
     ]
 }

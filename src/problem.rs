@@ -77,6 +77,7 @@ kinds! {
     TOO_MANY_SUBJECTS = ("too-many-subjects", BAD_GATEWAY, "The provider's answer names more data subjects than one answer may carry");
     MAILBOX_FULL = ("mailbox-full", INSUFFICIENT_STORAGE, "The recipient's mailbox (or all mailboxes together) is full");
     CERTIFICATE_REVOKED = ("certificate-revoked", FORBIDDEN, "The client certificate was revoked or has expired");
+    LOG_NOT_WITNESSED = ("log-not-witnessed", SERVICE_UNAVAILABLE, "No checkpoint of the audit log has reached its quorum of witness cosignatures for too long, so nothing is exchanged");
     BUSY = ("busy", SERVICE_UNAVAILABLE, "The gateway is at its limit for buffered requests; try again shortly");
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
 }

@@ -20,7 +20,8 @@ use crate::config::GatewayConfig;
 #[derive(Subcommand)]
 #[allow(missing_docs)]
 pub enum AuditCommand {
-    /// Print the latest signed checkpoint and the key that verifies it.
+    /// Print the published checkpoint (with its witness cosignatures when
+    /// witnesses are configured) and the key that verifies it.
     Head {
         /// Ask the running gateway to sign a checkpoint of the log as it is now.
         #[arg(long)]
@@ -123,7 +124,7 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
         AuditCommand::Head { now: true } => {
             Ok(Report::new().out(crate::admin::checkpoint_now(&config)?))
         }
-        AuditCommand::Head { now: false } => head(&opts),
+        AuditCommand::Head { now: false } => head(&config, &opts),
         AuditCommand::Verify => verify(&opts),
         AuditCommand::Prove {
             index,
@@ -170,10 +171,25 @@ fn verifier(opts: &Options) -> Result<Verifier> {
     Ok(Verifier::parse(&vkey)?)
 }
 
-/// The newest checkpoint whose signature holds: one that does not is skipped,
-/// not shown as the head.
-fn head(opts: &Options) -> Result<Report> {
+/// The published checkpoint: with witnesses configured, the newest one with
+/// its quorum of cosignatures, cosignature lines included; without, the
+/// newest checkpoint whose signature holds (one that does not is skipped,
+/// not shown as the head).
+fn head(config: &GatewayConfig, opts: &Options) -> Result<Report> {
     let v = verifier(opts)?;
+    if !config.witnesses.list.is_empty() {
+        let vkey = std::fs::read_to_string(opts.dir.join("checkpoint.vkey"))?;
+        let (_, note) =
+            crate::witnessing::published_on_disk(config, vkey.trim())?.with_context(|| {
+                format!(
+                    "no checkpoint has reached its quorum of {} witness cosignatures yet",
+                    config.witnesses.quorum
+                )
+            })?;
+        return Ok(Report::new()
+            .out(note)
+            .err(format!("verifier key: {}\n", vkey.trim())));
+    }
     let notes = audit::checkpoint::read_all(&opts.checkpoints())?;
     let cp = notes
         .iter()

@@ -380,11 +380,17 @@ fn head(gw: &Gateway) -> Response<Body> {
     let view = gw.audit.view();
     let h = view.head();
     let cp = view.latest_checkpoint();
+    let published = view.published_checkpoint();
     json_ok(&json!({
         "size": h.size,
         "root": hex::encode(h.root),
         "checkpoint": cp.as_ref().map(|c| c.note.clone()),
         "checkpoint_size": cp.as_ref().map(|c| c.size),
+        // What partners are shown: with witnesses, the newest checkpoint
+        // with its quorum of cosignature lines.
+        "published": published.as_ref().map(|p| p.1.clone()),
+        "published_size": published.as_ref().map(|p| p.0),
+        "witnessed": view.witnessed(),
         "vkey": gw.audit.vkey(),
     }))
 }

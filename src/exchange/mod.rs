@@ -3,7 +3,9 @@
 //! 1. identity: the connection's partner ([`crate::identity`]), or 403;
 //!    refusals before the pipeline are recorded, folded ([`stranger`]);
 //! 2. route: pilot, provider, service and path values ([`route`]);
-//! 3. purpose: the `Ketenpoort-Purpose` header ([`request::purpose`]);
+//! 3. purpose: the `Ketenpoort-Purpose` header ([`request::purpose`]); and
+//!    when the log has gone unwitnessed for too long (`fail_closed_after`),
+//!    a refusal ([`crate::witnessing::Witnessing::refuses`]);
 //! 4. policy: [`crate::policy::PolicySet::authorise`], the one place that
 //!    decides: the rule, the method, the path, the subject;
 //! 5. request: bounded, strict JSON ([`mod@json`]), minimised caller → provider,
@@ -12,6 +14,9 @@
 //!    [`forward`]), or into its mailbox ([`inbox::deliver`]);
 //! 7. answer: strict JSON, minimised provider → caller, one record per data
 //!    subject, durable before the answer leaves ([`answer::deliver`]).
+//!
+//! Beside the pipeline, [`public`] serves the log's public state (the
+//! published checkpoint, consistency proofs, hash tiles) to any partner.
 //!
 //! Each stage passes its result on or returns a [`Refusal`]; `run` is that
 //! chain, and [`refusal::Exchange::refuse`] the one place that records and
@@ -23,6 +28,7 @@ pub mod answer;
 pub mod forward;
 pub mod inbox;
 pub mod json;
+pub mod public;
 pub mod refusal;
 pub mod request;
 pub mod route;
@@ -141,7 +147,17 @@ pub async fn handle(
         Route::InboxItem(id) if method == Method::GET || method == Method::DELETE => {
             inbox::item(gw, &partner, id, method == Method::DELETE).await
         }
-        Route::Whoami | Route::Inbox | Route::InboxItem(_) => problem::respond(
+        Route::AuditCheckpoint if method == Method::GET => public::checkpoint(gw).await,
+        Route::AuditConsistency if method == Method::GET => {
+            public::consistency(gw, req.uri().query()).await
+        }
+        Route::AuditTile(segs) if method == Method::GET => public::tile(gw, &segs).await,
+        Route::Whoami
+        | Route::Inbox
+        | Route::InboxItem(_)
+        | Route::AuditCheckpoint
+        | Route::AuditConsistency
+        | Route::AuditTile(_) => problem::respond(
             problem::METHOD_NOT_ALLOWED,
             format!("{method} is not offered here"),
         ),
@@ -181,6 +197,12 @@ async fn run(
 
 async fn stages(x: &mut Exchange<'_>, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
     x.purpose = request::purpose(req.headers())?;
+    if x.gw.witnessing.refuses() {
+        return Err(Refusal::new(
+            problem::LOG_NOT_WITNESSED,
+            "no checkpoint of the audit log has reached its quorum of witness cosignatures for longer than the gateway allows; try again later",
+        ));
+    }
     request::no_query(req.uri())?;
     let method = req.method().clone();
     let grant = x.authorise(&method)?;

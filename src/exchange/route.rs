@@ -19,6 +19,9 @@ pub const ROUTES: &[(&[&str], &str)] = &[
     ),
     (&["GET"], "/v1/inbox"),
     (&["GET", "DELETE"], "/v1/inbox/{id}"),
+    (&["GET"], "/v1/audit/checkpoint"),
+    (&["GET"], "/v1/audit/proof/consistency"),
+    (&["GET"], "/v1/audit/tile/{tile}"),
 ];
 
 /// A parsed route.
@@ -41,6 +44,12 @@ pub enum Route<'a> {
     Inbox,
     /// `/v1/inbox/{id}`.
     InboxItem(u64),
+    /// `/v1/audit/checkpoint`: the published checkpoint.
+    AuditCheckpoint,
+    /// `/v1/audit/proof/consistency?from=N&to=M`.
+    AuditConsistency,
+    /// `/v1/audit/tile/<L>/<N>[.p/<W>]`: the segments after `tile`.
+    AuditTile(Vec<&'a str>),
 }
 
 /// Why a path is not a route.
@@ -77,6 +86,11 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     match segs.as_slice() {
         ["v1", "whoami"] => Ok(Route::Whoami),
         ["v1", "inbox"] => Ok(Route::Inbox),
+        ["v1", "audit", "checkpoint"] => Ok(Route::AuditCheckpoint),
+        ["v1", "audit", "proof", "consistency"] => Ok(Route::AuditConsistency),
+        ["v1", "audit", "tile", rest @ ..] if !rest.is_empty() => {
+            Ok(Route::AuditTile(rest.to_vec()))
+        }
         ["v1", "inbox", id] => id
             .parse()
             .map(Route::InboxItem)
@@ -116,6 +130,12 @@ mod tests {
             })
         );
         assert_eq!(parse("/v1/inbox/42"), Ok(Route::InboxItem(42)));
+        assert_eq!(parse("/v1/audit/checkpoint"), Ok(Route::AuditCheckpoint));
+        assert_eq!(
+            parse("/v1/audit/tile/1/x001/067.p/5"),
+            Ok(Route::AuditTile(vec!["1", "x001", "067.p", "5"]))
+        );
+        assert_eq!(parse("/v1/audit/tile"), Err(RouteError::NotFound));
         assert_eq!(parse("/v1/inbox/x"), Err(RouteError::NotFound));
         assert_eq!(parse("/v2/whoami"), Err(RouteError::NotFound));
     }

@@ -477,6 +477,15 @@ async fn a_witness_whose_answers_do_not_verify_does_not_count() {
 async fn hash_tiles_hold_the_hashes_of_the_records() {
     let f = fixture().await;
     let gw = f.gw.gateway.clone();
+    // A new log without witnesses: its first checkpoint is there to fetch.
+    let r = get(&f.ngo_kvk, "/v1/audit/checkpoint").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let first = std::str::from_utf8(&r.body).unwrap();
+    Verifier::parse(gw.audit.vkey())
+        .unwrap()
+        .verify(first)
+        .unwrap();
     // Over one full tile of leaves: 300 records.
     while gw.audit.view().head().size < 300 {
         exchanges(&f.gemeente, 20).await;

@@ -9,8 +9,10 @@
 //! What is checked, each with something written here and not taken from
 //! the crate: cosignatures (cosignature/v1 with ring alone), tree hashes and
 //! tiles (RFC 6962 hashing with ring alone). The attacks: witnesses that go
-//! away (one, then all of them, with fail-closed on), and a gateway
-//! restarted on an older copy of its data directory (a rollback).
+//! away (one, then all of them, with fail-closed on), a witness entry whose
+//! answers are another witness's, an https witness whose certificate the
+//! gateway does not trust, and a gateway restarted on an older copy of its
+//! data directory (a rollback).
 
 mod common;
 
@@ -47,12 +49,21 @@ struct TestWitness {
     addr: SocketAddr,
     witness: Arc<Witness>,
     running: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    /// Its TLS configuration when it serves https.
+    tls: Option<Arc<rustls::ServerConfig>>,
     _dir: tempfile::TempDir,
 }
 
 impl TestWitness {
     /// A new witness of the log with verifier key `log_vkey`, listening.
     async fn start(name: &str, log_vkey: &str) -> Self {
+        let (mut w, listener) = Self::bound(name, log_vkey).await;
+        w.serve(listener);
+        w
+    }
+
+    /// A new witness with its listener bound, not yet serving.
+    async fn bound(name: &str, log_vkey: &str) -> (Self, TcpListener) {
         let dir = tempfile::tempdir().unwrap();
         let cosigner = Cosigner::generate(name, &dir.path().join("witness.key")).unwrap();
         let vkey = cosigner.vkey();
@@ -62,21 +73,22 @@ impl TestWitness {
         let witness = Arc::new(Witness::new(cosigner, logs, state));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut w = Self {
+        let w = Self {
             name: name.to_string(),
             vkey,
             addr,
             witness,
             running: None,
+            tls: None,
             _dir: dir,
         };
-        w.serve(listener);
-        w
+        (w, listener)
     }
 
     fn serve(&mut self, listener: TcpListener) {
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(server::run(listener, self.witness.clone(), None, async {
+        let tls = self.tls.clone();
+        let task = tokio::spawn(server::run(listener, self.witness.clone(), tls, async {
             let _ = rx.await;
         }));
         self.running = Some((tx, task));
@@ -108,8 +120,12 @@ impl TestWitness {
 
     /// Its `[[witness]]` table, with the URL of the witness at `addr`.
     fn config(&self, addr: SocketAddr) -> String {
+        self.config_url(&format!("http://{addr}/"))
+    }
+
+    fn config_url(&self, url: &str) -> String {
         format!(
-            "[[witness]]\nname = \"{}\"\nurl = \"http://{addr}/\"\nvkey = \"{}\"\n",
+            "[[witness]]\nname = \"{}\"\nurl = \"{url}\"\nvkey = \"{}\"\n",
             self.name, self.vkey
         )
     }
@@ -470,6 +486,83 @@ async fn a_witness_whose_answers_do_not_verify_does_not_count() {
     let r = get(&f.ngo_pinned, "/v1/audit/checkpoint").await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["type"], "urn:ketenpoort:problem:not-found");
+    f.gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_witnesses_are_checked_against_the_trust_anchors() {
+    use ketenpoort::pki::{Ca, LeafSpec};
+    use ketenpoort::witness::config::WitnessTls;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, log_vkey) = log_key(keys.path());
+    let (mut trusted, l1) = TestWitness::bound("witness-a.test", &log_vkey).await;
+    let (mut stranger, l2) = TestWitness::bound("witness-b.test", &log_vkey).await;
+    let tables = format!(
+        "{}{}",
+        trusted.config_url(&format!("https://{}/", trusted.addr)),
+        stranger.config_url(&format!("https://{}/", stranger.addr))
+    );
+    let certs = tempfile::tempdir().unwrap();
+    let other_ca = Ca::generate("a CA the gateway does not trust").unwrap();
+    let mut files = Vec::new();
+    for (name, ca) in [("trusted", None), ("stranger", Some(&other_ca))] {
+        let spec = LeafSpec::server("witness", &["localhost", "127.0.0.1"]);
+        let issued = ca.map(|c| c.issue(&spec).unwrap());
+        files.push((name, issued, spec));
+    }
+    let f = fixture_with(|pki| {
+        let signing = ketenpoort::audit::Options::new(&pki.data_dir(), "test").signing_key();
+        std::fs::create_dir_all(signing.parent().unwrap()).unwrap();
+        std::fs::copy(&key, &signing).unwrap();
+        for (name, issued, spec) in &mut files {
+            // The trusted witness's certificate comes from the gateway's CA.
+            let issued = issued.get_or_insert_with(|| pki.ca.issue(spec).unwrap());
+            let d = certs.path();
+            std::fs::write(d.join(format!("{name}.crt")), &issued.cert_pem).unwrap();
+            std::fs::write(d.join(format!("{name}.key")), &issued.key_pem).unwrap();
+        }
+        let cfg = std::fs::read_to_string(pki.config_file()).unwrap();
+        pki.write_config(
+            "ketenpoort.toml",
+            &format!("{cfg}\n{tables}[witnesses]\nquorum = 1\n"),
+        );
+    })
+    .await;
+    for (w, l, name) in [
+        (&mut trusted, l1, "trusted"),
+        (&mut stranger, l2, "stranger"),
+    ] {
+        w.tls = Some(
+            server::tls_config(&WitnessTls {
+                cert: certs.path().join(format!("{name}.crt")),
+                key: certs.path().join(format!("{name}.key")),
+            })
+            .unwrap(),
+        );
+        w.serve(l);
+    }
+    let gw = f.gw.gateway.clone();
+    exchanges(&f.gemeente, 1).await;
+    let size = sign_now(&gw).await;
+    let (_, note) = published(&gw, size, 1).await;
+    assert!(cosigned_by(&trusted.vkey, &note));
+    assert!(!cosigned_by(&stranger.vkey, &note));
+    until(&gw, "the stranger's certificate was refused", || {
+        metric(
+            &gw,
+            "ketenpoort_witness_failures_total",
+            &["witness-b.test", "reason=\"unreachable\""],
+        ) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &gw,
+            "ketenpoort_witness_cosignatures_total",
+            &["witness-b.test"]
+        ),
+        0.0
+    );
     f.gw.stop().await;
 }
 

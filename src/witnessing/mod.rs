@@ -164,6 +164,12 @@ fn count(g: &Gathering) -> usize {
     g.cosignatures.iter().flatten().count()
 }
 
+/// The checkpoint's note with the cosignatures gathered for it.
+fn with_cosignatures(g: &Gathering) -> Result<String, crate::witness::note::NoteError> {
+    let sigs: Vec<NoteSignature> = g.cosignatures.iter().flatten().cloned().collect();
+    add_cosignatures(&g.checkpoint.note, &sigs)
+}
+
 /// The gateway's witnessing: configured witnesses, their client, and what
 /// they cosigned.
 pub struct Witnessing {
@@ -461,25 +467,28 @@ impl Witnessing {
                 };
             }
             g.cosignatures[i] = Some(sig);
-            let sigs: Vec<NoteSignature> = g.cosignatures.iter().flatten().cloned().collect();
-            let note = add_cosignatures(&cp.note, &sigs).map(|note| (note, sigs.len()));
             prune(&mut s.gathering);
-            note
+            s.gathering
+                .get(&cp.size)
+                .map(|g| with_cosignatures(g).map(|note| (note, count(g))))
         };
         let (note, count) = match note {
-            Ok(n) => n,
-            Err(e) => {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
                 error!(error = %e, "cannot add a cosignature to the checkpoint");
                 return false;
             }
+            // Pruned at once: older than every checkpoint gathering now.
+            None => return false,
         };
+        let current = self.current_notes();
         // Durable before it counts.
         let file = self.file.clone();
         let kept = note.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
             match f.as_mut() {
-                Some(f) => f.append(&kept),
+                Some(f) => f.append(&kept, &current),
                 None => Err(std::io::Error::other("the cosigned file is not open")),
             }
         })
@@ -492,6 +501,23 @@ impl Witnessing {
             self.publish(cp, note, count);
         }
         true
+    }
+
+    /// What the cosigned file must keep when it is compacted: the published
+    /// checkpoint, then every newer one with the cosignatures gathered.
+    fn current_notes(&self) -> Vec<String> {
+        let published = self.view.published_checkpoint();
+        let floor = published.as_ref().map_or(0, |p| p.0);
+        let mut notes: Vec<String> = published.into_iter().map(|p| p.1).collect();
+        let s = self.shared();
+        for g in s.gathering.range(floor..).map(|(_, g)| g) {
+            if count(g) > 0
+                && let Ok(note) = with_cosignatures(g)
+            {
+                notes.push(note);
+            }
+        }
+        notes
     }
 
     /// Publishes a checkpoint that reached its quorum, unless a newer one

@@ -7,6 +7,10 @@
 //! cosignature can count towards publishing: what partners were shown
 //! survives a crash. A torn last entry (a crash mid-append) is cut off when
 //! the file is opened, so later entries stay readable. The file is 0600.
+//! Past [`COMPACT_AFTER`] entries it is rewritten whole with only what still
+//! counts (the published checkpoint and newer ones gathering cosignatures),
+//! so it stays small and quick to check at start; every checkpoint the log
+//! signed stays in the log's own checkpoints file.
 //!
 //! Reading it back gives the published checkpoint (the newest one with a
 //! quorum of cosignatures that verify with the configured keys) and, per
@@ -160,42 +164,83 @@ pub fn load(
     Ok(loaded)
 }
 
+/// Entries the file may hold before it is compacted to what still counts.
+pub const COMPACT_AFTER: usize = 1024;
+
+/// One frame: length, then the note.
+fn frame(note: &str, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let len = u32::try_from(note.len())
+        .ok()
+        .filter(|n| *n as usize <= MAX_NOTE)
+        .ok_or_else(|| std::io::Error::other("note too large"))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(note.as_bytes());
+    Ok(())
+}
+
 /// The file, open to append.
 #[derive(Debug)]
 pub struct CosignedFile {
+    /// Where it is, to compact it.
+    path: PathBuf,
+    /// Open to append.
     file: File,
+    /// Entries it holds.
+    entries: usize,
 }
 
 impl CosignedFile {
     /// Opens (or makes, 0600) the file and cuts a torn last entry off.
     /// Blocking.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .open(path)?;
         let bytes = std::fs::read(path)?;
-        let (_, whole) = read_frames(&bytes);
+        let (notes, whole) = read_frames(&bytes);
         if whole < bytes.len() as u64 {
             file.set_len(whole)?;
             file.sync_all()?;
         }
-        file.flush()?;
-        Ok(Self { file })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            entries: notes.len(),
+        })
     }
 
-    /// Appends one note in one write and syncs it. Blocking.
-    pub fn append(&mut self, note: &str) -> std::io::Result<()> {
-        let len = u32::try_from(note.len())
-            .ok()
-            .filter(|n| *n as usize <= MAX_NOTE)
-            .ok_or_else(|| std::io::Error::other("note too large"))?;
-        let mut out = len.to_le_bytes().to_vec();
-        out.extend_from_slice(note.as_bytes());
+    /// Appends one note in one write and syncs it. When the file holds more
+    /// than [`COMPACT_AFTER`] entries, it is then replaced whole (temporary
+    /// file, sync, rename, sync of the folder) by `current`: the published
+    /// checkpoint and those still gathering cosignatures, so it stays small
+    /// and quick to read at start. Blocking.
+    pub fn append(&mut self, note: &str, current: &[String]) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(note.len() + 4);
+        frame(note, &mut out)?;
         self.file.write_all(&out)?;
-        self.file.sync_data()
+        self.file.sync_data()?;
+        self.entries += 1;
+        if self.entries > COMPACT_AFTER {
+            self.compact(current)?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self, current: &[String]) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        for note in current {
+            frame(note, &mut out)?;
+        }
+        crate::datadir::write_atomic(&self.path, &out, 0o600)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.entries = current.len();
+        Ok(())
     }
 }
 
@@ -204,19 +249,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_torn_entry_is_cut_off_and_later_entries_stay_readable() {
+    fn a_torn_entry_is_cut_off_and_a_long_file_is_compacted() {
         let d = tempfile::tempdir().unwrap();
         let p = path(d.path());
         let mut f = CosignedFile::open(&p).unwrap();
-        f.append("one\n").unwrap();
+        f.append("one\n", &[]).unwrap();
         drop(f);
         let mut torn = std::fs::read(&p).unwrap();
         torn.extend_from_slice(&[200, 0, 0, 0, b'x']);
         std::fs::write(&p, &torn).unwrap();
         let mut f = CosignedFile::open(&p).unwrap();
-        f.append("two\n").unwrap();
+        f.append("two\n", &[]).unwrap();
         let (notes, _) = read_frames(&std::fs::read(&p).unwrap());
         assert_eq!(notes, ["one\n", "two\n"]);
+        // Past COMPACT_AFTER entries the file keeps only what still counts.
+        // (2 entries, then the 1023rd of these makes 1025: compacted to 2.)
+        for _ in 0..COMPACT_AFTER - 1 {
+            f.append("old\n", &["kept\n".to_string(), "newest\n".to_string()])
+                .unwrap();
+        }
+        f.append("newest\n", &[]).unwrap();
+        let (notes, _) = read_frames(&std::fs::read(&p).unwrap());
+        assert_eq!(notes, ["kept\n", "newest\n", "newest\n"]);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -24,6 +24,7 @@ pub mod forward;
 pub mod inbox;
 pub mod json;
 pub mod refusal;
+pub mod registration;
 pub mod request;
 pub mod route;
 pub mod stranger;
@@ -140,6 +141,9 @@ pub async fn handle(
         Route::Inbox if method == Method::GET => inbox::list(gw, &partner, req.uri().query()).await,
         Route::InboxItem(id) if method == Method::GET || method == Method::DELETE => {
             inbox::item(gw, &partner, id, method == Method::DELETE).await
+        }
+        Route::Registration { pilot, vnummer } => {
+            registration::handle(gw, peer, &partner, req, pilot, vnummer).await
         }
         Route::Whoami | Route::Inbox | Route::InboxItem(_) => problem::respond(
             problem::METHOD_NOT_ALLOWED,

@@ -17,6 +17,10 @@ pub const ROUTES: &[(&[&str], &str)] = &[
         &["GET", "POST", "PUT", "PATCH", "DELETE"],
         "/v1/pilots/{pilot}/services/{provider}/{service}/{rest}",
     ),
+    (
+        &["GET", "PUT", "DELETE"],
+        "/v1/pilots/{pilot}/registrations/{vnummer}",
+    ),
     (&["GET"], "/v1/inbox"),
     (&["GET", "DELETE"], "/v1/inbox/{id}"),
 ];
@@ -36,6 +40,13 @@ pub enum Route<'a> {
         service: &'a str,
         /// Values for the service's path template, in order.
         rest: Vec<&'a str>,
+    },
+    /// `/v1/pilots/{pilot}/registrations/{vnummer}`.
+    Registration {
+        /// Pilot id.
+        pilot: &'a str,
+        /// The person's V-nummer (checked by the handler).
+        vnummer: &'a str,
     },
     /// `/v1/inbox`.
     Inbox,
@@ -81,6 +92,9 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
             .parse()
             .map(Route::InboxItem)
             .map_err(|_| RouteError::NotFound),
+        ["v1", "pilots", pilot, "registrations", vnummer] => {
+            Ok(Route::Registration { pilot, vnummer })
+        }
         [
             "v1",
             "pilots",

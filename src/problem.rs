@@ -77,6 +77,7 @@ kinds! {
     TOO_MANY_SUBJECTS = ("too-many-subjects", BAD_GATEWAY, "The provider's answer names more data subjects than one answer may carry");
     MAILBOX_FULL = ("mailbox-full", INSUFFICIENT_STORAGE, "The recipient's mailbox (or all mailboxes together) is full");
     CERTIFICATE_REVOKED = ("certificate-revoked", FORBIDDEN, "The client certificate was revoked or has expired");
+    NOT_YET_PUBLISHED = ("not-yet-published", SERVICE_UNAVAILABLE, "The record is not yet in a published checkpoint; try again shortly");
     BUSY = ("busy", SERVICE_UNAVAILABLE, "The gateway is at its limit for buffered requests; try again shortly");
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
 }

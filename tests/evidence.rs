@@ -611,3 +611,56 @@ async fn evidence_of_a_disclosure_proves_offline_and_only_to_its_parties() {
     assert_eq!(console(&f, &cpath, &admin).await.status, 403);
     f.gw.stop().await;
 }
+
+/// Straight on the log, with no checkpoint due: a record newer than the
+/// published checkpoint has no evidence yet (503, `Retry-After`); once a
+/// checkpoint covers it, its file checks. Scoping and unknown ids too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_waits_for_a_published_checkpoint() {
+    use ketenpoort::audit::{Audit, Entry, Options};
+    use ketenpoort::evidence::{self, MakeError, Trust};
+    let d = tempfile::tempdir().unwrap();
+    let mut o = Options::new(d.path(), "test");
+    o.checkpoint_records = 1_000_000;
+    o.checkpoint_interval = Duration::from_secs(3600);
+    let audit = tokio::task::spawn_blocking(move || Audit::open(o))
+        .await
+        .unwrap()
+        .unwrap();
+    let entry = || Entry::exchange("proef", "dtv", "gemeente", "casusoverleg", "dtv/dossier");
+    audit.record(entry()).await.unwrap();
+    audit.checkpoint().await.unwrap();
+    let id = audit.record(entry()).await.unwrap().id;
+    let view = audit.view().clone();
+    let made = evidence::make(&view, id, Some("gemeente"));
+    assert!(
+        matches!(made, Err(MakeError::NotYetPublished(i)) if i == id),
+        "{made:?}"
+    );
+    let resp = ketenpoort::exchange::evidence::answer(id, made);
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "10");
+    audit.checkpoint().await.unwrap();
+    let file = evidence::make(&view, id, Some("gemeente")).unwrap();
+    let trust = Trust::new(audit.vkey(), &[], None).unwrap();
+    assert_eq!(evidence::check(&file, &trust).unwrap().record.id, id);
+    assert!(matches!(
+        evidence::make(&view, id, Some("ngo-kvk")),
+        Err(MakeError::NotParty(_))
+    ));
+    assert!(matches!(
+        evidence::make(&view, id + 1, None),
+        Err(MakeError::NoRecord(_))
+    ));
+    let ok = ketenpoort::exchange::evidence::answer(id, Ok(file));
+    assert_eq!(ok.status(), 200);
+    assert!(
+        ok.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(".tlog-proof")
+    );
+    tokio::task::spawn_blocking(move || audit.shutdown())
+        .await
+        .unwrap();
+}

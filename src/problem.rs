@@ -81,6 +81,7 @@ kinds! {
     INVALID_REGISTRATION = ("invalid-registration", BAD_REQUEST, "The registration is not acceptable");
     NO_OPEN_STAY = ("no-open-stay", NOT_FOUND, "The person has no open stay in this pilot");
     REGISTRY_UNAVAILABLE = ("registry-unavailable", SERVICE_UNAVAILABLE, "The registry cannot be read or written; nothing changed");
+    NOT_YET_PUBLISHED = ("not-yet-published", SERVICE_UNAVAILABLE, "The record is not yet in a published checkpoint; try again shortly");
     BUSY = ("busy", SERVICE_UNAVAILABLE, "The gateway is at its limit for buffered requests; try again shortly");
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
 }

@@ -20,6 +20,7 @@
 //! policy snapshot from start to end.
 
 pub mod answer;
+pub mod evidence;
 pub mod forward;
 pub mod inbox;
 pub mod json;
@@ -145,10 +146,13 @@ pub async fn handle(
         Route::Registration { pilot, vnummer } => {
             registration::handle(gw, peer, &partner, req, pilot, vnummer).await
         }
-        Route::Whoami | Route::Inbox | Route::InboxItem(_) => problem::respond(
-            problem::METHOD_NOT_ALLOWED,
-            format!("{method} is not offered here"),
-        ),
+        Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
+        Route::Whoami | Route::Inbox | Route::InboxItem(_) | Route::Evidence(_) => {
+            problem::respond(
+                problem::METHOD_NOT_ALLOWED,
+                format!("{method} is not offered here"),
+            )
+        }
         Route::Service {
             pilot,
             provider,

@@ -23,6 +23,7 @@ pub const ROUTES: &[(&[&str], &str)] = &[
     ),
     (&["GET"], "/v1/inbox"),
     (&["GET", "DELETE"], "/v1/inbox/{id}"),
+    (&["GET"], "/v1/audit/records/{id}/evidence"),
 ];
 
 /// A parsed route.
@@ -52,6 +53,8 @@ pub enum Route<'a> {
     Inbox,
     /// `/v1/inbox/{id}`.
     InboxItem(u64),
+    /// `/v1/audit/records/{id}/evidence`.
+    Evidence(u64),
 }
 
 /// Why a path is not a route.
@@ -95,6 +98,10 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
         ["v1", "pilots", pilot, "registrations", vnummer] => {
             Ok(Route::Registration { pilot, vnummer })
         }
+        ["v1", "audit", "records", id, "evidence"] => id
+            .parse()
+            .map(Route::Evidence)
+            .map_err(|_| RouteError::NotFound),
         [
             "v1",
             "pilots",
@@ -131,6 +138,10 @@ mod tests {
         );
         assert_eq!(parse("/v1/inbox/42"), Ok(Route::InboxItem(42)));
         assert_eq!(parse("/v1/inbox/x"), Err(RouteError::NotFound));
+        assert_eq!(
+            parse("/v1/audit/records/7/evidence"),
+            Ok(Route::Evidence(7))
+        );
         assert_eq!(parse("/v2/whoami"), Err(RouteError::NotFound));
     }
 

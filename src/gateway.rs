@@ -22,6 +22,7 @@ use crate::console::users::UserStore;
 use crate::metrics::Metrics;
 use crate::policy::store::PolicyStore;
 use crate::storage::mailbox::Mailbox;
+use crate::storage::registry::{CheckLimiter, Registry};
 use crate::tls::{TlsError, TlsStore};
 use crate::witnessing::{Witnessing, WitnessingError};
 
@@ -71,6 +72,10 @@ pub struct Gateway {
     pub witnessing: Arc<Witnessing>,
     /// Documents waiting for partners without a server.
     pub mailbox: Arc<Mailbox>,
+    /// Who has an open stay in which LVV, under keyed pseudonyms.
+    pub registry: Arc<Registry>,
+    /// Registration checks per partner per sliding minute.
+    pub checks: CheckLimiter,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Console users and state.
@@ -124,7 +129,16 @@ impl Gateway {
             )
             .map_err(|e| StartError::Mailbox(e.to_string()))?,
         );
+        let registry_key =
+            crate::keys::load_or_create(&crate::keys::dir(&config.data_dir).join("registry.key"))
+                .map_err(|e| StartError::Mailbox(format!("registry key: {e}")))?;
+        let registry = Arc::new(
+            Registry::open(mailbox.db(), &registry_key)
+                .map_err(|e| StartError::Mailbox(format!("registry: {e}")))?,
+        );
         Ok(Self {
+            registry,
+            checks: CheckLimiter::default(),
             body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes / 1024)),
             strangers: crate::conn::Folder::default(),
             config,

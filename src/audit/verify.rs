@@ -32,8 +32,8 @@ pub struct Report {
 #[error("{0}")]
 pub struct Failure(pub String);
 
-/// Every checkpoint in the checkpoints file, each with a signature that
-/// holds, by size.
+/// Every checkpoint in the checkpoints file, each checked against
+/// `verifier`, smallest first.
 fn signed_checkpoints(audit_dir: &Path, verifier: &Verifier) -> Result<Vec<Checkpoint>, Failure> {
     let mut cps = Vec::new();
     for (i, note) in checkpoint::read_all(&audit_dir.join("checkpoints"))

@@ -25,11 +25,13 @@
 //! policy snapshot from start to end.
 
 pub mod answer;
+pub mod evidence;
 pub mod forward;
 pub mod inbox;
 pub mod json;
 pub mod public;
 pub mod refusal;
+pub mod registration;
 pub mod request;
 pub mod route;
 pub mod stranger;
@@ -152,9 +154,14 @@ pub async fn handle(
             public::consistency(gw, req.uri().query()).await
         }
         Route::AuditTile(segs) if method == Method::GET => public::tile(gw, &segs).await,
+        Route::Registration { pilot, vnummer } => {
+            registration::handle(gw, peer, &partner, req, pilot, vnummer).await
+        }
+        Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
         Route::Whoami
         | Route::Inbox
         | Route::InboxItem(_)
+        | Route::Evidence(_)
         | Route::AuditCheckpoint
         | Route::AuditConsistency
         | Route::AuditTile(_) => problem::respond(

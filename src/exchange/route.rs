@@ -17,11 +17,16 @@ pub const ROUTES: &[(&[&str], &str)] = &[
         &["GET", "POST", "PUT", "PATCH", "DELETE"],
         "/v1/pilots/{pilot}/services/{provider}/{service}/{rest}",
     ),
+    (
+        &["GET", "PUT", "DELETE"],
+        "/v1/pilots/{pilot}/registrations/{vnummer}",
+    ),
     (&["GET"], "/v1/inbox"),
     (&["GET", "DELETE"], "/v1/inbox/{id}"),
     (&["GET"], "/v1/audit/checkpoint"),
     (&["GET"], "/v1/audit/proof/consistency"),
     (&["GET"], "/v1/audit/tile/{tile}"),
+    (&["GET"], "/v1/audit/records/{id}/evidence"),
 ];
 
 /// A parsed route.
@@ -40,6 +45,13 @@ pub enum Route<'a> {
         /// Values for the service's path template, in order.
         rest: Vec<&'a str>,
     },
+    /// `/v1/pilots/{pilot}/registrations/{vnummer}`.
+    Registration {
+        /// Pilot id.
+        pilot: &'a str,
+        /// The person's V-nummer (checked by the handler).
+        vnummer: &'a str,
+    },
     /// `/v1/inbox`.
     Inbox,
     /// `/v1/inbox/{id}`.
@@ -50,6 +62,8 @@ pub enum Route<'a> {
     AuditConsistency,
     /// `/v1/audit/tile/<L>/<N>[.p/<W>]`: the segments after `tile`.
     AuditTile(Vec<&'a str>),
+    /// `/v1/audit/records/{id}/evidence`.
+    Evidence(u64),
 }
 
 /// Why a path is not a route.
@@ -95,6 +109,13 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
             .parse()
             .map(Route::InboxItem)
             .map_err(|_| RouteError::NotFound),
+        ["v1", "pilots", pilot, "registrations", vnummer] => {
+            Ok(Route::Registration { pilot, vnummer })
+        }
+        ["v1", "audit", "records", id, "evidence"] => id
+            .parse()
+            .map(Route::Evidence)
+            .map_err(|_| RouteError::NotFound),
         [
             "v1",
             "pilots",
@@ -137,6 +158,10 @@ mod tests {
         );
         assert_eq!(parse("/v1/audit/tile"), Err(RouteError::NotFound));
         assert_eq!(parse("/v1/inbox/x"), Err(RouteError::NotFound));
+        assert_eq!(
+            parse("/v1/audit/records/7/evidence"),
+            Ok(Route::Evidence(7))
+        );
         assert_eq!(parse("/v2/whoami"), Err(RouteError::NotFound));
     }
 

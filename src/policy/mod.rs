@@ -8,7 +8,8 @@
 //! - [`diff`]: the flows a policy set allows, and how two sets differ;
 //! - [`decide`]: [`PolicySet::authorise`] and the [`Grant`] it gives, the one
 //!   place that decides;
-//! - [`model`]: the compiled policy (pilots, purposes, rules, keys).
+//! - [`model`]: the compiled policy (pilots, purposes, rules, keys);
+//! - [`registration`]: who registers stays in an LVV and who may check.
 
 pub mod decide;
 pub mod diff;
@@ -19,6 +20,7 @@ pub mod load;
 pub mod minimise;
 pub mod model;
 pub mod partners;
+pub mod registration;
 pub mod service;
 pub mod store;
 

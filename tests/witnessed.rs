@@ -6,6 +6,11 @@
 //! partner reads the published checkpoint, consistency proofs and hash
 //! tiles over mutual TLS.
 //!
+//! The other half of issue 16 is checked against this one: a partner's
+//! `audit monitor` follows the published checkpoints through the
+//! consistency proofs served here, and `audit check-evidence` accepts the
+//! evidence of a record with the witnesses' keys and the quorum.
+//!
 //! What is checked, each with something written here and not taken from
 //! the crate: cosignatures (cosignature/v1 with ring alone), tree hashes and
 //! tiles (RFC 6962 hashing with ring alone). The attacks: witnesses that go
@@ -347,9 +352,45 @@ async fn partners_see_the_checkpoint_a_quorum_cosigned_also_with_a_witness_down(
     assert!(size_root(&served).0 >= s1);
     assert!(cosignatures(&witnesses, &served) >= 2, "{served}");
 
+    // A partner's monitor (cron) keeps this checkpoint as the one it saw.
+    let wkeys: Vec<String> = witnesses.iter().map(|w| w.vkey.clone()).collect();
+    let monitor = || {
+        let d = f.pki.dir.path();
+        std::fs::write(d.join("gemeente.crt"), &f.gemeente_cert.cert_pem).unwrap();
+        std::fs::write(d.join("gemeente.key"), &f.gemeente_cert.key_pem).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ketenpoort"));
+        cmd.args(["audit", "monitor", "--url"])
+            .arg(format!("https://127.0.0.1:{}", f.gw.addr.port()))
+            .arg("--cert")
+            .arg(d.join("gemeente.crt"))
+            .arg("--key")
+            .arg(d.join("gemeente.key"))
+            .arg("--cacert")
+            .arg(d.join("certs/ca.crt"))
+            .args(["--vkey", gw.audit.vkey(), "--quorum", "2", "--state"])
+            .arg(d.join("monitor.state"));
+        for k in &wkeys {
+            cmd.args(["--witness-vkey", k]);
+        }
+        cmd.output().unwrap()
+    };
+    let out = monitor();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // One witness goes away: the quorum of two still publishes.
     witnesses[2].stop().await;
-    exchanges(&f.gemeente, 2).await;
+    let r = f
+        .gemeente
+        .send(Method::GET, DOSSIER, CASUS, None)
+        .await
+        .unwrap();
+    let id = ids(&r)[0];
+    exchanges(&f.gemeente, 1).await;
     let size = sign_now(&gw).await;
     let (s2, note2) = published(&gw, size, 2).await;
     assert_eq!(s2, size);
@@ -385,6 +426,41 @@ async fn partners_see_the_checkpoint_a_quorum_cosigned_also_with_a_witness_down(
     let head = String::from_utf8(out.stdout).unwrap();
     assert_eq!(size_root(&head).0, s2);
     assert_eq!(cosignatures(&witnesses, &head), 2, "{head}");
+
+    // The monitor proves the new checkpoint consistent with the one it kept.
+    let out = monitor();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Evidence of one disclosure carries the cosigned checkpoint and checks
+    // offline with the witnesses' keys and the quorum.
+    let r = get(&f.gemeente, &format!("/v1/audit/records/{id}/evidence")).await;
+    assert_eq!(r.status, 200);
+    let evidence = std::str::from_utf8(&r.body).unwrap();
+    let (_, cosigned) = evidence.split_once("\n\n").unwrap();
+    assert_eq!(cosignatures(&witnesses, cosigned), 2, "{evidence}");
+    let file = f.pki.dir.path().join("record.tlog-proof");
+    std::fs::write(&file, evidence).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ketenpoort"));
+    cmd.args(["audit", "check-evidence"]).arg(&file).args([
+        "--vkey",
+        gw.audit.vkey(),
+        "--quorum",
+        "2",
+    ]);
+    for w in &witnesses {
+        cmd.args(["--witness-vkey", &w.vkey]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The two published checkpoints are consistent, by the proof served.
     let (_, root1) = size_root(&note1);

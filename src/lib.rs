@@ -18,6 +18,8 @@
 //!   [`conn`] (limits on connections, revocation of open ones);
 //! - what is kept: [`audit`] (the append-only, verifiable log), [`storage`]
 //!   (mailboxes), [`metrics`];
+//! - what the partners signed: [`covenant`] (covenant versions, JWS
+//!   signatures, which version of each pilot runs);
 //! - the running gateway: [`gateway`] (all of the above, swapped on reload);
 //! - what partners and officers call: [`exchange`] (the disclosure pipeline,
 //!   stage by stage, in the order data flows), [`console`] (officers' and
@@ -41,6 +43,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod console;
+pub mod covenant;
 pub mod datadir;
 pub mod demo;
 pub mod dpia;

@@ -132,7 +132,7 @@ impl Pilot {
         let covenant = covenant(src, &raw.pilot.covenant)?;
         let purposes = compile_purposes(src, &raw.purposes)?;
         let (rules, index) = compile_rules(src, partners, &signed, &purposes, &raw.rules)?;
-        Ok(Pilot {
+        let mut pilot = Pilot {
             id,
             name: raw.pilot.name,
             file: src.file.clone(),
@@ -142,8 +142,12 @@ impl Pilot {
             purposes,
             rules,
             version: version(partners_bytes, src),
+            covenant_version: String::new(),
+            standing: Default::default(),
             index,
-        })
+        };
+        pilot.covenant_version = super::terms::Terms::of(&pilot).version();
+        Ok(pilot)
     }
 }
 

@@ -16,6 +16,7 @@
 //! would change `--help`.
 
 mod audit;
+mod covenant;
 mod demo;
 mod dpia;
 mod pki;
@@ -35,6 +36,7 @@ use crate::logging::LogFormat;
 pub use report::{Report, Status, Stream};
 
 pub use audit::{AuditCommand, QueryFormat};
+pub use covenant::CovenantCommand;
 pub use dpia::DpiaCommand;
 pub use pki::PkiCommand;
 pub use policy::{GraphFormat, PolicyCommand};
@@ -102,6 +104,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The pilots' covenants as signed: sign, submit, status.
+    Covenant {
+        #[command(subcommand)]
+        command: CovenantCommand,
+    },
     /// The audit log: checkpoints, verification, proofs, queries, export.
     Audit {
         #[command(subcommand)]
@@ -130,6 +137,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::User { command } => user::run(config, command),
         Command::Pki { command } => pki::run(config, command),
         Command::Policy { command } => policy::run(config, command),
+        Command::Covenant { command } => covenant::run(config, command),
         Command::Audit { command } => audit::run(config, command),
         Command::Witness { command } => witness::run(config, command),
     }

@@ -287,3 +287,24 @@ pub fn peek(jws: &str) -> Option<(String, String)> {
     let payload: Payload = serde_json::from_slice(&unb64url(p, "the payload").ok()?).ok()?;
     Some((payload.pilot, payload.version))
 }
+
+/// [`sign`] with the certificate chain and key as PEM text.
+pub fn sign_pem(payload: &Payload, chain_pem: &str, key_pem: &str) -> Result<String, JwsError> {
+    use rustls_pki_types::pem::PemObject;
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| JwsError::Key(format!("certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| JwsError::Key(format!("key: {e}")))?;
+    sign(payload, &chain, &key)
+}
+
+/// An acceptance of `version` of `pilot`, stamped now.
+pub fn acceptance(pilot: &str, version: &str) -> Payload {
+    Payload {
+        pilot: pilot.to_string(),
+        version: version.to_string(),
+        decision: Decision::Accept,
+        iat: Some(time::OffsetDateTime::now_utc().unix_timestamp()),
+    }
+}

@@ -43,8 +43,12 @@ pub fn inbox_dir(data_dir: &Path) -> PathBuf {
 /// Puts a signature into the inbox of a data directory (for `pki init` and
 /// tools that sign without a running gateway).
 pub fn drop_in_inbox(data_dir: &Path, name: &str, jws: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     let d = inbox_dir(data_dir);
-    std::fs::create_dir_all(&d)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&d)?;
     write_synced(&d.join(format!("{name}.jws")), jws.as_bytes())
 }
 

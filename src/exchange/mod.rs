@@ -13,6 +13,9 @@
 //! 7. answer: strict JSON, minimised provider → caller, one record per data
 //!    subject, durable before the answer leaves ([`answer::deliver`]).
 //!
+//! Beside the pipeline, partners read and sign their pilots' covenants
+//! ([`covenant`]).
+//!
 //! Each stage passes its result on or returns a [`Refusal`]; `run` is that
 //! chain, and [`refusal::Exchange::refuse`] the one place that records and
 //! answers every refusal (RFC 9457 problem+json). When the audit log cannot
@@ -20,6 +23,7 @@
 //! policy snapshot from start to end.
 
 pub mod answer;
+pub mod covenant;
 pub mod forward;
 pub mod inbox;
 pub mod json;
@@ -141,7 +145,21 @@ pub async fn handle(
         Route::InboxItem(id) if method == Method::GET || method == Method::DELETE => {
             inbox::item(gw, &partner, id, method == Method::DELETE).await
         }
-        Route::Whoami | Route::Inbox | Route::InboxItem(_) => problem::respond(
+        Route::Covenant(pilot) if method == Method::GET => {
+            covenant::status(gw, &partner, pilot).await
+        }
+        Route::CovenantVersion(pilot, v) if method == Method::GET => {
+            covenant::version(gw, &partner, pilot, v).await
+        }
+        Route::CovenantSignatures(pilot, v) if method == Method::POST => {
+            covenant::sign(gw, &partner, pilot, v, req).await
+        }
+        Route::Whoami
+        | Route::Inbox
+        | Route::InboxItem(_)
+        | Route::Covenant(_)
+        | Route::CovenantVersion(..)
+        | Route::CovenantSignatures(..) => problem::respond(
             problem::METHOD_NOT_ALLOWED,
             format!("{method} is not offered here"),
         ),

@@ -80,7 +80,8 @@ fn changes_text(changes: &[Change]) -> Vec<String> {
     changes.iter().map(|c| c.to_string()).collect()
 }
 
-fn may_edit(user: &User, pilot: &str) -> Result<(), Problem> {
+/// Only a policy admin of this pilot (or of all) changes its policy.
+pub(super) fn may_edit(user: &User, pilot: &str) -> Result<(), Problem> {
     if user.role != Role::PolicyAdmin {
         return Err(forbidden("only a policy admin changes policies"));
     }
@@ -314,23 +315,27 @@ pub async fn put_policy(
         return problem::respond(problem::INTERNAL, "the policy file could not be written");
     }
     gw.reload_policy().await;
-    let running = gw
+    let loaded = gw
         .policy
         .current()
-        .policy
+        .on_disk
         .pilots
         .get(pilot)
         .map(|p| p.version.clone());
-    if running.as_deref() != Some(new.version.as_str()) {
+    if loaded.as_deref() != Some(new.version.as_str()) {
         return problem::respond(
             problem::INTERNAL,
             "the new policy was written but did not load; see the gateway log",
         );
     }
+    // Written and loaded; whether it runs is the partners' to say when it
+    // widens anything (it then waits for their signatures).
+    let covenant = super::covenant::after_change(gw, pilot, &new.covenant_version);
     info!(pilot, user = %user.name, version = %new.version, "policy changed from the console");
     json_ok(&json!({
         "valid": true, "applied": true, "version": new.version,
         "previous": old.map(|o| o.version), "changes": lines, "record": record,
+        "covenant": covenant,
     }))
 }
 
@@ -414,6 +419,7 @@ pub async fn history(gw: &Gateway, pilot: &str) -> Response<Body> {
         )
         .ok()
     };
+    let covenant = super::covenant::status_of(gw, pilot);
     let mut out = Vec::new();
     let mut prev: Option<Pilot> = None;
     for v in &versions {
@@ -424,13 +430,25 @@ pub async fn history(gw: &Gateway, pilot: &str) -> Response<Body> {
             }
             _ => Vec::new(),
         };
-        out.push(json!({"time": v.time, "by": v.by, "version": v.version, "changes": changes}));
+        let covenant_version = cur.as_ref().map(|p| p.covenant_version.clone());
+        let signed: Vec<Value> = covenant
+            .as_ref()
+            .and_then(|c| c["signatures"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|s| covenant_version.as_deref() == s["version"].as_str())
+            .cloned()
+            .collect();
+        out.push(
+            json!({"time": v.time, "by": v.by, "version": v.version, "changes": changes,
+                        "covenant_version": covenant_version, "signatures": signed}),
+        );
         if cur.is_some() {
             prev = cur;
         }
     }
     out.reverse();
-    json_ok(&json!({"pilot": pilot, "versions": out}))
+    json_ok(&json!({"pilot": pilot, "versions": out, "covenant": covenant}))
 }
 
 /// `GET /api/v1/pilots/{pilot}/flows.svg`.

@@ -90,6 +90,9 @@ impl Gateway {
         crate::datadir::private_umask();
         crate::datadir::secure(&config.data_dir)
             .map_err(|e| StartError::DataDir(format!("{}: {e}", config.data_dir.display())))?;
+        // The files an operator edits are checked first, so their mistakes
+        // are the ones reported (with file and line), before certificates.
+        crate::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
         let tls = TlsStore::new(config.tls.clone())?;
         let metrics = Arc::new(Metrics::new());
         let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);

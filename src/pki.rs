@@ -359,6 +359,9 @@ pub fn sign_pilots(
     config: &GatewayConfig,
     keys: &std::collections::HashMap<String, Issued>,
 ) -> Result<Vec<String>, PkiError> {
+    if !config.pilots_dir.is_dir() {
+        return Ok(Vec::new());
+    }
     let set = crate::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
     let mut signed = Vec::new();
     for pilot in set.pilots.values() {

@@ -405,7 +405,7 @@ async fn signatures_that_do_not_fit_are_refused() {
     let old = f.pki.oin_cert(DTV_OIN);
     std::fs::write(
         f.pki.crl_file(),
-        f.pki.ca.crl(&[old.serial.clone()]).unwrap(),
+        f.pki.ca.crl(std::slice::from_ref(&old.serial)).unwrap(),
     )
     .unwrap();
     f.gw.gateway.reload_tls().await;

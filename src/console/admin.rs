@@ -143,8 +143,16 @@ pub async fn policy(gw: &Gateway, pilot: &str) -> Response<Body> {
                    "special_categories": u.special_categories.iter().map(|c| c.as_str()).collect::<Vec<_>>()})
         })
         .collect();
+    // The file as it is on disk: it may hold a proposal that waits for
+    // signatures while an older version runs (the rules below).
+    let file = snap
+        .on_disk
+        .pilots
+        .get(pilot)
+        .map_or(p.text.as_str(), |d| d.text.as_str());
     json_ok(&json!({
-        "id": p.id, "name": p.name, "version": p.version, "file": p.text,
+        "id": p.id, "name": p.name, "version": p.version, "file": file,
+        "covenant_version": p.covenant_version,
         "partners": p.partners, "purposes": purposes, "rules": rules,
         "last_changed": last,
     }))

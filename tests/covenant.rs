@@ -664,3 +664,53 @@ async fn the_cli_signs_on_the_partners_side_and_submits() {
     );
     f.gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_pending_version_can_be_withdrawn_in_the_console() {
+    let f = fixture().await;
+    let v1 = running(&f, "proef");
+    let original = proef_text(&f);
+    let v2 = change(&f, &format!("{original}{NEW_RULE}")).await;
+    let token = ketenpoort::console::users::add(
+        &f.gw.gateway.config,
+        "beheer",
+        ketenpoort::console::users::Role::PolicyAdmin,
+        None,
+        None,
+    )
+    .unwrap();
+    f.gw.gateway.console.users.reload().unwrap();
+    let req = hyper::Request::delete(format!(
+        "https://localhost/api/v1/pilots/proef/covenant/versions/{}",
+        version_hex(&v2)
+    ))
+    .header("authorization", format!("Bearer {token}"))
+    .body(http_body_util::Full::new(bytes::Bytes::new()))
+    .unwrap();
+    let cfg = client_config(&f.pki.ca.cert_pem, None, &[b"http/1.1"]);
+    let r = request(f.gw.console, cfg, req).await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // The file is back to the version in force, nothing waits, and a late
+    // signature finds the version closed.
+    assert_eq!(proef_text(&f), original);
+    assert_eq!(running(&f, "proef"), v1);
+    let st = status(&f.gemeente, "proef").await;
+    assert_eq!(st["pending"], serde_json::json!([]), "{st}");
+    assert_eq!(st["file_version"], v1.as_str());
+    let ngo = &f.pki.ngo_pinned;
+    let r = submit(
+        &f.ngo_pinned,
+        "proef",
+        &v2,
+        &signed(ngo, "proef", &v2, Decision::Accept),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(problem_type(&r), "urn:ketenpoort:problem:version-closed");
+    let withdrawn = of_kind(&records(&f).await, RecordKind::CovenantProposal, &v2);
+    assert_eq!(withdrawn.len(), 2, "proposed, then withdrawn");
+    assert_eq!(withdrawn[1].entry.sender, "console:beheer");
+    assert_eq!(withdrawn[1].entry.reason, "withdrawn");
+    f.gw.stop().await;
+}

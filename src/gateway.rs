@@ -19,10 +19,11 @@ use crate::audit::{self, Audit, AuditError};
 use crate::config::{ConfigError, GatewayConfig};
 use crate::console::state::ConsoleState;
 use crate::console::users::UserStore;
-use crate::covenant::Registry;
+use crate::covenant::Registry as Covenants;
 use crate::metrics::Metrics;
 use crate::policy::store::{Enforce, PolicyStore};
 use crate::storage::mailbox::Mailbox;
+use crate::storage::registry::{CheckLimiter, Registry};
 use crate::tls::{TlsError, TlsStore};
 
 /// The response body type of every handler.
@@ -62,11 +63,15 @@ pub struct Gateway {
     /// TLS configs, reloaded when certificates or CRLs change.
     pub tls: TlsStore,
     /// Covenant versions and signatures: which version of each pilot runs.
-    pub covenants: Arc<Registry>,
+    pub covenants: Arc<Covenants>,
     /// The audit log: every disclosure and refusal, durable before delivery.
     pub audit: Arc<Audit>,
     /// Documents waiting for partners without a server.
     pub mailbox: Arc<Mailbox>,
+    /// Who has an open stay in which LVV, under keyed pseudonyms.
+    pub registry: Arc<Registry>,
+    /// Registration checks per partner per sliding minute.
+    pub checks: CheckLimiter,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Console users and state.
@@ -100,7 +105,7 @@ impl Gateway {
         let audit = Arc::new(Audit::open(audit_opts)?);
         // The covenant registry needs the log (every proposal, signature and
         // version taking effect is recorded), the policy needs the registry.
-        let covenants = Arc::new(Registry::new(&config.data_dir, audit.clone()));
+        let covenants = Arc::new(Covenants::new(&config.data_dir, audit.clone()));
         let enforce: Arc<dyn Enforce> = covenants.clone();
         let policy = PolicyStore::load_enforced(&config, Some(enforce))?;
         take_inbox(&covenants, &policy, &tls);
@@ -122,7 +127,16 @@ impl Gateway {
             )
             .map_err(|e| StartError::Mailbox(e.to_string()))?,
         );
+        let registry_key =
+            crate::keys::load_or_create(&crate::keys::dir(&config.data_dir).join("registry.key"))
+                .map_err(|e| StartError::Mailbox(format!("registry key: {e}")))?;
+        let registry = Arc::new(
+            Registry::open(mailbox.db(), &registry_key)
+                .map_err(|e| StartError::Mailbox(format!("registry: {e}")))?,
+        );
         Ok(Self {
+            registry,
+            checks: CheckLimiter::default(),
             body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes / 1024)),
             strangers: crate::conn::Folder::default(),
             config,
@@ -213,7 +227,7 @@ impl Gateway {
 /// Takes covenant signatures left in the data directory's inbox (by `pki
 /// init`, or a tool), checked exactly as those sent to the API; the policy
 /// is enforced again when any was taken. Blocking.
-fn take_inbox(covenants: &Registry, policy: &PolicyStore, tls: &TlsStore) {
+fn take_inbox(covenants: &Covenants, policy: &PolicyStore, tls: &TlsStore) {
     let verifier = tls.current().partner_verifier.clone();
     if covenants.take_inbox(verifier.as_ref(), &policy.current().identities)
         && let Err(e) = policy.refresh()

@@ -31,7 +31,9 @@
 //!   case consultation), [`client`] (a partner-side client), [`logging`];
 //! - beside the gateway: [`witness`] (a C2SP tlog witness a partner runs to
 //!   cosign the log's checkpoints; it uses the audit log's checkpoint and
-//!   Merkle code, nothing of the running gateway).
+//!   Merkle code, nothing of the running gateway); [`evidence`] (one
+//!   disclosure as a C2SP tlog-proof file anyone can check offline) and
+//!   [`monitor`] (a partner's check that the log only grows).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -47,12 +49,14 @@ pub mod covenant;
 pub mod datadir;
 pub mod demo;
 pub mod dpia;
+pub mod evidence;
 pub mod exchange;
 pub mod gateway;
 pub mod identity;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
+pub mod monitor;
 pub mod pki;
 pub mod policy;
 pub mod problem;

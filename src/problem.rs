@@ -82,6 +82,11 @@ kinds! {
     TOO_MANY_SUBJECTS = ("too-many-subjects", BAD_GATEWAY, "The provider's answer names more data subjects than one answer may carry");
     MAILBOX_FULL = ("mailbox-full", INSUFFICIENT_STORAGE, "The recipient's mailbox (or all mailboxes together) is full");
     CERTIFICATE_REVOKED = ("certificate-revoked", FORBIDDEN, "The client certificate was revoked or has expired");
+    TOO_MANY_CHECKS = ("too-many-checks", TOO_MANY_REQUESTS, "More registration checks than this pilot allows per minute");
+    INVALID_REGISTRATION = ("invalid-registration", BAD_REQUEST, "The registration is not acceptable");
+    NO_OPEN_STAY = ("no-open-stay", NOT_FOUND, "The person has no open stay in this pilot");
+    REGISTRY_UNAVAILABLE = ("registry-unavailable", SERVICE_UNAVAILABLE, "The registry cannot be read or written; nothing changed");
+    NOT_YET_PUBLISHED = ("not-yet-published", SERVICE_UNAVAILABLE, "The record is not yet in a published checkpoint; try again shortly");
     BUSY = ("busy", SERVICE_UNAVAILABLE, "The gateway is at its limit for buffered requests; try again shortly");
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
 }

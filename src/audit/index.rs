@@ -35,7 +35,7 @@ pub const INDEX_CACHE_BYTES: u64 = 8 << 20;
 /// Memtable size of each of the five keyspaces: what is written before it
 /// is flushed into a table. Five of these, plus one being flushed each, are
 /// the most the index holds in memory besides the cache.
-pub const INDEX_MEMTABLE_BYTES: u64 = 4 << 20;
+pub const INDEX_MEMTABLE_BYTES: u64 = 2 << 20;
 
 /// The value of a posting: the key says it all.
 const EMPTY: &[u8] = &[];
@@ -107,17 +107,24 @@ impl Store {
         let db = Database::builder(path)
             .cache_size(INDEX_CACHE_BYTES)
             .open()?;
-        let ks = |name: &str| {
+        // Postings are only ever range-scanned: bloom filters (built at
+        // every flush and compaction, pinned in memory for the newest
+        // tables) would buy nothing. The counters are point reads.
+        let postings = |name: &str| {
             db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(INDEX_MEMTABLE_BYTES)
+                KeyspaceCreateOptions::default()
+                    .max_memtable_size(INDEX_MEMTABLE_BYTES)
+                    .filter_policy(fjall::config::FilterPolicy::disabled())
             })
         };
         Ok(Self {
-            subject: ks("subject")?,
-            partner: ks("partner")?,
-            pilot: ks("pilot")?,
-            purpose: ks("purpose")?,
-            meta: ks("meta")?,
+            subject: postings("subject")?,
+            partner: postings("partner")?,
+            pilot: postings("pilot")?,
+            purpose: postings("purpose")?,
+            meta: db.keyspace("meta", || {
+                KeyspaceCreateOptions::default().max_memtable_size(INDEX_MEMTABLE_BYTES)
+            })?,
             db,
         })
     }

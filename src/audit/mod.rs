@@ -23,6 +23,7 @@ mod indexer;
 pub mod merkle;
 mod options;
 pub mod proof;
+mod published;
 pub mod record;
 mod recovery;
 pub mod segment;

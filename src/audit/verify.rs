@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use super::checkpoint::{self, Verifier};
+use super::checkpoint::{self, Checkpoint, Verifier};
 use super::merkle::{self, Frontier, Hash};
 use super::record::Record;
 use super::segment::{self, End, ScanError};
@@ -32,22 +32,17 @@ pub struct Report {
 #[error("{0}")]
 pub struct Failure(pub String);
 
-/// Checks the log in `audit_dir` against the checkpoints signed by `verifier`.
-/// `progress(done)` is called now and then.
-pub fn verify(
-    audit_dir: &Path,
-    verifier: &Verifier,
-    mut progress: impl FnMut(u64),
-) -> Result<Report, Failure> {
-    let fail = |s: String| Failure(s);
+/// Every checkpoint in the checkpoints file, each checked against
+/// `verifier`, smallest first.
+fn signed_checkpoints(audit_dir: &Path, verifier: &Verifier) -> Result<Vec<Checkpoint>, Failure> {
     let mut cps = Vec::new();
     for (i, note) in checkpoint::read_all(&audit_dir.join("checkpoints"))
-        .map_err(|e| fail(format!("checkpoints: {e}")))?
+        .map_err(|e| Failure(format!("checkpoints: {e}")))?
         .iter()
         .enumerate()
     {
         let cp = verifier.verify(note).map_err(|e| {
-            fail(format!(
+            Failure(format!(
                 "checkpoint #{} ({}): {e}",
                 i + 1,
                 note.lines().nth(1).unwrap_or("?")
@@ -56,6 +51,18 @@ pub fn verify(
         cps.push(cp);
     }
     cps.sort_by_key(|c| c.size);
+    Ok(cps)
+}
+
+/// Checks the log in `audit_dir` against the checkpoints signed by `verifier`.
+/// `progress(done)` is called now and then.
+pub fn verify(
+    audit_dir: &Path,
+    verifier: &Verifier,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, Failure> {
+    let fail = |s: String| Failure(s);
+    let cps = signed_checkpoints(audit_dir, verifier)?;
     // Read in order, a buffer at a time: a read per record was a third of
     // the time of a check.
     let mut leaves = File::open(audit_dir.join("cache/level-00"))

@@ -3,8 +3,8 @@
 //! Most subcommands read the data directory directly, read-only, so they work
 //! beside a running gateway and on a copy of the log; `head --now` and `query`
 //! go through the gateway's admin socket when one listens (see `admin`).
-//! `check-proof` needs nothing of the gateway at all: a partner runs it on its
-//! own machine against a proof it was sent.
+//! `check-proof`, `check-evidence` and `monitor` need nothing of the gateway
+//! at all: a partner runs them on its own machine (see `evidence`).
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use super::evidence::{self, CheckEvidenceArgs, MonitorArgs};
+use super::records::{QueryFormat, render};
 use super::report::Report;
-use crate::audit::{self, Options, checkpoint::Verifier, export, proof, record::Record};
+use crate::audit::{self, Options, checkpoint::Verifier, export, proof};
 use crate::config::GatewayConfig;
 
 #[derive(Subcommand)]
@@ -53,6 +55,25 @@ pub enum AuditCommand {
     },
     /// Find records through the indexes, newest first.
     Query(QueryArgs),
+    /// Write the evidence of one disclosure: a c2sp.org/tlog-proof@v1 file
+    /// (.tlog-proof) with the record, its inclusion proof and the published
+    /// checkpoint with its cosignatures.
+    Evidence {
+        /// The record id.
+        #[arg(long)]
+        id: u64,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check an evidence file offline and print its record; exit 0 valid, 1
+    /// not. Needs no data directory.
+    CheckEvidence(CheckEvidenceArgs),
+    /// Check the gateway's published checkpoint against the last one seen:
+    /// exit 0 all well, 3 the log is inconsistent (rollback or fork; both
+    /// checkpoints are printed), 2 any other failure. For cron; needs no data
+    /// directory.
+    Monitor(MonitorArgs),
     /// Write every record, streamed.
     Export {
         /// Output format.
@@ -95,20 +116,14 @@ pub struct QueryArgs {
     pub format: QueryFormat,
 }
 
-// No `///` on the variants: clap would list them as help for each value.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[allow(missing_docs)]
-pub enum QueryFormat {
-    Table,
-    Jsonl,
-    Csv,
-}
-
 /// Runs an `audit` subcommand.
 pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
-    if let AuditCommand::CheckProof { file } = &command {
-        return Ok(check_proof(file));
-    }
+    let command = match command {
+        AuditCommand::CheckProof { file } => return Ok(check_proof(&file)),
+        AuditCommand::CheckEvidence(args) => return Ok(evidence::check(args)),
+        AuditCommand::Monitor(args) => return Ok(evidence::monitor(args)),
+        other => other,
+    };
     let config = GatewayConfig::load(config_file)?;
     let opts = Options::new(&config.data_dir, &config.deployment);
     if !opts.dir.join("segments").is_dir() {
@@ -120,6 +135,9 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
     match command {
         // Answered above, before a configuration was needed.
         AuditCommand::CheckProof { file } => Ok(check_proof(&file)),
+        AuditCommand::CheckEvidence(args) => Ok(evidence::check(args)),
+        AuditCommand::Monitor(args) => Ok(evidence::monitor(args)),
+        AuditCommand::Evidence { id, out } => evidence::make(&opts, id, out.as_deref()),
         AuditCommand::Head { now: true } => {
             Ok(Report::new().out(crate::admin::checkpoint_now(&config)?))
         }
@@ -280,52 +298,4 @@ fn query(config: &GatewayConfig, q: QueryArgs) -> Result<Report> {
     };
     let records = crate::admin::query(config, &query)?;
     Ok(Report::new().out(render(&records, q.format)?))
-}
-
-/// Records as a table for a person, or as JSON lines or CSV for a program
-/// (the same shapes `audit export` writes).
-pub fn render(records: &[Record], format: QueryFormat) -> Result<String, std::fmt::Error> {
-    let mut out = String::new();
-    match format {
-        QueryFormat::Jsonl => {
-            for r in records {
-                writeln!(out, "{}", r.to_json())?;
-            }
-        }
-        QueryFormat::Csv => {
-            writeln!(out, "{}", export::CSV_COLUMNS.join(","))?;
-            for r in records {
-                writeln!(out, "{}", export::csv_row(r))?;
-            }
-        }
-        QueryFormat::Table => {
-            writeln!(
-                out,
-                "{:>8}  {:<27}  {:<9}  {:<10}  {:<24} {:<24} {:<18} service",
-                "id", "time", "decision", "pilot", "sender", "recipient", "purpose"
-            )?;
-            for r in records {
-                let e = &r.entry;
-                writeln!(
-                    out,
-                    "{:>8}  {:<27}  {:<9}  {:<10}  {:<24} {:<24} {:<18} {}{}",
-                    r.id,
-                    r.time_rfc3339(),
-                    e.decision.as_str(),
-                    e.pilot,
-                    e.sender,
-                    e.recipient,
-                    e.purpose,
-                    e.service,
-                    if e.reason.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", e.reason)
-                    }
-                )?;
-            }
-            writeln!(out, "{} record(s)", records.len())?;
-        }
-    }
-    Ok(out)
 }

@@ -19,8 +19,10 @@ mod audit;
 mod covenant;
 mod demo;
 mod dpia;
+mod evidence;
 mod pki;
 mod policy;
+mod records;
 mod report;
 mod serve;
 mod user;
@@ -35,11 +37,13 @@ use crate::config::DEFAULT_CONFIG;
 use crate::logging::LogFormat;
 pub use report::{Report, Status, Stream};
 
-pub use audit::{AuditCommand, QueryFormat};
+pub use audit::AuditCommand;
 pub use covenant::CovenantCommand;
 pub use dpia::DpiaCommand;
+pub use evidence::{CheckEvidenceArgs, KeyArgs, MonitorArgs};
 pub use pki::PkiCommand;
 pub use policy::{GraphFormat, PolicyCommand};
+pub use records::QueryFormat;
 pub use user::UserCommand;
 pub use witness::WitnessCommand;
 

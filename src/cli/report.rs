@@ -13,6 +13,9 @@ pub enum Status {
     Success,
     /// Exit 1: the answer is "no".
     Failure,
+    /// Another exit code, for a command whose answers are more than yes or
+    /// no (`audit monitor`: 2 failed, 3 the log is inconsistent).
+    Code(u8),
 }
 
 impl From<Status> for ExitCode {
@@ -20,6 +23,7 @@ impl From<Status> for ExitCode {
         match s {
             Status::Success => ExitCode::SUCCESS,
             Status::Failure => ExitCode::FAILURE,
+            Status::Code(c) => ExitCode::from(c),
         }
     }
 }
@@ -67,6 +71,16 @@ impl Report {
     /// Ends the command with exit status 1.
     pub fn failed(mut self) -> Self {
         self.status = Status::Failure;
+        self
+    }
+
+    /// Ends the command with this exit status.
+    pub fn exit(mut self, code: u8) -> Self {
+        self.status = match code {
+            0 => Status::Success,
+            1 => Status::Failure,
+            c => Status::Code(c),
+        };
         self
     }
 

@@ -198,6 +198,7 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
             &json!({"name": user.name, "role": user.role.as_str(), "partner": user.partner, "pilot": user.pilot}),
         ),
         (&Method::GET, ["disclosures"]) => disclosures(gw, &user, &q).await,
+        (&Method::GET, ["disclosures", id, "evidence"]) => evidence(gw, &user, id).await,
         (&Method::GET, ["subjects", v, "report"]) => subject_report(gw, &user, v, &q).await,
         (&Method::GET, ["audit", "head"]) => head(gw),
         (&Method::POST, ["audit", "verify"]) => verify(gw).await,
@@ -475,6 +476,26 @@ async fn proof(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
         Ok(Ok(Some(v))) => json_ok(&v),
         Ok(Ok(None)) => forbidden("you see only your own organisation's records").response(),
         _ => problem::respond(problem::NOT_FOUND, "no such record"),
+    }
+}
+
+/// The evidence of one disclosure (a tlog-proof file), scoped as the
+/// records are: officers only, and one bound to a partner only for records
+/// that partner sent or received.
+async fn evidence(gw: &Gateway, user: &User, id: &str) -> Response<Body> {
+    if let Err(p) = officer(user) {
+        return p.response();
+    }
+    let Ok(id) = id.parse::<u64>() else {
+        return problem::respond(problem::NOT_FOUND, "no such record");
+    };
+    let view = gw.audit.view().clone();
+    let own = user.partner.clone();
+    let made =
+        tokio::task::spawn_blocking(move || crate::evidence::make(&view, id, own.as_deref())).await;
+    match made {
+        Ok(r) => crate::exchange::evidence::answer(id, r),
+        Err(_) => problem::respond(problem::INTERNAL, "the evidence could not be made"),
     }
 }
 

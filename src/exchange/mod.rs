@@ -24,10 +24,12 @@
 
 pub mod answer;
 pub mod covenant;
+pub mod evidence;
 pub mod forward;
 pub mod inbox;
 pub mod json;
 pub mod refusal;
+pub mod registration;
 pub mod request;
 pub mod route;
 pub mod stranger;
@@ -154,9 +156,14 @@ pub async fn handle(
         Route::CovenantSignatures(pilot, v) if method == Method::POST => {
             covenant::sign(gw, &partner, pilot, v, req).await
         }
+        Route::Registration { pilot, vnummer } => {
+            registration::handle(gw, peer, &partner, req, pilot, vnummer).await
+        }
+        Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
         Route::Whoami
         | Route::Inbox
         | Route::InboxItem(_)
+        | Route::Evidence(_)
         | Route::Covenant(_)
         | Route::CovenantVersion(..)
         | Route::CovenantSignatures(..) => problem::respond(

@@ -167,6 +167,17 @@ impl<'a> Exchange<'a> {
         Ok(grant)
     }
 
+    /// Grants an exchange that no rule of the pilot's covenant names but
+    /// another part of its file does (the registration): what the records
+    /// name as its rule and legal basis.
+    pub fn grant_by(&mut self, rule_id: &str, legal_basis: &str, policy_version: &str) {
+        self.granted = Some(Granted {
+            rule_id: rule_id.to_string(),
+            legal_basis: legal_basis.to_string(),
+            policy_version: policy_version.to_string(),
+        });
+    }
+
     /// An audit entry for data going `d`, with the rule once granted.
     pub fn entry(&self, d: Direction) -> Entry {
         let t = self.target;

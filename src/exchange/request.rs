@@ -161,7 +161,7 @@ const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Reads a request body within the size and time limits, after taking its
 /// room in the gateway-wide budget of buffered body bytes (held until the
 /// returned permit is dropped, at the end of the exchange).
-async fn read_body(
+pub(super) async fn read_body(
     gw: &Gateway,
     req: Request<Incoming>,
     max: usize,

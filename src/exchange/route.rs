@@ -23,8 +23,13 @@ pub const ROUTES: &[(&[&str], &str)] = &[
         &["POST"],
         "/v1/pilots/{pilot}/covenant/versions/{version}/signatures",
     ),
+    (
+        &["GET", "PUT", "DELETE"],
+        "/v1/pilots/{pilot}/registrations/{vnummer}",
+    ),
     (&["GET"], "/v1/inbox"),
     (&["GET", "DELETE"], "/v1/inbox/{id}"),
+    (&["GET"], "/v1/audit/records/{id}/evidence"),
 ];
 
 /// A parsed route.
@@ -49,10 +54,19 @@ pub enum Route<'a> {
     CovenantVersion(&'a str, &'a str),
     /// `/v1/pilots/{pilot}/covenant/versions/{version}/signatures`.
     CovenantSignatures(&'a str, &'a str),
+    /// `/v1/pilots/{pilot}/registrations/{vnummer}`.
+    Registration {
+        /// Pilot id.
+        pilot: &'a str,
+        /// The person's V-nummer (checked by the handler).
+        vnummer: &'a str,
+    },
     /// `/v1/inbox`.
     Inbox,
     /// `/v1/inbox/{id}`.
     InboxItem(u64),
+    /// `/v1/audit/records/{id}/evidence`.
+    Evidence(u64),
 }
 
 /// Why a path is not a route.
@@ -104,6 +118,13 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
             v,
             "signatures",
         ] => Ok(Route::CovenantSignatures(pilot, v)),
+        ["v1", "pilots", pilot, "registrations", vnummer] => {
+            Ok(Route::Registration { pilot, vnummer })
+        }
+        ["v1", "audit", "records", id, "evidence"] => id
+            .parse()
+            .map(Route::Evidence)
+            .map_err(|_| RouteError::NotFound),
         [
             "v1",
             "pilots",
@@ -140,6 +161,10 @@ mod tests {
         );
         assert_eq!(parse("/v1/inbox/42"), Ok(Route::InboxItem(42)));
         assert_eq!(parse("/v1/inbox/x"), Err(RouteError::NotFound));
+        assert_eq!(
+            parse("/v1/audit/records/7/evidence"),
+            Ok(Route::Evidence(7))
+        );
         assert_eq!(parse("/v2/whoami"), Err(RouteError::NotFound));
     }
 

@@ -18,6 +18,7 @@ use super::fields::{Category, FieldPath};
 use super::minimise::{Granularity, Transform, Tree};
 use super::model::{Covenant, Pilot, PolicySet, Purpose, Rule};
 use super::partners::Partners;
+use super::registration::Registration;
 use super::service::Service;
 use crate::config::{ConfigError, Source, valid_id};
 use crate::identity::sha256;
@@ -30,6 +31,8 @@ struct RawPolicy {
     purposes: BTreeMap<String, Spanned<RawPurpose>>,
     #[serde(default)]
     rules: Vec<RawRule>,
+    #[serde(default)]
+    registration: Option<super::registration::RawRegistration>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +135,11 @@ impl Pilot {
         let covenant = covenant(src, &raw.pilot.covenant)?;
         let purposes = compile_purposes(src, &raw.purposes)?;
         let (rules, index) = compile_rules(src, partners, &signed, &purposes, &raw.rules)?;
+        let registration = raw
+            .registration
+            .as_ref()
+            .map(|r| Registration::compile(src, r, &signed, &purposes))
+            .transpose()?;
         let mut pilot = Pilot {
             id,
             name: raw.pilot.name,
@@ -141,6 +149,7 @@ impl Pilot {
             covenant,
             purposes,
             rules,
+            registration,
             version: version(partners_bytes, src),
             covenant_version: String::new(),
             standing: Default::default(),

@@ -11,7 +11,8 @@
 //! - [`terms`]: the covenant text partners sign and its version;
 //! - [`widen`]: whether a new version narrows or widens the one in force,
 //!   and whose signatures it needs;
-//! - [`model`]: the compiled policy (pilots, purposes, rules, keys).
+//! - [`model`]: the compiled policy (pilots, purposes, rules, keys);
+//! - [`registration`]: who registers stays in an LVV and who may check.
 
 pub mod decide;
 pub mod diff;
@@ -22,6 +23,7 @@ pub mod load;
 pub mod minimise;
 pub mod model;
 pub mod partners;
+pub mod registration;
 pub mod service;
 pub mod store;
 pub mod terms;

@@ -147,6 +147,8 @@ pub struct Pilot {
     pub purposes: BTreeMap<String, Purpose>,
     /// Rules in file order.
     pub rules: Vec<Rule>,
+    /// Who registers stays in this LVV and who may check, if anyone.
+    pub registration: Option<super::registration::Registration>,
     /// `sha256:<hex>` of partners.toml and this file: the policy version in
     /// every audit record.
     pub version: String,

@@ -167,6 +167,11 @@ impl Mailbox {
         })
     }
 
+    /// The embedded database, shared with the registry.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// Holds room for a document of `document_bytes` for `recipient`, or says
     /// which quota it would break.
     pub fn reserve(&self, recipient: &str, document_bytes: usize) -> Result<Reservation, Full> {

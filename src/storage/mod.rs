@@ -1,6 +1,7 @@
 //! Where the gateway keeps what is not the audit log: the mailboxes of
-//! partners without a server of their own. Exchange code reaches them only
-//! through this module, so that where they live (embedded sled today) can
-//! change without the pipeline knowing.
+//! partners without a server of their own, and the LVV registry of stays.
+//! Exchange code reaches them only through this module, so that where they
+//! live (embedded sled today) can change without the pipeline knowing.
 
 pub mod mailbox;
+pub mod registry;

@@ -1,0 +1,258 @@
+//! The LVV registry: who has an open stay in which LVV, kept under a keyed
+//! pseudonym so that a national list of undocumented people never exists in
+//! clear, not even on the gateway's disk.
+//!
+//! A stay is stored under `HMAC(registry key, V-nummer)`, with the pilot's id
+//! and dates only: no V-nummer, no name. The key is the deployment's own
+//! (`keys/registry.key`), apart from the audit log's subject key and the
+//! pilots' pseudonym keys, so that linking the registry to anything else
+//! needs this key too. Ended stays are kept (pilot, dates, reason) for the
+//! programme's figures, never for a list of people.
+//!
+//! It shares the embedded database of the mailboxes; every change is flushed
+//! before the caller is answered.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+/// How a stay ended, as kept for the figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    /// First day of the stay (`YYYY-MM-DD`).
+    pub since: String,
+    /// Its last day.
+    pub until: String,
+    /// One of the pilot's end reasons.
+    pub reason: String,
+}
+
+/// The registry of stays.
+pub struct Registry {
+    db: sled::Db,
+    /// Open stays: `pseudonym (32) | pilot` → since.
+    open: sled::Tree,
+    /// Ended stays: `pilot | 0 | until (10) | pseudonym (32)` → [`Ended`].
+    ended: sled::Tree,
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+fn open_key(p: &[u8; 32], pilot: &str) -> Vec<u8> {
+    let mut k = p.to_vec();
+    k.extend_from_slice(pilot.as_bytes());
+    k
+}
+
+fn ended_key(pilot: &str, until: &str, p: &[u8; 32]) -> Vec<u8> {
+    let mut k = pilot.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(until.as_bytes());
+    k.extend_from_slice(p);
+    k
+}
+
+fn abort(e: impl std::fmt::Display) -> sled::transaction::ConflictableTransactionError<String> {
+    sled::transaction::ConflictableTransactionError::Abort(e.to_string())
+}
+
+fn flatten(e: sled::transaction::TransactionError<String>) -> sled::Error {
+    match e {
+        sled::transaction::TransactionError::Abort(s) => sled::Error::Unsupported(s),
+        sled::transaction::TransactionError::Storage(e) => e,
+    }
+}
+
+impl Registry {
+    /// Opens the registry's trees in `db` with the registry key.
+    pub fn open(db: &sled::Db, secret: &[u8; 32]) -> sled::Result<Self> {
+        Ok(Self {
+            db: db.clone(),
+            open: db.open_tree("registry-open")?,
+            ended: db.open_tree("registry-ended")?,
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        })
+    }
+
+    /// The registry's pseudonym of a V-nummer.
+    pub fn pseudonym(&self, vnummer: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&self.key, vnummer.as_bytes()).as_ref());
+        out
+    }
+
+    /// Opens a stay in `pilot` from `since`; `false` when one was open
+    /// already (nothing changes then). Blocking; flushed when it returns.
+    pub fn admit(&self, p: &[u8; 32], pilot: &str, since: &str) -> sled::Result<bool> {
+        let fresh = self
+            .open
+            .compare_and_swap(
+                open_key(p, pilot),
+                None as Option<&[u8]>,
+                Some(since.as_bytes()),
+            )?
+            .is_ok();
+        self.db.flush()?;
+        Ok(fresh)
+    }
+
+    /// Ends the open stay in `pilot` on `until` for `reason`; `false` when
+    /// there was none. Blocking; flushed when it returns.
+    pub fn end(&self, p: &[u8; 32], pilot: &str, until: &str, reason: &str) -> sled::Result<bool> {
+        let k = open_key(p, pilot);
+        let done = (&self.open, &self.ended)
+            .transaction(|(open, ended)| {
+                let Some(since) = open.remove(k.as_slice())? else {
+                    return Ok(false);
+                };
+                let e = Ended {
+                    since: String::from_utf8_lossy(&since).into_owned(),
+                    until: until.to_string(),
+                    reason: reason.to_string(),
+                };
+                let v = serde_json::to_vec(&e).map_err(abort)?;
+                ended.insert(ended_key(pilot, until, p), v)?;
+                Ok(true)
+            })
+            .map_err(flatten)?;
+        self.db.flush()?;
+        Ok(done)
+    }
+
+    /// The pilots where this person has an open stay. Blocking.
+    pub fn stays(&self, p: &[u8; 32]) -> sled::Result<Vec<String>> {
+        self.open
+            .scan_prefix(p)
+            .keys()
+            .map(|k| k.map(|k| String::from_utf8_lossy(&k[32..]).into_owned()))
+            .collect()
+    }
+
+    /// Open stays per pilot, and their first days (for the figures).
+    /// Blocking.
+    pub fn open_stays(&self) -> sled::Result<Vec<(String, String)>> {
+        self.open
+            .iter()
+            .map(|kv| {
+                kv.map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(&k[32..]).into_owned(),
+                        String::from_utf8_lossy(&v).into_owned(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Ended stays of a pilot. Blocking.
+    pub fn ended_stays(&self, pilot: &str) -> sled::Result<Vec<Ended>> {
+        let mut prefix = pilot.as_bytes().to_vec();
+        prefix.push(0);
+        self.ended
+            .scan_prefix(prefix)
+            .values()
+            .map(|v| {
+                v.and_then(|v| {
+                    serde_json::from_slice(&v).map_err(|e| sled::Error::Unsupported(e.to_string()))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Checks per partner over a sliding minute: walking through V-nummers must
+/// be slow, and show. Memory is bounded by the partners and the limit.
+#[derive(Debug, Default)]
+pub struct CheckLimiter {
+    seen: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// The window of [`CheckLimiter`].
+pub const CHECK_WINDOW: Duration = Duration::from_secs(60);
+
+impl CheckLimiter {
+    /// Counts a check by `partner` if it is within `per_minute` of the last
+    /// minute; `false` (and not counted) when over.
+    pub fn allow(&self, partner: &str, per_minute: u32, now: Instant) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let q = seen.entry(partner.to_string()).or_default();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= CHECK_WINDOW)
+        {
+            q.pop_front();
+        }
+        if q.len() >= per_minute as usize {
+            return false;
+        }
+        q.push_back(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+    use super::*;
+
+    #[test]
+    fn stays_open_end_and_keep_no_vnummer() {
+        let d = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(d.path()).open().unwrap();
+        let r = Registry::open(&db, &[7u8; 32]).unwrap();
+        let p = r.pseudonym("5550001234");
+        assert_ne!(p, r.pseudonym("5550001235"));
+        assert!(r.admit(&p, "utrecht", "2026-01-02").unwrap());
+        assert!(!r.admit(&p, "utrecht", "2026-02-02").unwrap());
+        assert!(r.admit(&p, "amsterdam", "2026-03-01").unwrap());
+        assert_eq!(r.stays(&p).unwrap(), vec!["amsterdam", "utrecht"]);
+        assert!(r.end(&p, "utrecht", "2026-04-01", "overdracht").unwrap());
+        assert!(!r.end(&p, "utrecht", "2026-04-01", "overdracht").unwrap());
+        assert_eq!(r.stays(&p).unwrap(), vec!["amsterdam"]);
+        let ended = r.ended_stays("utrecht").unwrap();
+        assert_eq!(ended[0].since, "2026-01-02");
+        drop((r, db));
+        for f in walk(d.path()) {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !bytes.windows(10).any(|w| w == b"5550001234"),
+                "{} holds a V-nummer",
+                f.display()
+            );
+        }
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn checks_are_limited_per_partner_over_a_sliding_minute() {
+        let l = CheckLimiter::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.allow("a", 3, t0));
+        }
+        assert!(!l.allow("a", 3, t0 + Duration::from_secs(59)));
+        assert!(l.allow("b", 3, t0));
+        assert!(l.allow("a", 3, t0 + Duration::from_secs(60)));
+    }
+}

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::reply::{forbidden, json_ok, respond};
-use super::users::{Role, User};
+use super::users::User;
 use crate::audit::{Decision, Entry, RecordKind};
 use crate::config::Source;
 use crate::policy::diff::{self, Change};
@@ -80,17 +80,8 @@ fn changes_text(changes: &[Change]) -> Vec<String> {
     changes.iter().map(|c| c.to_string()).collect()
 }
 
-/// Only a policy admin of this pilot (or of all) changes its policy.
-pub(super) fn may_edit(user: &User, pilot: &str) -> Result<(), Problem> {
-    if user.role != Role::PolicyAdmin {
-        return Err(forbidden("only a policy admin changes policies"));
-    }
-    if let Some(own) = &user.pilot
-        && own != pilot
-    {
-        return Err(forbidden("you administer another pilot"));
-    }
-    Ok(())
+fn may_edit(user: &User, pilot: &str) -> Result<(), Problem> {
+    user.may_edit(pilot).map_err(forbidden)
 }
 
 /// `GET /api/v1/pilots`.

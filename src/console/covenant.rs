@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hyper::Response;
 use serde_json::{Value, json};
 
-use super::reply::json_ok;
+use super::reply::{forbidden, json_ok};
 use super::users::User;
 use crate::covenant::view;
 use crate::gateway::{Body, Gateway};
@@ -82,8 +82,8 @@ pub async fn status(gw: &Arc<Gateway>, pilot: &str) -> Response<Body> {
 /// pending version; when the file holds it, the file goes back to the text
 /// of the version in force.
 pub async fn withdraw(gw: &Arc<Gateway>, user: &User, pilot: &str, hex: &str) -> Response<Body> {
-    if let Err(p) = super::admin::may_edit(user, pilot) {
-        return p.response();
+    if let Err(why) = user.may_edit(pilot) {
+        return forbidden(why).response();
     }
     let Some(version) = version_from_hex(hex) else {
         return problem::respond(problem::UNKNOWN_VERSION, "a version is 64 hex digits");

@@ -125,7 +125,7 @@ pub async fn sign(
         );
     }
     let body = match tokio::time::timeout(
-        super::BODY_TIMEOUT,
+        super::wire::BODY_TIMEOUT,
         Limited::new(req.into_body(), MAX_JWS_BYTES).collect(),
     )
     .await

@@ -138,7 +138,7 @@ impl Pilot {
         let registration = raw
             .registration
             .as_ref()
-            .map(|r| Registration::compile(src, r, &signed, &purposes))
+            .map(|r| Registration::compile(src, r, &signed, |p| purposes.contains_key(p)))
             .transpose()?;
         let mut pilot = Pilot {
             id,

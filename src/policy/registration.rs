@@ -63,7 +63,7 @@ impl Registration {
         src: &Source,
         raw: &RawRegistration,
         partners: &[String],
-        purposes: &std::collections::BTreeMap<String, super::model::Purpose>,
+        declared_purpose: impl Fn(&str) -> bool,
     ) -> Result<Self, ConfigError> {
         let members = |list: &[Spanned<String>], what: &str| {
             let mut out: Vec<String> = Vec::new();
@@ -88,7 +88,7 @@ impl Registration {
             return Err(src.error(&raw.purpose, "registration needs at least one registrar"));
         }
         let purpose = raw.purpose.get_ref().clone();
-        if !purposes.contains_key(&purpose) {
+        if !declared_purpose(&purpose) {
             return Err(src.error(
                 &raw.purpose,
                 format!("registration purpose '{purpose}' is not declared under [purposes]"),

@@ -102,6 +102,33 @@ impl PartnerClient {
             }
             None => Bytes::new(),
         };
+        self.finish(req, bytes).await
+    }
+
+    /// Sends one request with a body of another media type (a JWS as
+    /// `application/jose`).
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Reply, String> {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_str(content_type).map_err(|e| e.to_string())?,
+            );
+        self.finish(req, body).await
+    }
+
+    async fn finish(
+        &self,
+        req: hyper::http::request::Builder,
+        bytes: Bytes,
+    ) -> Result<Reply, String> {
         let resp = self
             .client
             .request(req.body(Full::new(bytes)).map_err(|e| e.to_string())?)

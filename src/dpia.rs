@@ -4,9 +4,11 @@
 //! and the flow picture. Markdown and HTML, byte for byte reproducible (no
 //! dates of generation), so a test can hold the committed annex to the policy.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+
+use serde_json::Value;
 
 use crate::identity::sha256;
 use crate::policy::fields::Category;
@@ -70,11 +72,14 @@ fn name(set: &PolicySet, id: &str) -> String {
         .map_or_else(|| id.to_string(), |p| p.name.clone())
 }
 
-/// The annex of one pilot as Markdown.
-pub fn markdown(set: &PolicySet, pilot: &Pilot) -> String {
+/// The annex of one pilot as Markdown. `covenant` is the pilot's covenant
+/// status ([`crate::covenant::view::status`]) when the gateway's data
+/// directory is at hand: the version in force and who signed it when.
+pub fn markdown(set: &PolicySet, pilot: &Pilot, covenant: Option<&Value>) -> String {
     let rows = rows(pilot);
     let mut s = String::new();
     md_summary(&mut s, set, pilot);
+    md_signatures(&mut s, pilot, covenant);
     md_purposes(&mut s, pilot);
     md_recipients(&mut s, set, &rows);
     md_special(&mut s, set, pilot, &rows);
@@ -85,6 +90,61 @@ pub fn markdown(set: &PolicySet, pilot: &Pilot) -> String {
         pilot.name, pilot.id
     );
     s
+}
+
+/// The covenant version of the file, and the version in force with who
+/// signed it when (from the gateway's data directory, when at hand).
+fn md_signatures(s: &mut String, pilot: &Pilot, covenant: Option<&Value>) {
+    let _ = writeln!(
+        s,
+        "## Covenant signatures
+"
+    );
+    let _ = writeln!(
+        s,
+        "The covenant text of this policy file (the file and the declared fields of its services) has version `{}`.\n",
+        pilot.covenant_version
+    );
+    let Some(c) = covenant else {
+        let _ = writeln!(
+            s,
+            "Who signed which version is kept by the gateway: `ketenpoort covenant status --pilot {}` (this annex was rendered without its data directory).\n",
+            pilot.id
+        );
+        return;
+    };
+    let Some(f) = c["in_force"].as_object() else {
+        let _ = writeln!(
+            s,
+            "No version is in force: no partner data flows in this pilot.\n"
+        );
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "In force: `{}` since {} ({}).\n",
+        f["version"].as_str().unwrap_or(""),
+        f["since"].as_str().unwrap_or("?"),
+        md_cell(f["basis"].as_str().unwrap_or(""))
+    );
+    let _ = writeln!(s, "| partner | accepted |\n|---|---|");
+    for sig in f["signers"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} |",
+            sig["partner"].as_str().unwrap_or(""),
+            sig["time"].as_str().unwrap_or("")
+        );
+    }
+    for r in f["revoked"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "| `{}` | **revoked** {} |",
+            r["partner"].as_str().unwrap_or(""),
+            r["time"].as_str().unwrap_or("")
+        );
+    }
+    s.push('\n');
 }
 
 /// Title and the table of pilot, covenant, policy file and parties.
@@ -248,10 +308,10 @@ fn esc(s: &str) -> String {
 }
 
 /// The annex of one pilot as HTML, the flow picture inline.
-pub fn html(set: &PolicySet, pilot: &Pilot) -> String {
+pub fn html(set: &PolicySet, pilot: &Pilot, covenant: Option<&Value>) -> String {
     // The Markdown above uses only headings, paragraphs, tables, lists and
     // inline code/bold, so a small converter renders it faithfully.
-    let md = markdown(set, pilot);
+    let md = markdown(set, pilot, covenant);
     let mut out = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>DPIA annex: {}</title>\n<style>body{{font-family:sans-serif;max-width:75em;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #aaa;padding:3px 6px;text-align:left;vertical-align:top;font-size:90%}}th{{background:#eee}}code{{background:#f2f2f2}}</style></head><body>\n",
         esc(&pilot.name)
@@ -337,9 +397,20 @@ pub fn html(set: &PolicySet, pilot: &Pilot) -> String {
     out
 }
 
-/// Writes every pilot's annex into `out`: `<pilot>.md`, `<pilot>.html`,
-/// `<pilot>-flows.svg`, and a README listing them. Returns the files written.
+/// Writes every pilot's annex into `out` without the signatures (which
+/// live in the gateway's data directory): see [`render_signed`].
 pub fn render(set: &PolicySet, out: &Path) -> std::io::Result<Vec<PathBuf>> {
+    render_signed(set, &BTreeMap::new(), out)
+}
+
+/// Writes every pilot's annex into `out`: `<pilot>.md`, `<pilot>.html`,
+/// `<pilot>-flows.svg`, and a README listing them, each with its covenant
+/// status from `covenants` when there. Returns the files written.
+pub fn render_signed(
+    set: &PolicySet,
+    covenants: &BTreeMap<String, Value>,
+    out: &Path,
+) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out)?;
     let mut files = Vec::new();
     let mut index = String::from(
@@ -347,8 +418,14 @@ pub fn render(set: &PolicySet, out: &Path) -> std::io::Result<Vec<PathBuf>> {
     );
     for pilot in set.pilots.values() {
         for (name, text) in [
-            (format!("{}.md", pilot.id), markdown(set, pilot)),
-            (format!("{}.html", pilot.id), html(set, pilot)),
+            (
+                format!("{}.md", pilot.id),
+                markdown(set, pilot, covenants.get(&pilot.id)),
+            ),
+            (
+                format!("{}.html", pilot.id),
+                html(set, pilot, covenants.get(&pilot.id)),
+            ),
             (format!("{}-flows.svg", pilot.id), graph::svg(set, pilot)),
         ] {
             let p = out.join(name);

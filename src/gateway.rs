@@ -19,8 +19,9 @@ use crate::audit::{self, Audit, AuditError};
 use crate::config::{ConfigError, GatewayConfig};
 use crate::console::state::ConsoleState;
 use crate::console::users::UserStore;
+use crate::covenant::Registry as Covenants;
 use crate::metrics::Metrics;
-use crate::policy::store::PolicyStore;
+use crate::policy::store::{Enforce, PolicyStore};
 use crate::storage::mailbox::Mailbox;
 use crate::storage::registry::{CheckLimiter, Registry};
 use crate::tls::{TlsError, TlsStore};
@@ -65,6 +66,8 @@ pub struct Gateway {
     pub policy: PolicyStore,
     /// TLS configs, reloaded when certificates or CRLs change.
     pub tls: TlsStore,
+    /// Covenant versions and signatures: which version of each pilot runs.
+    pub covenants: Arc<Covenants>,
     /// The audit log: every disclosure and refusal, durable before delivery.
     pub audit: Arc<Audit>,
     /// The witnesses that cosign the log's checkpoints, and what is
@@ -99,16 +102,11 @@ impl Gateway {
         crate::datadir::private_umask();
         crate::datadir::secure(&config.data_dir)
             .map_err(|e| StartError::DataDir(format!("{}: {e}", config.data_dir.display())))?;
-        let policy = PolicyStore::load(&config)?;
+        // The files an operator edits are checked first, so their mistakes
+        // are the ones reported (with file and line), before certificates.
+        crate::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
         let tls = TlsStore::new(config.tls.clone())?;
         let metrics = Arc::new(Metrics::new());
-        let snap = policy.current();
-        metrics.set_policy(
-            snap.policy
-                .pilots
-                .values()
-                .map(|p| (p.id.as_str(), p.version.as_str())),
-        );
         let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);
         audit_opts.metrics = Some(metrics.clone());
         let audit = Arc::new(Audit::open(audit_opts)?);
@@ -118,6 +116,19 @@ impl Gateway {
             audit.vkey(),
             metrics.clone(),
         )?);
+        // The covenant registry needs the log (every proposal, signature and
+        // version taking effect is recorded), the policy needs the registry.
+        let covenants = Arc::new(Covenants::new(&config.data_dir, audit.clone()));
+        let enforce: Arc<dyn Enforce> = covenants.clone();
+        let policy = PolicyStore::load_enforced(&config, Some(enforce))?;
+        take_inbox(&covenants, &policy, &tls);
+        let snap = policy.current();
+        metrics.set_policy(
+            snap.policy
+                .pilots
+                .values()
+                .map(|p| (p.id.as_str(), p.version.as_str())),
+        );
         let console = ConsoleState::new(
             UserStore::load(&config.data_dir).map_err(|e| StartError::Console(e.to_string()))?,
         );
@@ -144,6 +155,7 @@ impl Gateway {
             config,
             policy,
             tls,
+            covenants,
             audit,
             witnessing,
             mailbox,
@@ -190,7 +202,9 @@ impl Gateway {
     pub async fn reload_policy(self: &Arc<Self>) {
         let loaded = self
             .reload("partners and policies", |gw| {
-                gw.policy.reload().map_err(|e| e.to_string())
+                gw.policy.reload().map_err(|e| e.to_string())?;
+                take_inbox(&gw.covenants, &gw.policy, &gw.tls);
+                Ok(())
             })
             .await;
         if loaded {
@@ -207,11 +221,31 @@ impl Gateway {
         }
     }
 
+    /// Runs the covenant registry again on the files as last read (a
+    /// signature arrived, a proposal was withdrawn). Blocking.
+    pub fn refresh_policy(&self) {
+        if let Err(e) = self.policy.refresh() {
+            error!(error = %e, "policy not refreshed");
+        }
+    }
+
     /// Re-reads the console users (`ketenpoort user add/revoke` changed them).
     pub async fn reload_users(self: &Arc<Self>) {
         self.reload("console users", |gw| {
             gw.console.users.reload().map_err(|e| e.to_string())
         })
         .await;
+    }
+}
+
+/// Takes covenant signatures left in the data directory's inbox (by `pki
+/// init`, or a tool), checked exactly as those sent to the API; the policy
+/// is enforced again when any was taken. Blocking.
+fn take_inbox(covenants: &Covenants, policy: &PolicyStore, tls: &TlsStore) {
+    let verifier = tls.current().partner_verifier.clone();
+    if covenants.take_inbox(verifier.as_ref(), &policy.current().identities)
+        && let Err(e) = policy.refresh()
+    {
+        error!(error = %e, "policy not refreshed after covenant signatures");
     }
 }

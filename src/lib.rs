@@ -17,8 +17,11 @@
 //!   ring provider only), [`backend`] (the connector that calls back-ends),
 //!   [`conn`] (limits on connections, revocation of open ones);
 //! - what is kept: [`audit`] (the append-only, verifiable log), [`storage`]
-//!   (mailboxes), [`metrics`], [`witnessing`] (the log's checkpoints sent to
-//!   partners' witnesses; only cosigned ones are published);
+//!   (mailboxes, the LVV registry), [`metrics`], [`witnessing`] (the log's
+//!   checkpoints sent to partners' witnesses; only cosigned ones are
+//!   published);
+//! - what the partners signed: [`covenant`] (covenant versions, JWS
+//!   signatures, which version of each pilot runs);
 //! - the running gateway: [`gateway`] (all of the above, swapped on reload);
 //! - what partners and officers call: [`exchange`] (the disclosure pipeline,
 //!   stage by stage, in the order data flows), [`console`] (officers' and
@@ -44,6 +47,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod console;
+pub mod covenant;
 pub mod datadir;
 pub mod demo;
 pub mod dpia;

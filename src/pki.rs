@@ -288,11 +288,17 @@ pub struct InitReport {
     pub files: Vec<PathBuf>,
     /// Partners recognised by key pin, whose pins were written into partners.toml.
     pub pinned: Vec<String>,
+    /// Pilots whose covenant every partner signed with its development key.
+    pub signed: Vec<String>,
 }
 
 /// Makes the development PKI in the config's `pki.dev_dir`: CA, gateway server
 /// and client certificates, one certificate per partner, an empty CRL. Partners
 /// recognised only by a key pin get their new pin written into partners.toml.
+/// Then every partner signs the covenant of each pilot it is a party to, as it
+/// stands in the files, with its development key; the signatures wait in the
+/// data directory's covenant inbox, where the gateway takes them at start
+/// (checked like any other), so a fresh checkout runs as before.
 pub fn init(config: &GatewayConfig) -> Result<InitReport, PkiError> {
     let partners = Partners::load(&config.partners_file)?;
     let dir = config.dev_pki_dir.clone();
@@ -324,8 +330,10 @@ pub fn init(config: &GatewayConfig) -> Result<InitReport, PkiError> {
     put("gateway-client.key", &client.key_pem, 0o600)?;
 
     let mut pins = Vec::new();
+    let mut keys = std::collections::HashMap::new();
     for p in &partners.list {
         let issued = ca.issue(&LeafSpec::for_partner(p))?;
+        keys.insert(p.id.clone(), issued.clone());
         put(&format!("{}.crt", p.id), &issued.cert_pem, 0o644)?;
         put(&format!("{}.key", p.id), &issued.key_pem, 0o600)?;
         if p.oin.is_none() && p.kvk.is_none() {
@@ -336,11 +344,50 @@ pub fn init(config: &GatewayConfig) -> Result<InitReport, PkiError> {
     if !pins.is_empty() {
         write_pins(&config.partners_file, &pins)?;
     }
+    let signed = sign_pilots(config, &keys)?;
     Ok(InitReport {
         dir,
         files,
         pinned: pins.into_iter().map(|(id, _)| id).collect(),
+        signed,
     })
+}
+
+/// Every partner with a key here accepts the covenant of each pilot it is a
+/// party to, into the data directory's covenant inbox; the pilots signed.
+pub fn sign_pilots(
+    config: &GatewayConfig,
+    keys: &std::collections::HashMap<String, Issued>,
+) -> Result<Vec<String>, PkiError> {
+    if !config.pilots_dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let set = crate::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+    let mut signed = Vec::new();
+    for pilot in set.pilots.values() {
+        let payload = crate::covenant::jws::acceptance(&pilot.id, &pilot.covenant_version);
+        for partner in &pilot.partners {
+            let Some(k) = keys.get(partner) else { continue };
+            let jws =
+                crate::covenant::jws::sign_pem(&payload, &k.cert_pem, &k.key_pem).map_err(|e| {
+                    PkiError::Invalid {
+                        file: config.pilots_dir.join(format!("{}.toml", pilot.id)),
+                        reason: e.to_string(),
+                    }
+                })?;
+            let name = format!(
+                "{}-{}-{}",
+                pilot.id,
+                &crate::policy::terms::version_hex(&pilot.covenant_version)[..12],
+                partner
+            );
+            let inbox = crate::covenant::store::inbox_dir(&config.data_dir);
+            crate::covenant::store::drop_in_inbox(&config.data_dir, &name, &jws)
+                .map_err(io(&inbox))?;
+        }
+        signed.push(pilot.id.clone());
+    }
+    Ok(signed)
 }
 
 /// Replaces `spki_sha256` of the named partners in partners.toml, keeping the

@@ -51,6 +51,11 @@ kinds! {
     UNKNOWN_PURPOSE = ("unknown-purpose", BAD_REQUEST, "No covenant knows this purpose");
     PURPOSE_NOT_IN_COVENANT = ("purpose-not-in-covenant", FORBIDDEN, "This pilot's covenant does not name this purpose");
     PARTNER_NOT_IN_PILOT = ("partner-not-in-pilot", FORBIDDEN, "A party to this exchange did not sign the pilot's covenant");
+    COVENANT_NOT_SIGNED = ("covenant-not-signed", FORBIDDEN, "A party to this exchange has not accepted the pilot's covenant in force, or revoked its acceptance");
+    INVALID_SIGNATURE = ("invalid-signature", BAD_REQUEST, "The covenant signature is not a valid JWS over this pilot and version");
+    SIGNATURE_NOT_ACCEPTED = ("signature-not-accepted", FORBIDDEN, "The covenant signature's certificate is not trusted or not of a partner that may sign here");
+    VERSION_CLOSED = ("version-closed", CONFLICT, "This covenant version is no longer open: superseded or withdrawn");
+    UNKNOWN_VERSION = ("unknown-version", NOT_FOUND, "No such covenant version of this pilot");
     COVENANT_EXPIRED = ("covenant-expired", FORBIDDEN, "The pilot's covenant has ended");
     COVENANT_NOT_YET_VALID = ("covenant-not-yet-valid", FORBIDDEN, "The pilot's covenant has not started");
     NO_RULE = ("no-rule", FORBIDDEN, "No rule of the covenant allows this exchange");

@@ -380,6 +380,33 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
         "a dry run applies nothing"
     );
     driver.click("#apply-btn").await;
+    // It opens a flow: applied, but waiting for both its ends to sign.
+    let result = driver
+        .until("const t = document.getElementById('policy-result').textContent; return t.includes('in force') ? t : ''", "the applied change")
+        .await;
+    assert!(
+        result
+            .as_str()
+            .unwrap()
+            .contains("not in force yet: waiting for: dtv, ngo-pinned"),
+        "{result}"
+    );
+    let pending = driver
+        .until("const t = document.getElementById('covenant').innerText; return t.includes('waiting for') ? t : ''", "the pending version")
+        .await;
+    assert!(
+        pending.as_str().unwrap().contains("dtv → ngo-pinned"),
+        "{pending}"
+    );
+    assert_eq!(
+        f.gw.gateway.policy.current().policy.pilots["proef"]
+            .rules
+            .len(),
+        12,
+        "not in force before the partners signed"
+    );
+    f.pki.sign_all();
+    f.gw.gateway.reload_policy().await;
     let history = driver
         .until("const t = document.getElementById('history').innerText; return t.includes('beheer') ? t : ''", "the history")
         .await;
@@ -392,7 +419,7 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
             .rules
             .len(),
         13,
-        "applied to the running gateway"
+        "in force once both ends signed"
     );
     let png = driver.cmd(Method::GET, "/screenshot", None).await;
     use base64::Engine;

@@ -204,6 +204,51 @@ async fn policy_admin_changes_a_covenant_safely() {
     assert_eq!(rec.entry.kind, ketenpoort::audit::RecordKind::PolicyChange);
     assert_eq!(rec.entry.sender, "console:beheer");
     assert_eq!(rec.entry.reason, format!("replaces {v1}"));
+    // It opens a flow, so it waits for both its ends to sign; the console
+    // says for whom and which flow, and the old version stays in force.
+    let covenant = r.json()["covenant"].clone();
+    assert_eq!(covenant["in_force"], false, "{covenant:?}");
+    assert_eq!(covenant["message"], "waiting for: dtv, ngo-pinned");
+    assert!(
+        covenant["flows"]["ngo-pinned"][0]
+            .as_str()
+            .unwrap()
+            .contains("dtv → ngo-pinned via dtv/lijst"),
+        "{covenant:?}"
+    );
+    let r = f
+        .ngo_pinned
+        .send(Method::GET, path, &purpose, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "not before the partners signed");
+    let version = covenant["version"].as_str().unwrap().to_string();
+    let dtv = f.pki.oin_cert(DTV_OIN);
+    for (cert, client) in [
+        (&dtv, f.pki.client(f.gw.addr, &dtv)),
+        (
+            &f.pki.ngo_pinned,
+            f.pki.client(f.gw.addr, &f.pki.ngo_pinned),
+        ),
+    ] {
+        let jws = ketenpoort::covenant::jws::sign_pem(
+            &ketenpoort::covenant::jws::acceptance("proef", &version),
+            &cert.cert_pem,
+            &cert.key_pem,
+        )
+        .unwrap();
+        let hex = ketenpoort::policy::terms::version_hex(&version);
+        let r = client
+            .send_bytes(
+                Method::POST,
+                &format!("/v1/pilots/proef/covenant/versions/{hex}/signatures"),
+                "application/jose",
+                jws.into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{:?}", r.json());
+    }
     let r = f
         .ngo_pinned
         .send(Method::GET, path, &purpose, None)
@@ -227,6 +272,14 @@ async fn policy_admin_changes_a_covenant_safely() {
     let versions = r.json()["versions"].as_array().unwrap().clone();
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[0]["by"], "beheer");
+    // The history shows who signed what.
+    let signed: Vec<&str> = versions[0]["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["partner"].as_str().unwrap())
+        .collect();
+    assert_eq!(signed, ["ngo-pinned", "dtv"], "{:?}", versions[0]);
     assert!(
         versions[0]["changes"][0]
             .as_str()

@@ -25,6 +25,12 @@ pub enum RecordKind {
     PolicyChange,
     /// A mailbox document expired unread and was deleted.
     MailboxExpiry,
+    /// A covenant version was proposed (or a proposal withdrawn, `refused`).
+    CovenantProposal,
+    /// A partner accepted or revoked a covenant version (`reason`).
+    CovenantSignature,
+    /// A covenant version took effect.
+    CovenantInForce,
 }
 
 impl RecordKind {
@@ -35,6 +41,9 @@ impl RecordKind {
             Self::Lookup => "lookup",
             Self::PolicyChange => "policy-change",
             Self::MailboxExpiry => "mailbox-expiry",
+            Self::CovenantProposal => "covenant-proposal",
+            Self::CovenantSignature => "covenant-signature",
+            Self::CovenantInForce => "covenant-in-force",
         }
     }
     fn code(self) -> u8 {
@@ -43,6 +52,9 @@ impl RecordKind {
             Self::Lookup => 1,
             Self::PolicyChange => 2,
             Self::MailboxExpiry => 3,
+            Self::CovenantProposal => 4,
+            Self::CovenantSignature => 5,
+            Self::CovenantInForce => 6,
         }
     }
     fn from_code(c: u8) -> Option<Self> {
@@ -51,6 +63,9 @@ impl RecordKind {
             1 => Self::Lookup,
             2 => Self::PolicyChange,
             3 => Self::MailboxExpiry,
+            4 => Self::CovenantProposal,
+            5 => Self::CovenantSignature,
+            6 => Self::CovenantInForce,
             _ => return None,
         })
     }

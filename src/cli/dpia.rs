@@ -31,9 +31,21 @@ pub fn run(config_file: &Path, command: DpiaCommand) -> Result<Report> {
 
 fn render(config_file: &Path, out: &Path) -> Result<Report> {
     let config = GatewayConfig::load(config_file)?;
-    let set = PolicySet::load(&config.partners_file, &config.pilots_dir)?;
-    let files =
-        crate::dpia::render(&set, out).with_context(|| format!("writing {}", out.display()))?;
+    let set = &PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+    let partners_bytes = std::fs::read(&config.partners_file)?;
+    // Who signed which version lives in the data directory; a pilot without
+    // covenant state there is rendered without signatures.
+    let store = crate::covenant::store::Files::new(&config.data_dir);
+    let mut covenants = std::collections::BTreeMap::new();
+    for id in set.pilots.keys() {
+        if let Ok(Some(_)) = crate::covenant::store::Store::load(&store, id) {
+            let v = crate::covenant::view::status(&store, set, &partners_bytes, id)
+                .map_err(anyhow::Error::msg)?;
+            covenants.insert(id.clone(), v);
+        }
+    }
+    let files = crate::dpia::render_signed(set, &covenants, out)
+        .with_context(|| format!("writing {}", out.display()))?;
     Ok(Report::new().out(format!(
         "{} files written to {}\n",
         files.len(),

@@ -16,6 +16,7 @@
 //! would change `--help`.
 
 mod audit;
+mod covenant;
 mod demo;
 mod dpia;
 mod evidence;
@@ -37,6 +38,7 @@ use crate::logging::LogFormat;
 pub use report::{Report, Status, Stream};
 
 pub use audit::AuditCommand;
+pub use covenant::CovenantCommand;
 pub use dpia::DpiaCommand;
 pub use evidence::{CheckEvidenceArgs, KeyArgs, MonitorArgs};
 pub use pki::PkiCommand;
@@ -106,6 +108,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The pilots' covenants as signed: sign, submit, status.
+    Covenant {
+        #[command(subcommand)]
+        command: CovenantCommand,
+    },
     /// The audit log: checkpoints, verification, proofs, queries, export.
     Audit {
         #[command(subcommand)]
@@ -134,6 +141,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::User { command } => user::run(config, command),
         Command::Pki { command } => pki::run(config, command),
         Command::Policy { command } => policy::run(config, command),
+        Command::Covenant { command } => covenant::run(config, command),
         Command::Audit { command } => audit::run(config, command),
         Command::Witness { command } => witness::run(config, command),
     }

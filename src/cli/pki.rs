@@ -53,5 +53,13 @@ fn init(config: &GatewayConfig) -> Result<Report> {
             config.partners_file.display()
         )?;
     }
+    if !report.signed.is_empty() {
+        writeln!(
+            text,
+            "covenants of {} signed by their partners' development keys, waiting in {}",
+            report.signed.join(", "),
+            crate::covenant::store::inbox_dir(&config.data_dir).display()
+        )?;
+    }
     Ok(Report::new().out(text))
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::reply::{forbidden, json_ok, respond};
-use super::users::{Role, User};
+use super::users::User;
 use crate::audit::{Decision, Entry, RecordKind};
 use crate::config::Source;
 use crate::policy::diff::{self, Change};
@@ -81,15 +81,7 @@ fn changes_text(changes: &[Change]) -> Vec<String> {
 }
 
 fn may_edit(user: &User, pilot: &str) -> Result<(), Problem> {
-    if user.role != Role::PolicyAdmin {
-        return Err(forbidden("only a policy admin changes policies"));
-    }
-    if let Some(own) = &user.pilot
-        && own != pilot
-    {
-        return Err(forbidden("you administer another pilot"));
-    }
-    Ok(())
+    user.may_edit(pilot).map_err(forbidden)
 }
 
 /// `GET /api/v1/pilots`.
@@ -142,8 +134,16 @@ pub async fn policy(gw: &Gateway, pilot: &str) -> Response<Body> {
                    "special_categories": u.special_categories.iter().map(|c| c.as_str()).collect::<Vec<_>>()})
         })
         .collect();
+    // The file as it is on disk: it may hold a proposal that waits for
+    // signatures while an older version runs (the rules below).
+    let file = snap
+        .on_disk
+        .pilots
+        .get(pilot)
+        .map_or(p.text.as_str(), |d| d.text.as_str());
     json_ok(&json!({
-        "id": p.id, "name": p.name, "version": p.version, "file": p.text,
+        "id": p.id, "name": p.name, "version": p.version, "file": file,
+        "covenant_version": p.covenant_version,
         "partners": p.partners, "purposes": purposes, "rules": rules,
         "last_changed": last,
     }))
@@ -314,23 +314,27 @@ pub async fn put_policy(
         return problem::respond(problem::INTERNAL, "the policy file could not be written");
     }
     gw.reload_policy().await;
-    let running = gw
+    let loaded = gw
         .policy
         .current()
-        .policy
+        .on_disk
         .pilots
         .get(pilot)
         .map(|p| p.version.clone());
-    if running.as_deref() != Some(new.version.as_str()) {
+    if loaded.as_deref() != Some(new.version.as_str()) {
         return problem::respond(
             problem::INTERNAL,
             "the new policy was written but did not load; see the gateway log",
         );
     }
+    // Written and loaded; whether it runs is the partners' to say when it
+    // widens anything (it then waits for their signatures).
+    let covenant = super::covenant::after_change(gw, pilot, &new.covenant_version);
     info!(pilot, user = %user.name, version = %new.version, "policy changed from the console");
     json_ok(&json!({
         "valid": true, "applied": true, "version": new.version,
         "previous": old.map(|o| o.version), "changes": lines, "record": record,
+        "covenant": covenant,
     }))
 }
 
@@ -414,6 +418,7 @@ pub async fn history(gw: &Gateway, pilot: &str) -> Response<Body> {
         )
         .ok()
     };
+    let covenant = super::covenant::status_of(gw, pilot);
     let mut out = Vec::new();
     let mut prev: Option<Pilot> = None;
     for v in &versions {
@@ -424,13 +429,25 @@ pub async fn history(gw: &Gateway, pilot: &str) -> Response<Body> {
             }
             _ => Vec::new(),
         };
-        out.push(json!({"time": v.time, "by": v.by, "version": v.version, "changes": changes}));
+        let covenant_version = cur.as_ref().map(|p| p.covenant_version.clone());
+        let signed: Vec<Value> = covenant
+            .as_ref()
+            .and_then(|c| c["signatures"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|s| covenant_version.as_deref() == s["version"].as_str())
+            .cloned()
+            .collect();
+        out.push(
+            json!({"time": v.time, "by": v.by, "version": v.version, "changes": changes,
+                        "covenant_version": covenant_version, "signatures": signed}),
+        );
         if cur.is_some() {
             prev = cur;
         }
     }
     out.reverse();
-    json_ok(&json!({"pilot": pilot, "versions": out}))
+    json_ok(&json!({"pilot": pilot, "versions": out, "covenant": covenant}))
 }
 
 /// `GET /api/v1/pilots/{pilot}/flows.svg`.

@@ -8,6 +8,7 @@
 //! leaves.
 
 pub mod admin;
+pub mod covenant;
 mod reply;
 pub mod report;
 pub mod state;
@@ -189,6 +190,10 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, ["pilots", p, "policy", "explain"]) => admin::explain(gw, p, &body),
         (&Method::GET, ["pilots", p, "history"]) => admin::history(gw, p).await,
         (&Method::GET, ["pilots", p, "flows.svg"]) => admin::flows_svg(gw, p),
+        (&Method::GET, ["pilots", p, "covenant"]) => covenant::status(gw, p).await,
+        (&Method::DELETE, ["pilots", p, "covenant", "versions", v]) => {
+            covenant::withdraw(gw, &user, p, v).await
+        }
         (&Method::GET, ["whoami"]) => json_ok(
             &json!({"name": user.name, "role": user.role.as_str(), "partner": user.partner, "pilot": user.pilot}),
         ),

@@ -61,6 +61,20 @@ pub struct User {
     pub created: String,
 }
 
+impl User {
+    /// Whether this user may change (and withdraw proposals of) a pilot's
+    /// policy: a policy admin of that pilot, or of every pilot.
+    pub fn may_edit(&self, pilot: &str) -> Result<(), &'static str> {
+        if self.role != Role::PolicyAdmin {
+            return Err("only a policy admin changes policies");
+        }
+        match &self.pilot {
+            Some(own) if own != pilot => Err("you administer another pilot"),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct File {
     users: Vec<User>,

@@ -16,7 +16,8 @@
 //!    subject, durable before the answer leaves ([`answer::deliver`]).
 //!
 //! Beside the pipeline, [`public`] serves the log's public state (the
-//! published checkpoint, consistency proofs, hash tiles) to any partner.
+//! published checkpoint, consistency proofs, hash tiles) to any partner, and
+//! partners read and sign their pilots' covenants ([`covenant`]).
 //!
 //! Each stage passes its result on or returns a [`Refusal`]; `run` is that
 //! chain, and [`refusal::Exchange::refuse`] the one place that records and
@@ -25,6 +26,7 @@
 //! policy snapshot from start to end.
 
 pub mod answer;
+pub mod covenant;
 pub mod evidence;
 pub mod forward;
 pub mod inbox;
@@ -154,6 +156,15 @@ pub async fn handle(
             public::consistency(gw, req.uri().query()).await
         }
         Route::AuditTile(segs) if method == Method::GET => public::tile(gw, &segs).await,
+        Route::Covenant(pilot) if method == Method::GET => {
+            covenant::status(gw, &partner, pilot).await
+        }
+        Route::CovenantVersion(pilot, v) if method == Method::GET => {
+            covenant::version(gw, &partner, pilot, v).await
+        }
+        Route::CovenantSignatures(pilot, v) if method == Method::POST => {
+            covenant::sign(gw, &partner, pilot, v, req).await
+        }
         Route::Registration { pilot, vnummer } => {
             registration::handle(gw, peer, &partner, req, pilot, vnummer).await
         }
@@ -164,7 +175,10 @@ pub async fn handle(
         | Route::Evidence(_)
         | Route::AuditCheckpoint
         | Route::AuditConsistency
-        | Route::AuditTile(_) => problem::respond(
+        | Route::AuditTile(_)
+        | Route::Covenant(_)
+        | Route::CovenantVersion(..)
+        | Route::CovenantSignatures(..) => problem::respond(
             problem::METHOD_NOT_ALLOWED,
             format!("{method} is not offered here"),
         ),

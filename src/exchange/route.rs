@@ -17,6 +17,12 @@ pub const ROUTES: &[(&[&str], &str)] = &[
         &["GET", "POST", "PUT", "PATCH", "DELETE"],
         "/v1/pilots/{pilot}/services/{provider}/{service}/{rest}",
     ),
+    (&["GET"], "/v1/pilots/{pilot}/covenant"),
+    (&["GET"], "/v1/pilots/{pilot}/covenant/versions/{version}"),
+    (
+        &["POST"],
+        "/v1/pilots/{pilot}/covenant/versions/{version}/signatures",
+    ),
     (
         &["GET", "PUT", "DELETE"],
         "/v1/pilots/{pilot}/registrations/{vnummer}",
@@ -45,6 +51,12 @@ pub enum Route<'a> {
         /// Values for the service's path template, in order.
         rest: Vec<&'a str>,
     },
+    /// `/v1/pilots/{pilot}/covenant`.
+    Covenant(&'a str),
+    /// `/v1/pilots/{pilot}/covenant/versions/{version}`: the hex digest.
+    CovenantVersion(&'a str, &'a str),
+    /// `/v1/pilots/{pilot}/covenant/versions/{version}/signatures`.
+    CovenantSignatures(&'a str, &'a str),
     /// `/v1/pilots/{pilot}/registrations/{vnummer}`.
     Registration {
         /// Pilot id.
@@ -109,6 +121,17 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
             .parse()
             .map(Route::InboxItem)
             .map_err(|_| RouteError::NotFound),
+        ["v1", "pilots", pilot, "covenant"] => Ok(Route::Covenant(pilot)),
+        ["v1", "pilots", pilot, "covenant", "versions", v] => Ok(Route::CovenantVersion(pilot, v)),
+        [
+            "v1",
+            "pilots",
+            pilot,
+            "covenant",
+            "versions",
+            v,
+            "signatures",
+        ] => Ok(Route::CovenantSignatures(pilot, v)),
         ["v1", "pilots", pilot, "registrations", vnummer] => {
             Ok(Route::Registration { pilot, vnummer })
         }

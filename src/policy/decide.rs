@@ -35,6 +35,9 @@ pub enum RefusalReason {
     PurposeNotInCovenant,
     /// The consumer or the provider did not sign this pilot's covenant.
     PartnerNotInPilot,
+    /// No version of the covenant is accepted by every partner it concerns,
+    /// or a party to this exchange revoked its acceptance of the one in force.
+    CovenantNotSigned,
     /// The covenant's end date has passed.
     CovenantExpired,
     /// The covenant's start date has not come.
@@ -64,6 +67,7 @@ impl RefusalReason {
             Self::UnknownPurpose => problem::UNKNOWN_PURPOSE,
             Self::PurposeNotInCovenant => problem::PURPOSE_NOT_IN_COVENANT,
             Self::PartnerNotInPilot => problem::PARTNER_NOT_IN_PILOT,
+            Self::CovenantNotSigned => problem::COVENANT_NOT_SIGNED,
             Self::CovenantExpired => problem::COVENANT_EXPIRED,
             Self::CovenantNotYetValid => problem::COVENANT_NOT_YET_VALID,
             Self::NoRule => problem::NO_RULE,
@@ -311,6 +315,7 @@ impl PolicySet {
                 );
             }
         }
+        signed(q, pilot)?;
         let c = &pilot.covenant;
         if q.today > c.valid_until {
             return refuse(
@@ -363,6 +368,32 @@ impl PolicySet {
             }
         }
     }
+}
+
+/// Refuses when no version of the pilot's covenant is signed, or when a
+/// party to the exchange revoked its acceptance of the version in force.
+fn signed(q: &Query<'_>, pilot: &Pilot) -> Result<(), Refusal> {
+    if pilot.standing.unsigned {
+        return refuse(
+            RefusalReason::CovenantNotSigned,
+            format!(
+                "no version of the covenant of pilot '{}' is accepted by every partner it concerns",
+                pilot.id
+            ),
+        );
+    }
+    for who in [q.consumer, q.provider] {
+        if pilot.standing.revoked.contains(who) {
+            return refuse(
+                RefusalReason::CovenantNotSigned,
+                format!(
+                    "'{who}' revoked its acceptance of the covenant of pilot '{}' ({})",
+                    pilot.id, pilot.covenant_version
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The call itself: a method the service offers, the values its path needs,

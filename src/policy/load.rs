@@ -140,7 +140,7 @@ impl Pilot {
             .as_ref()
             .map(|r| Registration::compile(src, r, &signed, |p| purposes.contains_key(p)))
             .transpose()?;
-        Ok(Pilot {
+        let mut pilot = Pilot {
             id,
             name: raw.pilot.name,
             file: src.file.clone(),
@@ -151,8 +151,12 @@ impl Pilot {
             rules,
             registration,
             version: version(partners_bytes, src),
+            covenant_version: String::new(),
+            standing: Default::default(),
             index,
-        })
+        };
+        pilot.covenant_version = super::terms::Terms::of(&pilot).version();
+        Ok(pilot)
     }
 }
 

@@ -8,6 +8,9 @@
 //! - [`diff`]: the flows a policy set allows, and how two sets differ;
 //! - [`decide`]: [`PolicySet::authorise`] and the [`Grant`] it gives, the one
 //!   place that decides;
+//! - [`terms`]: the covenant text partners sign and its version;
+//! - [`widen`]: whether a new version narrows or widens the one in force,
+//!   and whose signatures it needs;
 //! - [`model`]: the compiled policy (pilots, purposes, rules, keys);
 //! - [`registration`]: who registers stays in an LVV and who may check.
 
@@ -23,6 +26,8 @@ pub mod partners;
 pub mod registration;
 pub mod service;
 pub mod store;
+pub mod terms;
+pub mod widen;
 
 pub use decide::{Grant, Query, Refusal, RefusalReason, Verdict, valid_vnummer};
-pub use model::{Covenant, Direction, Pilot, PolicySet, PseudonymKeys, Purpose, Rule};
+pub use model::{Covenant, Direction, Pilot, PolicySet, PseudonymKeys, Purpose, Rule, Standing};

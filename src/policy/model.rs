@@ -117,6 +117,17 @@ impl Rule {
     }
 }
 
+/// Where the partners stand on the covenant version a pilot runs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// No version has been accepted by every partner it concerns: every
+    /// flow of the pilot is refused.
+    pub unsigned: bool,
+    /// Partners that revoked their acceptance of the version in force: every
+    /// flow where they give or receive is refused.
+    pub revoked: BTreeSet<String>,
+}
+
 /// One pilot's compiled policy.
 #[derive(Debug, Clone)]
 pub struct Pilot {
@@ -141,6 +152,12 @@ pub struct Pilot {
     /// `sha256:<hex>` of partners.toml and this file: the policy version in
     /// every audit record.
     pub version: String,
+    /// `sha256:<hex>` of the covenant text the partners sign (the file and
+    /// the declared fields of its services, see [`super::terms`]).
+    pub covenant_version: String,
+    /// Where the partners stand on the version in force; set by the covenant
+    /// registry, empty for a file read on its own.
+    pub standing: Standing,
     /// Rules by (consumer, provider/service, purpose): one look-up per exchange.
     pub(super) index: HashMap<(String, String, String), usize>,
 }

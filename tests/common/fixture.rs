@@ -531,6 +531,8 @@ naam = "identity"
             "{cfg}\n[limits]\nmax_body_bytes = 8192\nmax_response_bytes = 65536\nbackend_timeout_secs = 1\nmailbox_sweep_secs = 3600\n"
         ),
     );
+    // Gateways started as a process of their own find the pilots signed too.
+    pki.sign_all();
     (
         pki,
         seen,

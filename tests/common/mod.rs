@@ -162,14 +162,64 @@ spki_sha256 = ["{}"]
             .unwrap()
     }
 
-    /// Starts the real gateway on port 0.
+    /// Starts the real gateway on port 0, every pilot's covenant signed by
+    /// all its partners (as `pki init` does for the shipped pilots).
     pub async fn start(&self) -> TestGateway {
+        self.sign_all();
+        start_gateway(&self.config_file(), false).await
+    }
+
+    /// Starts it without signing anything: no pilot has a covenant in force.
+    pub async fn start_unsigned(&self) -> TestGateway {
         start_gateway(&self.config_file(), false).await
     }
 
     /// Starts it with its admin socket too, as `ketenpoort serve` does.
     pub async fn start_with_admin(&self) -> TestGateway {
+        self.sign_all();
         start_gateway(&self.config_file(), true).await
+    }
+
+    /// A certificate (with key) of a partner as partners.toml recognises it:
+    /// a fresh one for an OIN or KvK number, the pinned NGO's own for its pin.
+    pub fn cert_of(&self, partner: &ketenpoort::policy::partners::Partner) -> Option<Issued> {
+        if let Some(oin) = &partner.oin {
+            return Some(self.oin_cert(oin));
+        }
+        if let Some(kvk) = &partner.kvk {
+            return Some(self.kvk_cert(kvk));
+        }
+        partner
+            .spki_sha256
+            .contains(&self.ngo_pinned.spki_sha256)
+            .then(|| self.ngo_pinned.clone())
+    }
+
+    /// Every partner of every pilot accepts the pilot's covenant as the files
+    /// hold it now, with a certificate of its own; the signatures wait in the
+    /// data directory's covenant inbox, where the gateway takes them at start
+    /// or on its next policy reload. Files that do not load sign nothing.
+    pub fn sign_all(&self) {
+        use ketenpoort::covenant::{jws, store};
+        let Ok(cfg) = ketenpoort::config::GatewayConfig::load(&self.config_file()) else {
+            return;
+        };
+        let Ok(set) = ketenpoort::policy::PolicySet::load(&cfg.partners_file, &cfg.pilots_dir)
+        else {
+            return;
+        };
+        for pilot in set.pilots.values() {
+            let payload = jws::acceptance(&pilot.id, &pilot.covenant_version);
+            for id in &pilot.partners {
+                let Some(cert) = set.partners.get(id).and_then(|p| self.cert_of(p)) else {
+                    continue;
+                };
+                let signed = jws::sign_pem(&payload, &cert.cert_pem, &cert.key_pem).unwrap();
+                let hex = ketenpoort::policy::terms::version_hex(&pilot.covenant_version);
+                let name = format!("{}-{}-{id}", pilot.id, &hex[..12]);
+                store::drop_in_inbox(&cfg.data_dir, &name, &signed).unwrap();
+            }
+        }
     }
 
     /// The gateway's data directory.

@@ -17,7 +17,8 @@
 //!   ring provider only), [`backend`] (the connector that calls back-ends),
 //!   [`conn`] (limits on connections, revocation of open ones);
 //! - what is kept: [`audit`] (the append-only, verifiable log), [`storage`]
-//!   (mailboxes, the LVV registry), [`metrics`], [`witnessing`] (the log's
+//!   (mailboxes, the LVV registry), [`figures`] (the registry's counts per
+//!   pilot and month, small numbers suppressed), [`metrics`], [`witnessing`] (the log's
 //!   checkpoints sent to partners' witnesses; only cosigned ones are
 //!   published);
 //! - what the partners signed: [`covenant`] (covenant versions, JWS
@@ -53,6 +54,7 @@ pub mod demo;
 pub mod dpia;
 pub mod evidence;
 pub mod exchange;
+pub mod figures;
 pub mod gateway;
 pub mod identity;
 pub mod keys;

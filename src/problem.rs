@@ -86,6 +86,9 @@ kinds! {
     TOO_MANY_CHECKS = ("too-many-checks", TOO_MANY_REQUESTS, "More registration checks than this pilot allows per minute");
     INVALID_REGISTRATION = ("invalid-registration", BAD_REQUEST, "The registration is not acceptable");
     NO_OPEN_STAY = ("no-open-stay", NOT_FOUND, "The person has no open stay in this pilot");
+    NO_TRANSFER = ("no-transfer", FORBIDDEN, "The two pilots' files do not both allow a transfer between them in this direction");
+    INVALID_FIGURES_QUERY = ("invalid-figures-query", BAD_REQUEST, "The figures query needs pilot, from and to (YYYY-MM, from not after to, at most 36 months)");
+    NOT_A_FIGURES_READER = ("not-a-figures-reader", FORBIDDEN, "This partner is not among the pilot's figures readers");
     REGISTRY_UNAVAILABLE = ("registry-unavailable", SERVICE_UNAVAILABLE, "The registry cannot be read or written; nothing changed");
     NOT_YET_PUBLISHED = ("not-yet-published", SERVICE_UNAVAILABLE, "The record is not yet in a published checkpoint; try again shortly");
     BUSY = ("busy", SERVICE_UNAVAILABLE, "The gateway is at its limit for buffered requests; try again shortly");

@@ -15,6 +15,10 @@
 //! 7. answer: strict JSON, minimised provider → caller, one record per data
 //!    subject, durable before the answer leaves ([`answer::deliver`]).
 //!
+//! The LVV registry has routes of its own: stays and checks
+//! ([`registration`]), moving a case between pilots through the same
+//! request path ([`transfer`]), and figures, never people ([`figures`]).
+//!
 //! Beside the pipeline, [`public`] serves the log's public state (the
 //! published checkpoint, consistency proofs, hash tiles) to any partner, and
 //! partners read and sign their pilots' covenants ([`covenant`]).
@@ -28,6 +32,7 @@
 pub mod answer;
 pub mod covenant;
 pub mod evidence;
+pub mod figures;
 pub mod forward;
 pub mod inbox;
 pub mod json;
@@ -38,6 +43,7 @@ pub mod request;
 pub mod route;
 pub mod stranger;
 pub mod trace;
+pub mod transfer;
 pub mod wire;
 
 use hyper::body::Incoming;
@@ -168,9 +174,12 @@ pub async fn handle(
         Route::Registration { pilot, vnummer } => {
             registration::handle(gw, peer, &partner, req, pilot, vnummer).await
         }
+        Route::Transfer { from, to } => transfer::handle(gw, peer, &partner, req, from, to).await,
+        Route::Figures if method == Method::GET => figures::handle(gw, peer, &partner, req).await,
         Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
         Route::Whoami
         | Route::Inbox
+        | Route::Figures
         | Route::InboxItem(_)
         | Route::Evidence(_)
         | Route::AuditCheckpoint

@@ -218,14 +218,21 @@ async fn check(
     let stays = stays(x, p).await?;
     let here = stays.contains(&x.target.pilot);
     let elsewhere = stays.iter().any(|s| *s != x.target.pilot);
+    // Only where the person's pilot and this one agree on a transfer to
+    // this one does the answer say so (and so narrow "elsewhere" down).
+    let transfer_possible = stays
+        .iter()
+        .any(|s| *s != x.target.pilot && x.snap.policy.transfer(s, &x.target.pilot).is_some());
     let mut e = x.entry(Direction::Response);
     e.decision = Decision::Disclosed;
     e.disclosed = vec!["here".into(), "elsewhere".into()];
+    let mut answer = json!({"here": here, "elsewhere": elsewhere});
+    if transfer_possible {
+        e.disclosed.push("transfer_possible".into());
+        answer["transfer_possible"] = json!(true);
+    }
     let rec = x.record(e, "answered").await?;
-    let mut resp = json_response(
-        StatusCode::OK,
-        &json!({"here": here, "elsewhere": elsewhere}),
-    );
+    let mut resp = json_response(StatusCode::OK, &answer);
     stamp(x, &mut resp, rec.id);
     Ok(resp)
 }

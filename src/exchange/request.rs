@@ -72,6 +72,20 @@ pub struct Sent {
     pub budget: Option<OwnedSemaphorePermit>,
 }
 
+impl Sent {
+    /// Nothing sent yet; the body's budget held.
+    pub fn empty(budget: Option<OwnedSemaphorePermit>) -> Self {
+        Self {
+            bytes: Bytes::new(),
+            document: None,
+            record: None,
+            withheld: Withheld::default(),
+            room: None,
+            budget,
+        }
+    }
+}
+
 fn method_has_body(m: &Method) -> bool {
     matches!(*m, Method::POST | Method::PUT | Method::PATCH)
 }
@@ -87,14 +101,7 @@ pub async fn take(
     let method = req.method().clone();
     let headers = req.headers().clone();
     let (body, budget) = read_body(x.gw, req, x.gw.config.limits.max_body_bytes).await?;
-    let mut sent = Sent {
-        bytes: Bytes::new(),
-        document: None,
-        record: None,
-        withheld: Withheld::default(),
-        room: None,
-        budget,
-    };
+    let mut sent = Sent::empty(budget);
     if !method_has_body(&method) {
         if !body.is_empty() {
             return Err(Refusal::new(
@@ -110,22 +117,37 @@ pub async fn take(
         x.direction = Direction::Response;
         return Ok(sent);
     }
-    if !is_json(&headers) {
+    let doc = document(&headers, &body)?;
+    take_document(x, grant, doc, sent).await
+}
+
+/// The caller's body as a JSON object (a transfer reads it before it is
+/// minimised: the person must have a stay to move).
+pub fn document(headers: &HeaderMap, body: &[u8]) -> Result<Value, Refusal> {
+    if !is_json(headers) {
         return Err(Refusal::new(
             problem::UNSUPPORTED_MEDIA_TYPE,
             "send Content-Type: application/json",
         ));
     }
-    let doc = match json::parse(&body) {
-        Ok(d) if d.is_object() => d,
-        Ok(_) => {
-            return Err(Refusal::new(
-                problem::MALFORMED_JSON,
-                "the document must be a JSON object",
-            ));
-        }
-        Err(e) => return Err(Refusal::new(problem::MALFORMED_JSON, e.0)),
-    };
+    match json::parse(body) {
+        Ok(d) if d.is_object() => Ok(d),
+        Ok(_) => Err(Refusal::new(
+            problem::MALFORMED_JSON,
+            "the document must be a JSON object",
+        )),
+        Err(e) => Err(Refusal::new(problem::MALFORMED_JSON, e.0)),
+    }
+}
+
+/// Minimises a caller's document caller → provider, takes room in a
+/// mailbox, and records the disclosure before a byte goes out.
+pub async fn take_document(
+    x: &mut Exchange<'_>,
+    grant: &Grant<'_>,
+    doc: Value,
+    mut sent: Sent,
+) -> Result<Sent, Refusal> {
     let subject = grant.request_subject(&doc)?;
     x.subject = Some(x.gw.audit.subject(&subject));
     let m = grant.minimise(Direction::Request, &doc, &x.snap.keys);

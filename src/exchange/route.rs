@@ -27,6 +27,8 @@ pub const ROUTES: &[(&[&str], &str)] = &[
         &["GET", "PUT", "DELETE"],
         "/v1/pilots/{pilot}/registrations/{vnummer}",
     ),
+    (&["POST"], "/v1/pilots/{pilot}/transfers/{to}"),
+    (&["GET"], "/v1/figures"),
     (&["GET"], "/v1/inbox"),
     (&["GET", "DELETE"], "/v1/inbox/{id}"),
     (&["GET"], "/v1/audit/checkpoint"),
@@ -64,6 +66,15 @@ pub enum Route<'a> {
         /// The person's V-nummer (checked by the handler).
         vnummer: &'a str,
     },
+    /// `/v1/pilots/{pilot}/transfers/{to}`: a case moves from `pilot` to `to`.
+    Transfer {
+        /// The sending pilot.
+        from: &'a str,
+        /// The receiving pilot.
+        to: &'a str,
+    },
+    /// `/v1/figures?pilot=P&from=YYYY-MM&to=YYYY-MM`.
+    Figures,
     /// `/v1/inbox`.
     Inbox,
     /// `/v1/inbox/{id}`.
@@ -112,6 +123,7 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     match segs.as_slice() {
         ["v1", "whoami"] => Ok(Route::Whoami),
         ["v1", "inbox"] => Ok(Route::Inbox),
+        ["v1", "figures"] => Ok(Route::Figures),
         ["v1", "audit", "checkpoint"] => Ok(Route::AuditCheckpoint),
         ["v1", "audit", "proof", "consistency"] => Ok(Route::AuditConsistency),
         ["v1", "audit", "tile", rest @ ..] if !rest.is_empty() => {
@@ -135,6 +147,7 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
         ["v1", "pilots", pilot, "registrations", vnummer] => {
             Ok(Route::Registration { pilot, vnummer })
         }
+        ["v1", "pilots", from, "transfers", to] => Ok(Route::Transfer { from, to }),
         ["v1", "audit", "records", id, "evidence"] => id
             .parse()
             .map(Route::Evidence)
@@ -185,6 +198,14 @@ mod tests {
             parse("/v1/audit/records/7/evidence"),
             Ok(Route::Evidence(7))
         );
+        assert_eq!(
+            parse("/v1/pilots/utrecht/transfers/amsterdam"),
+            Ok(Route::Transfer {
+                from: "utrecht",
+                to: "amsterdam"
+            })
+        );
+        assert_eq!(parse("/v1/figures"), Ok(Route::Figures));
         assert_eq!(parse("/v2/whoami"), Err(RouteError::NotFound));
     }
 

@@ -20,6 +20,7 @@ use super::model::{Covenant, Pilot, PolicySet, Purpose, Rule};
 use super::partners::Partners;
 use super::registration::Registration;
 use super::service::Service;
+use super::transfer::Transfer;
 use crate::config::{ConfigError, Source, valid_id};
 use crate::identity::sha256;
 
@@ -33,6 +34,8 @@ struct RawPolicy {
     rules: Vec<RawRule>,
     #[serde(default)]
     registration: Option<super::registration::RawRegistration>,
+    #[serde(default)]
+    transfer: Vec<super::transfer::RawTransfer>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +143,7 @@ impl Pilot {
             .as_ref()
             .map(|r| Registration::compile(src, r, &signed, |p| purposes.contains_key(p)))
             .transpose()?;
+        let transfers = compile_transfers(src, &id, partners, &purposes, &raw.transfer)?;
         let mut pilot = Pilot {
             id,
             name: raw.pilot.name,
@@ -150,6 +154,7 @@ impl Pilot {
             purposes,
             rules,
             registration,
+            transfers,
             version: version(partners_bytes, src),
             covenant_version: String::new(),
             standing: Default::default(),
@@ -158,6 +163,40 @@ impl Pilot {
         pilot.covenant_version = super::terms::Terms::of(&pilot).version();
         Ok(pilot)
     }
+}
+
+/// The file's sides of transfers, one per other pilot and direction; their
+/// fields are checked as a rule's request fields are.
+fn compile_transfers(
+    src: &Source,
+    own: &str,
+    partners: &Partners,
+    purposes: &BTreeMap<String, Purpose>,
+    raw: &[super::transfer::RawTransfer],
+) -> Result<Vec<Transfer>, ConfigError> {
+    let mut out: Vec<Transfer> = Vec::new();
+    for rt in raw {
+        let t = Transfer::compile(
+            src,
+            own,
+            partners,
+            rt,
+            |p| purposes.contains_key(p),
+            |svc, pid, list| match purposes.get(pid) {
+                Some(purpose) => allowed_fields(src, svc, purpose, list),
+                None => Ok(Vec::new()),
+            },
+        )?;
+        if out.iter().any(|o| o.side == t.side) {
+            return Err(ConfigError {
+                file: src.file.clone(),
+                at: t.at,
+                reason: format!("two transfers with pilot '{}' in one direction", t.other()),
+            });
+        }
+        out.push(t);
+    }
+    Ok(out)
 }
 
 /// The pilot's id, which must also be the file's name so a pilot is found
@@ -603,6 +642,8 @@ impl PolicySet {
             let pilot = Pilot::from_source(&src, &partners, partners_bytes)?;
             pilots.insert(pilot.id.clone(), pilot);
         }
-        Ok(Self { partners, pilots })
+        let set = Self { partners, pilots };
+        set.check_transfers()?;
+        Ok(set)
     }
 }

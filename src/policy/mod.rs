@@ -12,8 +12,11 @@
 //! - [`widen`]: whether a new version narrows or widens the one in force,
 //!   and whose signatures it needs;
 //! - [`model`]: the compiled policy (pilots, purposes, rules, keys);
-//! - [`registration`]: who registers stays in an LVV and who may check.
+//! - [`registration`]: who registers stays in an LVV and who may check;
+//! - [`transfer`] and [`agreement`]: moving a case from one LVV to another,
+//!   one side per file, counted only where both files agree.
 
+pub mod agreement;
 pub mod decide;
 pub mod diff;
 pub mod explain;
@@ -27,6 +30,7 @@ pub mod registration;
 pub mod service;
 pub mod store;
 pub mod terms;
+pub mod transfer;
 pub mod widen;
 
 pub use decide::{Grant, Query, Refusal, RefusalReason, Verdict, valid_vnummer};

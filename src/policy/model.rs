@@ -149,6 +149,9 @@ pub struct Pilot {
     pub rules: Vec<Rule>,
     /// Who registers stays in this LVV and who may check, if anyone.
     pub registration: Option<super::registration::Registration>,
+    /// Its sides of transfers to and from other pilots (each one counts only
+    /// with its mirror in the other pilot's file, see [`super::agreement`]).
+    pub transfers: Vec<super::transfer::Transfer>,
     /// `sha256:<hex>` of partners.toml and this file: the policy version in
     /// every audit record.
     pub version: String,

@@ -31,6 +31,17 @@ pub struct Ended {
     pub reason: String,
 }
 
+/// One stay of one person, as their art. 15 report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stay {
+    /// The pilot's id.
+    pub pilot: String,
+    /// First day.
+    pub since: String,
+    /// How it ended, if it did.
+    pub ended: Option<Ended>,
+}
+
 /// The registry of stays.
 pub struct Registry {
     db: sled::Db,
@@ -128,6 +139,77 @@ impl Registry {
         Ok(done)
     }
 
+    /// Moves the person's open stay from `from` to `to` in one transaction:
+    /// the stay in `from` ends on `on` for `reason`, one in `to` opens on
+    /// `on` (an open stay there is kept as it is). `false`, and nothing
+    /// changes, when there was no open stay in `from`. Blocking; flushed
+    /// when it returns.
+    pub fn transfer(
+        &self,
+        p: &[u8; 32],
+        from: &str,
+        to: &str,
+        on: &str,
+        reason: &str,
+    ) -> sled::Result<bool> {
+        let k = open_key(p, from);
+        let dest = open_key(p, to);
+        let done = (&self.open, &self.ended)
+            .transaction(|(open, ended)| {
+                let Some(since) = open.remove(k.as_slice())? else {
+                    return Ok(false);
+                };
+                let e = Ended {
+                    since: String::from_utf8_lossy(&since).into_owned(),
+                    until: on.to_string(),
+                    reason: reason.to_string(),
+                };
+                let v = serde_json::to_vec(&e).map_err(abort)?;
+                ended.insert(ended_key(from, on, p), v)?;
+                if open.get(dest.as_slice())?.is_none() {
+                    open.insert(dest.as_slice(), on.as_bytes())?;
+                }
+                Ok(true)
+            })
+            .map_err(flatten)?;
+        self.db.flush()?;
+        Ok(done)
+    }
+
+    /// Every stay of one person, open and ended, for their art. 15 report:
+    /// `(pilot, since, until and reason when ended)`. The ended stays are
+    /// found by a scan (they are keyed for the figures, per pilot and day).
+    /// Blocking.
+    pub fn history(&self, p: &[u8; 32]) -> sled::Result<Vec<Stay>> {
+        let mut out = Vec::new();
+        for kv in self.open.scan_prefix(p) {
+            let (k, v) = kv?;
+            out.push(Stay {
+                pilot: String::from_utf8_lossy(&k[32..]).into_owned(),
+                since: String::from_utf8_lossy(&v).into_owned(),
+                ended: None,
+            });
+        }
+        for kv in self.ended.iter() {
+            let (k, v) = kv?;
+            if k.len() < 32 + 12 || k[k.len() - 32..] != p[..] {
+                continue;
+            }
+            let Some(nul) = k.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let e: Ended =
+                serde_json::from_slice(&v).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
+            out.push(Stay {
+                pilot: String::from_utf8_lossy(&k[..nul]).into_owned(),
+                since: e.since.clone(),
+                ended: Some(e),
+            });
+        }
+        out.sort_by(|a, b| a.since.cmp(&b.since));
+        Ok(out)
+    }
+
     /// The pilots where this person has an open stay. Blocking.
     pub fn stays(&self, p: &[u8; 32]) -> sled::Result<Vec<String>> {
         self.open
@@ -220,6 +302,21 @@ mod tests {
         assert_eq!(r.stays(&p).unwrap(), vec!["amsterdam"]);
         let ended = r.ended_stays("utrecht").unwrap();
         assert_eq!(ended[0].since, "2026-01-02");
+        // A transfer ends one stay and opens the other in one step.
+        assert!(
+            r.transfer(&p, "amsterdam", "rotterdam", "2026-05-01", "overdracht")
+                .unwrap()
+        );
+        assert!(
+            !r.transfer(&p, "amsterdam", "rotterdam", "2026-05-01", "overdracht")
+                .unwrap()
+        );
+        assert_eq!(r.stays(&p).unwrap(), vec!["rotterdam"]);
+        let h = r.history(&p).unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[2].pilot, "rotterdam");
+        assert!(h.iter().all(|s| s.pilot != "utrecht" || s.ended.is_some()));
+        assert!(r.history(&r.pseudonym("5550001235")).unwrap().is_empty());
         drop((r, db));
         for f in walk(d.path()) {
             let bytes = std::fs::read(&f).unwrap();

@@ -219,6 +219,13 @@ fn check(gw: &Gateway, pilot: &str, text: &str) -> Result<Checked, String> {
         Ok(p) => p,
         Err(e) => return Ok(Checked::Invalid(e)),
     };
+    // A transfer needs its mirror in the other pilot's file: checked with
+    // the new file among all the running ones.
+    let mut all = snap.policy.clone();
+    all.pilots.insert(pilot.to_string(), new.clone());
+    if let Err(e) = all.check_transfers() {
+        return Ok(Checked::Invalid(e));
+    }
     let old = snap.policy.pilots.get(pilot).map(|p| only(&snap.policy, p));
     let new_set = only(&snap.policy, &new);
     let changes = match &old {

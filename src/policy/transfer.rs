@@ -102,6 +102,17 @@ impl Transfer {
                     format!("unknown service '{}'", raw.service.get_ref()),
                 )
             })?;
+        let vars = service.path.as_ref().is_some_and(|p| {
+            p.parts
+                .iter()
+                .any(|x| matches!(x, super::service::Part::Var(_)))
+        });
+        if !service.methods.iter().any(|m| m == "POST") || vars {
+            return Err(src.error(
+                &raw.service,
+                "a transfer service takes POST of a dossier, at a path without values (or into a mailbox)",
+            ));
+        }
         let purpose = raw.purpose.get_ref().clone();
         if !declared_purpose(&purpose) {
             return Err(src.error(

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod covenant;
+pub mod figures;
 mod reply;
 pub mod report;
 pub mod state;
@@ -205,6 +206,7 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["audit", "verify"]) => verify_status(gw),
         (&Method::GET, ["audit", "proof"]) => proof(gw, &user, &q).await,
         (&Method::GET, ["stats"]) => stats(gw, &user, &q).await,
+        (&Method::GET, ["figures"]) => figures::get(gw, &user, &q).await,
         _ => problem::respond(problem::NOT_FOUND, "no such API call"),
     }
 }
@@ -365,8 +367,21 @@ async fn subject_report(
         Ok(Ok(r)) => r,
         _ => return problem::respond(problem::INTERNAL, "the audit log could not be read"),
     };
+    // The registry keeps stays under its own pseudonym, not the log's.
+    let registry = gw.registry.clone();
+    let p = registry.pseudonym(vnummer);
+    let stays = match tokio::task::spawn_blocking(move || registry.history(&p)).await {
+        Ok(Ok(s)) => s,
+        _ => return problem::respond(problem::INTERNAL, "the registry could not be read"),
+    };
     let snap = gw.policy.current();
-    let rep = report::json_report(vnummer, &records, &snap.policy, user.partner.as_deref());
+    let rep = report::json_report(
+        vnummer,
+        &records,
+        &stays,
+        &snap.policy,
+        user.partner.as_deref(),
+    );
     match q.get("format").map(String::as_str) {
         Some("csv") => respond(
             StatusCode::OK,

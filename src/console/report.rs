@@ -1,7 +1,8 @@
 //! The GDPR art. 15 access report for one person: which partners received
 //! which categories of their data, for which purpose and on which legal basis,
-//! when; and what was refused. Written to be handed to the person, with Dutch
-//! and English headings.
+//! when; what was refused; and their stays in the LVVs as the registry keeps
+//! them (pilot, since, until, reason), found under the registry's pseudonym.
+//! Written to be handed to the person, with Dutch and English headings.
 
 use std::collections::BTreeSet;
 
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 use crate::audit::{Decision, Record, RecordKind};
 use crate::policy::PolicySet;
 use crate::policy::fields::FieldPath;
+use crate::storage::registry::Stay;
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
@@ -64,10 +66,36 @@ fn purpose_text(policy: &PolicySet, r: &Record) -> String {
         )
 }
 
+/// The person's stays, as the report lists them: in scope of a partner's
+/// officer only the pilots that partner signed.
+fn registrations(stays: &[Stay], policy: &PolicySet, scope: Option<&str>) -> Vec<Value> {
+    stays
+        .iter()
+        .filter(|s| {
+            scope.is_none_or(|p| {
+                policy
+                    .pilots
+                    .get(&s.pilot)
+                    .is_some_and(|pl| pl.partners.iter().any(|x| x == p))
+            })
+        })
+        .map(|s| {
+            json!({
+                "pilot": s.pilot,
+                "pilot_name": policy.pilots.get(&s.pilot).map_or(s.pilot.as_str(), |p| p.name.as_str()),
+                "since": s.since,
+                "until": s.ended.as_ref().map(|e| e.until.clone()),
+                "reason": s.ended.as_ref().map(|e| e.reason.clone()),
+            })
+        })
+        .collect()
+}
+
 /// The report as JSON.
 pub fn json_report(
     vnummer: &str,
     records: &[Record],
+    stays: &[Stay],
     policy: &PolicySet,
     scope: Option<&str>,
 ) -> Value {
@@ -112,6 +140,7 @@ pub fn json_report(
         "scope": scope.map_or("all partners".to_string(), |p| format!("exchanges with {p}")),
         "disclosed": disclosed,
         "refused": refused,
+        "registrations": registrations(stays, policy, scope),
     })
 }
 
@@ -151,7 +180,34 @@ pub fn csv_report(report: &Value) -> String {
             f(r["reason"].as_str().unwrap_or("")),
         ));
     }
+    for r in report["registrations"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "registration,,{},{},,,,,,{}\n",
+            f(r["since"].as_str().unwrap_or("")),
+            f(r["pilot"].as_str().unwrap_or("")),
+            f(&match (r["until"].as_str(), r["reason"].as_str()) {
+                (Some(u), Some(why)) => format!("ended {u}: {why}"),
+                _ => "open".to_string(),
+            }),
+        ));
+    }
     out
+}
+
+/// The stays as rows of the HTML report.
+fn stay_rows(report: &Value) -> String {
+    let s = |v: &Value| esc(v.as_str().unwrap_or(""));
+    let mut rows = String::new();
+    for r in report["registrations"].as_array().into_iter().flatten() {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            s(&r["pilot_name"]),
+            s(&r["since"]),
+            s(&r["until"]),
+            s(&r["reason"]),
+        ));
+    }
+    rows
 }
 
 /// The report as a printable HTML page.
@@ -199,6 +255,9 @@ td,th{{border:1px solid #999;padding:4px 6px;text-align:left;font-size:90%}}th{{
 <h2>Verstrekt <span class="en">/ Shared</span></h2>
 <table><tr><th>Wanneer <span class="en">/ When</span></th><th>Van <span class="en">/ From</span></th><th>Aan <span class="en">/ To</span></th><th>Soorten gegevens <span class="en">/ Kinds of data</span></th><th>Doel <span class="en">/ Purpose</span></th><th>Grondslag <span class="en">/ Legal basis</span></th></tr>
 {rows}</table>
+<h2>Verblijf in een LVV <span class="en">/ Stays in an LVV</span></h2>
+<table><tr><th>LVV</th><th>Sinds <span class="en">/ Since</span></th><th>Tot <span class="en">/ Until</span></th><th>Reden <span class="en">/ Reason</span></th></tr>
+{stays}</table>
 <h2>Geweigerd <span class="en">/ Refused</span></h2>
 <table><tr><th>Wanneer <span class="en">/ When</span></th><th>Gevraagd door <span class="en">/ Asked by</span></th><th>Bij <span class="en">/ Of</span></th><th>Doel <span class="en">/ Purpose</span></th><th>Reden <span class="en">/ Reason</span></th></tr>
 {refused}</table>
@@ -206,5 +265,6 @@ td,th{{border:1px solid #999;padding:4px 6px;text-align:left;font-size:90%}}th{{
 "#,
         vnummer = s(&report["vnummer"]),
         scope = s(&report["scope"]),
+        stays = stay_rows(report),
     )
 }

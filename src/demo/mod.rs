@@ -516,6 +516,7 @@ async fn play(
             mailbox_round(&mut s, &cast, mb).await?;
         }
     }
+    lvv_round(&mut s, policy, today).await?;
     if let Some(pid) = policy.pilots.keys().next() {
         let cast = Cast::new(policy, pid, 0, today);
         for step in &MISTAKES {
@@ -523,6 +524,112 @@ async fn play(
         }
     }
     Ok(s.out)
+}
+
+/// The LVV registry: a person admitted in one pilot is found "elsewhere"
+/// by the next, where a transfer is possible; the case moves (the fields
+/// both files allow) and the next pilot finds them "here". The first pair
+/// of pilots in force whose files agree on a transfer plays it (Utrecht →
+/// Amsterdam in the shipped files).
+async fn lvv_round(
+    s: &mut Script<'_>,
+    policy: &PolicySet,
+    today: time::Date,
+) -> Result<(), DemoError> {
+    let in_force = |p: &crate::policy::Pilot| {
+        p.covenant.valid_from <= today && today <= p.covenant.valid_until
+    };
+    let Some(a) = policy
+        .pilots
+        .keys()
+        .flat_map(|f| policy.pilots.keys().map(move |t| (f, t)))
+        .filter_map(|(f, t)| policy.transfer(f, t))
+        .find(|a| in_force(a.from) && in_force(a.to))
+    else {
+        return Ok(());
+    };
+    let (Some(rf), Some(rt)) = (&a.from.registration, &a.to.registration) else {
+        return Ok(());
+    };
+    let (from, to) = (a.from.id.as_str(), a.to.id.as_str());
+    let (registrar, checker) = (
+        &rf.registrars[0],
+        rt.checkers.first().unwrap_or(&rt.registrars[0]),
+    );
+    let v = "5550090001";
+    let reg = |p: &str| format!("/v1/pilots/{p}/registrations/{v}");
+    let since = json!({"since": today.to_string()});
+    s.call(
+        from,
+        "admitted to the LVV",
+        registrar,
+        Method::PUT,
+        &reg(from),
+        Some(&rf.purpose),
+        Some(&since),
+        201,
+        "ketenpoort",
+    )
+    .await?;
+    if let Some(o) = s.out.last_mut() {
+        o.note = "stay opened".into();
+    }
+    for (what, expected_here) in [
+        ("already in an LVV? (before the move)", false),
+        ("already in an LVV? (after the move)", true),
+    ] {
+        let r = s
+            .call(
+                to,
+                what,
+                checker,
+                Method::GET,
+                &reg(to),
+                Some(&rt.purpose),
+                None,
+                200,
+                "ketenpoort",
+            )
+            .await?;
+        if let (Some(r), Some(o)) = (r, s.out.last_mut()) {
+            let j = r.json();
+            o.note = format!(
+                "here: {}, elsewhere: {}, transfer possible: {}",
+                j["here"],
+                j["elsewhere"],
+                j["transfer_possible"] == json!(true)
+            );
+            if j["here"] != json!(expected_here) {
+                o.got = 0;
+            }
+        }
+        if expected_here {
+            break;
+        }
+        let dossier = json!({
+            "vnummer": v, "naam": "Testpersoon (synthetisch)", "geboortedatum": "1990-05-17", "nationaliteit": "onbekend",
+            "casus": {"doelgroep": "buitenschuld"}, "begeleiding": {"plan_van_aanpak": "synthetisch plan", "traject": "terugkeer"},
+            "opvang": {"startdatum": today.to_string()}, "gezondheid": {"ggz_indicatie": "synthetisch"}
+        });
+        s.call(
+            from,
+            &format!("case moves to {to}"),
+            registrar,
+            Method::POST,
+            &format!("/v1/pilots/{from}/transfers/{to}"),
+            Some(&a.rule.purpose),
+            Some(&dossier),
+            201,
+            &a.rule.service.provider,
+        )
+        .await?;
+        if let Some(o) = s.out.last_mut().filter(|o| o.got == 201) {
+            o.note = o
+                .note
+                .replace("kept in the mailbox", "delivered, the stay moved");
+        }
+    }
+    Ok(())
 }
 
 /// The municipality sends the outcome to the NGO's mailbox; the NGO lists,

@@ -173,10 +173,12 @@ async fn stages<'p>(
     }
     let sent = request::take_document(x, &grant, doc, Sent::empty(budget)).await?;
     let record = sent.record.as_ref().map(|r| r.id).unwrap_or_default();
+    let mut withheld = None;
     let delivered = if grant.service().path.is_none() {
         Some(inbox::deliver(x, &grant, sent).await?)
     } else {
         answer::fetch(x, &grant, Method::POST, &sent).await?;
+        withheld = Some(sent.withheld);
         None
     };
     move_stay(x, p, &a.from.id, &a.to.id).await?;
@@ -191,6 +193,9 @@ async fn stages<'p>(
             r.headers_mut()
                 .insert(DISCLOSURE, HeaderValue::from(record));
             r.headers_mut().insert(TRACEPARENT, x.trace.header());
+            if let Some(w) = withheld {
+                w.set_headers(r.headers_mut());
+            }
             x.gw.metrics.exchange(true, "");
             r
         }

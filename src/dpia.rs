@@ -84,6 +84,7 @@ pub fn markdown(set: &PolicySet, pilot: &Pilot, covenant: Option<&Value>) -> Str
     md_recipients(&mut s, set, &rows);
     md_special(&mut s, set, pilot, &rows);
     md_receive_nothing(&mut s, set, pilot, &rows);
+    md_transfers(&mut s, set, pilot);
     let _ = writeln!(
         s,
         "\n## Data flows\n\n![Data flows of {}]({}-flows.svg)",
@@ -197,6 +198,49 @@ fn md_summary(s: &mut String, set: &PolicySet, pilot: &Pilot) {
         "| Data subjects | foreign nationals without right of residence in {} |\n",
         md_cell(&pilot.name)
     );
+}
+
+/// Cases moved to or from other LVVs: the fields both pilots' files allow,
+/// which are the only ones that go.
+fn md_transfers(s: &mut String, set: &PolicySet, pilot: &Pilot) {
+    if pilot.transfers.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Transfers between LVVs\n\nA case moves with its dossier to the receiving municipality; the stay ends here and starts there in one step. Only the fields both pilots' files allow go.\n\n| Direction | Other LVV | Service | Purpose | Fields delivered |\n|---|---|---|---|---|"
+    );
+    for t in &pilot.transfers {
+        use crate::policy::transfer::Side;
+        let (dir, agreed) = match &t.side {
+            Side::To(o) => ("sends to", set.transfer(&pilot.id, o)),
+            Side::From(o) => ("receives from", set.transfer(o, &pilot.id)),
+        };
+        let fields = agreed.map_or_else(
+            || "none (the other file does not agree)".to_string(),
+            |a| {
+                a.rule
+                    .request
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        );
+        let _ = writeln!(
+            s,
+            "| {dir} | {} | `{}` | `{}` | {fields} |",
+            name_of_pilot(set, t.other()),
+            t.service.qualified(),
+            t.purpose
+        );
+    }
+}
+
+fn name_of_pilot(set: &PolicySet, id: &str) -> String {
+    set.pilots
+        .get(id)
+        .map_or_else(|| id.to_string(), |p| md_cell(&p.name))
 }
 
 fn md_purposes(s: &mut String, pilot: &Pilot) {

@@ -364,6 +364,12 @@ to = "derde"
 service = "stuk/overdracht"
 purpose = "overdracht"
 request = ["vnummer", "naam"]
+
+[[transfer]]
+to = "vierde"
+service = "ngo-kvk/bericht"
+purpose = "overdracht"
+request = ["vnummer", "onderwerp"]
 "#;
 
 /// Tweede accepts from proef, but not the status.
@@ -428,6 +434,17 @@ fn write_transfer_pilots(pki: &common::TestPki) {
     );
     pki.write_config("pilots/tweede.toml", &(tweede + TWEEDE_TAKES));
     pki.write_config("pilots/derde.toml", DERDE);
+    // Vierde's receiving service is a mailbox; it takes the V-nummer only.
+    let vierde = DERDE
+        .replace("derde", "vierde")
+        .replace("DERDE", "VIERDE")
+        .replace("\"stuk\"]", "\"ngo-kvk\"]")
+        .replace("stuk/overdracht", "ngo-kvk/bericht")
+        .replace(
+            "request = [\"vnummer\", \"naam\"]",
+            "request = [\"vnummer\"]",
+        );
+    pki.write_config("pilots/vierde.toml", &vierde);
 }
 
 async fn setup_transfers() -> Fixture {

@@ -88,6 +88,10 @@ pub struct Gateway {
     pub body_budget: Arc<Semaphore>,
     /// Refusals before the pipeline, folded per source, kind and minute.
     pub strangers: crate::conn::Folder,
+    /// Set by `ketenpoort maintenance on` (admin socket): `/healthz` answers
+    /// 503 "maintenance" so load balancers drain this node, while exchanges
+    /// go on. Not kept across a restart.
+    pub maintenance: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
@@ -152,6 +156,7 @@ impl Gateway {
             checks: CheckLimiter::default(),
             body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes / 1024)),
             strangers: crate::conn::Folder::default(),
+            maintenance: std::sync::atomic::AtomicBool::new(false),
             config,
             policy,
             tls,

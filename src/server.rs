@@ -115,8 +115,8 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
             }
             accepted = accept_admin(listeners.admin.as_ref()) => {
                 let Some(unix) = accepted else { continue };
-                let (audit, stop) = (gateway.audit.clone(), stop_rx.clone());
-                tokio::spawn(serve_admin(audit, stop, unix));
+                let (gw, stop) = (gateway.clone(), stop_rx.clone());
+                tokio::spawn(serve_admin(gw, stop, unix));
             }
             _ = &mut shutdown => break,
         }
@@ -242,13 +242,13 @@ async fn serve_console(
 
 /// One admin-socket connection (local command-line tools).
 async fn serve_admin(
-    audit: Arc<crate::audit::Audit>,
+    gw: Arc<Gateway>,
     mut stop: tokio::sync::watch::Receiver<()>,
     unix: tokio::net::UnixStream,
 ) {
     let svc = service_fn(move |req| {
-        let audit = audit.clone();
-        async move { Ok::<_, std::convert::Infallible>(admin::handle(audit, req).await) }
+        let gw = gw.clone();
+        async move { Ok::<_, std::convert::Infallible>(admin::handle(gw, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(unix), svc);
     tokio::pin!(conn);

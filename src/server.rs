@@ -170,6 +170,9 @@ async fn serve_partner(
         Err(_) => None,
     };
     let state = Arc::new(ConnState::with_chain(addr, chain, generation));
+    if let (Ok(p), Some(t)) = (&peer.partner, state.not_after()) {
+        gw.saw_partner_certificate(&p.id, t);
+    }
     let watcher = {
         let (gw, state) = (gw.clone(), state.clone());
         tokio::spawn(async move { state.watch_certificate(&gw.tls).await })
@@ -421,5 +424,17 @@ fn reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(sweep_mailboxes(gw.clone())),
         tokio::spawn(record_folded_refusals(gw.clone())),
         tokio::spawn(gw.witnessing.clone().run()),
+        tokio::spawn(check_expiry_hourly(gw.clone())),
     ]
+}
+
+/// Certificate and CRL dates: gauges refreshed and warnings logged every
+/// hour (and at start and on every TLS reload, in the gateway).
+async fn check_expiry_hourly(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        gw.check_expiry();
+    }
 }

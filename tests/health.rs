@@ -264,3 +264,33 @@ async fn a_full_disk_fails_the_audit_check_until_space_is_freed() {
     assert_eq!(verdict(&health(&f).await), ok());
     f.gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_when_certificates_expire_and_crls_must_be_renewed() {
+    let f = fixture().await;
+    assert_eq!(exchange_status(&f).await, 200);
+    let r = get(f.gw.console, &f.pki.ca.cert_pem, None, "/metrics")
+        .await
+        .unwrap();
+    let m = String::from_utf8_lossy(&r.body).into_owned();
+    let value = |prefix: &str| -> i64 {
+        let line = m
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing in\n{m}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let year = 365 * 86_400;
+    // Test certificates and CRLs are made valid for a year.
+    for metric in [
+        "ketenpoort_certificate_expiry_timestamp_seconds{certificate=\"server\"}",
+        "ketenpoort_certificate_expiry_timestamp_seconds{certificate=\"client\"}",
+        "ketenpoort_crl_next_update_timestamp_seconds{file=",
+        "ketenpoort_partner_certificate_expiry_timestamp_seconds{partner=\"gemeente\"}",
+    ] {
+        let t = value(metric);
+        assert!((t - now - year).abs() < 86_400, "{metric} = {t}");
+    }
+    f.gw.stop().await;
+}

@@ -43,4 +43,10 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
     echo "note: no systemd-analyze here; the unit file was not verified"
 fi
+# Installing again (as an upgrade does) keeps what the operator changed.
+echo "# changed by the operator" >> /etc/ketenpoort/ketenpoort.toml
+dpkg -i "$deb" >/dev/null
+grep -q "changed by the operator" /etc/ketenpoort/ketenpoort.toml ||
+    fail "reinstalling overwrote /etc/ketenpoort/ketenpoort.toml"
+sed -i '/# changed by the operator/d' /etc/ketenpoort/ketenpoort.toml
 echo "package installed and checked"

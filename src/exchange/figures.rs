@@ -31,6 +31,12 @@ pub async fn handle(
     partner: &Partner,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    if req.method() != hyper::Method::GET {
+        return problem::respond(
+            problem::METHOD_NOT_ALLOWED,
+            format!("{} is not offered here", req.method()),
+        );
+    }
     let snap = gw.policy.current();
     let asked = figures::ask(req.uri().query());
     let target = Target {

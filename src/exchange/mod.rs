@@ -153,16 +153,7 @@ pub async fn handle(
                 "certificate_sha256": hex::encode(peer.cert_sha256),
             }),
         ),
-        Route::OpenApi if method == Method::GET => {
-            let mut resp = hyper::Response::new(http_body_util::Full::new(
-                bytes::Bytes::from_static(wire::OPENAPI_JSON.as_bytes()),
-            ));
-            resp.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            resp
-        }
+        Route::OpenApi if method == Method::GET => openapi(),
         Route::Inbox if method == Method::GET => inbox::list(gw, &partner, req.uri().query()).await,
         Route::InboxItem(id) if method == Method::GET || method == Method::DELETE => {
             inbox::item(gw, &partner, id, method == Method::DELETE).await
@@ -181,16 +172,13 @@ pub async fn handle(
         Route::CovenantSignatures(pilot, v) if method == Method::POST => {
             covenant::sign(gw, &partner, pilot, v, req).await
         }
-        Route::Registration { pilot, vnummer } => {
-            registration::handle(gw, peer, &partner, req, pilot, vnummer).await
+        r @ (Route::Registration { .. } | Route::Transfer { .. } | Route::Figures) => {
+            lvv(gw, peer, &partner, req, r).await
         }
-        Route::Transfer { from, to } => transfer::handle(gw, peer, &partner, req, from, to).await,
-        Route::Figures if method == Method::GET => figures::handle(gw, peer, &partner, req).await,
         Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
         Route::Whoami
         | Route::OpenApi
         | Route::Inbox
-        | Route::Figures
         | Route::InboxItem(_)
         | Route::Evidence(_)
         | Route::AuditCheckpoint
@@ -216,6 +204,36 @@ pub async fn handle(
             };
             run(gw, peer, &partner, req, target).await
         }
+    }
+}
+
+/// `GET /v1/openapi.json`: the partner API's OpenAPI document.
+fn openapi() -> Response<Body> {
+    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+        wire::OPENAPI_JSON.as_bytes(),
+    )));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The LVV registry's routes: stays and checks, transfers, figures (each
+/// checks its own method).
+async fn lvv(
+    gw: &Gateway,
+    peer: &Peer,
+    partner: &Partner,
+    req: Request<Incoming>,
+    route: Route<'_>,
+) -> Response<Body> {
+    match route {
+        Route::Registration { pilot, vnummer } => {
+            registration::handle(gw, peer, partner, req, pilot, vnummer).await
+        }
+        Route::Transfer { from, to } => transfer::handle(gw, peer, partner, req, from, to).await,
+        _ => figures::handle(gw, peer, partner, req).await,
     }
 }
 

@@ -86,6 +86,10 @@ kinds! {
     TOO_MANY_CHECKS = ("too-many-checks", TOO_MANY_REQUESTS, "More registration checks than this pilot allows per minute");
     INVALID_REGISTRATION = ("invalid-registration", BAD_REQUEST, "The registration is not acceptable");
     NO_OPEN_STAY = ("no-open-stay", NOT_FOUND, "The person has no open stay in this pilot");
+    CONSENT_MISSING = ("consent-missing", FORBIDDEN, "The flow rests on the person's consent, and none is in force");
+    INVALID_CONSENT = ("invalid-consent", BAD_REQUEST, "The consent is not acceptable");
+    NO_CONSENT = ("no-consent", NOT_FOUND, "The person has no consent in force for this rule to withdraw");
+    CONSENT_UNAVAILABLE = ("consent-unavailable", SERVICE_UNAVAILABLE, "The consent register cannot be read or written; nothing changed");
     REGISTRY_UNAVAILABLE = ("registry-unavailable", SERVICE_UNAVAILABLE, "The registry cannot be read or written; nothing changed");
     NOT_YET_PUBLISHED = ("not-yet-published", SERVICE_UNAVAILABLE, "The record is not yet in a published checkpoint; try again shortly");
     BUSY = ("busy", SERVICE_UNAVAILABLE, "The gateway is at its limit for buffered requests; try again shortly");

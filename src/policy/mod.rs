@@ -14,6 +14,7 @@
 //! - [`model`]: the compiled policy (pilots, purposes, rules, keys);
 //! - [`registration`]: who registers stays in an LVV and who may check.
 
+pub mod consent;
 pub mod decide;
 pub mod diff;
 pub mod explain;
@@ -24,6 +25,7 @@ pub mod minimise;
 pub mod model;
 pub mod partners;
 pub mod registration;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod terms;

@@ -7,7 +7,9 @@
 //!    when the log has gone unwitnessed for too long (`fail_closed_after`),
 //!    a refusal ([`crate::witnessing::Witnessing::refuses`]);
 //! 4. policy: [`crate::policy::PolicySet::authorise`], the one place that
-//!    decides: the rule, the method, the path, the subject;
+//!    decides: the rule, the method, the path, the subject; and, for a rule
+//!    that rests on consent, [`crate::policy::Grant::consent`] once the
+//!    subject is known ([`consent::require`]);
 //! 5. request: bounded, strict JSON ([`mod@json`]), minimised caller → provider,
 //!    recorded before a byte goes out ([`request::take`]);
 //! 6. forward: to the provider's back-end over mutual TLS ([`answer::fetch`],
@@ -26,6 +28,7 @@
 //! policy snapshot from start to end.
 
 pub mod answer;
+pub mod consent;
 pub mod covenant;
 pub mod evidence;
 pub mod forward;
@@ -168,6 +171,11 @@ pub async fn handle(
         Route::Registration { pilot, vnummer } => {
             registration::handle(gw, peer, &partner, req, pilot, vnummer).await
         }
+        Route::Consent {
+            pilot,
+            vnummer,
+            rule,
+        } => consent::handle(gw, peer, &partner, req, (pilot, vnummer, rule)).await,
         Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
         Route::Whoami
         | Route::Inbox

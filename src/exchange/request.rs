@@ -102,6 +102,7 @@ pub async fn take(
                 format!("{method} carries no body"),
             ));
         }
+        super::consent::require(x, grant, grant.path_subject.as_deref()).await?;
         if method == Method::DELETE {
             let mut e = x.entry(Direction::Request);
             e.decision = Decision::Disclosed;
@@ -127,7 +128,8 @@ pub async fn take(
         Err(e) => return Err(Refusal::new(problem::MALFORMED_JSON, e.0)),
     };
     let subject = grant.request_subject(&doc)?;
-    x.subject = Some(x.gw.audit.subject(&subject));
+    x.subject = Some(super::refusal::subject_of(x, &subject)?);
+    super::consent::require(x, grant, Some(&subject)).await?;
     let m = grant.minimise(Direction::Request, &doc, &x.snap.keys);
     x.gw.metrics
         .shape_violations(&grant.service().qualified(), m.shape_violations);

@@ -27,6 +27,10 @@ pub const ROUTES: &[(&[&str], &str)] = &[
         &["GET", "PUT", "DELETE"],
         "/v1/pilots/{pilot}/registrations/{vnummer}",
     ),
+    (
+        &["GET", "PUT", "DELETE"],
+        "/v1/pilots/{pilot}/consents/{vnummer}/{rule}",
+    ),
     (&["GET"], "/v1/inbox"),
     (&["GET", "DELETE"], "/v1/inbox/{id}"),
     (&["GET"], "/v1/audit/checkpoint"),
@@ -63,6 +67,15 @@ pub enum Route<'a> {
         pilot: &'a str,
         /// The person's V-nummer (checked by the handler).
         vnummer: &'a str,
+    },
+    /// `/v1/pilots/{pilot}/consents/{vnummer}/{rule}`.
+    Consent {
+        /// Pilot id.
+        pilot: &'a str,
+        /// The person's V-nummer (checked by the handler).
+        vnummer: &'a str,
+        /// The rule that rests on consent.
+        rule: &'a str,
     },
     /// `/v1/inbox`.
     Inbox,
@@ -135,6 +148,11 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
         ["v1", "pilots", pilot, "registrations", vnummer] => {
             Ok(Route::Registration { pilot, vnummer })
         }
+        ["v1", "pilots", pilot, "consents", vnummer, rule] => Ok(Route::Consent {
+            pilot,
+            vnummer,
+            rule,
+        }),
         ["v1", "audit", "records", id, "evidence"] => id
             .parse()
             .map(Route::Evidence)

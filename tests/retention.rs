@@ -1,0 +1,344 @@
+//! Retention over the real gateway and CLI, with the day set by the test
+//! (`audit retention --as-of`), not by waiting: a month past its pilot's
+//! retention can no longer be linked to the person (no CLI query, no console
+//! search, no access report finds it), while the log itself stays whole
+//! (`audit verify` passes, a proof made before still checks), a month of a
+//! pilot whose retention has not passed is untouched, and the destruction
+//! is itself a record.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::fixture::{self, Fixture, fixture_with, ids};
+use common::*;
+use http_body_util::Full;
+use hyper::Method;
+use serde_json::{Value, json};
+
+const PERSON: &str = "5550006001";
+
+/// A second pilot with a longer retention, where the person is registered.
+const TWEEDE: &str = r#"[pilot]
+id = "tweede"
+name = "LVV Tweede"
+partners = ["gemeente", "ngo-kvk"]
+[pilot.covenant]
+id = "LVV-TWEEDE"
+version = "1.0"
+valid_from = 2019-01-01
+valid_until = 2099-12-31
+
+[purposes.aanmelding]
+description = "Aanmelding bij de LVV"
+legal_basis = "AVG art. 6(1)(e)"
+retention_days = 730
+
+[registration]
+registrars = ["ngo-kvk"]
+checkers = ["gemeente"]
+purpose = "aanmelding"
+
+[retention]
+audit = "P10Y"
+"#;
+
+async fn setup() -> Fixture {
+    fixture_with(|pki| {
+        let proef = pki.pilots_dir().join("proef.toml");
+        let text = std::fs::read_to_string(&proef).unwrap();
+        pki.write_config(
+            "pilots/proef.toml",
+            &(text + "\n[retention]\naudit = \"P1Y\"\n"),
+        );
+        pki.write_config("pilots/tweede.toml", TWEEDE);
+        // The expired pilot of the fixture states a retention too, so the
+        // look-ups' key follows the longest (P10Y) rather than forever.
+        let oud = pki.pilots_dir().join("oud.toml");
+        let text = std::fs::read_to_string(&oud).unwrap();
+        pki.write_config(
+            "pilots/oud.toml",
+            &(text + "\n[retention]\naudit = \"P1Y\"\n"),
+        );
+    })
+    .await
+}
+
+fn cli(f: &Fixture, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
+        .args(args)
+        .arg("--config")
+        .arg(f.pki.config_file())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `audit query --subject` from the CLI (through the running gateway): the
+/// ids of the person's records of `pilot`.
+fn cli_found(f: &Fixture, pilot: &str) -> Vec<u64> {
+    let (ok, out, err) = cli(
+        f,
+        &["audit", "query", "--subject", PERSON, "--format", "jsonl"],
+        None,
+    );
+    assert!(ok, "{err}");
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["pilot"] == pilot && r["kind"] == "exchange")
+        .filter_map(|r| r["id"].as_u64())
+        .collect()
+}
+
+async fn console(f: &Fixture, path: &str, token: &str) -> Value {
+    let req = hyper::Request::builder()
+        .method(Method::GET)
+        .uri(format!("https://localhost{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = request(
+        f.gw.console,
+        client_config(&f.pki.ca.cert_pem, None, &[b"http/1.1"]),
+        req,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+/// The console's search by subject and the access report: ids of the
+/// person's exchange records of `pilot`.
+async fn console_found(f: &Fixture, token: &str, pilot: &str) -> (Vec<u64>, Vec<u64>) {
+    let listed = console(f, &format!("/api/v1/disclosures?subject={PERSON}"), token).await;
+    let search = listed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["pilot"] == pilot && r["kind"] == "exchange")
+        .filter_map(|r| r["id"].as_u64())
+        .collect();
+    let rep = console(f, &format!("/api/v1/subjects/{PERSON}/report"), token).await;
+    let report = ["disclosed", "refused"]
+        .iter()
+        .flat_map(|k| rep[k].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["pilot"] == pilot)
+        .filter_map(|r| r["record"].as_u64())
+        .collect();
+    (search, report)
+}
+
+async fn officer(f: &Fixture) -> String {
+    let (ok, out, err) = cli(f, &["user", "add", "fg", "--role", "privacy-officer"], None);
+    assert!(ok, "{err}");
+    let token = out.trim().to_string();
+    for _ in 0..100 {
+        let req = hyper::Request::builder()
+            .uri("https://localhost/api/v1/whoami")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let r = request(
+            f.gw.console,
+            client_config(&f.pki.ca.cert_pem, None, &[b"http/1.1"]),
+            req,
+        )
+        .await
+        .unwrap();
+        if r.status == 200 {
+            return token;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the console did not pick up the new officer");
+}
+
+fn this_month() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}", d.year(), d.month() as u8)
+}
+
+/// The day this month is past a retention of `years`: the first of the
+/// month after it, `years` later.
+fn past_retention(years: i32) -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    let (y, m) = if d.month() == time::Month::December {
+        (d.year() + 1, 1)
+    } else {
+        (d.year(), d.month() as u8 + 1)
+    };
+    format!("{:04}-{m:02}-01", y + years)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_past_retention_is_unlinked_and_the_log_stays_whole() {
+    let f = setup().await;
+    // Records about the person in "proef" (P1Y) and in "tweede" (P10Y).
+    let r = f
+        .gemeente
+        .send(
+            Method::GET,
+            &format!("/v1/pilots/proef/services/dtv/dossier/{PERSON}"),
+            &[("Ketenpoort-Purpose", "casusoverleg")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let proef_ids = ids(&r);
+    let r = f
+        .ngo_kvk
+        .send(
+            Method::PUT,
+            &format!("/v1/pilots/tweede/registrations/{PERSON}"),
+            &[("Ketenpoort-Purpose", "aanmelding")],
+            Some(&json!({"since": "2026-01-05"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let tweede_ids = ids(&r);
+    let token = officer(&f).await;
+    assert_eq!(cli_found(&f, "proef").len(), proef_ids.len());
+    assert_eq!(cli_found(&f, "tweede"), tweede_ids);
+    let (search, report) = console_found(&f, &token, "proef").await;
+    assert!(!search.is_empty() && !report.is_empty());
+
+    // A proof of a proef record, made before.
+    let (ok, proof, err) = cli(
+        &f,
+        &["audit", "prove", "--index", &proef_ids[0].to_string()],
+        None,
+    );
+    assert!(ok, "{err}");
+
+    // The day before the month passes its retention: nothing happens.
+    let eve = time::Date::parse(
+        &past_retention(1),
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .unwrap()
+    .previous_day()
+    .unwrap()
+    .to_string();
+    let (ok, out, err) = cli(&f, &["audit", "retention", "--as-of", &eve], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("no month is past retention"), "{out}");
+    assert_eq!(cli_found(&f, "proef").len(), proef_ids.len());
+
+    // A dry run names what would go, and changes nothing.
+    let day = past_retention(1);
+    let (ok, out, err) = cli(
+        &f,
+        &["audit", "retention", "--dry-run", "--as-of", &day],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("would unlink proef {}", this_month())),
+        "{out}"
+    );
+    assert!(!out.contains("tweede"), "{out}");
+    assert_eq!(cli_found(&f, "proef").len(), proef_ids.len());
+
+    // Done: proef's month is unlinked, tweede's (P10Y) untouched.
+    let size_before = f.gw.gateway.audit.view().head().size;
+    let (ok, out, err) = cli(&f, &["audit", "retention", "--as-of", &day], None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("unlinked proef {}", this_month())),
+        "{out}"
+    );
+    assert!(
+        cli_found(&f, "proef").is_empty(),
+        "CLI still finds proef records"
+    );
+    assert_eq!(cli_found(&f, "tweede"), tweede_ids);
+    let (search, report) = console_found(&f, &token, "proef").await;
+    assert!(search.is_empty(), "console search still finds {search:?}");
+    assert!(report.is_empty(), "access report still shows {report:?}");
+    let (search, _) = console_found(&f, &token, "tweede").await;
+    assert!(!search.is_empty(), "tweede's month is within retention");
+
+    // The destruction is a record: pilot, month, how many records.
+    let view = f.gw.gateway.audit.view().clone();
+    let head = view.head().size;
+    let mut found = None;
+    for id in size_before..head {
+        let rec = fixture::record(&f, id).await;
+        if rec.entry.kind == ketenpoort::audit::RecordKind::Retention && rec.entry.pilot == "proef"
+        {
+            found = Some(rec);
+        }
+    }
+    let rec = found.expect("no retention record for proef");
+    assert!(
+        rec.entry
+            .reason
+            .starts_with(&format!("unlinked {}: ", this_month())),
+        "{}",
+        rec.entry.reason
+    );
+    let n: usize = rec
+        .entry
+        .reason
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .trim_end_matches(" records")
+        .parse()
+        .unwrap();
+    assert!(n >= proef_ids.len(), "{n} records unlinked");
+    assert!(rec.entry.subject.is_none());
+
+    // The records themselves are there byte for byte; the log verifies and
+    // the old proof still checks.
+    let still = fixture::record(&f, proef_ids[0]).await;
+    assert!(still.entry.subject.is_some());
+    let (ok, _, _) = cli(&f, &["audit", "head", "--now"], None);
+    assert!(ok);
+    let (ok, out, err) = cli(&f, &["audit", "verify"], None);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(&f, &["audit", "check-proof", "-"], Some(&proof));
+    assert!(ok && !out.contains("invalid"), "{out}{err}");
+
+    // The console shows where each pilot stands.
+    let pilots = console(&f, "/api/v1/pilots", &token).await;
+    let tweede = pilots["pilots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "tweede")
+        .unwrap()
+        .clone();
+    assert_eq!(tweede["retention"]["audit"], "P10Y");
+    assert_eq!(tweede["retention"]["oldest_linkable"], this_month());
+    assert_eq!(tweede["retention"]["next_destruction"], past_retention(10));
+    let proef = pilots["pilots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "proef")
+        .unwrap()
+        .clone();
+    assert!(proef["retention"]["oldest_linkable"].is_null(), "{proef}");
+    f.gw.stop().await;
+}

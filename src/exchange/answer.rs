@@ -163,7 +163,7 @@ pub async fn deliver(
     let mut consents = Vec::with_capacity(subjects.len());
     for s in &subjects {
         consents.push(match s {
-            Some(v) => super::consent::of_element(x, grant, v).await?,
+            Some(v) => super::consent_check::of_element(x, grant, v).await?,
             None => x.consent,
         });
     }

@@ -14,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::consent_check::{history, today};
 use super::refusal::{Exchange, Refusal, Target};
 use super::request;
 use super::trace::Trace;
@@ -23,7 +24,7 @@ use crate::gateway::{Body, Gateway};
 use crate::identity::Peer;
 use crate::policy::consent::{ConsentAct, ConsentEvent, in_force, parse_day, state};
 use crate::policy::partners::Partner;
-use crate::policy::{Direction, Grant, Pilot, Rule, valid_vnummer};
+use crate::policy::{Direction, Pilot, Rule, valid_vnummer};
 use crate::problem;
 
 /// The service name consent records carry (`ketenpoort/toestemming`).
@@ -49,67 +50,6 @@ struct Give {
 struct Withdraw {
     #[serde(default)]
     reason: Option<String>,
-}
-
-fn unavailable() -> Refusal {
-    Refusal::new(
-        problem::CONSENT_UNAVAILABLE,
-        "the consent register cannot be read or written",
-    )
-}
-
-fn today() -> time::Date {
-    time::OffsetDateTime::now_utc().date()
-}
-
-/// The pipeline's check, once the subject is known: a flow whose rule
-/// rests on consent passes only for a person with a consent in force; the
-/// exchange's records then cite it.
-pub async fn require(
-    x: &mut Exchange<'_>,
-    grant: &Grant<'_>,
-    vnummer: Option<&str>,
-) -> Result<(), Refusal> {
-    if !grant.rule.consent {
-        return Ok(());
-    }
-    let history = match vnummer {
-        Some(v) => Some(history(x, v, &grant.rule.id).await?),
-        None => None,
-    };
-    x.consent = grant.consent(history.as_deref(), today())?;
-    Ok(())
-}
-
-/// The consent an answer element about another person rests on: checked
-/// like the request's subject, since that person's consent is what lets
-/// their data go.
-pub async fn of_element(
-    x: &Exchange<'_>,
-    grant: &Grant<'_>,
-    vnummer: &str,
-) -> Result<Option<u64>, Refusal> {
-    if !grant.rule.consent {
-        return Ok(None);
-    }
-    let h = history(x, vnummer, &grant.rule.id).await?;
-    grant.consent(Some(&h), today()).map_err(Refusal::from)
-}
-
-/// A person's history for one rule of the exchange's pilot.
-async fn history(
-    x: &Exchange<'_>,
-    vnummer: &str,
-    rule: &str,
-) -> Result<Vec<ConsentEvent>, Refusal> {
-    let reg = x.gw.consents.clone();
-    let p = reg.pseudonym(vnummer);
-    let (pilot, rule) = (x.target.pilot.clone(), rule.to_string());
-    tokio::task::spawn_blocking(move || reg.history(&p, &pilot, &rule))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(unavailable)
 }
 
 /// Serves one consent call.
@@ -346,7 +286,7 @@ async fn change(
         .await
         .ok()
         .and_then(Result::ok)
-        .ok_or_else(unavailable)?;
+        .ok_or_else(super::consent_check::unavailable)?;
     let mut resp = match act {
         ConsentAct::Given => json_response(
             StatusCode::CREATED,

@@ -9,7 +9,7 @@
 //! 4. policy: [`crate::policy::PolicySet::authorise`], the one place that
 //!    decides: the rule, the method, the path, the subject; and, for a rule
 //!    that rests on consent, [`crate::policy::Grant::consent`] once the
-//!    subject is known ([`consent::require`]);
+//!    subject is known ([`consent_check::require`]);
 //! 5. request: bounded, strict JSON ([`mod@json`]), minimised caller → provider,
 //!    recorded before a byte goes out ([`request::take`]);
 //! 6. forward: to the provider's back-end over mutual TLS ([`answer::fetch`],
@@ -29,6 +29,7 @@
 
 pub mod answer;
 pub mod consent;
+pub mod consent_check;
 pub mod covenant;
 pub mod evidence;
 pub mod forward;

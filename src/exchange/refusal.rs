@@ -112,7 +112,14 @@ pub struct Exchange<'a> {
 /// the pilot's subject key of this month. When the key cannot be made,
 /// nothing can be recorded, so nothing goes.
 pub fn subject_of(x: &Exchange<'_>, vnummer: &str) -> Result<[u8; 32], Refusal> {
-    x.gw.audit.subject(&x.target.pilot, vnummer).map_err(|e| {
+    // A pilot the policy does not know gets no keys of its own: a caller
+    // must not be able to make key files by naming pilots.
+    let scope = if x.snap.policy.pilots.contains_key(&x.target.pilot) {
+        x.target.pilot.as_str()
+    } else {
+        crate::audit::store::LOOKUP_SCOPE
+    };
+    x.gw.audit.subject(scope, vnummer).map_err(|e| {
         warn!(partner = %x.consumer.id, error = %e, "subject key unavailable; nothing delivered");
         Refusal::audit_unavailable("delivered")
     })

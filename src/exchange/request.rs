@@ -102,7 +102,7 @@ pub async fn take(
                 format!("{method} carries no body"),
             ));
         }
-        super::consent::require(x, grant, grant.path_subject.as_deref()).await?;
+        super::consent_check::require(x, grant, grant.path_subject.as_deref()).await?;
         if method == Method::DELETE {
             let mut e = x.entry(Direction::Request);
             e.decision = Decision::Disclosed;
@@ -129,7 +129,7 @@ pub async fn take(
     };
     let subject = grant.request_subject(&doc)?;
     x.subject = Some(super::refusal::subject_of(x, &subject)?);
-    super::consent::require(x, grant, Some(&subject)).await?;
+    super::consent_check::require(x, grant, Some(&subject)).await?;
     let m = grant.minimise(Direction::Request, &doc, &x.snap.keys);
     x.gw.metrics
         .shape_violations(&grant.service().qualified(), m.shape_violations);

@@ -25,6 +25,7 @@ use crate::audit::retention::Retentions;
 use crate::audit::store::{Filter, LOOKUP_SCOPE, Options, SubjectKeys, View};
 use crate::audit::{Decision, Record};
 use crate::config::GatewayConfig;
+use crate::gateway::Gateway;
 use crate::policy::retention::Retention;
 
 /// The socket's path under the data directory.
@@ -212,6 +213,30 @@ fn ask_gateway(sock: &Path, wire: &Wire) -> Result<Vec<Record>, AdminError> {
         .collect()
 }
 
+/// `on`, `off` or nothing (ask); the state after it, logged when it changed.
+fn set_maintenance(gw: &Gateway, body: &[u8]) -> Result<bool, String> {
+    use std::sync::atomic::Ordering;
+    let want = match body {
+        b"" => return Ok(gw.maintenance.load(Ordering::SeqCst)),
+        b"on" => true,
+        b"off" => false,
+        _ => return Err("maintenance takes on or off".into()),
+    };
+    if gw.maintenance.swap(want, Ordering::SeqCst) != want {
+        tracing::warn!(
+            maintenance = want,
+            "maintenance {}: /healthz answers {}",
+            if want { "on" } else { "off" },
+            if want {
+                "503 (drain)"
+            } else {
+                "by its checks again"
+            }
+        );
+    }
+    Ok(want)
+}
+
 /// One POST over the admin socket; the body of a 200 answer.
 fn call(sock: &Path, path: &str, body: Vec<u8>) -> Result<Bytes, AdminError> {
     let err = |reason: String| AdminError::Socket {
@@ -339,16 +364,38 @@ fn run_retention(audit: &crate::audit::Audit, ask: &RetentionAsk) -> Result<Valu
     }))
 }
 
+/// Turns maintenance on or off in the running gateway (`Some`), or asks
+/// whether it is on (`None`); the state after the call. Only through the
+/// admin socket: maintenance is a state of the running process.
+pub fn maintenance(config: &GatewayConfig, on: Option<bool>) -> Result<bool, AdminError> {
+    let sock = socket_path(&config.data_dir);
+    let body = match on {
+        Some(true) => b"on".to_vec(),
+        Some(false) => b"off".to_vec(),
+        None => Vec::new(),
+    };
+    let answer = call(&sock, "/v1/maintenance", body)?;
+    Ok(answer.as_ref() == b"on")
+}
+
 /// Serves one admin request (in the gateway).
-pub async fn handle(
-    audit: Arc<crate::audit::Audit>,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, body: Vec<u8>| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
         r
     };
+    let audit = gw.audit.clone();
+    if req.method() == Method::POST && req.uri().path() == "/v1/maintenance" {
+        let body = match Limited::new(req.into_body(), 16).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+        };
+        return match set_maintenance(&gw, &body) {
+            Ok(on) => reply(StatusCode::OK, if on { "on" } else { "off" }.into()),
+            Err(e) => reply(StatusCode::BAD_REQUEST, e.into_bytes()),
+        };
+    }
     if req.method() == Method::POST && req.uri().path() == "/v1/audit/checkpoint" {
         return match audit.checkpoint().await {
             Ok(cp) => reply(StatusCode::OK, cp.note.into_bytes()),

@@ -20,8 +20,25 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Where the gateway looks when no `--config` is given.
+/// Where the gateway looks first when no `--config` is given: a checkout or
+/// a folder laid out like one.
 pub const DEFAULT_CONFIG: &str = "config/ketenpoort.toml";
+
+/// Where a system install keeps its configuration (the Debian package's
+/// `/etc/ketenpoort/`); the default when `./config/ketenpoort.toml` is absent.
+pub const SYSTEM_CONFIG: &str = "/etc/ketenpoort/ketenpoort.toml";
+
+/// The configuration file used without `--config`: `./config/ketenpoort.toml`
+/// when present, else `/etc/ketenpoort/ketenpoort.toml`, so that an installed
+/// binary works from any directory.
+pub fn default_config() -> PathBuf {
+    let local = Path::new(DEFAULT_CONFIG);
+    if local.exists() {
+        local.to_path_buf()
+    } else {
+        PathBuf::from(SYSTEM_CONFIG)
+    }
+}
 
 /// A configuration error, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]

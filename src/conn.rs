@@ -109,6 +109,11 @@ impl Drop for Busy<'_> {
 }
 
 impl ConnState {
+    /// When the peer's certificate stops being valid, if it presented one.
+    pub fn not_after(&self) -> Option<std::time::SystemTime> {
+        self.not_after
+    }
+
     /// A fresh connection from `addr` without a client certificate.
     pub fn new(addr: SocketAddr) -> Self {
         Self::with_chain(addr, Vec::new(), 0)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use tokio::sync::Semaphore;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::audit::{self, Audit, AuditError};
 use crate::config::{ConfigError, GatewayConfig};
@@ -91,6 +91,20 @@ pub struct Gateway {
     pub body_budget: Arc<Semaphore>,
     /// Refusals before the pipeline, folded per source, kind and minute.
     pub strangers: crate::conn::Folder,
+    /// Set by `ketenpoort maintenance on` (admin socket): `/healthz` answers
+    /// 503 "maintenance" so load balancers drain this node, while exchanges
+    /// go on. Not kept across a restart.
+    pub maintenance: std::sync::atomic::AtomicBool,
+    /// Each partner's certificate notAfter (Unix seconds), as last seen in
+    /// a handshake: for the expiry warnings.
+    pub partner_expiry: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
+}
+
+/// A certificate this many days or fewer from its notAfter is warned about.
+pub const EXPIRY_WARN_DAYS: i64 = 30;
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 impl Gateway {
@@ -157,12 +171,14 @@ impl Gateway {
             ConsentRegister::open(mailbox.db(), &consent_key)
                 .map_err(|e| StartError::Mailbox(format!("consent register: {e}")))?,
         );
-        Ok(Self {
+        let gw = Self {
             registry,
             consents,
             checks: CheckLimiter::default(),
             body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes / 1024)),
             strangers: crate::conn::Folder::default(),
+            maintenance: std::sync::atomic::AtomicBool::new(false),
+            partner_expiry: std::sync::Mutex::default(),
             config,
             policy,
             tls,
@@ -172,7 +188,9 @@ impl Gateway {
             mailbox,
             metrics,
             console,
-        })
+        };
+        gw.check_expiry();
+        Ok(gw)
     }
 
     /// Runs a blocking reload off the async threads and logs its outcome;
@@ -206,6 +224,62 @@ impl Gateway {
             gw.tls.reload().map_err(|e| e.to_string())
         })
         .await;
+        self.check_expiry();
+    }
+
+    /// Shows the certificate and CRL dates in the metrics and logs a warning
+    /// for each that is near: the gateway's own certificates and partners'
+    /// (as last seen) within [`EXPIRY_WARN_DAYS`], a CRL within a day of its
+    /// nextUpdate or past it.
+    pub fn check_expiry(&self) {
+        let now = unix_now();
+        let tls = self.tls.current();
+        let own: Vec<(&str, i64)> = tls.validity.own.iter().map(|(w, _, a)| (*w, *a)).collect();
+        self.metrics.set_tls_dates(&own, &tls.validity.crls);
+        let soon = EXPIRY_WARN_DAYS * 86_400;
+        for (what, at) in own {
+            if at - now < soon {
+                warn!(
+                    certificate = what,
+                    days_left = (at - now) / 86_400,
+                    "the gateway's own certificate expires soon: renew it"
+                );
+            }
+        }
+        for (file, next) in &tls.validity.crls {
+            if let Some(t) = next
+                && *t - now < 86_400
+            {
+                warn!(crl = %file, hours_left = (*t - now) / 3600, "CRL nextUpdate is near or past: renew the CRL file");
+            }
+        }
+        let partners = self
+            .partner_expiry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (partner, at) in partners.iter() {
+            if at - now < soon {
+                warn!(%partner, days_left = (at - now) / 86_400, "a partner's certificate expires soon");
+            }
+        }
+    }
+
+    /// Notes a partner's certificate notAfter seen in a handshake (metric);
+    /// a new date within [`EXPIRY_WARN_DAYS`] is warned about at once.
+    pub fn saw_partner_certificate(&self, partner: &str, not_after: std::time::SystemTime) {
+        let at = not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.metrics.partner_certificate(partner, at);
+        let mut partners = self
+            .partner_expiry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if partners.insert(partner.to_string(), at) != Some(at)
+            && at - unix_now() < EXPIRY_WARN_DAYS * 86_400
+        {
+            warn!(%partner, days_left = (at - unix_now()) / 86_400, "a partner's certificate expires soon");
+        }
     }
 
     /// Re-reads partners and policies, keeping the running ones if any file

@@ -45,6 +45,14 @@ pub struct Metrics {
     pub witness_published_age_seconds: Gauge,
     /// Size of the published checkpoint.
     pub witness_published_size: Gauge,
+    /// notAfter (Unix seconds) of the gateway's own certificates, by
+    /// `certificate` (`server`, `client`).
+    pub certificate_expiry: Family<Labels, Gauge>,
+    /// notAfter (Unix seconds) of each partner's certificate, as last seen
+    /// in a handshake.
+    pub partner_certificate_expiry: Family<Labels, Gauge>,
+    /// nextUpdate (Unix seconds) of each CRL loaded, by file.
+    pub crl_next_update: Family<Labels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -80,6 +88,24 @@ impl Metrics {
         let witness_quorum_met = Gauge::default();
         let witness_published_age_seconds = Gauge::default();
         let witness_published_size = Gauge::default();
+        let certificate_expiry = Family::<Labels, Gauge>::default();
+        let partner_certificate_expiry = Family::<Labels, Gauge>::default();
+        let crl_next_update = Family::<Labels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the gateway's own certificates (server, client), Unix seconds",
+            certificate_expiry.clone(),
+        );
+        registry.register(
+            "partner_certificate_expiry_timestamp_seconds",
+            "notAfter of each partner's certificate as last seen in a handshake, Unix seconds",
+            partner_certificate_expiry.clone(),
+        );
+        registry.register(
+            "crl_next_update_timestamp_seconds",
+            "nextUpdate of each CRL loaded, by file, Unix seconds",
+            crl_next_update.clone(),
+        );
         registry.register(
             "witness_failures",
             "Witness requests that brought no valid cosignature, by witness and reason",
@@ -152,7 +178,36 @@ impl Metrics {
             witness_quorum_met,
             witness_published_age_seconds,
             witness_published_size,
+            certificate_expiry,
+            partner_certificate_expiry,
+            crl_next_update,
         }
+    }
+
+    /// Shows the dates of the TLS set in force: own certificates' notAfter
+    /// and CRLs' nextUpdate (a CRL without one is left out).
+    pub fn set_tls_dates(&self, own: &[(&str, i64)], crls: &[(String, Option<i64>)]) {
+        self.certificate_expiry.clear();
+        for (what, not_after) in own {
+            self.certificate_expiry
+                .get_or_create(&vec![("certificate".into(), (*what).into())])
+                .set(*not_after);
+        }
+        self.crl_next_update.clear();
+        for (file, next) in crls {
+            if let Some(t) = next {
+                self.crl_next_update
+                    .get_or_create(&vec![("file".into(), file.clone())])
+                    .set(*t);
+            }
+        }
+    }
+
+    /// Shows a partner's certificate notAfter, as seen in a handshake.
+    pub fn partner_certificate(&self, partner: &str, not_after: i64) {
+        self.partner_certificate_expiry
+            .get_or_create(&vec![("partner".into(), partner.into())])
+            .set(not_after);
     }
 
     /// Counts a witness request that brought no valid cosignature.

@@ -253,17 +253,28 @@ impl Ca {
 
     /// A CRL listing these serial numbers, valid for a year.
     pub fn crl(&self, revoked: &[Vec<u8>]) -> Result<String, PkiError> {
+        self.crl_until(revoked, OffsetDateTime::now_utc() + Duration::days(365))
+    }
+
+    /// A CRL like [`Ca::crl`] whose nextUpdate is `next_update` (tests of
+    /// a CRL that was not renewed in time use one in the past).
+    pub fn crl_until(
+        &self,
+        revoked: &[Vec<u8>],
+        next_update: OffsetDateTime,
+    ) -> Result<String, PkiError> {
         let now = OffsetDateTime::now_utc();
+        let this_update = (now - Duration::minutes(1)).min(next_update - Duration::hours(1));
         let params = CertificateRevocationListParams {
-            this_update: now - Duration::minutes(1),
-            next_update: now + Duration::days(365),
+            this_update,
+            next_update,
             crl_number: SerialNumber::from_slice(&now.unix_timestamp().to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs: revoked
                 .iter()
                 .map(|s| RevokedCertParams {
                     serial_number: SerialNumber::from_slice(s),
-                    revocation_time: now - Duration::minutes(1),
+                    revocation_time: this_update,
                     reason_code: None,
                     invalidity_date: None,
                 })

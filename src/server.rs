@@ -115,8 +115,8 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
             }
             accepted = accept_admin(listeners.admin.as_ref()) => {
                 let Some(unix) = accepted else { continue };
-                let (audit, stop) = (gateway.audit.clone(), stop_rx.clone());
-                tokio::spawn(serve_admin(audit, stop, unix));
+                let (gw, stop) = (gateway.clone(), stop_rx.clone());
+                tokio::spawn(serve_admin(gw, stop, unix));
             }
             _ = &mut shutdown => break,
         }
@@ -170,6 +170,9 @@ async fn serve_partner(
         Err(_) => None,
     };
     let state = Arc::new(ConnState::with_chain(addr, chain, generation));
+    if let (Ok(p), Some(t)) = (&peer.partner, state.not_after()) {
+        gw.saw_partner_certificate(&p.id, t);
+    }
     let watcher = {
         let (gw, state) = (gw.clone(), state.clone());
         tokio::spawn(async move { state.watch_certificate(&gw.tls).await })
@@ -242,13 +245,13 @@ async fn serve_console(
 
 /// One admin-socket connection (local command-line tools).
 async fn serve_admin(
-    audit: Arc<crate::audit::Audit>,
+    gw: Arc<Gateway>,
     mut stop: tokio::sync::watch::Receiver<()>,
     unix: tokio::net::UnixStream,
 ) {
     let svc = service_fn(move |req| {
-        let audit = audit.clone();
-        async move { Ok::<_, std::convert::Infallible>(admin::handle(audit, req).await) }
+        let gw = gw.clone();
+        async move { Ok::<_, std::convert::Infallible>(admin::handle(gw, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(unix), svc);
     tokio::pin!(conn);
@@ -449,5 +452,17 @@ fn reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(apply_retention(gw.clone())),
         tokio::spawn(record_folded_refusals(gw.clone())),
         tokio::spawn(gw.witnessing.clone().run()),
+        tokio::spawn(check_expiry_hourly(gw.clone())),
     ]
+}
+
+/// Certificate and CRL dates: gauges refreshed and warnings logged every
+/// hour (and at start and on every TLS reload, in the gateway).
+async fn check_expiry_hourly(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        gw.check_expiry();
+    }
 }

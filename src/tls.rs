@@ -82,7 +82,52 @@ fn read_roots(files: &TlsFiles) -> Result<Arc<RootCertStore>, TlsError> {
     Ok(Arc::new(roots))
 }
 
-fn read_crls(files: &TlsFiles) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+/// What health checks and metrics need to know of the files one set was
+/// built from: when each CRL must be renewed, when the gateway's own
+/// certificates are valid. Read once per build (start and every reload).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validity {
+    /// Every CRL loaded: its file and its nextUpdate (Unix seconds), `None`
+    /// for a CRL without one.
+    pub crls: Vec<(String, Option<i64>)>,
+    /// The gateway's own certificates (the server certificate, then the
+    /// client certificate for back-ends): what, notBefore and notAfter
+    /// (Unix seconds).
+    pub own: Vec<(&'static str, i64, i64)>,
+}
+
+impl Validity {
+    /// Reads the dates out of the DER a set was built from.
+    fn read(
+        crls: &[(String, CertificateRevocationListDer<'static>)],
+        server: &CertificateDer<'static>,
+        client: &CertificateDer<'static>,
+        files: &TlsFiles,
+    ) -> Result<Self, TlsError> {
+        let mut out = Self::default();
+        for (file, der) in crls {
+            let (_, crl) = x509_parser::parse_x509_crl(der)
+                .map_err(|e| file_err(Path::new(file), format!("CRL: {e}")))?;
+            out.crls
+                .push((file.clone(), crl.next_update().map(|t| t.timestamp())));
+        }
+        for (what, der, file) in [
+            ("server", server, &files.cert),
+            ("client", client, &files.client_cert),
+        ] {
+            let (_, cert) = x509_parser::parse_x509_certificate(der)
+                .map_err(|e| file_err(file, format!("certificate: {e}")))?;
+            let v = cert.validity();
+            out.own
+                .push((what, v.not_before.timestamp(), v.not_after.timestamp()));
+        }
+        Ok(out)
+    }
+}
+
+fn read_crls(
+    files: &TlsFiles,
+) -> Result<Vec<(String, CertificateRevocationListDer<'static>)>, TlsError> {
     let mut crls = Vec::new();
     for path in &files.crls {
         let found = CertificateRevocationListDer::pem_file_iter(path)
@@ -92,7 +137,8 @@ fn read_crls(files: &TlsFiles) -> Result<Vec<CertificateRevocationListDer<'stati
         if found.is_empty() {
             return Err(file_err(path, "no CRL in file"));
         }
-        crls.extend(found);
+        let file = path.display().to_string();
+        crls.extend(found.into_iter().map(|c| (file.clone(), c)));
     }
     Ok(crls)
 }
@@ -123,6 +169,8 @@ pub struct TlsSet {
     pub backend_client: Arc<ClientConfig>,
     /// The pooled HTTPS client built on `backend_client`.
     pub backends: BackendClient,
+    /// CRL and own-certificate dates, for health and metrics.
+    pub validity: Validity,
 }
 
 impl TlsSet {
@@ -131,8 +179,11 @@ impl TlsSet {
     pub fn build(files: &TlsFiles) -> Result<Self, TlsError> {
         let provider = provider();
         let roots = read_roots(files)?;
-        let crls = read_crls(files)?;
+        let named_crls = read_crls(files)?;
+        let crls: Vec<_> = named_crls.iter().map(|(_, c)| c.clone()).collect();
         let server_chain = read_certs(&files.cert)?;
+        // read_certs never hands back an empty chain.
+        let server_leaf = server_chain[0].clone();
         let server_key = read_key(&files.key)?;
 
         // Revocation status must be known for every certificate in the chain:
@@ -155,6 +206,7 @@ impl TlsSet {
 
         let client_chain = read_certs(&files.client_cert)?;
         let client_key = read_key(&files.client_key)?;
+        let validity = Validity::read(&named_crls, &server_leaf, &client_chain[0], files)?;
         // Back-ends are held to the same CRLs as partners: a revoked back-end
         // must not receive a V-nummer.
         let backend_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
@@ -183,6 +235,7 @@ impl TlsSet {
             console: Arc::new(console),
             backend_client: Arc::new(backend_client),
             backends,
+            validity,
         })
     }
 }

@@ -206,3 +206,40 @@ fn policy_check_passes_on_the_shipped_config_and_fails_with_file_line() {
         "{text}"
     );
 }
+
+/// An installed binary works from any folder: without `./config/` the
+/// default is the system install's `/etc/ketenpoort/ketenpoort.toml`, and the
+/// demo plays the shipped configuration it carries inside the binary.
+#[test]
+fn from_a_folder_without_config_the_system_file_is_the_default_and_the_demo_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "check"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    // Installed (CI installs the package before the tests) it checks the
+    // system files; not installed, it says which file it could not read.
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("/etc/ketenpoort/"), "{all}");
+
+    let out = Command::new(BIN)
+        .args(["demo", "--once"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("steps did what the script expects"), "{text}");
+    // The shipped pilots, from the binary.
+    let pilots = dir.path().join("demo-data/config/pilots");
+    assert_eq!(std::fs::read_dir(pilots).unwrap().count(), 5);
+}

@@ -760,6 +760,36 @@ async fn without_a_quorum_for_too_long_exchanges_are_refused_until_witnesses_ret
 }
 
 /// Copies a stopped gateway's data directory.
+/// `ketenpoort audit monitor` as a partner runs it from cron, against the
+/// gateway at `port`, keeping what it saw in `state`.
+fn run_monitor(
+    pki: &TestPki,
+    port: u16,
+    log_vkey: &str,
+    witnesses: &[TestWitness],
+    state: &Path,
+) -> std::process::Output {
+    let d = pki.dir.path();
+    let cert = pki.oin_cert(GEMEENTE_OIN);
+    std::fs::write(d.join("monitor.crt"), &cert.cert_pem).unwrap();
+    std::fs::write(d.join("monitor.key"), &cert.key_pem).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ketenpoort"));
+    cmd.args(["audit", "monitor", "--url"])
+        .arg(format!("https://127.0.0.1:{port}"))
+        .arg("--cert")
+        .arg(d.join("monitor.crt"))
+        .arg("--key")
+        .arg(d.join("monitor.key"))
+        .arg("--cacert")
+        .arg(d.join("certs/ca.crt"))
+        .args(["--vkey", log_vkey, "--quorum", "2", "--state"])
+        .arg(state);
+    for w in witnesses {
+        cmd.args(["--witness-vkey", &w.vkey]);
+    }
+    cmd.output().unwrap()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -813,6 +843,16 @@ async fn a_gateway_rolled_back_to_an_older_copy_of_its_data_is_refused_and_publi
     let size = sign_now(&second.gateway).await;
     let (p2, _) = published(&second.gateway, size, 3).await;
     assert!(p2 > p1);
+    // A partner's monitor saw the log at p2.
+    let log_vkey = second.gateway.audit.vkey().to_string();
+    let state = pki.dir.path().join("rollback-monitor.state");
+    let out = run_monitor(&pki, second.addr.port(), &log_vkey, &witnesses, &state);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     second.stop().await;
 
     // Restarted on the older copy: its new history differs from what the
@@ -847,5 +887,15 @@ async fn a_gateway_rolled_back_to_an_older_copy_of_its_data_is_refused_and_publi
     assert_eq!(gw.audit.view().published_checkpoint().unwrap().0, p1);
     let r = get(&client, "/v1/audit/checkpoint").await;
     assert_eq!(size_root(std::str::from_utf8(&r.body).unwrap()).0, p1);
+    // The monitor that saw p2 now sees p1: a rollback, exit 3, with both
+    // checkpoints printed as evidence.
+    let out = run_monitor(&pki, third.addr.port(), &log_vkey, &witnesses, &state);
+    let printed =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{printed}");
+    assert!(
+        printed.contains(&format!("\n{p1}\n")) && printed.contains(&format!("\n{p2}\n")),
+        "{printed}"
+    );
     third.stop().await;
 }

@@ -9,13 +9,19 @@ use anyhow::{Context, Result};
 use super::report::Report;
 
 /// Plays the demo; fails (exit 1) when a step did not do what the script expects.
-pub fn demo(config: &Path, once: bool, dir: PathBuf) -> Result<Report> {
+/// Its partners and pilots come from `--config` when given, else from
+/// `./config/ketenpoort.toml` when present (a checkout), else from the
+/// shipped configuration inside the binary: never from a system install's
+/// `/etc/ketenpoort`, whose partners are real.
+pub fn demo(config: Option<&Path>, once: bool, dir: PathBuf) -> Result<Report> {
+    let local = Path::new(crate::config::DEFAULT_CONFIG);
+    let config = config.or_else(|| local.exists().then_some(local));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let ok = rt.block_on(crate::demo::run_demo(crate::demo::Options {
-        config: config.to_path_buf(),
+        config: config.map(Path::to_path_buf),
         dir,
         once,
     }))?;

@@ -20,6 +20,7 @@ mod covenant;
 mod demo;
 mod dpia;
 mod evidence;
+mod maintenance;
 mod pki;
 mod policy;
 mod records;
@@ -33,7 +34,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::config::DEFAULT_CONFIG;
+use crate::config::default_config;
 use crate::logging::LogFormat;
 pub use report::{Report, Status, Stream};
 
@@ -56,9 +57,12 @@ pub use witness::WitnessCommand;
 // No `///` here: clap would show it as the long help.
 #[allow(missing_docs)]
 pub struct Cli {
-    /// The gateway configuration file.
-    #[arg(long, global = true, default_value = DEFAULT_CONFIG)]
-    pub config: PathBuf,
+    /// The gateway configuration file [default: ./config/ketenpoort.toml when
+    /// present, else /etc/ketenpoort/ketenpoort.toml].
+    // An `Option`, not a clap default: the demo and `witness serve` need to
+    // know whether it was given (the demo then plays its built-in config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -118,6 +122,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Drain this node: /healthz answers 503 "maintenance" while exchanges
+    /// go on (through the running gateway's admin socket).
+    Maintenance {
+        /// on, off or status.
+        #[arg(value_enum)]
+        switch: maintenance::Switch,
+    },
     /// A C2SP witness that cosigns a log's checkpoints (run by a partner).
     Witness {
         #[command(subcommand)]
@@ -125,25 +136,33 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// The configuration file: `--config`, or [`default_config`].
+    pub fn config_file(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(default_config)
+    }
+}
+
 /// Runs one command. An `Err` is a command that could not do its work (main
 /// prints it and exits 1); a [`Report`] with [`Status::Failure`] is a command
 /// that did its work and whose answer is "no" (an invalid proof, a log that
 /// does not verify, a demo step that went wrong).
 pub fn run(cli: Cli) -> Result<Report> {
-    let config = &cli.config;
+    let config = &cli.config_file();
     match cli.command {
         Command::Serve {
             partners_addr,
             console_addr,
         } => serve::serve(config, partners_addr, console_addr),
-        Command::Demo { once, dir } => demo::demo(config, once, dir),
+        Command::Demo { once, dir } => demo::demo(cli.config.as_deref(), once, dir),
         Command::Dpia { command } => dpia::run(config, command),
         Command::User { command } => user::run(config, command),
         Command::Pki { command } => pki::run(config, command),
         Command::Policy { command } => policy::run(config, command),
         Command::Covenant { command } => covenant::run(config, command),
         Command::Audit { command } => audit::run(config, command),
-        Command::Witness { command } => witness::run(config, command),
+        Command::Maintenance { switch } => maintenance::run(config, switch),
+        Command::Witness { command } => witness::run(cli.config.as_deref(), command),
     }
 }
 

@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
 use super::report::Report;
-use crate::config::DEFAULT_CONFIG;
 use crate::witness::server::{self, tls_config};
 use crate::witness::{Cosigner, State, Witness, WitnessConfig};
 
@@ -30,8 +29,8 @@ pub enum WitnessCommand {
     Serve,
 }
 
-/// Runs a `witness` subcommand; `config_file` is the global `--config`.
-pub fn run(config_file: &Path, command: WitnessCommand) -> Result<Report> {
+/// Runs a `witness` subcommand; `config_file` is the global `--config`, if given.
+pub fn run(config_file: Option<&Path>, command: WitnessCommand) -> Result<Report> {
     match command {
         WitnessCommand::Keygen { name, out } => {
             let c = Cosigner::generate(&name, &out)?;
@@ -43,10 +42,10 @@ pub fn run(config_file: &Path, command: WitnessCommand) -> Result<Report> {
     }
 }
 
-fn serve(config_file: &Path) -> Result<Report> {
-    if config_file == Path::new(DEFAULT_CONFIG) {
+fn serve(config_file: Option<&Path>) -> Result<Report> {
+    let Some(config_file) = config_file else {
         bail!("witness serve needs its own config: --config witness.toml");
-    }
+    };
     let config = WitnessConfig::load(config_file)?;
     crate::datadir::private_umask();
     let cosigner = Cosigner::load(&config.key)?;

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod covenant;
+pub mod health;
 mod reply;
 pub mod report;
 pub mod state;
@@ -155,7 +156,7 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
-        (&Method::GET, "/healthz") => return json_ok(&json!({"status": "ok"})),
+        (&Method::GET, "/healthz") => return health::check(gw).await.response(),
         (&Method::GET, "/metrics") => {
             return respond(
                 StatusCode::OK,

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod data;
 mod script;
+mod shipped;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,8 +36,9 @@ use script::{CONSULTATION, Cast, IN_FORCE, MISTAKES, PROGRAMME_OFFICE, Step};
 /// How the demo runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The configuration to copy (`config/ketenpoort.toml`).
-    pub config: PathBuf,
+    /// The configuration whose partners and pilots to copy; `None` plays the
+    /// shipped configuration the binary carries.
+    pub config: Option<PathBuf>,
     /// The demo folder, made anew.
     pub dir: PathBuf,
     /// Stop after the script (exit status says whether every step did what it should).
@@ -113,21 +115,20 @@ fn backend_handler(services: Vec<Arc<Service>>) -> backend::Handler {
     })
 }
 
-fn copy_config(src: &GatewayConfig, dir: &Path) -> Result<PathBuf, DemoError> {
+/// Writes partners.toml and the pilot files into the demo folder: those of
+/// the configuration given, or the shipped ones the binary carries.
+fn copy_config(src: Option<&GatewayConfig>, dir: &Path) -> Result<PathBuf, DemoError> {
     let cfg_dir = dir.join("config");
     std::fs::create_dir_all(cfg_dir.join("pilots")).map_err(err("creating the demo folder"))?;
-    std::fs::copy(&src.partners_file, cfg_dir.join("partners.toml"))
-        .map_err(err("copying partners.toml"))?;
-    for e in std::fs::read_dir(&src.pilots_dir).map_err(err("reading the pilots folder"))? {
-        let p = e.map_err(err("reading the pilots folder"))?.path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(
-                &p,
-                cfg_dir
-                    .join("pilots")
-                    .join(p.file_name().unwrap_or_default()),
-            )
-            .map_err(err("copying a pilot file"))?;
+    match src {
+        Some(src) => copy_files(src, &cfg_dir)?,
+        None => {
+            std::fs::write(cfg_dir.join("partners.toml"), shipped::PARTNERS)
+                .map_err(err("writing partners.toml"))?;
+            for (name, text) in shipped::PILOTS {
+                std::fs::write(cfg_dir.join("pilots").join(name), text)
+                    .map_err(err("writing a pilot file"))?;
+            }
         }
     }
     let file = cfg_dir.join("ketenpoort.toml");
@@ -154,6 +155,25 @@ dev_dir = "../certs"
     )
     .map_err(err("writing the demo config"))?;
     Ok(file)
+}
+
+/// Copies partners.toml and every pilot file of a configuration on disk.
+fn copy_files(src: &GatewayConfig, cfg_dir: &Path) -> Result<(), DemoError> {
+    std::fs::copy(&src.partners_file, cfg_dir.join("partners.toml"))
+        .map_err(err("copying partners.toml"))?;
+    for e in std::fs::read_dir(&src.pilots_dir).map_err(err("reading the pilots folder"))? {
+        let p = e.map_err(err("reading the pilots folder"))?.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(
+                &p,
+                cfg_dir
+                    .join("pilots")
+                    .join(p.file_name().unwrap_or_default()),
+            )
+            .map_err(err("copying a pilot file"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Points every back-end URL in partners.toml at the simulated back-ends.
@@ -189,12 +209,15 @@ async fn bind_or_any(addr: &str, fixed: bool) -> Result<TcpListener, DemoError> 
 
 /// Runs the demo; `Ok(true)` when every step did what the script expects.
 pub async fn run_demo(opts: Options) -> Result<bool, DemoError> {
-    let src = GatewayConfig::load(&opts.config).map_err(err("reading the configuration"))?;
+    let src = match &opts.config {
+        Some(f) => Some(GatewayConfig::load(f).map_err(err("reading the configuration"))?),
+        None => None,
+    };
     let dir = std::path::absolute(&opts.dir).map_err(err("demo folder"))?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(err("clearing the old demo folder"))?;
     }
-    let cfg_file = copy_config(&src, &dir)?;
+    let cfg_file = copy_config(src.as_ref(), &dir)?;
     let cfg = GatewayConfig::load(&cfg_file).map_err(err("demo config"))?;
     let pki = DemoPki::make(&cfg, &dir)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -342,5 +342,22 @@ async fn a_month_past_retention_is_unlinked_and_the_log_stays_whole() {
         .unwrap()
         .clone();
     assert!(proef["retention"]["oldest_linkable"].is_null(), "{proef}");
+    let data = f.pki.data_dir();
     f.gw.stop().await;
+
+    // The index no longer files the unlinked records under their old
+    // pseudonym; the records of the month within retention still are.
+    let ix = ketenpoort::audit::index::Index::open(&data.join("audit/index")).unwrap();
+    let by = ketenpoort::audit::index::By::Subject;
+    let old = still.entry.subject.unwrap();
+    assert_eq!(ix.ids(by, &old, 0, u64::MAX).count(), 0);
+    let kept = fixture_record_subject(&data, tweede_ids[0]);
+    assert_eq!(ix.ids(by, &kept, 0, u64::MAX).count(), tweede_ids.len());
+}
+
+/// The subject of a record, read from the log on disk.
+fn fixture_record_subject(data: &std::path::Path, id: u64) -> [u8; 32] {
+    let opts = ketenpoort::audit::Options::new(data, "test");
+    let view = ketenpoort::audit::store::View::open_readonly(&opts).unwrap();
+    view.record(id).unwrap().entry.subject.unwrap()
 }

@@ -281,8 +281,7 @@ async fn a_month_past_retention_is_unlinked_and_the_log_stays_whole() {
     assert!(!search.is_empty(), "tweede's month is within retention");
 
     // The destruction is a record: pilot, month, how many records.
-    let view = f.gw.gateway.audit.view().clone();
-    let head = view.head().size;
+    let head = f.gw.gateway.audit.view().head().size;
     let mut found = None;
     for id in size_before..head {
         let rec = fixture::record(&f, id).await;
@@ -360,4 +359,64 @@ fn fixture_record_subject(data: &std::path::Path, id: u64) -> [u8; 32] {
     let opts = ketenpoort::audit::Options::new(data, "test");
     let view = ketenpoort::audit::store::View::open_readonly(&opts).unwrap();
     view.record(id).unwrap().entry.subject.unwrap()
+}
+
+/// A log begun before keys were per month: its single legacy key is one
+/// "month", the month of the newest record written before the first start
+/// with per-month keys, destroyed when that month passes the longest
+/// retention of any pilot, with every legacy record's posting; and it is
+/// kept while any pilot states no retention.
+#[test]
+fn the_legacy_key_goes_as_one_month_after_the_longest_retention() {
+    use ketenpoort::audit::retention::Retentions;
+    use ketenpoort::audit::{Audit, Decision, Entry, Options};
+    use ketenpoort::policy::retention::Retention;
+    let d = tempfile::tempdir().unwrap();
+    let opts = || Options::new(d.path(), "test");
+    let write = |audit: &Audit, n: u64| {
+        for _ in 0..n {
+            let mut e = Entry::exchange("utrecht", "dtv", "gemeente", "casusoverleg", "dtv/x");
+            e.decision = Decision::Disclosed;
+            e.subject = Some(audit.subject("utrecht", PERSON).unwrap());
+            audit.record_blocking(e).unwrap();
+        }
+    };
+    let audit = Audit::open(opts()).unwrap();
+    write(&audit, 4);
+    audit.shutdown();
+    drop(audit);
+    // As an older gateway left it: one subject key for everything.
+    let legacy = d.path().join("keys/audit-subject.key");
+    std::fs::write(&legacy, [9u8; 32]).unwrap();
+    let audit = Audit::open(opts()).unwrap();
+    write(&audit, 2);
+    assert_eq!(
+        audit.subjects(PERSON).unwrap().len(),
+        2,
+        "legacy and this month"
+    );
+
+    let mut r: Retentions = [
+        ("utrecht".to_string(), Retention::parse("P1Y")),
+        ("groningen".to_string(), None),
+    ]
+    .into_iter()
+    .collect();
+    let far = time::macros::date!(2099 - 01 - 01);
+    // A pilot without retention keeps the shared keys.
+    let due = audit.retention_due(&r, far).unwrap();
+    assert!(due.iter().all(|x| x.month != "legacy"), "{due:?}");
+    r.insert("groningen".into(), Retention::parse("P3Y"));
+    let due = audit.retention_due(&r, far).unwrap();
+    let leg = due.iter().find(|x| x.month == "legacy").unwrap();
+    assert_eq!(leg.records, 4, "the records before the marker");
+    // Within the longest retention (P3Y) of the legacy month: kept.
+    let soon = time::OffsetDateTime::now_utc().date() + time::Duration::days(800);
+    let due = audit.retention_due(&r, soon).unwrap();
+    assert!(due.iter().all(|x| x.month != "legacy"), "{due:?}");
+    let done = audit.retention_run(&r, far).unwrap();
+    assert!(done.iter().any(|x| x.month == "legacy"));
+    assert!(!legacy.exists(), "the legacy key is destroyed");
+    assert!(audit.subjects(PERSON).unwrap().is_empty());
+    audit.shutdown();
 }

@@ -27,6 +27,15 @@ if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
     fi
 fi
 
+# The partner API serves docs/openapi.json, generated from docs/openapi.yaml
+# (scripts/openapi-json.py, PyYAML): the two must not drift.
+if ! python3 -c 'import yaml' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3-yaml >/dev/null
+fi
+python3 scripts/openapi-json.py --check
+
 # Smoke runs of the benchmarks (a few hundred records), so they cannot rot.
 cargo test --locked --benches
 # The suite proper: unit, integration, CLI and browser tests.

@@ -29,7 +29,8 @@
 //! - the listeners: [`server`] (accept, TLS, HTTP, connection lifetimes);
 //! - the command: [`cli`] (its subcommands; the binary only parses and
 //!   prints), with [`pki`] (development certificates), [`dpia`] (the DPIA
-//!   annex from the policy), [`demo`] (simulated back-ends and a scripted
+//!   annex from the policy), [`register`] (the register of processing
+//!   activities, machine-readable), [`demo`] (simulated back-ends and a scripted
 //!   case consultation), [`client`] (a partner-side client), [`logging`];
 //! - beside the gateway: [`witness`] (a C2SP tlog witness a partner runs to
 //!   cosign the log's checkpoints; it uses the audit log's checkpoint and
@@ -62,6 +63,7 @@ pub mod monitor;
 pub mod pki;
 pub mod policy;
 pub mod problem;
+pub mod register;
 pub mod server;
 pub mod storage;
 pub mod swap;

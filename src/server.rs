@@ -184,7 +184,12 @@ async fn serve_partner(
             let (gw, peer, state) = (gw.clone(), peer.clone(), state.clone());
             async move {
                 let _busy = state.busy();
-                Ok::<_, std::convert::Infallible>(exchange::handle(&gw, &peer, &state, req).await)
+                let mut resp = exchange::handle(&gw, &peer, &state, req).await;
+                resp.headers_mut().insert(
+                    exchange::wire::API_VERSION,
+                    hyper::header::HeaderValue::from_static(exchange::wire::API_VERSION_VALUE),
+                );
+                Ok::<_, std::convert::Infallible>(resp)
             }
         })
     };

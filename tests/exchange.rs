@@ -786,6 +786,55 @@ fn openapi_lists_exactly_the_routes_served() {
     }
 }
 
+/// The JSON form served at `/v1/openapi.json` (API Design Rules) lists the
+/// same routes and version as the YAML; every answer of the partner API,
+/// refusals too, carries `API-Version`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_json_is_served_and_every_answer_names_the_api_version() {
+    let f = fixture().await;
+    let r = f
+        .gemeente
+        .send(Method::GET, "/v1/openapi.json", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let doc: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        doc["info"]["version"],
+        ketenpoort::exchange::wire::API_VERSION_VALUE
+    );
+    let mut documented: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .filter(|m| ["get", "post", "put", "patch", "delete"].contains(&m.as_str()))
+                .map(move |m| format!("{} {p}", m.to_uppercase()))
+        })
+        .collect();
+    let mut served: Vec<String> = ketenpoort::exchange::route::ROUTES
+        .iter()
+        .flat_map(|(ms, p)| ms.iter().map(move |m| format!("{m} {p}")))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+    for (path, status) in [("/v1/whoami", 200), ("/v1/nowhere", 404)] {
+        let r = f.gemeente.send(Method::GET, path, &[], None).await.unwrap();
+        assert_eq!(r.status, status);
+        assert_eq!(
+            r.header("api-version"),
+            Some(ketenpoort::exchange::wire::API_VERSION_VALUE),
+            "{path}"
+        );
+    }
+    f.gw.stop().await;
+}
+
 #[test]
 fn demo_once_plays_every_step_as_expected() {
     let dir = tempfile::tempdir().unwrap();

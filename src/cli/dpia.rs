@@ -20,13 +20,40 @@ pub enum DpiaCommand {
         #[arg(long, default_value = "dpia/annex")]
         out: PathBuf,
     },
+    /// The register of processing activities (GDPR art. 30): one activity
+    /// per pilot, purpose and direction, with its URI, on stdout.
+    Register {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: RegisterFormat,
+    },
+}
+
+/// How `dpia register` writes the register.
+#[derive(Clone, Copy, clap::ValueEnum)]
+#[allow(missing_docs)]
+pub enum RegisterFormat {
+    Json,
+    Md,
 }
 
 /// Runs a `dpia` subcommand.
 pub fn run(config_file: &Path, command: DpiaCommand) -> Result<Report> {
     match command {
         DpiaCommand::Render { out } => render(config_file, &out),
+        DpiaCommand::Register { format } => register(config_file, format),
     }
+}
+
+fn register(config_file: &Path, format: RegisterFormat) -> Result<Report> {
+    let config = GatewayConfig::load(config_file)?;
+    let set = PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+    let acts = crate::register::activities(&set);
+    let text = match format {
+        RegisterFormat::Json => serde_json::to_string_pretty(&acts)? + "\n",
+        RegisterFormat::Md => crate::register::markdown(&acts),
+    };
+    Ok(Report::new().out(text))
 }
 
 fn render(config_file: &Path, out: &Path) -> Result<Report> {

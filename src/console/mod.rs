@@ -207,6 +207,9 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["audit", "verify"]) => verify_status(gw),
         (&Method::GET, ["audit", "proof"]) => proof(gw, &user, &q).await,
         (&Method::GET, ["stats"]) => stats(gw, &user, &q).await,
+        (&Method::GET, ["register"]) => json_ok(&json!(crate::register::activities(
+            &gw.policy.current().policy
+        ))),
         _ => problem::respond(problem::NOT_FOUND, "no such API call"),
     }
 }

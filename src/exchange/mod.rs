@@ -151,6 +151,16 @@ pub async fn handle(
                 "certificate_sha256": hex::encode(peer.cert_sha256),
             }),
         ),
+        Route::OpenApi if method == Method::GET => {
+            let mut resp = hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(wire::OPENAPI_JSON.as_bytes()),
+            ));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
         Route::Inbox if method == Method::GET => inbox::list(gw, &partner, req.uri().query()).await,
         Route::InboxItem(id) if method == Method::GET || method == Method::DELETE => {
             inbox::item(gw, &partner, id, method == Method::DELETE).await
@@ -179,6 +189,7 @@ pub async fn handle(
         } => consent::handle(gw, peer, &partner, req, (pilot, vnummer, rule)).await,
         Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
         Route::Whoami
+        | Route::OpenApi
         | Route::Inbox
         | Route::InboxItem(_)
         | Route::Evidence(_)

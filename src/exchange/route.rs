@@ -9,6 +9,7 @@
 /// document must list exactly these (a test checks it).
 pub const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/v1/whoami"),
+    (&["GET"], "/v1/openapi.json"),
     (
         &["GET", "POST", "PUT", "PATCH", "DELETE"],
         "/v1/pilots/{pilot}/services/{provider}/{service}",
@@ -44,6 +45,8 @@ pub const ROUTES: &[(&[&str], &str)] = &[
 pub enum Route<'a> {
     /// `/v1/whoami`.
     Whoami,
+    /// `/v1/openapi.json`: the partner API's OpenAPI document.
+    OpenApi,
     /// `/v1/pilots/{pilot}/services/{provider}/{service}/{rest...}`.
     Service {
         /// Pilot id.
@@ -124,6 +127,7 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     }
     match segs.as_slice() {
         ["v1", "whoami"] => Ok(Route::Whoami),
+        ["v1", "openapi.json"] => Ok(Route::OpenApi),
         ["v1", "inbox"] => Ok(Route::Inbox),
         ["v1", "audit", "checkpoint"] => Ok(Route::AuditCheckpoint),
         ["v1", "audit", "proof", "consistency"] => Ok(Route::AuditConsistency),

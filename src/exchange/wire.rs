@@ -64,3 +64,15 @@ impl Withheld {
         }
     }
 }
+
+/// The partner API's OpenAPI document, as served at `/v1/openapi.json`
+/// (generated from docs/openapi.yaml by scripts/openapi-json.py).
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
+/// `API-Version` (API Design Rules, API-57): the full version of the partner
+/// API, the OpenAPI document's `info.version`, on every answer.
+pub const API_VERSION: HeaderName = HeaderName::from_static("api-version");
+
+/// The version [`API_VERSION`] carries; a test keeps it equal to the
+/// document's.
+pub const API_VERSION_VALUE: &str = "0.1.0";

@@ -90,6 +90,19 @@ async fn refuse_stranger(
     resp
 }
 
+/// `GET /v1/whoami`: the calling partner as the gateway knows it.
+fn whoami(partner: &Partner, peer: &Peer) -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "id": partner.id,
+            "name": partner.name,
+            "kind": partner.kind.as_str(),
+            "certificate_sha256": hex::encode(peer.cert_sha256),
+        }),
+    )
+}
+
 /// Routes one request on the partner API.
 pub async fn handle(
     gw: &Gateway,
@@ -142,15 +155,7 @@ pub async fn handle(
     };
     let method = req.method().clone();
     match route {
-        Route::Whoami if method == Method::GET => json_response(
-            StatusCode::OK,
-            &json!({
-                "id": partner.id,
-                "name": partner.name,
-                "kind": partner.kind.as_str(),
-                "certificate_sha256": hex::encode(peer.cert_sha256),
-            }),
-        ),
+        Route::Whoami if method == Method::GET => whoami(&partner, peer),
         Route::OpenApi if method == Method::GET => {
             let mut resp = hyper::Response::new(http_body_util::Full::new(
                 bytes::Bytes::from_static(wire::OPENAPI_JSON.as_bytes()),

@@ -41,7 +41,11 @@ fn entry(i: u64, audit: &Audit) -> Entry {
     .to_vec();
     e.withheld = ["medisch", "regievoerder"].map(String::from).to_vec();
     e.payload_sha256 = Some([3; 32]);
-    e.subject = Some(audit.subject(&format!("{:010}", 5_550_000_000 + i % 50_000)));
+    e.subject = Some(
+        audit
+            .subject("utrecht", &format!("{:010}", 5_550_000_000 + i % 50_000))
+            .unwrap(),
+    );
     e.sender_cert_sha256 = Some([1; 32]);
     e.recipient_cert_sha256 = Some([2; 32]);
     e.trace_id = Some([9; 16]);
@@ -199,7 +203,9 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let subject = audit.subject(&format!("{:010}", 5_550_000_000u64 + 4242));
+    let subject = audit
+        .subject("utrecht", &format!("{:010}", 5_550_000_000u64 + 4242))
+        .unwrap();
     let view = audit.view().clone();
     let mut best = f64::MAX;
     let mut found = 0;

@@ -17,10 +17,16 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::store::{Filter, Options, SubjectKey, View};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::audit::retention::Retentions;
+use crate::audit::store::{Filter, LOOKUP_SCOPE, Options, SubjectKeys, View};
 use crate::audit::{Decision, Record};
 use crate::config::GatewayConfig;
 use crate::gateway::Gateway;
+use crate::policy::retention::Retention;
 
 /// The socket's path under the data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -51,7 +57,11 @@ pub struct Query {
 /// The query as it travels over the socket: the subject already pseudonymised.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Wire {
+    /// The look-up's own pseudonym (under the look-ups' key of this month).
     subject: Option<String>,
+    /// The person's pseudonyms under every subject key that still exists.
+    #[serde(default)]
+    subjects: Vec<String>,
     partner: Option<String>,
     pilot: Option<String>,
     purpose: Option<String>,
@@ -71,8 +81,18 @@ impl Wire {
             }
             None => None,
         };
+        let subjects = self
+            .subjects
+            .iter()
+            .map(|h| {
+                let mut b = [0u8; 32];
+                hex::decode_to_slice(h, &mut b).map_err(|_| "bad subject pseudonym".to_string())?;
+                Ok(b)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Filter {
             subject,
+            subjects,
             partner: self.partner.clone(),
             pilot: self.pilot.clone(),
             purpose: self.purpose.clone(),
@@ -111,10 +131,24 @@ pub enum AdminError {
 /// socket, otherwise on the index directly.
 pub fn query(config: &GatewayConfig, q: &Query) -> Result<Vec<Record>, AdminError> {
     let opts = Options::new(&config.data_dir, &config.deployment);
-    let key = SubjectKey::load_or_create(&opts.subject_key())
-        .map_err(|e| AdminError::Direct(e.to_string()))?;
+    let keys = SubjectKeys::new(&opts.keys_dir);
+    let direct = |e: std::io::Error| AdminError::Direct(e.to_string());
+    let (subject, subjects) = match q.subject.as_deref() {
+        Some(v) => (
+            Some(hex::encode(
+                keys.pseudonym_now(LOOKUP_SCOPE, v).map_err(direct)?,
+            )),
+            keys.pseudonyms(v)
+                .map_err(direct)?
+                .iter()
+                .map(hex::encode)
+                .collect(),
+        ),
+        None => (None, Vec::new()),
+    };
     let wire = Wire {
-        subject: q.subject.as_deref().map(|v| hex::encode(key.pseudonym(v))),
+        subject,
+        subjects,
         partner: q.partner.clone(),
         pilot: q.pilot.clone(),
         purpose: q.purpose.clone(),
@@ -245,6 +279,91 @@ fn call(sock: &Path, path: &str, body: Vec<u8>) -> Result<Bytes, AdminError> {
     })
 }
 
+/// What `audit retention` asks: as if today were `as_of`; each pilot's
+/// retention as the tool read it from the policy files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RetentionAsk {
+    as_of: String,
+    dry_run: bool,
+    retentions: BTreeMap<String, Option<String>>,
+}
+
+/// Each pilot's audit retention in a policy.
+pub fn retentions(policy: &crate::policy::PolicySet) -> Retentions {
+    policy
+        .pilots
+        .iter()
+        .map(|(id, p)| (id.clone(), p.retention))
+        .collect()
+}
+
+/// Shows (`dry_run`) or does retention as of a day: through the running
+/// gateway when one answers on the admin socket (it holds the keys in
+/// use), otherwise on the data directory directly. The answer lists the
+/// keys destroyed (or due) and each pilot's status.
+pub fn retention(
+    config: &GatewayConfig,
+    policy: &crate::policy::PolicySet,
+    as_of: time::Date,
+    dry_run: bool,
+) -> Result<Value, AdminError> {
+    let ask = RetentionAsk {
+        as_of: as_of.to_string(),
+        dry_run,
+        retentions: retentions(policy)
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|r| r.to_string())))
+            .collect(),
+    };
+    let sock = socket_path(&config.data_dir);
+    if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+        let body = serde_json::to_vec(&ask).map_err(|e| AdminError::Gateway(e.to_string()))?;
+        let body = call(&sock, "/v1/audit/retention", body)?;
+        return serde_json::from_slice(&body).map_err(|e| AdminError::Gateway(e.to_string()));
+    }
+    let opts = Options::new(&config.data_dir, &config.deployment);
+    let audit = crate::audit::Audit::open(opts).map_err(|e| AdminError::Direct(e.to_string()))?;
+    let out = run_retention(&audit, &ask).map_err(AdminError::Direct);
+    audit.shutdown();
+    out
+}
+
+/// Retention as asked, on an open log. Blocking.
+fn run_retention(audit: &crate::audit::Audit, ask: &RetentionAsk) -> Result<Value, String> {
+    let as_of = crate::policy::consent::parse_day(&ask.as_of).ok_or("as_of is no date")?;
+    let mut r = Retentions::new();
+    for (pilot, text) in &ask.retentions {
+        let parsed = match text {
+            Some(t) => Some(Retention::parse(t).ok_or_else(|| format!("bad retention {t}"))?),
+            None => None,
+        };
+        r.insert(pilot.clone(), parsed);
+    }
+    let due = if ask.dry_run {
+        audit.retention_due(&r, as_of)
+    } else {
+        audit.retention_run(&r, as_of)
+    }
+    .map_err(|e| e.to_string())?;
+    let status = audit.retention_status(&r);
+    Ok(serde_json::json!({
+        "as_of": ask.as_of,
+        "dry_run": ask.dry_run,
+        "due": due.iter().map(|d| serde_json::json!({
+            "scope": d.scope,
+            "month": d.month,
+            "due_since": d.due_since.to_string(),
+            "records": d.records,
+        })).collect::<Vec<_>>(),
+        "pilots": status.iter().map(|s| serde_json::json!({
+            "pilot": s.pilot,
+            "retention": s.retention,
+            "oldest_linkable": s.oldest_linkable,
+            "next_destruction": s.next_destruction.map(|d| d.to_string()),
+        })).collect::<Vec<_>>(),
+    }))
+}
+
 /// Turns maintenance on or off in the running gateway (`Some`), or asks
 /// whether it is on (`None`); the state after the call. Only through the
 /// admin socket: maintenance is a state of the running process.
@@ -281,6 +400,24 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Full<B
         return match audit.checkpoint().await {
             Ok(cp) => reply(StatusCode::OK, cp.note.into_bytes()),
             Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string().into_bytes()),
+        };
+    }
+    if req.method() == Method::POST && req.uri().path() == "/v1/audit/retention" {
+        let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+        };
+        let ask: RetentionAsk = match serde_json::from_slice(&body) {
+            Ok(a) => a,
+            Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+        };
+        return match tokio::task::spawn_blocking(move || run_retention(&audit, &ask)).await {
+            Ok(Ok(v)) => reply(StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()),
+            Ok(Err(e)) => reply(StatusCode::SERVICE_UNAVAILABLE, e.into_bytes()),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string().into_bytes(),
+            ),
         };
     }
     if req.method() != Method::POST || req.uri().path() != "/v1/audit/query" {

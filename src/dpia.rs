@@ -81,6 +81,7 @@ pub fn markdown(set: &PolicySet, pilot: &Pilot, covenant: Option<&Value>) -> Str
     md_summary(&mut s, set, pilot);
     md_signatures(&mut s, pilot, covenant);
     md_purposes(&mut s, pilot);
+    md_consent(&mut s, set, pilot);
     md_recipients(&mut s, set, &rows);
     md_special(&mut s, set, pilot, &rows);
     md_receive_nothing(&mut s, set, pilot, &rows);
@@ -265,6 +266,64 @@ fn md_purposes(s: &mut String, pilot: &Pilot) {
             }
         );
     }
+}
+
+/// The flows that rest on the person's consent instead of a legal duty,
+/// who records consent, and how long the audit log links a record to a
+/// person.
+fn md_consent(s: &mut String, set: &PolicySet, pilot: &Pilot) {
+    let _ = writeln!(s, "\n## Flows that rest on consent\n");
+    let rules: Vec<_> = pilot.rules.iter().filter(|r| r.consent).collect();
+    if rules.is_empty() {
+        let _ = writeln!(
+            s,
+            "None: every flow of this pilot rests on the legal basis of its purpose."
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "These flows pass only for a person with a consent in force (GDPR art. 6(1)(a), 9(2)(a)); a withdrawal or the consent's expiry stops them at once. Every disclosure under them names the consent it rests on.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| Rule | Purpose | Service | Consumers |\n|---|---|---|---|"
+        );
+        for r in rules {
+            let _ = writeln!(
+                s,
+                "| `{}` | `{}` | `{}` | {} |",
+                r.id,
+                r.purpose,
+                r.service.qualified(),
+                r.consumers
+                    .iter()
+                    .map(|c| md_cell(&name(set, c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let recorders = if pilot.consent_recorders.is_empty() {
+        "none".to_string()
+    } else {
+        pilot
+            .consent_recorders
+            .iter()
+            .map(|c| md_cell(&name(set, c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(s, "\nConsent recorders: {recorders}.\n");
+    let _ = writeln!(
+        s,
+        "Audit retention: {}",
+        match &pilot.retention {
+            Some(r) => format!(
+                "`{r}`: after a calendar month's last day is older than this, the key that links its audit records to people is destroyed; the records stay, unlinkable."
+            ),
+            None => "not stated: audit records stay linkable.".to_string(),
+        }
+    );
 }
 
 fn md_recipients(s: &mut String, set: &PolicySet, rows: &[Row]) {

@@ -22,6 +22,7 @@ use crate::console::users::UserStore;
 use crate::covenant::Registry as Covenants;
 use crate::metrics::Metrics;
 use crate::policy::store::{Enforce, PolicyStore};
+use crate::storage::consent::ConsentRegister;
 use crate::storage::mailbox::Mailbox;
 use crate::storage::registry::{CheckLimiter, Registry};
 use crate::tls::{TlsError, TlsStore};
@@ -79,6 +80,8 @@ pub struct Gateway {
     pub registry: Arc<Registry>,
     /// Registration checks per partner per sliding minute.
     pub checks: CheckLimiter,
+    /// Consents given and withdrawn, under keyed pseudonyms.
+    pub consents: Arc<ConsentRegister>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Console users and state.
@@ -161,8 +164,16 @@ impl Gateway {
             Registry::open(mailbox.db(), &registry_key)
                 .map_err(|e| StartError::Mailbox(format!("registry: {e}")))?,
         );
+        let consent_key =
+            crate::keys::load_or_create(&crate::keys::dir(&config.data_dir).join("consent.key"))
+                .map_err(|e| StartError::Mailbox(format!("consent key: {e}")))?;
+        let consents = Arc::new(
+            ConsentRegister::open(mailbox.db(), &consent_key)
+                .map_err(|e| StartError::Mailbox(format!("consent register: {e}")))?,
+        );
         let gw = Self {
             registry,
+            consents,
             checks: CheckLimiter::default(),
             body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes / 1024)),
             strangers: crate::conn::Folder::default(),

@@ -89,6 +89,10 @@ kinds! {
     NO_TRANSFER = ("no-transfer", FORBIDDEN, "The two pilots' files do not both allow a transfer between them in this direction");
     INVALID_FIGURES_QUERY = ("invalid-figures-query", BAD_REQUEST, "The figures query needs pilot, from and to (YYYY-MM, from not after to, at most 36 months)");
     NOT_A_FIGURES_READER = ("not-a-figures-reader", FORBIDDEN, "This partner is not among the pilot's figures readers");
+    CONSENT_MISSING = ("consent-missing", FORBIDDEN, "The flow rests on the person's consent, and none is in force");
+    INVALID_CONSENT = ("invalid-consent", BAD_REQUEST, "The consent is not acceptable");
+    NO_CONSENT = ("no-consent", NOT_FOUND, "The person has no consent in force for this rule to withdraw");
+    CONSENT_UNAVAILABLE = ("consent-unavailable", SERVICE_UNAVAILABLE, "The consent register cannot be read or written; nothing changed");
     REGISTRY_UNAVAILABLE = ("registry-unavailable", SERVICE_UNAVAILABLE, "The registry cannot be read or written; nothing changed");
     NOT_YET_PUBLISHED = ("not-yet-published", SERVICE_UNAVAILABLE, "The record is not yet in a published checkpoint; try again shortly");
     BUSY = ("busy", SERVICE_UNAVAILABLE, "The gateway is at its limit for buffered requests; try again shortly");

@@ -389,6 +389,33 @@ async fn sweep_mailboxes(gw: Arc<Gateway>) {
     }
 }
 
+/// How often the gateway destroys the subject keys of months past retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Destroys the subject keys of months past retention: at start, then daily.
+async fn apply_retention(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tick.tick().await;
+        let r = crate::admin::retentions(&gw.policy.current().policy);
+        let audit = gw.audit.clone();
+        let today = time::OffsetDateTime::now_utc().date();
+        match tokio::task::spawn_blocking(move || audit.retention_run(&r, today)).await {
+            Ok(Ok(done)) if !done.is_empty() => {
+                tracing::info!(
+                    keys = done.len(),
+                    "retention: subject keys of months past retention destroyed"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "retention could not run; trying again tomorrow")
+            }
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+    }
+}
+
 /// Runs `reload` whenever `watch` wakes: a file it watches changed, or an
 /// operator sent SIGHUP. One loop for certificates, policies and users.
 async fn reload_on_change<F, Fut>(mut watch: Watch, reload: F)
@@ -427,6 +454,7 @@ fn reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
             async move { gw.reload_users().await }
         })),
         tokio::spawn(sweep_mailboxes(gw.clone())),
+        tokio::spawn(apply_retention(gw.clone())),
         tokio::spawn(record_folded_refusals(gw.clone())),
         tokio::spawn(gw.witnessing.clone().run()),
         tokio::spawn(check_expiry_hourly(gw.clone())),

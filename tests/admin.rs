@@ -24,11 +24,18 @@ async fn audit_query_asks_the_running_gateway() {
             "dtv/vertrekdossier",
         );
         e.decision = Decision::Disclosed;
-        e.subject = Some(audit.subject(if i % 2 == 0 {
-            "5550001111"
-        } else {
-            "5550002222"
-        }));
+        e.subject = Some(
+            audit
+                .subject(
+                    "utrecht",
+                    if i % 2 == 0 {
+                        "5550001111"
+                    } else {
+                        "5550002222"
+                    },
+                )
+                .unwrap(),
+        );
         audit.record(e).await.unwrap();
     }
     let cfg = pki.config_file();

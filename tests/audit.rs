@@ -47,7 +47,11 @@ fn entry(i: u64, audit: &Audit) -> Entry {
     } else {
         String::new()
     };
-    e.subject = Some(audit.subject(&format!("555000{:04}", i % 7)));
+    e.subject = Some(
+        audit
+            .subject(pilots[(i % 2) as usize], &format!("555000{:04}", i % 7))
+            .unwrap(),
+    );
     e.disclosed = vec!["vnummer".into(), "naam".into()];
     e
 }
@@ -158,10 +162,11 @@ fn queries_use_the_indexes_newest_first_and_page() {
         audit.record_blocking(entry(i, &audit)).unwrap();
     }
     let view = audit.view().clone();
-    let subject = audit.subject("5550000003");
+    // The person's pseudonyms under every subject key (one per pilot and month).
+    let subject = audit.subjects("5550000003").unwrap();
     let page = view
         .query(&Filter {
-            subject: Some(subject),
+            subjects: subject.clone(),
             limit: 100,
             ..Default::default()
         })
@@ -172,7 +177,7 @@ fn queries_use_the_indexes_newest_first_and_page() {
     // Paging.
     let p1 = view
         .query(&Filter {
-            subject: Some(subject),
+            subjects: subject.clone(),
             limit: 3,
             ..Default::default()
         })
@@ -180,7 +185,7 @@ fn queries_use_the_indexes_newest_first_and_page() {
     assert_eq!(p1.records.len(), 3);
     let p2 = view
         .query(&Filter {
-            subject: Some(subject),
+            subjects: subject.clone(),
             limit: 100,
             before: p1.next,
             ..Default::default()
@@ -367,7 +372,7 @@ fn a_query_finds_records_the_index_has_not_reached() {
     fill(d.path(), 50);
     let subject = {
         let a = Audit::open(opts(d.path())).unwrap();
-        let s = a.subject("5550000003");
+        let s = a.subjects("5550000003").unwrap();
         a.shutdown();
         s
     };
@@ -379,7 +384,7 @@ fn a_query_finds_records_the_index_has_not_reached() {
     let want: Vec<u64> = (0..50).rev().filter(|i| i % 7 == 3).collect();
     let page = view
         .query(&Filter {
-            subject: Some(subject),
+            subjects: subject.clone(),
             limit: 3,
             ..Default::default()
         })
@@ -390,7 +395,7 @@ fn a_query_finds_records_the_index_has_not_reached() {
     );
     let rest = view
         .query(&Filter {
-            subject: Some(subject),
+            subjects: subject.clone(),
             limit: 100,
             before: page.next,
             ..Default::default()

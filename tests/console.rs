@@ -146,7 +146,15 @@ async fn roles_scopes_lookups_reports_and_integrity() {
     let last = record(&f, head - 1).await;
     assert_eq!(last.entry.kind, ketenpoort::audit::RecordKind::Lookup);
     assert_eq!(last.entry.recipient, "console:fg-landelijk");
-    assert_eq!(last.entry.subject, Some(f.gw.gateway.audit.subject(V)));
+    assert_eq!(
+        last.entry.subject,
+        Some(
+            f.gw.gateway
+                .audit
+                .subject(ketenpoort::audit::store::LOOKUP_SCOPE, V)
+                .unwrap()
+        )
+    );
 
     // A partner-bound officer never sees other partners' records.
     let r = console(

@@ -94,7 +94,10 @@ async fn get_is_minimised_at_every_depth_recorded_and_traced() {
         ("dtv", "gemeente", "proef-casus")
     );
     assert_eq!(e.decision, ketenpoort::audit::Decision::Disclosed);
-    assert_eq!(e.subject, Some(f.gw.gateway.audit.subject("5550001234")));
+    assert_eq!(
+        e.subject,
+        Some(f.gw.gateway.audit.subject("proef", "5550001234").unwrap())
+    );
     assert_eq!(
         e.trace_id.map(hex::encode).as_deref(),
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -241,7 +244,12 @@ async fn array_answers_get_one_record_per_subject() {
         let rec = record(&f, *id).await;
         assert_eq!(
             rec.entry.subject,
-            Some(f.gw.gateway.audit.subject(&format!("555000000{}", i + 1)))
+            Some(
+                f.gw.gateway
+                    .audit
+                    .subject("proef", &format!("555000000{}", i + 1))
+                    .unwrap()
+            )
         );
     }
     f.gw.stop().await;

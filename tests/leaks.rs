@@ -176,7 +176,7 @@ async fn answers_about_many_subjects_are_bounded_and_well_formed() {
     let first = record(&f, ids(&r)[0]).await;
     assert_eq!(
         first.entry.subject,
-        Some(f.gw.gateway.audit.subject("5500000000"))
+        Some(f.gw.gateway.audit.subject("proef", "5500000000").unwrap())
     );
 
     answer(&f, &list(1001));

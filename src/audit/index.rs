@@ -26,6 +26,7 @@ use arc_swap::ArcSwapOption;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use super::error::IndexError;
+use super::merkle::Hash;
 use super::record::{Decision, Record, RecordKind};
 
 /// Block cache of the index database (blocks read back from its tables).
@@ -394,6 +395,20 @@ impl Index {
         })?;
         self.upto.store(0, Ordering::Release);
         Ok(())
+    }
+
+    /// Removes the subject postings of records whose subject key was
+    /// destroyed (retention): a search by pseudonym no longer reaches them.
+    /// The other postings stay; the records are still counted and found by
+    /// partner, pilot and purpose.
+    pub fn remove_subjects(&self, postings: &[(Hash, u64)]) -> Result<(), IndexError> {
+        self.write(|s| {
+            let mut b = s.db.batch();
+            for (subj, id) in postings {
+                b.remove(&s.subject, key(subj, *id));
+            }
+            b.commit()
+        })
     }
 
     /// Ids in `[lo, hi)` filed under `value` in index `by`, newest first.

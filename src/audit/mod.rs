@@ -8,9 +8,11 @@
 //! - [`index`]: fjall indexes by subject, partner, pilot, purpose;
 //! - [`store`]: the store as the gateway holds it ([`Audit`]), split by
 //!   concern into `writer` (group commit), `view` (reads, proofs, queries),
-//!   `recovery` (start after a stop or crash), `subject` (subject pseudonyms),
+//!   `recovery` (start after a stop or crash), `subject` (subject pseudonyms,
+//!   one key per pilot and month),
 //!   `options` (where it lives, its limits)
 //!   and `error`;
+//! - [`retention`]: destroying the subject keys of months past retention;
 //! - [`proof`]: proofs in the transparency-dev JSON format, and their check;
 //! - [`tile`]: hash tiles of the tree (`c2sp.org/tlog-tiles`), from the node cache;
 //! - [`verify`]: the full check of a log on disk;
@@ -26,6 +28,7 @@ mod options;
 pub mod proof;
 pub mod record;
 mod recovery;
+pub mod retention;
 pub mod segment;
 pub mod store;
 mod subject;

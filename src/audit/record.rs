@@ -31,6 +31,9 @@ pub enum RecordKind {
     CovenantSignature,
     /// A covenant version took effect.
     CovenantInForce,
+    /// Retention destroyed a month's subject key: its records can no
+    /// longer be linked to a person.
+    Retention,
 }
 
 impl RecordKind {
@@ -44,6 +47,7 @@ impl RecordKind {
             Self::CovenantProposal => "covenant-proposal",
             Self::CovenantSignature => "covenant-signature",
             Self::CovenantInForce => "covenant-in-force",
+            Self::Retention => "retention",
         }
     }
     fn code(self) -> u8 {
@@ -55,6 +59,7 @@ impl RecordKind {
             Self::CovenantProposal => 4,
             Self::CovenantSignature => 5,
             Self::CovenantInForce => 6,
+            Self::Retention => 7,
         }
     }
     fn from_code(c: u8) -> Option<Self> {
@@ -66,6 +71,7 @@ impl RecordKind {
             4 => Self::CovenantProposal,
             5 => Self::CovenantSignature,
             6 => Self::CovenantInForce,
+            7 => Self::Retention,
             _ => return None,
         })
     }
@@ -184,6 +190,23 @@ impl Entry {
 }
 
 impl Entry {
+    /// Retention unlinked a month: `scope` is the pilot (empty for the
+    /// look-ups' or the legacy key), `month` `YYYY-MM` (or `legacy`), and
+    /// `records` how many records can no longer be linked to a person.
+    pub fn retention(scope: &str, month: &str, records: u64) -> Self {
+        let mut e = Self::exchange(
+            scope,
+            "ketenpoort",
+            "ketenpoort",
+            "retention",
+            "ketenpoort/retention",
+        );
+        e.kind = RecordKind::Retention;
+        e.decision = Decision::Disclosed;
+        e.reason = format!("unlinked {month}: {records} records");
+        e
+    }
+
     /// A look-up of a data subject in the log by `who` (`console:<user>`,
     /// `cli:<user>`): looking is processing too, recorded the same way
     /// wherever it happens.

@@ -8,7 +8,8 @@
 //! - `indexer`: the thread that indexes answered records, off their path;
 //! - `view`: reads, proofs, queries and statistics ([`View`]);
 //! - `recovery`: opening the log after a stop or a crash;
-//! - `subject`: the key of subject pseudonyms ([`SubjectKey`]);
+//! - `subject`: the per-pilot, per-month keys of subject pseudonyms ([`SubjectKeys`]);
+//! - `retention`: destroying the keys of months past retention;
 //! - `error`: why the store failed ([`AuditError`]).
 //!
 //! This module re-exports their public items, so that `audit::store::View`
@@ -26,7 +27,7 @@ use super::writer::{Cmd, Writer};
 
 pub use super::error::{AuditError, IndexError, LogDamage, OutOfRange, ReadError};
 pub use super::options::{MAX_BATCH, MAX_PAGE, Options, QUEUE, Receipt};
-pub use super::subject::SubjectKey;
+pub use super::subject::{KeyId, LOOKUP_SCOPE, SubjectKeys};
 pub use super::view::{Filter, Head, Page, View};
 
 /// The audit log, as the gateway uses it.
@@ -36,7 +37,7 @@ pub struct Audit {
     /// The read side, shared with the writer, which publishes to it.
     view: Arc<View>,
     /// Turns V-nummers into the subject pseudonyms of records and queries.
-    subject_key: SubjectKey,
+    pub(super) subject_keys: SubjectKeys,
     /// The checkpoint verifier key, handed to partners who check the log.
     vkey: String,
     /// The writer thread, joined at shutdown so its last checkpoint lands,
@@ -63,8 +64,10 @@ impl Audit {
             writer.index_feed = Some(feed);
             threads.push(indexer);
         }
-        let subject_key =
-            SubjectKey::load_or_create(&opts.subject_key()).map_err(AuditError::write)?;
+        let subject_keys = SubjectKeys::new(&opts.keys_dir);
+        subject_keys
+            .mark_legacy(view.head().size)
+            .map_err(AuditError::write)?;
         let vkey = writer.signer.vkey();
         let _ = fs::write(opts.dir.join("checkpoint.vkey"), format!("{vkey}\n"));
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -90,7 +93,7 @@ impl Audit {
         Ok(Self {
             tx,
             view,
-            subject_key,
+            subject_keys,
             vkey,
             threads: std::sync::Mutex::new(threads),
         })
@@ -153,9 +156,27 @@ impl Audit {
         &self.view
     }
 
-    /// The subject pseudonym of a V-nummer.
-    pub fn subject(&self, vnummer: &str) -> Hash {
-        self.subject_key.pseudonym(vnummer)
+    /// The subject pseudonym of a V-nummer in a record of `pilot` written
+    /// now (under the pilot's key of this month; [`LOOKUP_SCOPE`] for
+    /// look-ups). An error means the key cannot be made: nothing may be
+    /// recorded, so nothing may be delivered.
+    pub fn subject(&self, pilot: &str, vnummer: &str) -> Result<Hash, AuditError> {
+        self.subject_keys
+            .pseudonym_now(pilot, vnummer)
+            .map_err(AuditError::write)
+    }
+
+    /// The pseudonyms of a V-nummer under every subject key that still
+    /// exists: what a search by subject looks for.
+    pub fn subjects(&self, vnummer: &str) -> Result<Vec<Hash>, AuditError> {
+        self.subject_keys
+            .pseudonyms(vnummer)
+            .map_err(AuditError::write)
+    }
+
+    /// The subject keys (for retention and its status).
+    pub fn subject_keys(&self) -> &SubjectKeys {
+        &self.subject_keys
     }
 
     /// The checkpoint verifier key (`name+hash+base64`).

@@ -50,6 +50,10 @@ pub(super) enum Published {
 pub struct Filter {
     /// Subject pseudonym.
     pub subject: Option<Hash>,
+    /// Subject pseudonyms, any of which may match: a person's pseudonyms
+    /// under every subject key that still exists
+    /// ([`super::store::Audit::subjects`]). With `subject`, either matches.
+    pub subjects: Vec<Hash>,
     /// Partner id as sender or recipient.
     pub partner: Option<String>,
     /// Pilot id.
@@ -73,7 +77,13 @@ impl Filter {
     /// dimension only; this checks the rest.
     fn matches(&self, r: &Record) -> bool {
         let e = &r.entry;
-        self.subject.is_none_or(|s| e.subject == Some(s))
+        let by_subject = match (&self.subject, self.subjects.is_empty()) {
+            (None, true) => true,
+            (s, _) => e
+                .subject
+                .is_some_and(|x| *s == Some(x) || self.subjects.contains(&x)),
+        };
+        by_subject
             && self
                 .partner
                 .as_ref()
@@ -350,7 +360,7 @@ impl View {
     }
 
     /// First id whose time is at least `t` (records are in time order).
-    fn first_at_or_after(&self, t: i64, size: u64) -> Result<u64, AuditError> {
+    pub(super) fn first_at_or_after(&self, t: i64, size: u64) -> Result<u64, AuditError> {
         let (mut lo, mut hi) = (0u64, size);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -417,6 +427,9 @@ fn candidates<'a>(
     lo: u64,
     hi: u64,
 ) -> Box<dyn Iterator<Item = Result<u64, AuditError>> + 'a> {
+    if !f.subjects.is_empty() && lo < hi {
+        return Box::new(any_subject(index, f, lo, hi).into_iter());
+    }
     let by: Option<(By, &[u8])> = if let Some(s) = &f.subject {
         Some((By::Subject, s.as_slice()))
     } else if let Some(p) = &f.partner {
@@ -437,4 +450,22 @@ fn candidates<'a>(
     } else {
         Box::new((lo..hi).rev().map(Ok))
     }
+}
+
+/// Ids in `lo..hi` filed under any of the filter's subjects, newest first:
+/// one person's records are few, so each pseudonym's postings are read and
+/// merged.
+fn any_subject(index: &Index, f: &Filter, lo: u64, hi: u64) -> Vec<Result<u64, AuditError>> {
+    let mut ids = Vec::new();
+    for s in f.subject.iter().chain(&f.subjects) {
+        for id in index.ids(By::Subject, s, lo, hi) {
+            match id {
+                Ok(id) => ids.push(id),
+                Err(e) => return vec![Err(e.into())],
+            }
+        }
+    }
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.dedup();
+    ids.into_iter().map(Ok).collect()
 }

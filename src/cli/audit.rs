@@ -75,6 +75,18 @@ pub enum AuditCommand {
     /// checkpoints are printed), 2 any other failure. For cron; needs no data
     /// directory.
     Monitor(MonitorArgs),
+    /// Destroy the subject keys of months past each pilot's audit retention
+    /// (`[retention] audit`), so their records can no longer be linked to a
+    /// person; the records stay and every proof still holds. Each destruction
+    /// is recorded. The running gateway does this daily.
+    Retention {
+        /// Show what would be destroyed, destroy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// As if today were this day (YYYY-MM-DD), for planning and tests.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
     /// Write every record, streamed.
     Export {
         /// Output format.
@@ -151,6 +163,7 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
             to,
         } => prove(&opts, index, size, from, to),
         AuditCommand::Query(q) => query(&config, q),
+        AuditCommand::Retention { dry_run, as_of } => retention(&config, dry_run, as_of),
         AuditCommand::Export { format } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let n = export::export(&opts.dir, format, &mut out).map_err(anyhow::Error::msg)?;
@@ -158,6 +171,48 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
             Ok(Report::new().err(format!("{n} records exported\n")))
         }
     }
+}
+
+/// `audit retention`: what is (or would be) unlinked, and where each pilot
+/// stands.
+fn retention(config: &GatewayConfig, dry_run: bool, as_of: Option<String>) -> Result<Report> {
+    let as_of = match as_of {
+        Some(d) => crate::policy::consent::parse_day(&d)
+            .with_context(|| format!("--as-of {d}: give a day as YYYY-MM-DD"))?,
+        None => time::OffsetDateTime::now_utc().date(),
+    };
+    let policy = crate::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+    let v = crate::admin::retention(config, &policy, as_of, dry_run)?;
+    let mut out = String::new();
+    let verb = if dry_run { "would unlink" } else { "unlinked" };
+    let due = v["due"].as_array().cloned().unwrap_or_default();
+    if due.is_empty() {
+        writeln!(out, "as of {as_of}: no month is past retention")?;
+    }
+    for d in &due {
+        let scope = d["scope"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("(all pilots)");
+        writeln!(
+            out,
+            "{verb} {scope} {}: {} records (past retention since {})",
+            d["month"].as_str().unwrap_or(""),
+            d["records"],
+            d["due_since"].as_str().unwrap_or("")
+        )?;
+    }
+    for p in v["pilots"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "pilot {}: retention {}, oldest linkable month {}, next destruction {}",
+            p["pilot"].as_str().unwrap_or(""),
+            p["retention"].as_str().unwrap_or("not stated"),
+            p["oldest_linkable"].as_str().unwrap_or("none"),
+            p["next_destruction"].as_str().unwrap_or("none"),
+        )?;
+    }
+    Ok(Report::new().out(out))
 }
 
 /// "valid" or "invalid: why"; never an error, because the exit status is the

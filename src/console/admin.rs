@@ -87,16 +87,28 @@ fn may_edit(user: &User, pilot: &str) -> Result<(), Problem> {
 /// `GET /api/v1/pilots`.
 pub fn pilots(gw: &Gateway, user: &User) -> Response<Body> {
     let snap = gw.policy.current();
+    // Where each pilot's audit retention stands: the oldest month the log
+    // still links to people, and the day that month's key goes.
+    let status = gw
+        .audit
+        .retention_status(&crate::admin::retentions(&snap.policy));
     let list: Vec<Value> = snap
         .policy
         .pilots
         .values()
         .map(|p| {
+            let st = status.iter().find(|s| s.pilot == p.id);
             json!({
                 "id": p.id, "name": p.name, "version": p.version, "rules": p.rules.len(),
                 "covenant": {"id": p.covenant.id, "version": p.covenant.version,
                              "valid_from": p.covenant.valid_from.to_string(), "valid_until": p.covenant.valid_until.to_string()},
                 "editable": may_edit(user, &p.id).is_ok(),
+                "consent_rules": p.rules.iter().filter(|r| r.consent).map(|r| r.id.clone()).collect::<Vec<_>>(),
+                "retention": {
+                    "audit": p.retention.map(|r| r.to_string()),
+                    "oldest_linkable": st.and_then(|s| s.oldest_linkable.clone()),
+                    "next_destruction": st.and_then(|s| s.next_destruction).map(|d| d.to_string()),
+                },
             })
         })
         .collect();
@@ -123,6 +135,7 @@ pub async fn policy(gw: &Gateway, pilot: &str) -> Response<Body> {
                 "response": r.response.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
                 "request": r.request.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
                 "transforms": r.transforms.iter().map(|(f, t)| format!("{f}: {t}")).collect::<Vec<_>>(),
+                "consent": r.consent,
             })
         })
         .collect();

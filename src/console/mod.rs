@@ -30,6 +30,7 @@ use tracing::warn;
 
 use crate::audit::index::Dim;
 use crate::audit::record::parse_time;
+use crate::audit::store::LOOKUP_SCOPE;
 use crate::audit::{Decision, Entry, Filter, Record};
 use crate::gateway::{Body, Gateway};
 use crate::policy::valid_vnummer;
@@ -263,7 +264,16 @@ fn filter_of(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Result<F
         if !valid_vnummer(v) {
             return Err(bad(problem::INVALID_SUBJECT, "a V-nummer has ten digits"));
         }
-        f.subject = Some(gw.audit.subject(v));
+        // The look-up's own pseudonym, and the person's under every month
+        // key that still exists; a month past retention is not among them.
+        let unavailable = |_| {
+            bad(
+                problem::AUDIT_UNAVAILABLE,
+                "the subject keys cannot be read",
+            )
+        };
+        f.subject = Some(gw.audit.subject(LOOKUP_SCOPE, v).map_err(unavailable)?);
+        f.subjects = gw.audit.subjects(v).map_err(unavailable)?;
     }
     for (key, slot) in [("since", &mut f.since), ("until", &mut f.until)] {
         if let Some(t) = q.get(key) {
@@ -342,7 +352,18 @@ async fn subject_report(
     if !valid_vnummer(vnummer) {
         return bad(problem::INVALID_SUBJECT, "a V-nummer has ten digits").response();
     }
-    let subject = gw.audit.subject(vnummer);
+    let (subject, subjects) = match (
+        gw.audit.subject(LOOKUP_SCOPE, vnummer),
+        gw.audit.subjects(vnummer),
+    ) {
+        (Ok(s), Ok(all)) => (s, all),
+        _ => {
+            return problem::respond(
+                problem::AUDIT_UNAVAILABLE,
+                "the subject keys cannot be read",
+            );
+        }
+    };
     if let Err(r) = record_lookup(gw, user, subject, "report").await {
         return r;
     }
@@ -352,6 +373,7 @@ async fn subject_report(
         let mut all = Vec::new();
         let mut f = Filter {
             subject: Some(subject),
+            subjects,
             partner: scope,
             limit: crate::audit::store::MAX_PAGE,
             ..Default::default()
@@ -378,11 +400,25 @@ async fn subject_report(
         Ok(Ok(s)) => s,
         _ => return problem::respond(problem::INTERNAL, "the registry could not be read"),
     };
+    let consents = {
+        let reg = gw.consents.clone();
+        let p = reg.pseudonym(vnummer);
+        match tokio::task::spawn_blocking(move || reg.of_person(&p)).await {
+            Ok(Ok(c)) => c,
+            _ => {
+                return problem::respond(
+                    problem::INTERNAL,
+                    "the consent register could not be read",
+                );
+            }
+        }
+    };
     let snap = gw.policy.current();
     let rep = report::json_report(
         vnummer,
         &records,
         &stays,
+        &consents,
         &snap.policy,
         user.partner.as_deref(),
     );

@@ -1,8 +1,9 @@
 //! The GDPR art. 15 access report for one person: which partners received
 //! which categories of their data, for which purpose and on which legal basis,
-//! when; what was refused; and their stays in the LVVs as the registry keeps
-//! them (pilot, since, until, reason), found under the registry's pseudonym.
-//! Written to be handed to the person, with Dutch and English headings.
+//! when; what was refused; their stays in the LVVs as the registry keeps
+//! them (pilot, since, until, reason), found under the registry's pseudonym;
+//! and the consents the person gave and withdrew. Written to be handed to
+//! the person, with Dutch and English headings.
 
 use std::collections::BTreeSet;
 
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use crate::audit::{Decision, Record, RecordKind};
 use crate::policy::PolicySet;
 use crate::policy::fields::FieldPath;
+use crate::storage::consent::Histories;
 use crate::storage::registry::Stay;
 
 /// Escapes text for HTML.
@@ -91,11 +93,39 @@ fn registrations(stays: &[Stay], policy: &PolicySet, scope: Option<&str>) -> Vec
         .collect()
 }
 
+/// The person's consents and withdrawals, one entry per step, oldest first
+/// per rule; an officer scoped to a partner sees the steps that partner
+/// recorded.
+fn consent_steps(consents: &Histories, policy: &PolicySet, scope: Option<&str>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (pilot, rule, history) in consents {
+        for e in history {
+            if scope.is_some_and(|p| p != e.by) {
+                continue;
+            }
+            out.push(json!({
+                "pilot": pilot,
+                "rule": rule,
+                "act": e.act,
+                "recorded_at": e.recorded_at,
+                "by": {"id": e.by, "name": name_of(policy, &e.by)},
+                "record": e.record,
+                "given_at": e.given_at,
+                "expires": e.expires,
+                "evidence": e.evidence,
+                "reason": e.reason,
+            }));
+        }
+    }
+    out
+}
+
 /// The report as JSON.
 pub fn json_report(
     vnummer: &str,
     records: &[Record],
     stays: &[Stay],
+    consents: &Histories,
     policy: &PolicySet,
     scope: Option<&str>,
 ) -> Value {
@@ -141,6 +171,7 @@ pub fn json_report(
         "disclosed": disclosed,
         "refused": refused,
         "registrations": registrations(stays, policy, scope),
+        "consents": consent_steps(consents, policy, scope),
     })
 }
 
@@ -189,6 +220,18 @@ pub fn csv_report(report: &Value) -> String {
                 (Some(u), Some(why)) => format!("ended {u}: {why}"),
                 _ => "open".to_string(),
             }),
+        ));
+    }
+    for c in report["consents"].as_array().into_iter().flatten() {
+        let act = c["act"].as_str().unwrap_or("");
+        out.push_str(&format!(
+            "consent-{act},{},{},{},{},,{},,,{}\n",
+            c["record"],
+            f(c["recorded_at"].as_str().unwrap_or("")),
+            f(c["pilot"].as_str().unwrap_or("")),
+            f(c["by"]["id"].as_str().unwrap_or("")),
+            f(c["rule"].as_str().unwrap_or("")),
+            f(c["reason"].as_str().unwrap_or("")),
         ));
     }
     out
@@ -242,6 +285,21 @@ pub fn html_report(report: &Value) -> String {
             s(&r["reason"]),
         ));
     }
+    let mut consents = String::new();
+    for c in report["consents"].as_array().into_iter().flatten() {
+        let act = match c["act"].as_str() {
+            Some("given") => "toestemming gegeven / consent given",
+            _ => "toestemming ingetrokken / consent withdrawn",
+        };
+        consents.push_str(&format!(
+            "<tr><td>{}</td><td>{act}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            s(&c["recorded_at"]),
+            s(&c["by"]["name"]),
+            s(&c["rule"]),
+            s(&c["given_at"]),
+            s(&c["expires"]),
+        ));
+    }
     format!(
         r#"<!doctype html>
 <html lang="nl"><head><meta charset="utf-8"><title>Inzage / Access report</title>
@@ -261,6 +319,9 @@ td,th{{border:1px solid #999;padding:4px 6px;text-align:left;font-size:90%}}th{{
 <h2>Geweigerd <span class="en">/ Refused</span></h2>
 <table><tr><th>Wanneer <span class="en">/ When</span></th><th>Gevraagd door <span class="en">/ Asked by</span></th><th>Bij <span class="en">/ Of</span></th><th>Doel <span class="en">/ Purpose</span></th><th>Reden <span class="en">/ Reason</span></th></tr>
 {refused}</table>
+<h2>Toestemming <span class="en">/ Consent</span></h2>
+<table><tr><th>Vastgelegd <span class="en">/ Recorded</span></th><th>Wat <span class="en">/ What</span></th><th>Door <span class="en">/ By</span></th><th>Regel <span class="en">/ Rule</span></th><th>Gegeven op <span class="en">/ Given on</span></th><th>Geldig tot en met <span class="en">/ Valid until</span></th></tr>
+{consents}</table>
 </body></html>
 "#,
         vnummer = s(&report["vnummer"]),

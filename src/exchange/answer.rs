@@ -158,19 +158,31 @@ pub async fn deliver(
         .iter()
         .map(|el| grant.answer_subject(el))
         .collect::<Result<Vec<_>, _>>()?;
+    // Under a rule that rests on consent, every person an element is about
+    // needs a consent in force, or nothing of the answer goes.
+    let mut consents = Vec::with_capacity(subjects.len());
+    for s in &subjects {
+        consents.push(match s {
+            Some(v) => super::consent_check::of_element(x, grant, v).await?,
+            None => x.consent,
+        });
+    }
     let service = grant.service().qualified();
     let mut withheld = sent.withheld;
     let mut entries = Vec::with_capacity(elements.len());
     // Each element serialised once: its bytes are hashed for its record, and
     // they are the bytes that go out.
     let mut parts: Vec<Vec<u8>> = Vec::with_capacity(elements.len());
-    for (el, subject) in elements.into_iter().zip(subjects) {
+    for ((el, subject), consent) in elements.into_iter().zip(subjects).zip(consents) {
         let m = grant.minimise(Direction::Response, el, &x.snap.keys);
         x.gw.metrics.shape_violations(&service, m.shape_violations);
         let mut e = x.entry(Direction::Response);
         e.decision = Decision::Disclosed;
         if let Some(s) = subject {
-            e.subject = Some(x.gw.audit.subject(&s));
+            e.subject = Some(super::refusal::subject_of(x, &s)?);
+        }
+        if let Some(c) = consent {
+            e.reason = super::refusal::consent_reason(c);
         }
         let bytes = serde_json::to_vec(&m.value).unwrap_or_default();
         e.payload_sha256 = Some(sha256(&bytes));

@@ -7,7 +7,9 @@
 //!    when the log has gone unwitnessed for too long (`fail_closed_after`),
 //!    a refusal ([`crate::witnessing::Witnessing::refuses`]);
 //! 4. policy: [`crate::policy::PolicySet::authorise`], the one place that
-//!    decides: the rule, the method, the path, the subject;
+//!    decides: the rule, the method, the path, the subject; and, for a rule
+//!    that rests on consent, [`crate::policy::Grant::consent`] once the
+//!    subject is known ([`consent_check::require`]);
 //! 5. request: bounded, strict JSON ([`mod@json`]), minimised caller → provider,
 //!    recorded before a byte goes out ([`request::take`]);
 //! 6. forward: to the provider's back-end over mutual TLS ([`answer::fetch`],
@@ -30,6 +32,8 @@
 //! policy snapshot from start to end.
 
 pub mod answer;
+pub mod consent;
+pub mod consent_check;
 pub mod covenant;
 pub mod evidence;
 pub mod figures;
@@ -92,6 +96,19 @@ async fn refuse_stranger(
     resp
 }
 
+/// `GET /v1/whoami`: the calling partner as the gateway knows it.
+fn whoami(partner: &Partner, peer: &Peer) -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "id": partner.id,
+            "name": partner.name,
+            "kind": partner.kind.as_str(),
+            "certificate_sha256": hex::encode(peer.cert_sha256),
+        }),
+    )
+}
+
 /// Routes one request on the partner API.
 pub async fn handle(
     gw: &Gateway,
@@ -144,15 +161,7 @@ pub async fn handle(
     };
     let method = req.method().clone();
     match route {
-        Route::Whoami if method == Method::GET => json_response(
-            StatusCode::OK,
-            &json!({
-                "id": partner.id,
-                "name": partner.name,
-                "kind": partner.kind.as_str(),
-                "certificate_sha256": hex::encode(peer.cert_sha256),
-            }),
-        ),
+        Route::Whoami if method == Method::GET => whoami(&partner, peer),
         Route::OpenApi if method == Method::GET => openapi(),
         Route::Inbox if method == Method::GET => inbox::list(gw, &partner, req.uri().query()).await,
         Route::InboxItem(id) if method == Method::GET || method == Method::DELETE => {
@@ -175,6 +184,11 @@ pub async fn handle(
         r @ (Route::Registration { .. } | Route::Transfer { .. } | Route::Figures) => {
             lvv(gw, peer, &partner, req, r).await
         }
+        Route::Consent {
+            pilot,
+            vnummer,
+            rule,
+        } => consent::handle(gw, peer, &partner, req, (pilot, vnummer, rule)).await,
         Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
         Route::Whoami
         | Route::OpenApi

@@ -103,6 +103,32 @@ pub struct Exchange<'a> {
     pub direction: Direction,
     /// The rule and what it rests on, once the policy granted the exchange.
     granted: Option<Granted>,
+    /// The audit record of the consent the flow rests on, when its rule
+    /// requires one: disclosures name it in their `reason`.
+    pub consent: Option<u64>,
+}
+
+/// The subject pseudonym of a V-nummer in this exchange's records: under
+/// the pilot's subject key of this month. When the key cannot be made,
+/// nothing can be recorded, so nothing goes.
+pub fn subject_of(x: &Exchange<'_>, vnummer: &str) -> Result<[u8; 32], Refusal> {
+    // A pilot the policy does not know gets no keys of its own: a caller
+    // must not be able to make key files by naming pilots.
+    let scope = if x.snap.policy.pilots.contains_key(&x.target.pilot) {
+        x.target.pilot.as_str()
+    } else {
+        crate::audit::store::LOOKUP_SCOPE
+    };
+    x.gw.audit.subject(scope, vnummer).map_err(|e| {
+        warn!(partner = %x.consumer.id, error = %e, "subject key unavailable; nothing delivered");
+        Refusal::audit_unavailable("delivered")
+    })
+}
+
+/// The `reason` of a disclosure that rests on consent: `consent <id>`, the
+/// audit record that registered the consent (docs/audit-format.md).
+pub fn consent_reason(record: u64) -> String {
+    format!("consent {record}")
 }
 
 impl<'a> Exchange<'a> {
@@ -126,6 +152,7 @@ impl<'a> Exchange<'a> {
             subject: None,
             direction: Direction::Response,
             granted: None,
+            consent: None,
         }
     }
 
@@ -162,7 +189,7 @@ impl<'a> Exchange<'a> {
             policy_version: grant.pilot.version.clone(),
         });
         if let Some(s) = &grant.path_subject {
-            self.subject = Some(self.gw.audit.subject(s));
+            self.subject = Some(subject_of(self, s)?);
         }
         Ok(grant)
     }
@@ -198,6 +225,9 @@ impl<'a> Exchange<'a> {
         match d {
             Direction::Request => e.sender_cert_sha256 = Some(self.peer.cert_sha256),
             Direction::Response => e.recipient_cert_sha256 = Some(self.peer.cert_sha256),
+        }
+        if let Some(c) = self.consent {
+            e.reason = consent_reason(c);
         }
         if let Some(g) = &self.granted {
             e.legal_basis.clone_from(&g.legal_basis);

@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::refusal::{Exchange, Refusal, Target};
+use super::refusal::{Exchange, Refusal, Target, subject_of};
 use super::request;
 use super::trace::Trace;
 use super::wire::{DISCLOSURE, TRACEPARENT, json_response};
@@ -86,7 +86,7 @@ async fn stages(
             "the path's last segment must be a V-nummer of ten digits",
         ));
     }
-    x.subject = Some(x.gw.audit.subject(vnummer));
+    x.subject = Some(subject_of(x, vnummer)?);
     x.purpose = request::purpose(req.headers())?;
     request::no_query(req.uri())?;
     let method = req.method().clone();

@@ -109,6 +109,7 @@ pub async fn take(
                 format!("{method} carries no body"),
             ));
         }
+        super::consent_check::require(x, grant, grant.path_subject.as_deref()).await?;
         if method == Method::DELETE {
             let mut e = x.entry(Direction::Request);
             e.decision = Decision::Disclosed;
@@ -149,7 +150,8 @@ pub async fn take_document(
     mut sent: Sent,
 ) -> Result<Sent, Refusal> {
     let subject = grant.request_subject(&doc)?;
-    x.subject = Some(x.gw.audit.subject(&subject));
+    x.subject = Some(super::refusal::subject_of(x, &subject)?);
+    super::consent_check::require(x, grant, Some(&subject)).await?;
     let m = grant.minimise(Direction::Request, &doc, &x.snap.keys);
     x.gw.metrics
         .shape_violations(&grant.service().qualified(), m.shape_violations);

@@ -30,6 +30,10 @@ pub const ROUTES: &[(&[&str], &str)] = &[
     ),
     (&["POST"], "/v1/pilots/{pilot}/transfers/{to}"),
     (&["GET"], "/v1/figures"),
+    (
+        &["GET", "PUT", "DELETE"],
+        "/v1/pilots/{pilot}/consents/{vnummer}/{rule}",
+    ),
     (&["GET"], "/v1/inbox"),
     (&["GET", "DELETE"], "/v1/inbox/{id}"),
     (&["GET"], "/v1/audit/checkpoint"),
@@ -78,6 +82,15 @@ pub enum Route<'a> {
     },
     /// `/v1/figures?pilot=P&from=YYYY-MM&to=YYYY-MM`.
     Figures,
+    /// `/v1/pilots/{pilot}/consents/{vnummer}/{rule}`.
+    Consent {
+        /// Pilot id.
+        pilot: &'a str,
+        /// The person's V-nummer (checked by the handler).
+        vnummer: &'a str,
+        /// The rule that rests on consent.
+        rule: &'a str,
+    },
     /// `/v1/inbox`.
     Inbox,
     /// `/v1/inbox/{id}`.
@@ -152,6 +165,11 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
             Ok(Route::Registration { pilot, vnummer })
         }
         ["v1", "pilots", from, "transfers", to] => Ok(Route::Transfer { from, to }),
+        ["v1", "pilots", pilot, "consents", vnummer, rule] => Ok(Route::Consent {
+            pilot,
+            vnummer,
+            rule,
+        }),
         ["v1", "audit", "records", id, "evidence"] => id
             .parse()
             .map(Route::Evidence)

@@ -162,7 +162,7 @@ async fn stages<'p>(
     let (body, budget) = request::read_body(x.gw, req, x.gw.config.limits.max_body_bytes).await?;
     let doc = request::document(&headers, &body)?;
     let vnummer = grant.request_subject(&doc)?;
-    x.subject = Some(x.gw.audit.subject(&vnummer));
+    x.subject = Some(super::refusal::subject_of(x, &vnummer)?);
     let p = x.gw.registry.pseudonym(&vnummer);
     drop(vnummer);
     if !stays(x, p).await?.contains(&a.from.id) {

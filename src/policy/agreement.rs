@@ -178,6 +178,9 @@ impl PolicySet {
             response_tree: Tree::new(&declared, &[], &[]),
             request,
             transforms: Vec::new(),
+            // A transfer rests on the two covenants' agreement, not on
+            // the person's consent.
+            consent: false,
         };
         Some(Agreed {
             from: f,

@@ -55,6 +55,8 @@ pub enum RefusalReason {
     /// An answer element that names its subject with something that is not
     /// a V-nummer: recording it would name the wrong person.
     BadAnswerSubject,
+    /// The rule rests on consent, and the person has none in force for it.
+    ConsentMissing,
 }
 
 impl RefusalReason {
@@ -76,6 +78,7 @@ impl RefusalReason {
             Self::InvalidSubject => problem::INVALID_SUBJECT,
             Self::SubjectMissing => problem::SUBJECT_MISSING,
             Self::BadAnswerSubject => problem::BACKEND_BAD_ANSWER,
+            Self::ConsentMissing => problem::CONSENT_MISSING,
         }
     }
 
@@ -170,6 +173,38 @@ impl Grant<'_> {
             (None, None) => refuse(
                 RefusalReason::SubjectMissing,
                 format!("the document needs its '{}'", svc.subject),
+            ),
+        }
+    }
+
+    /// Whether the flow may happen for a person with this consent history
+    /// for the rule, on `today`: a rule that does not rest on consent needs
+    /// none (`Ok(None)`); one that does needs a consent in force, and the
+    /// answer is the audit record of that consent, which the exchange's
+    /// records cite. `history` is `None` when the subject is not known.
+    pub fn consent(
+        &self,
+        history: Option<&[super::consent::ConsentEvent]>,
+        today: Date,
+    ) -> Result<Option<u64>, Refusal> {
+        if !self.rule.consent {
+            return Ok(None);
+        }
+        let Some(history) = history else {
+            return refuse(
+                RefusalReason::ConsentMissing,
+                "this flow rests on the person's consent: name the person in the path or the document",
+            );
+        };
+        match super::consent::in_force(history, today) {
+            Some(c) => Ok(Some(c.record)),
+            None => refuse(
+                RefusalReason::ConsentMissing,
+                format!(
+                    "rule '{}' rests on the person's consent, and there is none in force ({})",
+                    self.rule.id,
+                    super::consent::state(history, today)
+                ),
             ),
         }
     }

@@ -19,6 +19,7 @@ use super::minimise::{Granularity, Transform, Tree};
 use super::model::{Covenant, Pilot, PolicySet, Purpose, Rule};
 use super::partners::Partners;
 use super::registration::Registration;
+use super::retention::Retention;
 use super::service::Service;
 use super::transfer::Transfer;
 use crate::config::{ConfigError, Source, valid_id};
@@ -36,6 +37,13 @@ struct RawPolicy {
     registration: Option<super::registration::RawRegistration>,
     #[serde(default)]
     transfer: Vec<super::transfer::RawTransfer>,
+    retention: Option<RawRetention>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    audit: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +52,8 @@ struct RawPilot {
     id: Spanned<String>,
     name: String,
     partners: Vec<Spanned<String>>,
+    #[serde(default)]
+    consent_recorders: Vec<Spanned<String>>,
     covenant: RawCovenant,
 }
 
@@ -79,6 +89,8 @@ struct RawRule {
     request: Vec<Spanned<String>>,
     #[serde(default)]
     transforms: Vec<RawTransform>,
+    #[serde(default)]
+    consent: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +156,19 @@ impl Pilot {
             .map(|r| Registration::compile(src, r, &signed, |p| purposes.contains_key(p)))
             .transpose()?;
         let transfers = compile_transfers(src, &id, partners, &purposes, &raw.transfer)?;
+        let consent_recorders = recorders(src, &signed, &raw.pilot.consent_recorders)?;
+        let retention = raw
+            .retention
+            .as_ref()
+            .map(|r| {
+                Retention::parse(r.audit.get_ref()).ok_or_else(|| {
+                    src.error(
+                        &r.audit,
+                        "audit retention must be an ISO 8601 duration like \"P5Y\" or \"P2Y6M\"",
+                    )
+                })
+            })
+            .transpose()?;
         let mut pilot = Pilot {
             id,
             name: raw.pilot.name,
@@ -155,6 +180,8 @@ impl Pilot {
             rules,
             registration,
             transfers,
+            consent_recorders,
+            retention,
             version: version(partners_bytes, src),
             covenant_version: String::new(),
             standing: Default::default(),
@@ -215,6 +242,31 @@ fn pilot_id(src: &Source, raw: &Spanned<String>) -> Result<String, ConfigError> 
         ));
     }
     Ok(id)
+}
+
+/// The partners that record consent: signed the covenant, each once.
+fn recorders(
+    src: &Source,
+    signed: &[String],
+    raw: &[Spanned<String>],
+) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for p in raw {
+        if !signed.contains(p.get_ref()) {
+            return Err(src.error(
+                p,
+                format!(
+                    "consent recorder '{}' did not sign this pilot's covenant",
+                    p.get_ref()
+                ),
+            ));
+        }
+        if out.contains(p.get_ref()) {
+            return Err(src.error(p, format!("partner '{}' listed twice", p.get_ref())));
+        }
+        out.push(p.get_ref().clone());
+    }
+    Ok(out)
 }
 
 fn signed_partners(
@@ -422,6 +474,16 @@ fn compile_rule(
         ));
     }
     let transforms = rule_transforms(src, &service, &response, &request, &rr.transforms)?;
+    let consent = match &rr.consent {
+        None => false,
+        Some(c) if c.get_ref() == "required" => true,
+        Some(c) => {
+            return Err(src.error(
+                c,
+                "consent = \"required\" is the one value; leave it out when the flow does not rest on consent",
+            ));
+        }
+    };
     let declared: Vec<FieldPath> = service.fields.iter().map(|(f, _)| f.clone()).collect();
     Ok(Rule {
         id: id.clone(),
@@ -433,6 +495,7 @@ fn compile_rule(
         response,
         request,
         transforms,
+        consent,
     })
 }
 

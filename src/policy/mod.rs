@@ -17,6 +17,7 @@
 //!   one side per file, counted only where both files agree.
 
 pub mod agreement;
+pub mod consent;
 pub mod decide;
 pub mod diff;
 pub mod explain;
@@ -27,6 +28,7 @@ pub mod minimise;
 pub mod model;
 pub mod partners;
 pub mod registration;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod terms;

@@ -82,6 +82,9 @@ pub struct Rule {
     pub response_tree: Tree,
     /// `request` and `transforms`, compiled.
     pub request_tree: Tree,
+    /// The flow rests on the person's consent (`consent = "required"`): it
+    /// passes only for a person with a consent in force for this rule.
+    pub consent: bool,
 }
 
 impl Rule {
@@ -152,6 +155,11 @@ pub struct Pilot {
     /// Its sides of transfers to and from other pilots (each one counts only
     /// with its mirror in the other pilot's file, see [`super::agreement`]).
     pub transfers: Vec<super::transfer::Transfer>,
+    /// Partners that record and withdraw consents (`consent_recorders`).
+    pub consent_recorders: Vec<String>,
+    /// How long audit records stay linkable to a person (`[retention]
+    /// audit`); `None`: the file states none, and nothing is unlinked.
+    pub retention: Option<super::retention::Retention>,
     /// `sha256:<hex>` of partners.toml and this file: the policy version in
     /// every audit record.
     pub version: String,

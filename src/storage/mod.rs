@@ -1,7 +1,9 @@
 //! Where the gateway keeps what is not the audit log: the mailboxes of
-//! partners without a server of their own, and the LVV registry of stays.
+//! partners without a server of their own, the LVV registry of stays, and
+//! the register of consents.
 //! Exchange code reaches them only through this module, so that where they
 //! live (embedded sled today) can change without the pipeline knowing.
 
+pub mod consent;
 pub mod mailbox;
 pub mod registry;

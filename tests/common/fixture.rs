@@ -306,9 +306,23 @@ pub async fn fixture_with_limits(limits: &[(&str, &str)]) -> Fixture {
 }
 
 pub async fn fixture_with(before_start: impl FnOnce(&TestPki)) -> Fixture {
+    fixture_started(before_start, false).await
+}
+
+/// [`fixture_with`], with the gateway's admin socket listening, so
+/// command-line tools run beside it as beside `ketenpoort serve`.
+pub async fn fixture_with_admin(before_start: impl FnOnce(&TestPki)) -> Fixture {
+    fixture_started(before_start, true).await
+}
+
+async fn fixture_started(before_start: impl FnOnce(&TestPki), admin: bool) -> Fixture {
     let (pki, seen, hostile) = prepare_all().await;
     before_start(&pki);
-    let gw = pki.start().await;
+    let gw = if admin {
+        pki.start_with_admin().await
+    } else {
+        pki.start().await
+    };
     let gemeente_cert = pki.oin_cert(GEMEENTE_OIN);
     let gemeente = pki.client(gw.addr, &gemeente_cert);
     let ngo_pinned = pki.client(gw.addr, &pki.ngo_pinned);

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::disk::walk;
 use common::fixture::{self, Fixture, fixture_with, ids};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -235,17 +236,4 @@ fn expiry_stops_the_flow_the_day_after_its_last_valid_day() {
     assert!(after.detail.contains("expired"), "{}", after.detail);
     assert!(grant.consent(Some(&[]), date!(2026 - 03 - 01)).is_err());
     assert!(grant.consent(None, date!(2026 - 03 - 01)).is_err());
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

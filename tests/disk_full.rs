@@ -9,40 +9,11 @@ mod common;
 
 use std::process::Command;
 
+use common::disk::{Mount, fill, is_root, small_tmpfs};
 use common::fixture::*;
 use hyper::Method;
 
 const CASUS: &[(&str, &str)] = &[("ketenpoort-purpose", "casusoverleg")];
-
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Fills the file system with a ballast file until it is full.
-fn fill(dir: &std::path::Path) -> std::path::PathBuf {
-    use std::io::Write;
-    let p = dir.join("ballast");
-    let mut f = std::fs::File::create(&p).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    while f.write_all(&chunk).is_ok() {}
-    // Fill the last partial chunk's worth too.
-    let small = [0u8; 512];
-    while f.write_all(&small).is_ok() {}
-    let _ = f.sync_all();
-    p
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_with_503_and_recovers_without_restart() {
@@ -51,24 +22,7 @@ async fn a_full_disk_refuses_with_503_and_recovers_without_restart() {
         return;
     }
     let mut mount = None;
-    let f = fixture_with(|pki| {
-        let data = pki.data_dir();
-        std::fs::create_dir_all(&data).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-            .arg(&data)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok || std::env::var("CI").is_err(),
-            "cannot mount a tmpfs as root in CI"
-        );
-        if ok {
-            mount = Some(Mount(data));
-        }
-    })
-    .await;
+    let f = fixture_with(|pki| mount = small_tmpfs(&pki.data_dir())).await;
     if mount.is_none() {
         eprintln!("skipped: this machine does not allow mounting a tmpfs");
         return;

@@ -10,6 +10,7 @@ mod common;
 
 use std::process::Command;
 
+use common::disk::{fill, is_root, small_tmpfs};
 use common::fixture::*;
 use common::{Reply, TestPki, get};
 use hyper::Method;
@@ -198,35 +199,6 @@ async fn maintenance_drains_the_node_while_exchanges_go_on() {
     );
 }
 
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Fills the file system under `dir` with a ballast file.
-fn fill(dir: &std::path::Path) -> std::path::PathBuf {
-    use std::io::Write;
-    let p = dir.join("ballast");
-    let mut f = std::fs::File::create(&p).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    while f.write_all(&chunk).is_ok() {}
-    let small = [0u8; 512];
-    while f.write_all(&small).is_ok() {}
-    let _ = f.sync_all();
-    p
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_the_audit_check_until_space_is_freed() {
     if !is_root() {
@@ -234,24 +206,7 @@ async fn a_full_disk_fails_the_audit_check_until_space_is_freed() {
         return;
     }
     let mut mount = None;
-    let f = fixture_with(|pki| {
-        let data = pki.data_dir();
-        std::fs::create_dir_all(&data).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-            .arg(&data)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok || std::env::var("CI").is_err(),
-            "cannot mount a tmpfs as root in CI"
-        );
-        if ok {
-            mount = Some(Mount(data));
-        }
-    })
-    .await;
+    let f = fixture_with(|pki| mount = small_tmpfs(&pki.data_dir())).await;
     if mount.is_none() {
         eprintln!("skipped: this machine does not allow mounting a tmpfs");
         return;

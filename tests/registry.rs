@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::disk::walk;
 use common::fixture::{self, Fixture, fixture_with, ids};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -314,19 +315,6 @@ async fn roles_purpose_and_the_rate_limit_hold_and_show_in_the_log() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
     f.gw.stop().await;
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// A receiving back-end that never answers (port 1 is closed), for the

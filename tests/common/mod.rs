@@ -2,6 +2,7 @@
 //! temp dir, the real gateway started on port 0, and a partner-side HTTPS client.
 #![allow(dead_code)]
 
+pub mod disk;
 pub mod fixture;
 
 use std::net::SocketAddr;

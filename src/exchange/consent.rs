@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::consent_check::{history, today};
-use super::refusal::{Exchange, Refusal, Target};
+use super::refusal::{Exchange, Refusal, Target, path_subject};
 use super::request;
 use super::trace::Trace;
 use super::wire::{DISCLOSURE, TRACEPARENT, json_response};
@@ -24,7 +24,7 @@ use crate::gateway::{Body, Gateway};
 use crate::identity::Peer;
 use crate::policy::consent::{ConsentAct, ConsentEvent, in_force, parse_day, state};
 use crate::policy::partners::Partner;
-use crate::policy::{Direction, Pilot, Rule, valid_vnummer};
+use crate::policy::{Direction, Pilot, Rule};
 use crate::problem;
 
 /// The service name consent records carry (`ketenpoort/toestemming`).
@@ -62,12 +62,7 @@ pub async fn handle(
 ) -> Response<Body> {
     let (pilot, vnummer, rule) = target;
     let snap = gw.policy.current();
-    let target = Target {
-        pilot: pilot.to_string(),
-        provider: "ketenpoort".to_string(),
-        service: SERVICE.to_string(),
-        rest: Vec::new(),
-    };
+    let target = Target::own(pilot, SERVICE);
     let trace = Trace::from_headers(req.headers());
     let mut x = Exchange::new(gw, &snap, partner, peer, &target, trace);
     match stages(&mut x, req, vnummer, rule).await {
@@ -86,13 +81,7 @@ async fn stages(
     vnummer: &str,
     rule_id: &str,
 ) -> Result<Response<Body>, Refusal> {
-    if !valid_vnummer(vnummer) {
-        return Err(Refusal::new(
-            problem::INVALID_SUBJECT,
-            "the V-nummer segment must be ten digits",
-        ));
-    }
-    x.subject = Some(super::refusal::subject_of(x, vnummer)?);
+    path_subject(x, vnummer)?;
     x.purpose = request::purpose(req.headers())?;
     request::no_query(req.uri())?;
     let method = req.method().clone();

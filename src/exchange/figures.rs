@@ -39,12 +39,7 @@ pub async fn handle(
     }
     let snap = gw.policy.current();
     let asked = figures::ask(req.uri().query());
-    let target = Target {
-        pilot: asked.as_ref().map(|a| a.pilot.clone()).unwrap_or_default(),
-        provider: "ketenpoort".to_string(),
-        service: SERVICE.to_string(),
-        rest: Vec::new(),
-    };
+    let target = Target::own(asked.as_ref().map_or("", |a| a.pilot.as_str()), SERVICE);
     let trace = Trace::from_headers(req.headers());
     let mut x = Exchange::new(gw, &snap, partner, peer, &target, trace);
     let result = match asked {

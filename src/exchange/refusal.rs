@@ -71,6 +71,32 @@ pub struct Target {
     pub rest: Vec<String>,
 }
 
+impl Target {
+    /// A resource the gateway keeps itself (the registry, consents,
+    /// figures): its records name the service `ketenpoort/<service>`.
+    pub fn own(pilot: &str, service: &str) -> Self {
+        Self {
+            pilot: pilot.to_string(),
+            provider: "ketenpoort".to_string(),
+            service: service.to_string(),
+            rest: Vec::new(),
+        }
+    }
+}
+
+/// A V-nummer from the path as the exchange's data subject: refused unless
+/// it has ten digits, then pseudonymised for the records.
+pub fn path_subject(x: &mut Exchange<'_>, vnummer: &str) -> Result<(), Refusal> {
+    if !crate::policy::valid_vnummer(vnummer) {
+        return Err(Refusal::new(
+            problem::INVALID_SUBJECT,
+            "the V-nummer segment of the path must be ten digits",
+        ));
+    }
+    x.subject = Some(subject_of(x, vnummer)?);
+    Ok(())
+}
+
 /// What the audit records of one exchange share, from the rule on.
 #[derive(Debug, Clone)]
 struct Granted {

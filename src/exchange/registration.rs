@@ -17,16 +17,16 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::refusal::{Exchange, Refusal, Target, subject_of};
+use super::refusal::{Exchange, Refusal, Target, path_subject};
 use super::request;
 use super::trace::Trace;
 use super::wire::{DISCLOSURE, TRACEPARENT, json_response};
 use crate::audit::Decision;
 use crate::gateway::{Body, Gateway};
 use crate::identity::Peer;
+use crate::policy::Direction;
 use crate::policy::partners::Partner;
 use crate::policy::registration::Registration;
-use crate::policy::{Direction, valid_vnummer};
 use crate::problem;
 
 /// The service name registry records carry (`ketenpoort/registratie`).
@@ -57,12 +57,7 @@ pub async fn handle(
     vnummer: &str,
 ) -> Response<Body> {
     let snap = gw.policy.current();
-    let target = Target {
-        pilot: pilot.to_string(),
-        provider: "ketenpoort".to_string(),
-        service: SERVICE.to_string(),
-        rest: Vec::new(),
-    };
+    let target = Target::own(pilot, SERVICE);
     let trace = Trace::from_headers(req.headers());
     let mut x = Exchange::new(gw, &snap, partner, peer, &target, trace);
     match stages(&mut x, req, vnummer).await {
@@ -80,13 +75,7 @@ async fn stages(
     req: Request<Incoming>,
     vnummer: &str,
 ) -> Result<Response<Body>, Refusal> {
-    if !valid_vnummer(vnummer) {
-        return Err(Refusal::new(
-            problem::INVALID_SUBJECT,
-            "the path's last segment must be a V-nummer of ten digits",
-        ));
-    }
-    x.subject = Some(subject_of(x, vnummer)?);
+    path_subject(x, vnummer)?;
     x.purpose = request::purpose(req.headers())?;
     request::no_query(req.uri())?;
     let method = req.method().clone();

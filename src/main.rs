@@ -24,6 +24,14 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     match cli::run(cli).and_then(|report| Ok(report.print()?)) {
         Ok(code) => code,
+        // A reader that stopped early (`| head`) is not a failure of the
+        // command: end quietly, as other Unix tools do.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // The same text as returning the error from `main`: the message,
             // then its causes, one per line.

@@ -45,6 +45,10 @@ pub const CSV_COLUMNS: &[&str] = &[
     "recipient_cert_sha256",
     "trace_id",
     "span_id",
+    "fsc_transaction_id",
+    "processing_activity_id",
+    "started",
+    "foreign_span_id",
 ];
 
 /// Quotes a CSV field when it needs it, and neutralises a cell that a

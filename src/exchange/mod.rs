@@ -109,8 +109,32 @@ fn whoami(partner: &Partner, peer: &Peer) -> Response<Body> {
     )
 }
 
-/// Routes one request on the partner API.
+/// Answers one request on the partner API, with its FSC transaction id:
+/// the caller's, or one made here; a malformed one is refused (recorded,
+/// folded like every refusal before the pipeline) before anything else.
 pub async fn handle(
+    gw: &Gateway,
+    peer: &Peer,
+    state: &ConnState,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let Ok(id) = trace::take_transaction_id(req.headers_mut()) else {
+        return refuse_stranger(
+            gw,
+            peer,
+            state,
+            problem::INVALID_TRANSACTION_ID,
+            "Fsc-Transaction-Id must be one UUIDv7 in its hyphenated form, or absent".into(),
+        )
+        .await;
+    };
+    let mut resp = dispatch(gw, peer, state, req).await;
+    resp.headers_mut().insert(wire::FSC_TRANSACTION_ID, id);
+    resp
+}
+
+/// Routes one request on the partner API.
+async fn dispatch(
     gw: &Gateway,
     peer: &Peer,
     state: &ConnState,

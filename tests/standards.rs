@@ -172,10 +172,10 @@ async fn records_point_at_the_registers_processing_activity_and_policy_version()
 }
 
 /// The export's lines as JSON.
-fn export_logboek(f: &Fixture) -> Vec<Value> {
+fn export_logboek(data_dir: &std::path::Path) -> Vec<Value> {
     let mut out = Vec::new();
     ketenpoort::audit::export::export(
-        &f.pki.data_dir().join("audit"),
+        &data_dir.join("audit"),
         ketenpoort::audit::export::Format::Logboek,
         &mut out,
     )
@@ -187,5 +187,227 @@ fn export_logboek(f: &Fixture) -> Vec<Value> {
         .collect()
 }
 
-#[allow(dead_code)]
-fn unused(_: Value) {}
+/// One row of a transcribed table: field, type, required.
+struct Field {
+    name: String,
+    ty: String,
+    required: bool,
+}
+
+/// The rows of the first Markdown table after `heading` in the transcription.
+fn table(doc: &str, heading: &str) -> Vec<Field> {
+    let at = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("{heading} not in the doc"));
+    doc[at..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            Field {
+                name: cells[1].trim_matches('`').to_string(),
+                ty: cells[2].to_string(),
+                required: match cells[3] {
+                    "verplicht" => true,
+                    "optioneel" => false,
+                    other => panic!("{other}"),
+                },
+            }
+        })
+        .collect()
+}
+
+fn is_hex(v: &Value, bytes: usize) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == bytes * 2
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && s.bytes().any(|b| b != b'0')
+    })
+}
+
+/// Checks `obj` against `fields`: every required field present, each of its
+/// type, nothing else.
+fn conforms(
+    obj: &Value,
+    fields: &[Field],
+    statuses: &[u64],
+    core: &[String],
+) -> Result<(), String> {
+    let map = obj.as_object().ok_or("not an object")?;
+    for k in map.keys() {
+        if !fields.iter().any(|f| &f.name == k) {
+            return Err(format!("{k} is not a field of the standard"));
+        }
+    }
+    for f in fields {
+        let Some(v) = map.get(&f.name) else {
+            if f.required {
+                return Err(format!("{} is missing", f.name));
+            }
+            continue;
+        };
+        let ok = match f.ty.as_str() {
+            "16 byte" => is_hex(v, 16),
+            "8 byte" => is_hex(v, 8),
+            "enum" => v.as_u64().is_some_and(|n| statuses.contains(&n)),
+            "string" => v.as_str().is_some_and(|s| !s.is_empty()),
+            "timestamp (ms)" => v
+                .as_i64()
+                .is_some_and(|t| t > 1_600_000_000_000 && t < 4_000_000_000_000),
+            "URI" => v
+                .as_str()
+                .is_some_and(|s| s.contains(':') && !s.contains(' ')),
+            "message" => v.is_object(),
+            "list" => v.as_object().is_some_and(|m| {
+                m.iter().all(|(k, x)| {
+                    x.is_string() && (core.contains(k) || k.starts_with("ketenpoort."))
+                })
+            }),
+            other => return Err(format!("type {other} unknown to this test")),
+        };
+        if !ok {
+            return Err(format!("{} = {v} is not a {}", f.name, f.ty));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_logboek_line_conforms_to_the_standards_field_table() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ldv/component-logboek.md"),
+    )
+    .unwrap();
+    let fields = table(&doc, "## Interface (transcribed)");
+    let foreign = table(&doc, "`foreign_operation` (transcribed)");
+    assert_eq!(fields.len(), 10);
+    assert_eq!(foreign.len(), 3);
+    let statuses: Vec<u64> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("* `")?.split(':').next()?.parse().ok())
+        .collect();
+    assert_eq!(statuses, [0, 1, 2]);
+    let core: Vec<String> = doc
+        .lines()
+        .filter_map(|l| {
+            Some(
+                l.strip_prefix("* `dpl.core.")?
+                    .split('`')
+                    .next()?
+                    .to_string(),
+            )
+        })
+        .map(|k| format!("dpl.core.{k}"))
+        .collect();
+    assert_eq!(core.len(), 3);
+
+    let f = fixture().await;
+    let caller_span = "00f067aa0ba902b7";
+    let trace = format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{caller_span}-01");
+    let mut h = CASUS.to_vec();
+    h.push(("traceparent", &trace));
+    let one = f
+        .gemeente
+        .send(Method::GET, DOSSIER, &h, None)
+        .await
+        .unwrap();
+    assert_eq!(one.status, 200);
+    let list = f
+        .gemeente
+        .send(
+            Method::GET,
+            "/v1/pilots/proef/services/dtv/lijst/a",
+            CASUS,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(list.status, 200);
+    let refused = f
+        .gemeente
+        .send(
+            Method::GET,
+            DOSSIER,
+            &[("ketenpoort-purpose", "onderzoek")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(refused.status.is_client_error());
+    let data_dir = f.pki.data_dir();
+    f.gw.stop().await;
+
+    let lines = export_logboek(&data_dir);
+    assert!(lines.len() >= 5);
+    for l in &lines {
+        conforms(l, &fields, &statuses, &core).unwrap_or_else(|e| panic!("{e}: {l}"));
+        if let Some(fo) = l.get("foreign_operation") {
+            conforms(fo, &foreign, &statuses, &core).unwrap_or_else(|e| panic!("{e}: {l}"));
+        }
+        assert!(l["start_time"].as_i64() <= l["end_time"].as_i64());
+    }
+    let line_of = |id: u64| {
+        lines
+            .iter()
+            .find(|l| l["attributes"]["ketenpoort.record_id"] == id.to_string())
+            .unwrap()
+    };
+    // The caller's traceparent is the foreign operation, the calling
+    // organisation its entity; the gateway's span is the parent.
+    let l = line_of(ids(&one)[0]);
+    assert_eq!(l["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(l["foreign_operation"]["span_id"], caller_span);
+    assert_eq!(l["foreign_operation"]["trace_id"], l["trace_id"]);
+    assert_eq!(
+        l["foreign_operation"]["entity"],
+        "urn:ketenpoort:partner:gemeente"
+    );
+    let sent = one.header("traceparent").unwrap();
+    assert_eq!(l["parent_span_id"], &sent[36..52]);
+    assert_ne!(l["span_id"], l["parent_span_id"]);
+    assert_eq!(l["status_code"], 1);
+    assert_eq!(
+        l["attributes"]["dpl.core.processing_activity_id"],
+        "urn:ketenpoort:processing-activity:proef:casusoverleg:response"
+    );
+    assert_eq!(
+        l["attributes"]["ketenpoort.fsc_transaction_id"],
+        one.header("fsc-transaction-id").unwrap()
+    );
+    assert_eq!(
+        l["attributes"]["dpl.core.data_subject_id_type"],
+        "Vreemdelingennummer"
+    );
+    // One line per data subject, all under the exchange's span.
+    let many: Vec<&Value> = ids(&list).into_iter().map(line_of).collect();
+    assert_eq!(many.len(), 3);
+    let parents: std::collections::BTreeSet<_> = many
+        .iter()
+        .map(|l| l["parent_span_id"].to_string())
+        .collect();
+    let spans: std::collections::BTreeSet<_> =
+        many.iter().map(|l| l["span_id"].to_string()).collect();
+    let subjects: std::collections::BTreeSet<_> = many
+        .iter()
+        .map(|l| l["attributes"]["dpl.core.data_subject_id"].to_string())
+        .collect();
+    assert_eq!((parents.len(), spans.len(), subjects.len()), (1, 3, 3));
+    assert!(many.iter().all(|l| l.get("foreign_operation").is_none()));
+    // A refusal: one line, no data subject, status unset (the gateway decided).
+    let r = ids(&refused);
+    assert_eq!(r.len(), 1);
+    let l = line_of(r[0]);
+    assert!(
+        l["attributes"].get("dpl.core.data_subject_id").is_none(),
+        "{l}"
+    );
+    assert_eq!(l["status_code"], 0);
+    assert_eq!(l["attributes"]["ketenpoort.decision"], "refused");
+    // No V-nummer in any line.
+    for l in &lines {
+        assert!(!l.to_string().contains("555000"), "{l}");
+    }
+}

@@ -411,3 +411,113 @@ async fn every_logboek_line_conforms_to_the_standards_field_table() {
         assert!(!l.to_string().contains("555000"), "{l}");
     }
 }
+
+const READ: &str = "/v1/logboek/processing-activities";
+
+async fn read(c: &ketenpoort::client::PartnerClient, q: Value) -> ketenpoort::client::Reply {
+    c.send(Method::POST, READ, &[], Some(&q)).await.unwrap()
+}
+
+fn lines_of(r: &ketenpoort::client::Reply) -> Vec<Value> {
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    r.json()["processingActivities"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logboek_read_api_answers_only_for_records_the_caller_is_party_to() {
+    let f = fixture().await;
+    let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut h = CASUS.to_vec();
+    h.push(("traceparent", trace));
+    let r = f
+        .gemeente
+        .send(Method::GET, DOSSIER, &h, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let disclosed = ids(&r)[0];
+    let dtv = f.pki.client(f.gw.addr, &f.pki.oin_cert(common::DTV_OIN));
+    let by_trace = serde_json::json!({"traceId": "0af7651916cd43dd8448eb211c80319c"});
+
+    // Both parties find the line, by trace (either spelling) ...
+    for (who, c) in [("gemeente", &f.gemeente), ("dtv", &dtv)] {
+        let lines = lines_of(&read(c, by_trace.clone()).await);
+        assert_eq!(lines.len(), 1, "{who}: {lines:?}");
+        let l = &lines[0];
+        assert_eq!(l["traceId"], "0af76519-16cd-43dd-8448-eb211c80319c");
+        assert_eq!(
+            l["attributes"]["ketenpoort.record_id"],
+            disclosed.to_string()
+        );
+        assert_eq!(l["status"], "Ok");
+        assert!(l["startTime"].as_str().unwrap().ends_with('Z'));
+    }
+    let uuid_form = serde_json::json!({"traceId": "0af76519-16cd-43dd-8448-eb211c80319c"});
+    assert_eq!(
+        lines_of(&read(&f.gemeente, uuid_form.clone()).await).len(),
+        1
+    );
+    // ... a partner that was no party to it finds nothing, however it asks.
+    for q in [
+        by_trace.clone(),
+        uuid_form,
+        serde_json::json!({"dpl.core.data_subject_id": "5550001234"}),
+        serde_json::json!({"dpl.core.processing_activity_id": "urn:ketenpoort:processing-activity:proef:casusoverleg:response"}),
+    ] {
+        for c in [&f.ngo_kvk, &f.buiten] {
+            assert_eq!(
+                lines_of(&read(c, q.clone()).await),
+                Vec::<Value>::new(),
+                "{q}"
+            );
+        }
+    }
+
+    // By data subject: the V-nummer goes in, only its pseudonym comes out,
+    // and the look-up is recorded as one.
+    let r = read(
+        &f.gemeente,
+        serde_json::json!({"dpl.core.data_subject_id": "5550001234", "dpl.core.data_subject_id_type": "Vreemdelingennummer"}),
+    )
+    .await;
+    let lines = lines_of(&r);
+    assert!(!lines.is_empty());
+    let pseudonym = hex::encode(f.gw.gateway.audit.subject("proef", "5550001234").unwrap());
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["attributes"]["dpl.core.data_subject_id"] == pseudonym)
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains("5550001234"));
+    let lookup = record(&f, ids(&r)[0]).await;
+    assert_eq!(lookup.entry.kind, ketenpoort::audit::RecordKind::Lookup);
+    assert_eq!(lookup.entry.recipient, "gemeente");
+
+    // By processing activity: only that activity's lines.
+    let act = "urn:ketenpoort:processing-activity:proef:casusoverleg:response";
+    let lines = lines_of(
+        &read(
+            &f.gemeente,
+            serde_json::json!({"dpl.core.processing_activity_id": act}),
+        )
+        .await,
+    );
+    assert!(!lines.is_empty());
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["attributes"]["dpl.core.processing_activity_id"] == act)
+    );
+
+    // Without a key, or with fields the extension does not name: 400.
+    for q in [
+        serde_json::json!({}),
+        serde_json::json!({"startTime": "2026-01-01T00:00:00Z"}),
+        serde_json::json!({"traceId": "0af7651916cd43dd8448eb211c80319c", "partner": "dtv"}),
+    ] {
+        let r = read(&f.gemeente, q).await;
+        assert_eq!(r.status, 400, "{:?}", r.json());
+        assert_eq!(r.json()["type"], "urn:ketenpoort:problem:bad-query");
+    }
+    f.gw.stop().await;
+}

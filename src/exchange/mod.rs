@@ -21,6 +21,9 @@
 //! ([`registration`]), moving a case between pilots through the same
 //! request path ([`transfer`]), and figures, never people ([`figures`]).
 //!
+//! Partners read the log's lines they are party to as Logboek
+//! Dataverwerkingen, through the standard's read extension ([`logboek`]).
+//!
 //! Beside the pipeline, [`public`] serves the log's public state (the
 //! published checkpoint, consistency proofs, hash tiles) to any partner, and
 //! partners read and sign their pilots' covenants ([`covenant`]).
@@ -40,6 +43,7 @@ pub mod figures;
 pub mod forward;
 pub mod inbox;
 pub mod json;
+pub mod logboek;
 pub mod public;
 pub mod refusal;
 pub mod registration;
@@ -214,6 +218,7 @@ async fn dispatch(
             rule,
         } => consent::handle(gw, peer, &partner, req, (pilot, vnummer, rule)).await,
         Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
+        Route::Logboek => logboek::handle(gw, peer, &partner, req).await,
         Route::Whoami
         | Route::OpenApi
         | Route::Inbox

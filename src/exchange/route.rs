@@ -30,6 +30,7 @@ pub const ROUTES: &[(&[&str], &str)] = &[
     ),
     (&["POST"], "/v1/pilots/{pilot}/transfers/{to}"),
     (&["GET"], "/v1/figures"),
+    (&["POST"], "/v1/logboek/processing-activities"),
     (
         &["GET", "PUT", "DELETE"],
         "/v1/pilots/{pilot}/consents/{vnummer}/{rule}",

@@ -352,7 +352,9 @@ async fn every_logboek_line_conforms_to_the_standards_field_table() {
     let line_of = |id: u64| {
         lines
             .iter()
-            .find(|l| l["attributes"]["ketenpoort.record_id"] == id.to_string())
+            .find(|l| {
+                l["attributes"]["ketenpoort.record_id"].as_str() == Some(id.to_string().as_str())
+            })
             .unwrap()
     };
     // The caller's traceparent is the foreign operation, the calling

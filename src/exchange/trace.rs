@@ -27,6 +27,11 @@ pub struct Trace {
     pub fsc_transaction_id: [u8; 16],
 }
 
+/// An `Fsc-Transaction-Id` that is not one UUIDv7 in its hyphenated form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Fsc-Transaction-Id is not one hyphenated UUIDv7")]
+pub struct InvalidTransactionId;
+
 /// A new UUIDv7: the time in milliseconds, then random bits.
 pub fn new_transaction_id() -> [u8; 16] {
     let ms = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
@@ -38,21 +43,21 @@ pub fn new_transaction_id() -> [u8; 16] {
 
 /// One `Fsc-Transaction-Id`: exactly one header, the hyphenated form, version 7,
 /// the RFC 9562 variant. `Ok(None)` when there is none.
-pub fn parse_transaction_id(h: &HeaderMap) -> Result<Option<[u8; 16]>, ()> {
+pub fn parse_transaction_id(h: &HeaderMap) -> Result<Option<[u8; 16]>, InvalidTransactionId> {
     let mut values = h.get_all(&FSC_TRANSACTION_ID).iter();
     let Some(v) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(());
+        return Err(InvalidTransactionId);
     }
-    let s = v.to_str().map_err(|_| ())?;
+    let s = v.to_str().map_err(|_| InvalidTransactionId)?;
     if s.len() != 36 {
-        return Err(());
+        return Err(InvalidTransactionId);
     }
-    let u = uuid::Uuid::try_parse(s).map_err(|_| ())?;
+    let u = uuid::Uuid::try_parse(s).map_err(|_| InvalidTransactionId)?;
     if u.get_version_num() != 7 || u.get_variant() != uuid::Variant::RFC4122 {
-        return Err(());
+        return Err(InvalidTransactionId);
     }
     Ok(Some(u.into_bytes()))
 }
@@ -60,7 +65,7 @@ pub fn parse_transaction_id(h: &HeaderMap) -> Result<Option<[u8; 16]>, ()> {
 /// The transaction id of a request on the partner API: the caller's when it
 /// is valid, a new one when absent (written into the request, so every stage
 /// sees the same one); `Err` for anything else.
-pub fn take_transaction_id(h: &mut HeaderMap) -> Result<HeaderValue, ()> {
+pub fn take_transaction_id(h: &mut HeaderMap) -> Result<HeaderValue, InvalidTransactionId> {
     if let Some(id) = parse_transaction_id(h)? {
         return Ok(transaction_header(id));
     }

@@ -588,6 +588,7 @@ mod tests {
         assert_eq!(back, r);
         assert_eq!(back.encode(), b);
         let mut r2 = sample(7);
+        r2.version = 2;
         r2.entry.withheld_undeclared = 70_000;
         r2.entry.folded = 3;
         let b2 = r2.encode();

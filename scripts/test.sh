@@ -36,6 +36,17 @@ if ! python3 -c 'import yaml' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 fi
 python3 scripts/openapi-json.py --check
 
+# The NL API Design Rules linter (Logius' Spectral ruleset, copied into
+# linter/spectral.yml with the commit it came from): 0 errors. Node 20 and
+# npm are on the CI machine; npx fetches the pinned CLI on first use.
+if ! command -v npx >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq nodejs npm >/dev/null
+fi
+npx --yes @stoplight/spectral-cli@6.16.3 lint --fail-severity error \
+    --ruleset linter/spectral.yml docs/openapi.yaml
+
 # Smoke runs of the benchmarks (a few hundred records), so they cannot rot.
 cargo test --locked --benches
 # The suite proper: unit, integration, CLI and browser tests.

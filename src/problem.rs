@@ -96,7 +96,27 @@ kinds! {
     REGISTRY_UNAVAILABLE = ("registry-unavailable", SERVICE_UNAVAILABLE, "The registry cannot be read or written; nothing changed");
     NOT_YET_PUBLISHED = ("not-yet-published", SERVICE_UNAVAILABLE, "The record is not yet in a published checkpoint; try again shortly");
     BUSY = ("busy", SERVICE_UNAVAILABLE, "The gateway is at its limit for buffered requests; try again shortly");
+    INVALID_TRANSACTION_ID = ("invalid-transaction-id", BAD_REQUEST, "The Fsc-Transaction-Id header is not one UUIDv7");
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
+}
+
+/// FSC's error header (FSC Core, "Error Handling"): set beside the problem
+/// where FSC defines a code for the same failure, so that an FSC-speaking
+/// partner's outway reads our refusals the way it reads an inway's.
+pub const FSC_ERROR_CODE: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("fsc-error-code");
+
+/// The FSC error code of a kind, where FSC Core (inway and outway codes) or
+/// FSC Logging defines one for the same failure; `docs/fsc.md` lists them.
+pub fn fsc_error_code(kind: Kind) -> Option<&'static str> {
+    Some(match kind.slug {
+        "invalid-transaction-id" => "INVALID_LOG_RECORD_ID",
+        "audit-unavailable" => "TRANSACTION_LOG_WRITE_ERROR",
+        "backend-unreachable" | "backend-certificate" => "ERROR_CODE_SERVICE_UNREACHABLE",
+        "unknown-provider" | "unknown-service" => "ERROR_CODE_SERVICE_NOT_FOUND",
+        "method-not-allowed" => "ERROR_CODE_METHOD_UNSUPPORTED",
+        _ => return None,
+    })
 }
 
 /// One problem occurrence, as sent.
@@ -112,6 +132,9 @@ pub struct Problem {
     /// What happened this time, without personal data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The FSC error code sent as `Fsc-Error-Code`, where FSC has one.
+    #[serde(skip)]
+    pub fsc_error_code: Option<&'static str>,
 }
 
 impl Problem {
@@ -122,6 +145,7 @@ impl Problem {
             title: kind.title,
             status: kind.status.as_u16(),
             detail: Some(detail.into()),
+            fsc_error_code: fsc_error_code(kind),
         }
     }
 
@@ -133,6 +157,10 @@ impl Problem {
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_PROBLEM));
+        if let Some(code) = self.fsc_error_code {
+            resp.headers_mut()
+                .insert(FSC_ERROR_CODE, HeaderValue::from_static(code));
+        }
         resp
     }
 }

@@ -15,16 +15,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::policy::PolicySet;
 use crate::policy::fields::Category;
-use crate::policy::{Direction, PolicySet};
 
-/// The URI prefix of a processing activity.
-pub const ACTIVITY_PREFIX: &str = "urn:ketenpoort:processing-activity:";
-
-/// The URI of the activity of a pilot, purpose and direction.
-pub fn activity_id(pilot: &str, purpose: &str, d: Direction) -> String {
-    format!("{ACTIVITY_PREFIX}{pilot}:{purpose}:{}", d.as_str())
-}
+pub use crate::policy::{ACTIVITY_PREFIX, activity_id};
 
 /// A category of data an activity processes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]

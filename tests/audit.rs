@@ -537,13 +537,27 @@ fn cli_head_verify_prove_check_query_export() {
     );
     let (rc, out, _) = run(&["audit", "export", "--format", "logboek"], &cfg, None);
     assert_eq!(rc, 0);
-    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    assert_eq!(first["data_subject_id_type"], "vreemdelingennummer");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Record 0 is a refusal: no data subject on its line; record 1 a
+    // disclosure with the subject's pseudonym (tests/standards.rs checks
+    // every field against the standard).
     assert!(
-        first["processing_activity_id"]
+        lines[0]["attributes"]
+            .get("dpl.core.data_subject_id")
+            .is_none()
+    );
+    assert_eq!(
+        lines[1]["attributes"]["dpl.core.data_subject_id_type"],
+        "Vreemdelingennummer"
+    );
+    assert!(
+        lines[1]["attributes"]["dpl.core.processing_activity_id"]
             .as_str()
             .unwrap()
-            .starts_with("urn:ketenpoort:pilot:utrecht:purpose:")
+            .starts_with("urn:ketenpoort:processing-activity:")
     );
 
     // A proof made now fails once one byte of that record is changed on disk

@@ -761,8 +761,10 @@ fn openapi_lists_exactly_the_routes_served() {
         if !in_paths {
             continue;
         }
+        // Paths are relative to the server URL, which ends in the major
+        // version (API Design Rules, /core/uri-version).
         if let Some(p) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
-            current = format!("/{p}");
+            current = format!("/v1/{p}");
         } else if let Some(m) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':'))
             && ["get", "post", "put", "patch", "delete"].contains(&m)
         {
@@ -813,7 +815,7 @@ async fn openapi_json_is_served_and_every_answer_names_the_api_version() {
                 .unwrap()
                 .keys()
                 .filter(|m| ["get", "post", "put", "patch", "delete"].contains(&m.as_str()))
-                .map(move |m| format!("{} {p}", m.to_uppercase()))
+                .map(move |m| format!("{} /v1{p}", m.to_uppercase()))
         })
         .collect();
     let mut served: Vec<String> = ketenpoort::exchange::route::ROUTES

@@ -11,8 +11,11 @@ use super::merkle::Hash;
 
 /// Version byte of the records this code writes. Version 2 added the counts
 /// of undeclared content withheld and of refusals folded into one record;
-/// version 1 records still decode (and re-encode to the same bytes).
-pub const FORMAT_VERSION: u8 = 2;
+/// version 3 the FSC transaction id, the processing activity (a URI into the
+/// register), the exchange's start and the caller's span, so that a record
+/// is a Logboek Dataverwerkingen line on its own. Records of versions 1 and
+/// 2 still decode (and re-encode to the same bytes).
+pub const FORMAT_VERSION: u8 = 3;
 
 /// What kind of processing a record describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,6 +155,19 @@ pub struct Entry {
     pub trace_id: Option<[u8; 16]>,
     /// W3C span id.
     pub span_id: Option<[u8; 8]>,
+    /// FSC transaction id (a UUIDv7), the caller's or one the gateway made:
+    /// FSC-speaking partners find their call by it. Version 3.
+    pub fsc_transaction_id: Option<[u8; 16]>,
+    /// The register's URI of the processing activity
+    /// (`urn:ketenpoort:processing-activity:<pilot>:<purpose>:<direction>`),
+    /// empty when no rule was found. Version 3.
+    pub processing_activity_id: String,
+    /// When the exchange began, microseconds since the epoch: the record's
+    /// own time is its end. Version 3.
+    pub started_micros: Option<i64>,
+    /// The caller's span from its `traceparent` (Logboek's
+    /// `foreign_operation`), when it sent one. Version 3.
+    pub foreign_span_id: Option<[u8; 8]>,
 }
 
 impl Entry {
@@ -185,6 +201,10 @@ impl Entry {
             recipient_cert_sha256: None,
             trace_id: None,
             span_id: None,
+            fsc_transaction_id: None,
+            processing_activity_id: String::new(),
+            started_micros: None,
+            foreign_span_id: None,
         }
     }
 }
@@ -223,7 +243,7 @@ impl Entry {
 /// A record as stored: its index in the log, its time, and the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// Format version of the bytes (1 or 2): kept so that a record read back
+    /// Format version of the bytes (1, 2 or 3): kept so that a record read back
     /// encodes to exactly the bytes that were hashed.
     pub version: u8,
     /// Index in the log (leaf index in the Merkle tree).
@@ -348,6 +368,21 @@ impl Record {
         }
         put_opt(&mut out, e.trace_id.as_ref().map(|h| h.as_slice()));
         put_opt(&mut out, e.span_id.as_ref().map(|h| h.as_slice()));
+        if self.version >= 3 {
+            put_opt(
+                &mut out,
+                e.fsc_transaction_id.as_ref().map(|h| h.as_slice()),
+            );
+            put_str(&mut out, &e.processing_activity_id);
+            put_opt(
+                &mut out,
+                e.started_micros
+                    .map(i64::to_be_bytes)
+                    .as_ref()
+                    .map(|b| b.as_slice()),
+            );
+            put_opt(&mut out, e.foreign_span_id.as_ref().map(|h| h.as_slice()));
+        }
         out
     }
 
@@ -384,6 +419,17 @@ impl Record {
         let recipient_cert_sha256 = r.opt::<32>()?;
         let trace_id = r.opt::<16>()?;
         let span_id = r.opt::<8>()?;
+        let (fsc_transaction_id, processing_activity_id, started_micros, foreign_span_id) =
+            if version >= 3 {
+                (
+                    r.opt::<16>()?,
+                    r.str()?,
+                    r.opt::<8>()?.map(i64::from_be_bytes),
+                    r.opt::<8>()?,
+                )
+            } else {
+                (None, String::new(), None, None)
+            };
         if !r.0.is_empty() {
             return Err(DecodeError("trailing bytes"));
         }
@@ -413,6 +459,10 @@ impl Record {
                 recipient_cert_sha256,
                 trace_id,
                 span_id,
+                fsc_transaction_id,
+                processing_activity_id,
+                started_micros,
+                foreign_span_id,
             },
         })
     }
@@ -450,6 +500,10 @@ impl Record {
             "recipient_cert_sha256": h(&e.recipient_cert_sha256),
             "trace_id": e.trace_id.map(hex::encode),
             "span_id": e.span_id.map(hex::encode),
+            "fsc_transaction_id": e.fsc_transaction_id.map(|u| uuid::Uuid::from_bytes(u).hyphenated().to_string()),
+            "processing_activity_id": e.processing_activity_id,
+            "started": e.started_micros.map(format_micros),
+            "foreign_span_id": e.foreign_span_id.map(hex::encode),
         })
     }
 }
@@ -519,9 +573,9 @@ mod tests {
         for cut in 0..b.len() {
             assert!(Record::decode(&b[..cut]).is_err());
         }
-        let mut v3 = b;
-        v3[0] = 3;
-        assert!(Record::decode(&v3).is_err());
+        let mut v4 = b;
+        v4[0] = 4;
+        assert!(Record::decode(&v4).is_err());
     }
 
     #[test]
@@ -534,11 +588,34 @@ mod tests {
         assert_eq!(back, r);
         assert_eq!(back.encode(), b);
         let mut r2 = sample(7);
+        r2.version = 2;
         r2.entry.withheld_undeclared = 70_000;
         r2.entry.folded = 3;
         let b2 = r2.encode();
         assert_eq!(b2.len(), b.len() + 8);
         assert_eq!(Record::decode(&b2).unwrap(), r2);
+    }
+
+    #[test]
+    fn version_2_records_keep_their_bytes_and_version_3_carries_the_new_fields() {
+        let mut r = sample(9);
+        r.version = 2;
+        let b = r.encode();
+        let back = Record::decode(&b).unwrap();
+        assert_eq!(back.encode(), b);
+        assert_eq!(back.entry.processing_activity_id, "");
+        let mut r3 = sample(9);
+        r3.entry.fsc_transaction_id = Some([0x42; 16]);
+        r3.entry.processing_activity_id =
+            "urn:ketenpoort:processing-activity:utrecht:casusoverleg:response".into();
+        r3.entry.started_micros = Some(1_699_999_999_000_123);
+        r3.entry.foreign_span_id = Some([3; 8]);
+        let b3 = r3.encode();
+        assert_eq!(b3[0], 3);
+        assert_eq!(Record::decode(&b3).unwrap(), r3);
+        for cut in 0..b3.len() {
+            assert!(Record::decode(&b3[..cut]).is_err());
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::forward::{self, Answer, ForwardError};
 use super::json;
 use super::refusal::{Exchange, Refusal};
 use super::request::Sent;
-use super::wire::{CONSUMER, DISCLOSURE, PILOT, PURPOSE, TRACEPARENT};
+use super::wire::{CONSUMER, DISCLOSURE, FSC_TRANSACTION_ID, PILOT, PURPOSE, TRACEPARENT};
 use crate::audit::Decision;
 use crate::gateway::Body;
 use crate::identity::sha256;
@@ -69,6 +69,10 @@ pub async fn fetch(
         .unwrap_or_default();
     let mut headers = HeaderMap::new();
     headers.insert(TRACEPARENT, x.trace.header());
+    headers.insert(
+        FSC_TRANSACTION_ID,
+        super::trace::transaction_header(x.trace.fsc_transaction_id),
+    );
     for (name, value) in [
         (&PURPOSE, &x.purpose),
         (&CONSUMER, &x.consumer.id),

@@ -21,6 +21,9 @@
 //! ([`registration`]), moving a case between pilots through the same
 //! request path ([`transfer`]), and figures, never people ([`figures`]).
 //!
+//! Partners read the log's lines they are party to as Logboek
+//! Dataverwerkingen, through the standard's read extension ([`logboek`]).
+//!
 //! Beside the pipeline, [`public`] serves the log's public state (the
 //! published checkpoint, consistency proofs, hash tiles) to any partner, and
 //! partners read and sign their pilots' covenants ([`covenant`]).
@@ -40,6 +43,7 @@ pub mod figures;
 pub mod forward;
 pub mod inbox;
 pub mod json;
+pub mod logboek;
 pub mod public;
 pub mod refusal;
 pub mod registration;
@@ -109,8 +113,32 @@ fn whoami(partner: &Partner, peer: &Peer) -> Response<Body> {
     )
 }
 
-/// Routes one request on the partner API.
+/// Answers one request on the partner API, with its FSC transaction id:
+/// the caller's, or one made here; a malformed one is refused (recorded,
+/// folded like every refusal before the pipeline) before anything else.
 pub async fn handle(
+    gw: &Gateway,
+    peer: &Peer,
+    state: &ConnState,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let Ok(id) = trace::take_transaction_id(req.headers_mut()) else {
+        return refuse_stranger(
+            gw,
+            peer,
+            state,
+            problem::INVALID_TRANSACTION_ID,
+            "Fsc-Transaction-Id must be one UUIDv7 in its hyphenated form, or absent".into(),
+        )
+        .await;
+    };
+    let mut resp = dispatch(gw, peer, state, req).await;
+    resp.headers_mut().insert(wire::FSC_TRANSACTION_ID, id);
+    resp
+}
+
+/// Routes one request on the partner API.
+async fn dispatch(
     gw: &Gateway,
     peer: &Peer,
     state: &ConnState,
@@ -190,6 +218,7 @@ pub async fn handle(
             rule,
         } => consent::handle(gw, peer, &partner, req, (pilot, vnummer, rule)).await,
         Route::Evidence(id) if method == Method::GET => evidence::partner(gw, &partner, id).await,
+        Route::Logboek => logboek::handle(gw, peer, &partner, req).await,
         Route::Whoami
         | Route::OpenApi
         | Route::Inbox

@@ -103,6 +103,8 @@ struct Granted {
     rule_id: String,
     legal_basis: String,
     policy_version: String,
+    /// The purpose the grant is for: the processing activity of its records.
+    purpose: String,
 }
 
 /// One exchange: who asks what of whom, under which snapshot of the policy.
@@ -132,6 +134,8 @@ pub struct Exchange<'a> {
     /// The audit record of the consent the flow rests on, when its rule
     /// requires one: disclosures name it in their `reason`.
     pub consent: Option<u64>,
+    /// When the exchange began (epoch microseconds): its records' start.
+    pub started_micros: i64,
 }
 
 /// The subject pseudonym of a V-nummer in this exchange's records: under
@@ -179,6 +183,7 @@ impl<'a> Exchange<'a> {
             direction: Direction::Response,
             granted: None,
             consent: None,
+            started_micros: crate::audit::record::now_micros(),
         }
     }
 
@@ -213,6 +218,7 @@ impl<'a> Exchange<'a> {
             rule_id: grant.rule.id.clone(),
             legal_basis: grant.purpose.legal_basis.clone(),
             policy_version: grant.pilot.version.clone(),
+            purpose: grant.rule.purpose.clone(),
         });
         if let Some(s) = &grant.path_subject {
             self.subject = Some(subject_of(self, s)?);
@@ -228,6 +234,7 @@ impl<'a> Exchange<'a> {
             rule_id: rule_id.to_string(),
             legal_basis: legal_basis.to_string(),
             policy_version: policy_version.to_string(),
+            purpose: self.purpose.clone(),
         });
     }
 
@@ -248,6 +255,9 @@ impl<'a> Exchange<'a> {
         e.subject = self.subject;
         e.trace_id = Some(self.trace.trace_id);
         e.span_id = Some(self.trace.span_id);
+        e.foreign_span_id = self.trace.parent_span_id;
+        e.fsc_transaction_id = Some(self.trace.fsc_transaction_id);
+        e.started_micros = Some(self.started_micros);
         match d {
             Direction::Request => e.sender_cert_sha256 = Some(self.peer.cert_sha256),
             Direction::Response => e.recipient_cert_sha256 = Some(self.peer.cert_sha256),
@@ -259,6 +269,7 @@ impl<'a> Exchange<'a> {
             e.legal_basis.clone_from(&g.legal_basis);
             e.rule_id.clone_from(&g.rule_id);
             e.policy_version.clone_from(&g.policy_version);
+            e.processing_activity_id = policy::activity_id(&t.pilot, &g.purpose, d);
         }
         e
     }

@@ -30,6 +30,7 @@ pub const ROUTES: &[(&[&str], &str)] = &[
     ),
     (&["POST"], "/v1/pilots/{pilot}/transfers/{to}"),
     (&["GET"], "/v1/figures"),
+    (&["POST"], "/v1/logboek/processing-activities"),
     (
         &["GET", "PUT", "DELETE"],
         "/v1/pilots/{pilot}/consents/{vnummer}/{rule}",
@@ -82,6 +83,8 @@ pub enum Route<'a> {
     },
     /// `/v1/figures?pilot=P&from=YYYY-MM&to=YYYY-MM`.
     Figures,
+    /// `/v1/logboek/processing-activities`: the Logboek read extension.
+    Logboek,
     /// `/v1/pilots/{pilot}/consents/{vnummer}/{rule}`.
     Consent {
         /// Pilot id.
@@ -141,6 +144,7 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
         ["v1", "openapi.json"] => Ok(Route::OpenApi),
         ["v1", "inbox"] => Ok(Route::Inbox),
         ["v1", "figures"] => Ok(Route::Figures),
+        ["v1", "logboek", "processing-activities"] => Ok(Route::Logboek),
         ["v1", "audit", "checkpoint"] => Ok(Route::AuditCheckpoint),
         ["v1", "audit", "proof", "consistency"] => Ok(Route::AuditConsistency),
         ["v1", "audit", "tile", rest @ ..] if !rest.is_empty() => {

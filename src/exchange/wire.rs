@@ -24,6 +24,9 @@ pub const CONSUMER: HeaderName = HeaderName::from_static("ketenpoort-consumer");
 pub const PILOT: HeaderName = HeaderName::from_static("ketenpoort-pilot");
 /// W3C trace context.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// FSC's transaction id (FSC Logging): taken over or made, passed to the
+/// provider, returned and recorded.
+pub const FSC_TRANSACTION_ID: HeaderName = HeaderName::from_static("fsc-transaction-id");
 
 /// Time a caller has to send its whole request body.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

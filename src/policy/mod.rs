@@ -36,4 +36,7 @@ pub mod transfer;
 pub mod widen;
 
 pub use decide::{Grant, Query, Refusal, RefusalReason, Verdict, valid_vnummer};
-pub use model::{Covenant, Direction, Pilot, PolicySet, PseudonymKeys, Purpose, Rule, Standing};
+pub use model::{
+    ACTIVITY_PREFIX, Covenant, Direction, Pilot, PolicySet, PseudonymKeys, Purpose, Rule, Standing,
+    activity_id,
+};

@@ -33,6 +33,16 @@ impl Direction {
     }
 }
 
+/// The URI prefix of a processing activity in the register (`crate::register`).
+pub const ACTIVITY_PREFIX: &str = "urn:ketenpoort:processing-activity:";
+
+/// The register's URI of the activity of a pilot, purpose and direction:
+/// the register lists it, and every record of such a disclosure names it,
+/// so the two can be joined without this code.
+pub fn activity_id(pilot: &str, purpose: &str, d: Direction) -> String {
+    format!("{ACTIVITY_PREFIX}{pilot}:{purpose}:{}", d.as_str())
+}
+
 /// The covenant a pilot's rules rest on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Covenant {

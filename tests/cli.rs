@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use std::path::Path;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ketenpoort");
@@ -242,4 +243,62 @@ fn from_a_folder_without_config_the_system_file_is_the_default_and_the_demo_play
     // The shipped pilots, from the binary.
     let pilots = dir.path().join("demo-data/config/pilots");
     assert_eq!(std::fs::read_dir(pilots).unwrap().count(), 5);
+    every_record_points_at_an_activity_the_register_lists(&dir.path().join("demo-data"));
+}
+
+/// The demo's log (exchanges, refusals, registrations and checks, a
+/// transfer, covenant steps) exported as Logboek Dataverwerkingen: every
+/// line's processing activity is one `dpia register` lists for the same
+/// configuration, so a partner's register lookup never dangles.
+fn every_record_points_at_an_activity_the_register_lists(demo: &Path) {
+    let cfg = demo.join("config/ketenpoort.toml");
+    let cfg = cfg.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(demo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let register: serde_json::Value = serde_json::from_str(&run(&[
+        "dpia", "register", "--format", "json", "--config", cfg,
+    ]))
+    .unwrap();
+    let listed: std::collections::BTreeSet<&str> = register
+        .as_array()
+        .or_else(|| register["activities"].as_array())
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    let export = run(&["audit", "export", "--format", "logboek", "--config", cfg]);
+    let mut seen = std::collections::BTreeSet::new();
+    for line in export.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = v["attributes"]["dpl.core.processing_activity_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(listed.contains(id.as_str()), "{id} is not in the register");
+        seen.insert(id);
+    }
+    // The demo reaches the registry (register, check) and a transfer, not
+    // only the rules' flows.
+    for part in [
+        ":aanmelding:request",
+        ":aanmelding:response",
+        ":overdracht:request",
+        ":ketenpoort:",
+    ] {
+        assert!(
+            seen.iter().any(|s| s.contains(part)),
+            "no record under {part}: {seen:?}"
+        );
+    }
 }

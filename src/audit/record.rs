@@ -40,6 +40,18 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// Every kind, in code order.
+    pub const ALL: [Self; 8] = [
+        Self::Exchange,
+        Self::Lookup,
+        Self::PolicyChange,
+        Self::MailboxExpiry,
+        Self::CovenantProposal,
+        Self::CovenantSignature,
+        Self::CovenantInForce,
+        Self::Retention,
+    ];
+
     /// Stable name.
     pub fn as_str(self) -> &'static str {
         match self {

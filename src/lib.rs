@@ -26,7 +26,9 @@
 //! - the running gateway: [`gateway`] (all of the above, swapped on reload);
 //! - what partners and officers call: [`exchange`] (the disclosure pipeline,
 //!   stage by stage, in the order data flows), [`console`] (officers' and
-//!   administrators' page and API), [`admin`] (the local socket for tools);
+//!   administrators' page and API), [`admin`] (the local socket for tools),
+//!   [`backup`] (a copy of the data directory taken by the running gateway,
+//!   and its restore);
 //! - the listeners: [`server`] (accept, TLS, HTTP, connection lifetimes);
 //! - the command: [`cli`] (its subcommands; the binary only parses and
 //!   prints), with [`pki`] (development certificates), [`dpia`] (the DPIA
@@ -44,6 +46,7 @@
 pub mod admin;
 pub mod audit;
 pub mod backend;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -122,6 +122,9 @@ impl Gateway {
         // The files an operator edits are checked first, so their mistakes
         // are the ones reported (with file and line), before certificates.
         crate::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+        // Fetched CRLs first, so a CA whose CRL is only published over HTTP
+        // is covered from the first handshake.
+        crate::crl::refresh_blocking(&config.tls);
         let tls = TlsStore::new(config.tls.clone())?;
         let metrics = Arc::new(Metrics::new());
         let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);

@@ -14,7 +14,7 @@
 //! - the covenant: [`policy`] (partners and their declared fields, pilots,
 //!   rules, the one place that decides, minimisation), [`keys`];
 //! - who is calling: [`identity`] (certificate → partner), [`tls`] (rustls,
-//!   ring provider only), [`backend`] (the connector that calls back-ends),
+//!   ring provider only), [`crl`] (CRLs fetched and kept fresh), [`backend`] (the connector that calls back-ends),
 //!   [`conn`] (limits on connections, revocation of open ones);
 //! - what is kept: [`audit`] (the append-only, verifiable log), [`storage`]
 //!   (mailboxes, the LVV registry), [`figures`] (the registry's counts per
@@ -53,6 +53,7 @@ pub mod config;
 pub mod conn;
 pub mod console;
 pub mod covenant;
+pub mod crl;
 pub mod datadir;
 pub mod demo;
 pub mod dpia;

@@ -53,6 +53,13 @@ pub struct Metrics {
     pub partner_certificate_expiry: Family<Labels, Gauge>,
     /// nextUpdate (Unix seconds) of each CRL loaded, by file.
     pub crl_next_update: Family<Labels, Gauge>,
+    /// Bytes free for the gateway on the file system of the data directory.
+    pub data_free_bytes: Gauge,
+    /// Bytes of that file system in all.
+    pub data_size_bytes: Gauge,
+    /// Audit writes (a batch's write and sync) that failed: a full or
+    /// failing disk; nothing was delivered for them.
+    pub audit_write_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,6 +98,24 @@ impl Metrics {
         let certificate_expiry = Family::<Labels, Gauge>::default();
         let partner_certificate_expiry = Family::<Labels, Gauge>::default();
         let crl_next_update = Family::<Labels, Gauge>::default();
+        let data_free_bytes = Gauge::default();
+        let data_size_bytes = Gauge::default();
+        let audit_write_errors = Counter::default();
+        registry.register(
+            "data_free_bytes",
+            "Bytes free for the gateway on the data directory's file system",
+            data_free_bytes.clone(),
+        );
+        registry.register(
+            "data_size_bytes",
+            "Bytes of the data directory's file system",
+            data_size_bytes.clone(),
+        );
+        registry.register(
+            "audit_write_errors",
+            "Audit writes that failed (nothing was delivered for them)",
+            audit_write_errors.clone(),
+        );
         registry.register(
             "certificate_expiry_timestamp_seconds",
             "notAfter of the gateway's own certificates (server, client), Unix seconds",
@@ -181,6 +206,9 @@ impl Metrics {
             certificate_expiry,
             partner_certificate_expiry,
             crl_next_update,
+            data_free_bytes,
+            data_size_bytes,
+            audit_write_errors,
         }
     }
 

@@ -459,8 +459,23 @@ fn reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(gw.witnessing.clone().run()),
         tokio::spawn(check_expiry_hourly(gw.clone())),
         tokio::spawn(refresh_crls(gw.clone())),
+        tokio::spawn(check_disk(gw.clone())),
     ]
 }
+
+/// Disk space for the log: a gauge refreshed and a warning logged every
+/// [`DISK_CHECK`].
+async fn check_disk(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(DISK_CHECK);
+    loop {
+        tick.tick().await;
+        let gw = gw.clone();
+        let _ = tokio::task::spawn_blocking(move || gw.check_disk()).await;
+    }
+}
+
+/// How often the space left on the data directory is looked at.
+pub const DISK_CHECK: Duration = Duration::from_secs(60);
 
 /// Fetches the CRLs every `[tls] crl_refresh_secs`, before a nextUpdate,
 /// and at once when a partner's chain names a new distribution point; the

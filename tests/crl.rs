@@ -179,7 +179,9 @@ async fn a_partner_under_a_new_intermediate_is_served_then_refused_after_revocat
     // next refresh, without a restart.
     c.served.lock().unwrap().insert(
         "/intermediate.crl".into(),
-        c.intermediate.crl(&[c.leaf.serial.clone()]).unwrap(),
+        c.intermediate
+            .crl(std::slice::from_ref(&c.leaf.serial))
+            .unwrap(),
     );
     let r = until(&gw, &client, |r| r.is_err()).await;
     assert!(r.is_err(), "still served after the revocation: {r:?}");

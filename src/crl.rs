@@ -312,16 +312,28 @@ impl ClientCertVerifier for Gate {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let mut chain = vec![end_entity];
-        chain.extend(intermediates.iter());
-        self.learned.learn(&chain);
+        let verdict = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now);
+        // Only a chain that verifies up to its revocation status teaches a
+        // URL: a stranger's certificate must not make the gateway fetch.
+        if matches!(
+            verdict,
+            Ok(_)
+                | Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownRevocationStatus
+                ))
+        ) {
+            let mut chain = vec![end_entity];
+            chain.extend(intermediates.iter());
+            self.learned.learn(&chain);
+        }
         if self.closed {
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::UnknownRevocationStatus,
             ));
         }
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
+        verdict
     }
     fn verify_tls12_signature(
         &self,

@@ -74,6 +74,29 @@ impl Default for Metrics {
     }
 }
 
+/// The disk's metrics: space left for the log, failed writes.
+fn register_disk(registry: &mut Registry) -> (Gauge, Gauge, Counter) {
+    let free = Gauge::default();
+    let size = Gauge::default();
+    let errors = Counter::default();
+    registry.register(
+        "data_free_bytes",
+        "Bytes free for the gateway on the data directory's file system",
+        free.clone(),
+    );
+    registry.register(
+        "data_size_bytes",
+        "Bytes of the data directory's file system",
+        size.clone(),
+    );
+    registry.register(
+        "audit_write_errors",
+        "Audit writes that failed (nothing was delivered for them)",
+        errors.clone(),
+    );
+    (free, size, errors)
+}
+
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
@@ -98,24 +121,7 @@ impl Metrics {
         let certificate_expiry = Family::<Labels, Gauge>::default();
         let partner_certificate_expiry = Family::<Labels, Gauge>::default();
         let crl_next_update = Family::<Labels, Gauge>::default();
-        let data_free_bytes = Gauge::default();
-        let data_size_bytes = Gauge::default();
-        let audit_write_errors = Counter::default();
-        registry.register(
-            "data_free_bytes",
-            "Bytes free for the gateway on the data directory's file system",
-            data_free_bytes.clone(),
-        );
-        registry.register(
-            "data_size_bytes",
-            "Bytes of the data directory's file system",
-            data_size_bytes.clone(),
-        );
-        registry.register(
-            "audit_write_errors",
-            "Audit writes that failed (nothing was delivered for them)",
-            audit_write_errors.clone(),
-        );
+        let (data_free_bytes, data_size_bytes, audit_write_errors) = register_disk(&mut registry);
         registry.register(
             "certificate_expiry_timestamp_seconds",
             "notAfter of the gateway's own certificates (server, client), Unix seconds",

@@ -378,6 +378,62 @@ pub fn maintenance(config: &GatewayConfig, on: Option<bool>) -> Result<bool, Adm
     Ok(answer.as_ref() == b"on")
 }
 
+/// What `ketenpoort backup` asks the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BackupAsk {
+    /// The backup folder (absolute; empty or new).
+    to: PathBuf,
+    /// Whether the secret keys go into it.
+    include_keys: bool,
+}
+
+/// Has the running gateway take a backup of its data directory into `to`
+/// (see [`crate::backup`]). Only through the admin socket: the gateway
+/// holds the stores.
+pub fn backup(
+    config: &GatewayConfig,
+    to: &Path,
+    include_keys: bool,
+) -> Result<crate::backup::Summary, AdminError> {
+    let sock = socket_path(&config.data_dir);
+    let to = std::path::absolute(to).map_err(|e| AdminError::Gateway(e.to_string()))?;
+    let ask = serde_json::to_vec(&BackupAsk { to, include_keys })
+        .map_err(|e| AdminError::Gateway(e.to_string()))?;
+    let body = call(&sock, "/v1/backup", ask)?;
+    serde_json::from_slice(&body).map_err(|e| AdminError::Gateway(e.to_string()))
+}
+
+async fn take_backup(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, body: Vec<u8>| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r
+    };
+    let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+    };
+    let ask: BackupAsk = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+    };
+    let taken = crate::backup::take(
+        gw.audit.clone(),
+        gw.mailbox.db().clone(),
+        gw.config.data_dir.clone(),
+        ask.to,
+        ask.include_keys,
+    )
+    .await;
+    match taken {
+        Ok(s) => reply(StatusCode::OK, serde_json::to_vec(&s).unwrap_or_default()),
+        Err(e) => {
+            tracing::error!(error = %e, "backup failed");
+            reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string().into_bytes())
+        }
+    }
+}
+
 /// Serves one admin request (in the gateway).
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, body: Vec<u8>| {
@@ -395,6 +451,9 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Full<B
             Ok(on) => reply(StatusCode::OK, if on { "on" } else { "off" }.into()),
             Err(e) => reply(StatusCode::BAD_REQUEST, e.into_bytes()),
         };
+    }
+    if req.method() == Method::POST && req.uri().path() == "/v1/backup" {
+        return take_backup(&gw, req).await;
     }
     if req.method() == Method::POST && req.uri().path() == "/v1/audit/checkpoint" {
         return match audit.checkpoint().await {

@@ -311,6 +311,11 @@ struct RawTls {
     crls: Vec<PathBuf>,
     client_cert: PathBuf,
     client_key: PathBuf,
+    #[serde(default)]
+    crl_urls: Vec<Spanned<String>>,
+    crl_refresh_secs: Option<Spanned<u64>>,
+    crl_grace_hours: Option<Spanned<u64>>,
+    revocation: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -390,6 +395,19 @@ pub struct TlsFiles {
     pub client_cert: PathBuf,
     /// Its key.
     pub client_key: PathBuf,
+    /// CRLs to fetch over HTTP besides the distribution points of the
+    /// trusted CAs and of the chains partners present.
+    pub crl_urls: Vec<String>,
+    /// How often fetched CRLs are fetched again (`crl_refresh_secs`).
+    pub crl_refresh: std::time::Duration,
+    /// How long past its nextUpdate a CRL is still used (`crl_grace_hours`).
+    pub crl_grace: std::time::Duration,
+    /// `revocation = "allow-unknown"`: a certificate whose CA has no CRL is
+    /// accepted (default: refused, and a trusted CA without any CRL
+    /// source stops the start).
+    pub allow_unknown_revocation: bool,
+    /// Where fetched CRLs are kept (`<data_dir>/crls`).
+    pub crl_cache: PathBuf,
 }
 
 impl TlsFiles {
@@ -518,16 +536,43 @@ impl RawLimits {
 }
 
 impl RawTls {
-    fn resolve(&self, dir: &Path) -> TlsFiles {
+    fn resolve(&self, src: &Source, dir: &Path, data_dir: &Path) -> Result<TlsFiles, ConfigError> {
         let r = |p: &PathBuf| resolve(dir, p);
-        TlsFiles {
+        for u in &self.crl_urls {
+            if !u.get_ref().starts_with("http://") || u.get_ref().len() <= "http://".len() {
+                return Err(src.error(
+                    u,
+                    "a CRL URL is http://host/path (CRLs are signed; https is not needed)",
+                ));
+            }
+        }
+        let allow_unknown_revocation = match &self.revocation {
+            None => false,
+            Some(v) if v.get_ref() == "require" => false,
+            Some(v) if v.get_ref() == "allow-unknown" => true,
+            Some(v) => return Err(src.error(v, "revocation is \"require\" or \"allow-unknown\"")),
+        };
+        let refresh = match &self.crl_refresh_secs {
+            Some(v) => between(src, v, 1, 86_400, "crl_refresh_secs")?,
+            None => 3600,
+        };
+        let grace = match &self.crl_grace_hours {
+            Some(v) => between(src, v, 0, 24 * 30, "crl_grace_hours")?,
+            None => 24,
+        };
+        Ok(TlsFiles {
+            crl_urls: self.crl_urls.iter().map(|u| u.get_ref().clone()).collect(),
+            crl_refresh: std::time::Duration::from_secs(refresh),
+            crl_grace: std::time::Duration::from_secs(grace * 3600),
+            allow_unknown_revocation,
+            crl_cache: data_dir.join("crls"),
             cert: r(&self.cert),
             key: r(&self.key),
             trust_anchors: self.trust_anchors.get_ref().iter().map(r).collect(),
             crls: self.crls.iter().map(r).collect(),
             client_cert: r(&self.client_cert),
             client_key: r(&self.client_key),
-        }
+        })
     }
 }
 
@@ -573,7 +618,7 @@ impl GatewayConfig {
             data_dir: r(&raw.data_dir),
             partners_addr: parse_addr(&src, &raw.listen.partners)?,
             console_addr: parse_addr(&src, &raw.listen.console)?,
-            tls: raw.tls.resolve(&dir),
+            tls: raw.tls.resolve(&src, &dir, &r(&raw.data_dir))?,
             dev_pki_dir: r(raw
                 .pki
                 .as_ref()

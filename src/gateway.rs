@@ -100,6 +100,11 @@ pub struct Gateway {
     pub partner_expiry: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
 }
 
+/// Free space on the data directory below this share (percent) is warned about.
+pub const DISK_WARN_PERCENT: u64 = 10;
+/// Free space on the data directory below this many bytes is warned about.
+pub const DISK_WARN_BYTES: u64 = 1 << 30;
+
 /// A certificate this many days or fewer from its notAfter is warned about.
 pub const EXPIRY_WARN_DAYS: i64 = 30;
 
@@ -122,6 +127,9 @@ impl Gateway {
         // The files an operator edits are checked first, so their mistakes
         // are the ones reported (with file and line), before certificates.
         crate::policy::PolicySet::load(&config.partners_file, &config.pilots_dir)?;
+        // Fetched CRLs first, so a CA whose CRL is only published over HTTP
+        // is covered from the first handshake.
+        crate::crl::refresh_blocking(&config.tls);
         let tls = TlsStore::new(config.tls.clone())?;
         let metrics = Arc::new(Metrics::new());
         let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);
@@ -261,6 +269,33 @@ impl Gateway {
             if at - now < soon {
                 warn!(%partner, days_left = (at - now) / 86_400, "a partner's certificate expires soon");
             }
+        }
+    }
+
+    /// Shows the space left on the data directory's file system (metrics)
+    /// and warns when the log is about to run out of it: below
+    /// [`DISK_WARN_PERCENT`] or [`DISK_WARN_BYTES`] free. Blocking (statvfs).
+    pub fn check_disk(&self) {
+        let Ok(st) = rustix::fs::statvfs(&self.config.data_dir) else {
+            return;
+        };
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        let size = st.f_blocks.saturating_mul(st.f_frsize);
+        self.metrics
+            .data_free_bytes
+            .set(i64::try_from(free).unwrap_or(i64::MAX));
+        self.metrics
+            .data_size_bytes
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+        if free < DISK_WARN_BYTES
+            || free.saturating_mul(100) < size.saturating_mul(DISK_WARN_PERCENT)
+        {
+            warn!(
+                free_bytes = free,
+                size_bytes = size,
+                data_dir = %self.config.data_dir.display(),
+                "little disk space left for the audit log: when it is full, exchanges are refused"
+            );
         }
     }
 

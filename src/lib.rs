@@ -14,7 +14,7 @@
 //! - the covenant: [`policy`] (partners and their declared fields, pilots,
 //!   rules, the one place that decides, minimisation), [`keys`];
 //! - who is calling: [`identity`] (certificate → partner), [`tls`] (rustls,
-//!   ring provider only), [`backend`] (the connector that calls back-ends),
+//!   ring provider only), [`crl`] (CRLs fetched and kept fresh), [`backend`] (the connector that calls back-ends),
 //!   [`conn`] (limits on connections, revocation of open ones);
 //! - what is kept: [`audit`] (the append-only, verifiable log), [`storage`]
 //!   (mailboxes, the LVV registry), [`figures`] (the registry's counts per
@@ -26,7 +26,9 @@
 //! - the running gateway: [`gateway`] (all of the above, swapped on reload);
 //! - what partners and officers call: [`exchange`] (the disclosure pipeline,
 //!   stage by stage, in the order data flows), [`console`] (officers' and
-//!   administrators' page and API), [`admin`] (the local socket for tools);
+//!   administrators' page and API), [`admin`] (the local socket for tools),
+//!   [`backup`] (a copy of the data directory taken by the running gateway,
+//!   and its restore);
 //! - the listeners: [`server`] (accept, TLS, HTTP, connection lifetimes);
 //! - the command: [`cli`] (its subcommands; the binary only parses and
 //!   prints), with [`pki`] (development certificates), [`dpia`] (the DPIA
@@ -44,12 +46,14 @@
 pub mod admin;
 pub mod audit;
 pub mod backend;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conn;
 pub mod console;
 pub mod covenant;
+pub mod crl;
 pub mod datadir;
 pub mod demo;
 pub mod dpia;

@@ -53,6 +53,13 @@ pub struct Metrics {
     pub partner_certificate_expiry: Family<Labels, Gauge>,
     /// nextUpdate (Unix seconds) of each CRL loaded, by file.
     pub crl_next_update: Family<Labels, Gauge>,
+    /// Bytes free for the gateway on the file system of the data directory.
+    pub data_free_bytes: Gauge,
+    /// Bytes of that file system in all.
+    pub data_size_bytes: Gauge,
+    /// Audit writes (a batch's write and sync) that failed: a full or
+    /// failing disk; nothing was delivered for them.
+    pub audit_write_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -65,6 +72,29 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The disk's metrics: space left for the log, failed writes.
+fn register_disk(registry: &mut Registry) -> (Gauge, Gauge, Counter) {
+    let free = Gauge::default();
+    let size = Gauge::default();
+    let errors = Counter::default();
+    registry.register(
+        "data_free_bytes",
+        "Bytes free for the gateway on the data directory's file system",
+        free.clone(),
+    );
+    registry.register(
+        "data_size_bytes",
+        "Bytes of the data directory's file system",
+        size.clone(),
+    );
+    registry.register(
+        "audit_write_errors",
+        "Audit writes that failed (nothing was delivered for them)",
+        errors.clone(),
+    );
+    (free, size, errors)
 }
 
 impl Metrics {
@@ -91,6 +121,7 @@ impl Metrics {
         let certificate_expiry = Family::<Labels, Gauge>::default();
         let partner_certificate_expiry = Family::<Labels, Gauge>::default();
         let crl_next_update = Family::<Labels, Gauge>::default();
+        let (data_free_bytes, data_size_bytes, audit_write_errors) = register_disk(&mut registry);
         registry.register(
             "certificate_expiry_timestamp_seconds",
             "notAfter of the gateway's own certificates (server, client), Unix seconds",
@@ -181,6 +212,9 @@ impl Metrics {
             certificate_expiry,
             partner_certificate_expiry,
             crl_next_update,
+            data_free_bytes,
+            data_size_bytes,
+            audit_write_errors,
         }
     }
 

@@ -94,6 +94,8 @@ pub struct LeafSpec {
     pub not_before: OffsetDateTime,
     /// End of validity.
     pub not_after: OffsetDateTime,
+    /// CRL distribution points (http URLs of its issuer's CRL).
+    pub crl_urls: Vec<String>,
 }
 
 impl LeafSpec {
@@ -109,6 +111,7 @@ impl LeafSpec {
             sans: Vec::new(),
             not_before: now - Duration::days(1),
             not_after: now + Duration::days(365),
+            crl_urls: Vec::new(),
         }
     }
 
@@ -173,7 +176,8 @@ impl Ca {
         params
             .distinguished_name
             .push(DnType::OrganizationName, "ketenpoort development");
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        // One level of intermediates below it, as in PKIoverheid.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -185,6 +189,36 @@ impl Ca {
         params.key_identifier_method = KeyIdMethod::Sha256;
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// An intermediate CA under this one; `crl_urls` say where this CA's
+    /// CRL (which would revoke the intermediate) is published.
+    pub fn intermediate(&self, name: &str, crl_urls: &[String]) -> Result<Self, PkiError> {
+        let now = OffsetDateTime::now_utc();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "ketenpoort development");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(1825);
+        params.serial_number = Some(random_serial());
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        params.use_authority_key_identifier_extension = true;
+        params.crl_distribution_points = crl_points(crl_urls);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Self {
             cert_pem: cert.pem(),
             issuer: Issuer::new(params, key),
@@ -234,6 +268,7 @@ impl Ca {
         }];
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
+        params.crl_distribution_points = crl_points(&spec.crl_urls);
         let serial = random_serial();
         params.serial_number = Some(serial.clone());
         params.use_authority_key_identifier_extension = true;
@@ -283,6 +318,15 @@ impl Ca {
         };
         Ok(params.signed_by(&self.issuer)?.pem()?)
     }
+}
+
+fn crl_points(urls: &[String]) -> Vec<rcgen::CrlDistributionPoint> {
+    if urls.is_empty() {
+        return Vec::new();
+    }
+    vec![rcgen::CrlDistributionPoint {
+        uris: urls.to_vec(),
+    }]
 }
 
 /// [`crate::datadir::write_atomic`], with the PKI's error.

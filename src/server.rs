@@ -458,7 +458,65 @@ fn reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(record_folded_refusals(gw.clone())),
         tokio::spawn(gw.witnessing.clone().run()),
         tokio::spawn(check_expiry_hourly(gw.clone())),
+        tokio::spawn(refresh_crls(gw.clone())),
+        tokio::spawn(check_disk(gw.clone())),
     ]
+}
+
+/// Disk space for the log: a gauge refreshed and a warning logged every
+/// [`DISK_CHECK`].
+async fn check_disk(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(DISK_CHECK);
+    loop {
+        tick.tick().await;
+        let gw = gw.clone();
+        let _ = tokio::task::spawn_blocking(move || gw.check_disk()).await;
+    }
+}
+
+/// How often the space left on the data directory is looked at.
+pub const DISK_CHECK: Duration = Duration::from_secs(60);
+
+/// Fetches the CRLs every `[tls] crl_refresh_secs`, before a nextUpdate,
+/// and at once when a partner's chain names a new distribution point; the
+/// TLS set is rebuilt when one changed, or when one passed its nextUpdate
+/// plus the grace (from then on its CA's partners are refused, and open
+/// connections are checked again as after any TLS reload).
+async fn refresh_crls(gw: Arc<Gateway>) {
+    let files = gw.tls.files().clone();
+    let learned = gw.tls.learned().clone();
+    let grace = files.crl_grace.as_secs() as i64;
+    let now = || time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut last = now();
+    loop {
+        let t = now();
+        let mut wait = files.crl_refresh.as_secs() as i64;
+        for n in gw.tls.current().validity.crls.iter().filter_map(|c| c.1) {
+            for at in [n, n + grace] {
+                if at > t {
+                    wait = wait.min(at - t);
+                }
+            }
+        }
+        let wait = Duration::from_secs(wait.max(1) as u64);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = learned.wake.notified() => {}
+        }
+        let changed = crate::crl::refresh(&files, &learned).await;
+        let t = now();
+        let crossed = gw
+            .tls
+            .current()
+            .validity
+            .crls
+            .iter()
+            .any(|c| c.1.is_some_and(|n| last < n + grace && n + grace <= t));
+        last = t;
+        if changed || crossed {
+            gw.reload_tls().await;
+        }
+    }
 }
 
 /// Certificate and CRL dates: gauges refreshed and warnings logged every

@@ -41,6 +41,11 @@ pub enum TlsError {
     /// A certificate verifier could not be built (a bad CRL, no trust anchor).
     #[error(transparent)]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// Trusted CAs whose revocation status nothing tells.
+    #[error(
+        "no CRL source for the trusted CA {0}: add its CRL file to [tls] crls, its CRL URL to [tls] crl_urls, or set [tls] revocation = \"allow-unknown\" (every partner under it would be refused)"
+    )]
+    NoCrlSource(String),
 }
 
 fn file_err(path: &Path, reason: impl ToString) -> TlsError {
@@ -177,10 +182,21 @@ impl TlsSet {
     /// Builds all configs from the files as they are now. Blocking file I/O: call
     /// it at start or from a blocking thread.
     pub fn build(files: &TlsFiles) -> Result<Self, TlsError> {
+        Self::build_learning(files, &Arc::default())
+    }
+
+    /// [`TlsSet::build`], the partner verifier noting the CRL distribution
+    /// points of the chains it sees in `learned`.
+    pub fn build_learning(
+        files: &TlsFiles,
+        learned: &Arc<crate::crl::Learned>,
+    ) -> Result<Self, TlsError> {
         let provider = provider();
         let roots = read_roots(files)?;
-        let named_crls = read_crls(files)?;
-        let crls: Vec<_> = named_crls.iter().map(|(_, c)| c.clone()).collect();
+        let mut named_crls = read_crls(files)?;
+        named_crls.extend(crate::crl::read_cache(&files.crl_cache));
+        let now = rustls_pki_types::UnixTime::now().as_secs() as i64;
+        let (crls, closed) = crate::crl::usable(&named_crls, files.crl_grace, now);
         let server_chain = read_certs(&files.cert)?;
         // read_certs never hands back an empty chain.
         let server_leaf = server_chain[0].clone();
@@ -189,9 +205,17 @@ impl TlsSet {
         // Revocation status must be known for every certificate in the chain:
         // a CA without a CRL fails closed rather than letting a revoked
         // certificate through.
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .with_crls(crls.clone())
-            .build()?;
+        let mut builder =
+            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .with_crls(crls.clone());
+        if files.allow_unknown_revocation {
+            builder = builder.allow_unknown_revocation_status();
+        }
+        let verifier: Arc<dyn ClientCertVerifier> = Arc::new(crate::crl::Gate {
+            inner: builder.build()?,
+            closed: closed && !files.allow_unknown_revocation,
+            learned: learned.clone(),
+        });
         let mut partners = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier.clone())
@@ -209,9 +233,12 @@ impl TlsSet {
         let validity = Validity::read(&named_crls, &server_leaf, &client_chain[0], files)?;
         // Back-ends are held to the same CRLs as partners: a revoked back-end
         // must not receive a V-nummer.
-        let backend_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-            .with_crls(crls)
-            .build()?;
+        let mut backend_builder =
+            WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).with_crls(crls);
+        if files.allow_unknown_revocation {
+            backend_builder = backend_builder.allow_unknown_revocation_status();
+        }
+        let backend_verifier = backend_builder.build()?;
         // ALPN for back-ends is set by the HTTPS connector (hyper-rustls).
         let backend_client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
@@ -247,6 +274,8 @@ impl TlsSet {
 /// made before a revocation cannot be resumed after it.
 pub struct TlsStore {
     files: TlsFiles,
+    /// CRL URLs learned from partners' chains, kept across sets.
+    learned: Arc<crate::crl::Learned>,
     /// The set for new connections; its generation tells open connections
     /// to check their certificate again against the new CRLs.
     current: crate::swap::Swap<TlsSet>,
@@ -255,8 +284,21 @@ pub struct TlsStore {
 impl TlsStore {
     /// Builds the first set; failure here stops the gateway before it listens.
     pub fn new(files: TlsFiles) -> Result<Self, TlsError> {
-        let set = TlsSet::build(&files)?;
+        let learned = Arc::default();
+        let set = TlsSet::build_learning(&files, &learned)?;
+        let mut named = read_crls(&files)?;
+        named.extend(crate::crl::read_cache(&files.crl_cache));
+        let uncovered = crate::crl::uncovered(&files, &named);
+        if !uncovered.is_empty() {
+            if !files.allow_unknown_revocation {
+                return Err(TlsError::NoCrlSource(uncovered.join(", ")));
+            }
+            for ca in &uncovered {
+                tracing::warn!(%ca, "no CRL source for this trusted CA: its partners' revocation is not checked (revocation = \"allow-unknown\")");
+            }
+        }
         Ok(Self {
+            learned,
             files,
             current: crate::swap::Swap::new(set),
         })
@@ -274,7 +316,13 @@ impl TlsStore {
 
     /// Re-reads the files; swaps only when the whole new set builds. Blocking.
     pub fn reload(&self) -> Result<(), TlsError> {
-        self.current.replace_with(|| TlsSet::build(&self.files))
+        self.current
+            .replace_with(|| TlsSet::build_learning(&self.files, &self.learned))
+    }
+
+    /// CRL URLs learned from partners' chains (the refresher fetches them).
+    pub fn learned(&self) -> &Arc<crate::crl::Learned> {
+        &self.learned
     }
 
     /// The number of sets swapped in since start.

@@ -79,6 +79,26 @@ async fn a_full_disk_refuses_with_503_and_recovers_without_restart() {
             "data delivered without a record"
         );
     }
+    // The operator saw it coming and sees it now: space left and failed
+    // writes in the metrics.
+    f.gw.gateway.check_disk();
+    let r = common::get(f.gw.console, &f.pki.ca.cert_pem, None, "/metrics")
+        .await
+        .unwrap();
+    let m = String::from_utf8_lossy(&r.body).into_owned();
+    let value = |prefix: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing in\n{m}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(value("ketenpoort_data_free_bytes ") < 1024.0 * 1024.0);
+    assert_eq!(value("ketenpoort_data_size_bytes "), 16.0 * 1024.0 * 1024.0);
+    assert!(value("ketenpoort_audit_write_errors_total ") >= 1.0);
     // A policy change the log cannot record does not take effect, and no
     // record claims it.
     let size = f.gw.gateway.audit.view().head().size;

@@ -72,7 +72,8 @@ async fn health_fails_for_a_late_crl_an_expired_own_certificate_and_no_policy_in
     assert_eq!(r.json(), serde_json::json!({"status": "ok", "failed": []}));
 
     // A CRL not renewed before its nextUpdate: `crl` fails at once, while
-    // exchanges go on (the grace before they stop is not built yet).
+    // exchanges go on for `[tls] crl_grace_hours` (24 by default; tests/crl.rs
+    // shows them stop after it).
     let good_crl = std::fs::read_to_string(f.pki.crl_file()).unwrap();
     let late = OffsetDateTime::now_utc() - Duration::hours(2);
     write(&f.pki.crl_file(), &f.pki.ca.crl_until(&[], late).unwrap());

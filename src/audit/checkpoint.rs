@@ -108,7 +108,17 @@ impl Signer {
             }
             Err(e) => return Err(e),
         };
-        let key = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| {
+        Self::from_pkcs8(path, &pkcs8, origin)
+    }
+
+    /// Loads the PKCS#8 key at `path`; a missing file is an error (a
+    /// restore must not make a new key). Blocking.
+    pub fn load(path: &Path, origin: &str) -> std::io::Result<Self> {
+        Self::from_pkcs8(path, &std::fs::read(path)?, origin)
+    }
+
+    fn from_pkcs8(path: &Path, pkcs8: &[u8], origin: &str) -> std::io::Result<Self> {
+        let key = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("{}: not an Ed25519 key", path.display()),

@@ -268,6 +268,9 @@ impl Writer {
                 .observe(started.elapsed().as_secs_f64());
         }
         if let Err(e) = r {
+            if let Some(m) = &self.opts.metrics {
+                m.audit_write_errors.inc();
+            }
             if let Err(t) = self
                 .seg
                 .set_len(self.seg_len)

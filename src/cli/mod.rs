@@ -16,6 +16,7 @@
 //! would change `--help`.
 
 mod audit;
+mod backup;
 mod covenant;
 mod demo;
 mod dpia;
@@ -129,6 +130,27 @@ pub enum Command {
         #[arg(value_enum)]
         switch: maintenance::Switch,
     },
+    /// Back up the data directory while the gateway runs (through its
+    /// admin socket): the audit log up to a signed checkpoint, the stores,
+    /// a manifest with SHA-256 checksums.
+    Backup {
+        /// The backup folder (new or empty).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Put the secret keys in it too (warned about).
+        #[arg(long)]
+        include_keys: bool,
+    },
+    /// Restore a backup into the configuration's data directory, which
+    /// must be empty; no gateway may run on it.
+    Restore {
+        /// The backup folder.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The secret keys, when the backup holds none (a data directory's keys/).
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+    },
     /// A C2SP witness that cosigns a log's checkpoints (run by a partner).
     Witness {
         #[command(subcommand)]
@@ -162,6 +184,8 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Covenant { command } => covenant::run(config, command),
         Command::Audit { command } => audit::run(config, command),
         Command::Maintenance { switch } => maintenance::run(config, switch),
+        Command::Backup { to, include_keys } => backup::backup(config, &to, include_keys),
+        Command::Restore { from, keys } => backup::restore(config, &from, keys),
         Command::Witness { command } => witness::run(cli.config.as_deref(), command),
     }
 }

@@ -1,0 +1,192 @@
+//! Restore: a backup into an empty data directory, with no gateway running.
+//!
+//! Nothing is written before the whole backup has been checked: the
+//! manifest's format, every file's checksum (a damaged file is named), the
+//! checkpoint's signature, and that the secret keys (from the backup or
+//! `--keys`) are the ones that signed it. After the copy the restored log
+//! is verified in full and must hold exactly the checkpoint's records. The
+//! caches and the index are left for the gateway to rebuild when it opens
+//! the log.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Component, Path};
+
+use super::{BackupError, FORMAT, MANIFEST, Manifest, SLED_FILE, SledLine, empty_dir, io};
+use crate::audit::checkpoint::{Signer, Verifier};
+
+/// What a finished restore reports.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// Records of the restored audit log.
+    pub size: u64,
+    /// Files restored (the sled stores counted as one).
+    pub files: usize,
+    /// Whether the keys came from `--keys` rather than the backup.
+    pub keys_from_elsewhere: bool,
+}
+
+/// Reads and checks the manifest and every file it names. Blocking.
+pub fn check(from: &Path) -> Result<Manifest, BackupError> {
+    let damaged = |path: &str, reason: String| BackupError::Damaged {
+        path: path.to_string(),
+        reason,
+    };
+    let text = fs::read(from.join(MANIFEST)).map_err(|e| damaged(MANIFEST, e.to_string()))?;
+    let m: Manifest =
+        serde_json::from_slice(&text).map_err(|e| damaged(MANIFEST, e.to_string()))?;
+    if m.format != FORMAT {
+        return Err(damaged(
+            MANIFEST,
+            format!("format {:?}, expected {FORMAT:?}", m.format),
+        ));
+    }
+    for f in &m.files {
+        let rel = Path::new(&f.path);
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(damaged(&f.path, "not a plain relative path".into()));
+        }
+        let sum = sha256_file(&from.join(rel)).map_err(|e| damaged(&f.path, e.to_string()))?;
+        if sum.1 != f.bytes {
+            return Err(damaged(
+                &f.path,
+                format!("{} bytes, the manifest says {}", sum.1, f.bytes),
+            ));
+        }
+        if sum.0 != f.sha256 {
+            return Err(damaged(&f.path, "its SHA-256 is not the manifest's".into()));
+        }
+    }
+    let cp = Verifier::parse(&m.vkey)
+        .and_then(|v| v.verify(&m.checkpoint))
+        .map_err(|e| damaged(MANIFEST, format!("the checkpoint: {e}")))?;
+    if cp.size != m.size {
+        return Err(damaged(
+            MANIFEST,
+            "the checkpoint's size is not the manifest's".into(),
+        ));
+    }
+    Ok(m)
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = fs::File::open(path)?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n_all = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        n_all += n as u64;
+    }
+    Ok((hex::encode(ctx.finish()), n_all))
+}
+
+/// Restores the backup in `from` into `data_dir`, which must be empty or
+/// absent; `keys` names a folder of secret keys (a data directory's
+/// `keys/`) when the backup holds none. Blocking.
+pub fn restore(from: &Path, data_dir: &Path, keys: Option<&Path>) -> Result<Restored, BackupError> {
+    let m = check(from)?;
+    if !m.secret_keys && keys.is_none() {
+        return Err(BackupError::NoKeys);
+    }
+    let keys_dir = match keys {
+        Some(k) => k.to_path_buf(),
+        None => from.join("keys"),
+    };
+    let signer = Signer::load(&keys_dir.join("checkpoint.ed25519"), &m.origin)
+        .map_err(|e| BackupError::WrongKeys(format!("{}: {e}", keys_dir.display())))?;
+    if signer.vkey() != m.vkey.trim() {
+        return Err(BackupError::WrongKeys(format!(
+            "{}: the checkpoint signing key there is not the one that signed this log ({})",
+            keys_dir.display(),
+            m.vkey.trim()
+        )));
+    }
+    empty_dir(data_dir)?;
+    let mut files = 0;
+    for f in &m.files {
+        if f.path == SLED_FILE || (keys.is_some() && f.path.starts_with("keys/")) {
+            continue;
+        }
+        let dst = data_dir.join(&f.path);
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let bytes = fs::read(from.join(&f.path)).map_err(io(&from.join(&f.path)))?;
+        crate::datadir::write_atomic(&dst, &bytes, 0o600).map_err(io(&dst))?;
+        files += 1;
+    }
+    if let Some(k) = keys {
+        files += copy_keys(k, &crate::keys::dir(data_dir))?;
+    }
+    import_sled(&from.join(SLED_FILE), &data_dir.join("mailbox"))?;
+    crate::datadir::secure(data_dir).map_err(io(data_dir))?;
+    let verifier = Verifier::parse(&m.vkey).map_err(|e| BackupError::Audit(e.to_string()))?;
+    let report = crate::audit::verify::verify(&data_dir.join("audit"), &verifier, |_| {})
+        .map_err(|e| BackupError::Audit(format!("the restored log does not verify: {e}")))?;
+    if report.records != m.size {
+        return Err(BackupError::Audit(format!(
+            "the restored log holds {} records, the backup's checkpoint {}",
+            report.records, m.size
+        )));
+    }
+    Ok(Restored {
+        size: m.size,
+        files: files + 1,
+        keys_from_elsewhere: keys.is_some(),
+    })
+}
+
+/// Copies a folder of keys (files and one level of folders below, as
+/// `keys/subject/<pilot>/`) into the new data directory.
+fn copy_keys(from: &Path, to: &Path) -> Result<usize, BackupError> {
+    let mut n = 0;
+    for e in fs::read_dir(from).map_err(io(from))? {
+        let e = e.map_err(io(from))?;
+        let src = e.path();
+        let dst = to.join(e.file_name());
+        let meta = fs::symlink_metadata(&src).map_err(io(&src))?;
+        if meta.is_dir() {
+            n += copy_keys(&src, &dst)?;
+        } else if meta.is_file() {
+            fs::create_dir_all(to).map_err(io(to))?;
+            let bytes = fs::read(&src).map_err(io(&src))?;
+            crate::datadir::write_atomic(&dst, &bytes, 0o600).map_err(io(&dst))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Writes the sled stores' entries into a new database at `dir`.
+fn import_sled(file: &Path, dir: &Path) -> Result<(), BackupError> {
+    let damaged = |reason: String| BackupError::Damaged {
+        path: SLED_FILE.into(),
+        reason,
+    };
+    let store = |e: sled::Error| BackupError::Store(e.to_string());
+    let text = fs::read(file).map_err(io(file))?;
+    let db = sled::Config::new().path(dir).open().map_err(store)?;
+    let mut tree: Option<(String, sled::Tree)> = None;
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let l: SledLine =
+            serde_json::from_slice(line).map_err(|e| damaged(format!("line {}: {e}", i + 1)))?;
+        let unhex = |s: &str| hex::decode(s).map_err(|e| damaged(format!("line {}: {e}", i + 1)));
+        if tree.as_ref().is_none_or(|(name, _)| *name != l.tree) {
+            let t = db.open_tree(unhex(&l.tree)?).map_err(store)?;
+            tree = Some((l.tree.clone(), t));
+        }
+        if let Some((_, t)) = &tree {
+            t.insert(unhex(&l.key)?, unhex(&l.value)?).map_err(store)?;
+        }
+    }
+    db.flush().map_err(store)?;
+    Ok(())
+}

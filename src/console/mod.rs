@@ -13,6 +13,7 @@ pub mod figures;
 pub mod health;
 mod reply;
 pub mod report;
+pub mod search;
 pub mod state;
 pub mod users;
 
@@ -200,9 +201,28 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["whoami"]) => json_ok(
             &json!({"name": user.name, "role": user.role.as_str(), "partner": user.partner, "pilot": user.pilot}),
         ),
-        (&Method::GET, ["disclosures"]) => disclosures(gw, &user, &q).await,
+        (&Method::GET, ["disclosures"]) => {
+            let r = disclosures(gw, &user, &q).await;
+            if q.contains_key("subject") {
+                search::deprecated(r, "/api/v1/disclosures/search")
+            } else {
+                r
+            }
+        }
+        (&Method::POST, ["disclosures", "search"]) => match search::search_body(&body) {
+            Ok(q) => disclosures(gw, &user, &q).await,
+            Err(p) => p.response(),
+        },
         (&Method::GET, ["disclosures", id, "evidence"]) => evidence(gw, &user, id).await,
-        (&Method::GET, ["subjects", v, "report"]) => subject_report(gw, &user, v, &q).await,
+        (&Method::GET, ["subjects", v, "report"]) => search::deprecated(
+            subject_report(gw, &user, v, &q).await,
+            "/api/v1/subjects/report",
+        ),
+        (&Method::POST, ["subjects", "report"]) => match search::report_body(&body) {
+            Ok((v, q)) => subject_report(gw, &user, &v, &q).await,
+            Err(p) => p.response(),
+        },
+        (&Method::GET, ["registrations", "checks"]) => figures::checks(gw, &user, &q).await,
         (&Method::GET, ["audit", "head"]) => head(gw),
         (&Method::POST, ["audit", "verify"]) => verify(gw).await,
         (&Method::GET, ["audit", "verify"]) => verify_status(gw),
@@ -431,7 +451,7 @@ async fn subject_report(
         Some("html") => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            report::html_report(&rep),
+            report::html_report(&rep, report::Lang::of(q.get("lang").map(String::as_str))),
         ),
         _ => json_ok(&rep),
     }
@@ -525,9 +545,14 @@ async fn proof(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
             return Ok(None);
         }
         let path = view.inclusion_proof(index, cp.size)?;
-        let leaf = crate::audit::merkle::leaf_hash(&rec.encode());
+        let bytes = rec.encode();
+        let leaf = crate::audit::merkle::leaf_hash(&bytes);
+        use base64::Engine;
         Ok::<_, crate::audit::AuditError>(Some(json!({
             "record": rec.to_json(),
+            // The bytes the leaf hash is taken of, so that the page (or
+            // anyone) hashes them itself instead of trusting `leafHash`.
+            "record_bytes": base64::engine::general_purpose::STANDARD.encode(&bytes),
             "proof": crate::audit::proof::inclusion_json(index, cp.size, &cp.root, &leaf, &path),
             "checkpoint": cp.note,
         })))

@@ -40,8 +40,45 @@ use reply::{forbidden, json_ok, respond};
 pub use state::ConsoleState;
 use users::{Role, User};
 
-/// The page, served as is: no build step, nothing from the internet.
-const PAGE: &str = include_str!("page.html");
+/// The page and its files, served as they are: no build step, nothing from
+/// the internet. Path, content type, body.
+const STATIC: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("page/index.html"),
+    ),
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_str!("page/index.html"),
+    ),
+    (
+        "/console.css",
+        "text/css; charset=utf-8",
+        include_str!("page/console.css"),
+    ),
+    (
+        "/i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/i18n.js"),
+    ),
+    (
+        "/proof.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/proof.js"),
+    ),
+    (
+        "/charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/charts.js"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/app.js"),
+    ),
+];
 /// Records per page of the disclosure list by default.
 const DEFAULT_LIMIT: usize = 50;
 /// Largest request body on the console (a policy file, an explain sample).
@@ -105,36 +142,21 @@ fn authenticate(state: &ConsoleState, req: &Request<Incoming>) -> Option<User> {
     state.users.authenticate(token)
 }
 
-/// The page's Content-Security-Policy: its one inline script and one inline
-/// stylesheet by hash, nothing else from anywhere, no framing.
-static PAGE_CSP: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
-    let hash_of = |open: &str, close: &str| {
-        let body = PAGE
-            .split_once(open)
-            .and_then(|(_, rest)| rest.split_once(close))
-            .map_or("", |(b, _)| b);
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(crate::identity::sha256(body.as_bytes()))
-    };
-    let csp = format!(
-        "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; connect-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
-        hash_of("<script>", "</script>"),
-        hash_of("<style>", "</style>")
-    );
-    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
-});
+/// The page's Content-Security-Policy: its own script and stylesheet files
+/// only (no inline script or style, nothing from anywhere else), no framing.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Routes one console request and adds the security headers every console
 /// answer carries: nothing is framed, sniffed, cached (answers hold personal
 /// data) or sent on as a referrer; no script runs but the page's own.
 pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
-    let page = matches!(req.uri().path(), "/" | "/index.html");
+    let page = STATIC.iter().any(|(p, _, _)| *p == req.uri().path());
     let mut resp = route(gw, req).await;
     let h = resp.headers_mut();
     h.insert(
         hyper::header::CONTENT_SECURITY_POLICY,
         if page {
-            PAGE_CSP.clone()
+            HeaderValue::from_static(PAGE_CSP)
         } else {
             // Reports and pictures: their own inline styles, never a script.
             HeaderValue::from_static(
@@ -166,8 +188,10 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
                 gw.metrics.render(),
             );
         }
-        (&Method::GET, "/") | (&Method::GET, "/index.html") => {
-            return respond(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+        (&Method::GET, p) => {
+            if let Some((_, ty, body)) = STATIC.iter().find(|(s, _, _)| *s == p) {
+                return respond(StatusCode::OK, ty, *body);
+            }
         }
         _ => {}
     }
@@ -234,6 +258,26 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         ))),
         _ => problem::respond(problem::NOT_FOUND, "no such API call"),
     }
+}
+
+/// The display names of partners and pilots among these ids, so the page
+/// shows "Gemeente Utrecht" where a record says `gemeente-utrecht`.
+fn names<'a>(
+    policy: &crate::policy::PolicySet,
+    ids: impl Iterator<Item = &'a String>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for id in ids {
+        let name = policy
+            .partners
+            .get(id)
+            .map(|p| p.name.clone())
+            .or_else(|| policy.pilots.get(id).map(|p| p.name.clone()));
+        if let Some(n) = name {
+            out.insert(id.clone(), n.into());
+        }
+    }
+    out
 }
 
 fn bad(kind: ProblemKind, detail: &str) -> Problem {
@@ -354,9 +398,15 @@ async fn disclosures(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> 
         }
         return respond(StatusCode::OK, "text/csv; charset=utf-8", out);
     }
+    let snap = gw.policy.current();
+    let ids = page
+        .records
+        .iter()
+        .flat_map(|r| [&r.entry.sender, &r.entry.recipient, &r.entry.pilot]);
     json_ok(&json!({
         "records": page.records.iter().map(Record::to_json).collect::<Vec<_>>(),
         "next_cursor": page.next,
+        "names": names(&snap.policy, ids),
     }))
 }
 
@@ -536,6 +586,7 @@ async fn proof(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
     };
     let view = gw.audit.view().clone();
     let own = user.partner.clone();
+    let snap = gw.policy.current();
     let r = tokio::task::spawn_blocking(move || {
         let rec = view.record(index)?;
         if let Some(p) = &own
@@ -555,6 +606,7 @@ async fn proof(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
             "record_bytes": base64::engine::general_purpose::STANDARD.encode(&bytes),
             "proof": crate::audit::proof::inclusion_json(index, cp.size, &cp.root, &leaf, &path),
             "checkpoint": cp.note,
+            "names": names(&snap.policy, [&rec.entry.sender, &rec.entry.recipient, &rec.entry.pilot].into_iter()),
         })))
     })
     .await;
@@ -669,6 +721,7 @@ async fn stats(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
         Ok(Ok(r)) => r,
         _ => return problem::respond(problem::INTERNAL, "the statistics could not be read"),
     };
+    let snap = gw.policy.current();
     if q.get("format").map(String::as_str) == Some("csv") {
         let mut out = String::from("key,disclosed,refused\n");
         for (k, (d, r)) in &rows {
@@ -678,7 +731,10 @@ async fn stats(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
     }
     json_ok(&json!({
         "by": q.get("by").cloned().unwrap_or_else(|| "day".into()),
-        "rows": rows.iter().map(|(k, (d, r))| json!({"key": k, "disclosed": d, "refused": r})).collect::<Vec<_>>(),
+        "rows": rows.iter().map(|(k, (d, r))| {
+            let name = names(&snap.policy, std::iter::once(k)).remove(k.as_str());
+            json!({"key": k, "name": name, "disclosed": d, "refused": r})
+        }).collect::<Vec<_>>(),
     }))
 }
 

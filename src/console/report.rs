@@ -294,6 +294,24 @@ impl Lang {
     }
 }
 
+/// A category of data as the person reads it.
+fn category(l: Lang, c: &str) -> String {
+    let nl = match c {
+        "identity" => "identiteit",
+        "residence" => "verblijf",
+        "procedure" => "procedure",
+        "shelter" => "opvang",
+        "guidance" => "begeleiding",
+        "return" => "terugkeer",
+        "contact" => "contactgegevens",
+        "health" => "gezondheid",
+        "criminal" => "strafrechtelijke gegevens",
+        other => other,
+    };
+    let en = if c == "contact" { "contact details" } else { c };
+    l.t(&esc(nl), &esc(en))
+}
+
 /// A table with these headings, or a line saying there is nothing.
 fn table(l: Lang, heads: &[(&str, &str)], rows: &str) -> String {
     if rows.is_empty() {
@@ -316,13 +334,14 @@ pub fn html_report(report: &Value, l: Lang) -> String {
             s(&d["time"]),
             s(&d["from"]["name"]),
             s(&d["to"]["name"]),
-            esc(&d["categories"]
+            d["categories"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
+                .map(|c| category(l, c))
                 .collect::<Vec<_>>()
-                .join(", ")),
+                .join(", "),
             s(&d["purpose"]),
             s(&d["legal_basis"]),
         ));

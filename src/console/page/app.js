@@ -378,7 +378,7 @@ async function loadPolicy() {
   try {
     const p = await api("/api/v1/pilots/" + pilot() + "/policy");
     $("policy-text").value = p.file;
-    $("policy-meta").textContent = `version ${p.version.slice(7, 19)}… · ${p.rules.length} rules` +
+    $("policy-meta").textContent = `${t("admin.version")} ${p.version.slice(7, 19)}… · ${t("admin.rules", {n: p.rules.length})}` +
       (p.last_changed ? ` · ${p.last_changed.time} · ${p.last_changed.by}` : "");
     $("flows").innerHTML = await api("/api/v1/pilots/" + pilot() + "/flows.svg");
     const svg = $("flows").querySelector("svg");
@@ -397,16 +397,18 @@ async function putPolicy(dry) {
   try {
     const j = await api("/api/v1/pilots/" + pilot() + "/policy" + (dry ? "?dry_run=true" : ""),
       {method: "PUT", body: $("policy-text").value});
-    const changes = j.changes.length ? j.changes.join("\n") : "(no flow changes)";
-    $("policy-result").textContent = (j.applied ? "Applied: version " : "Valid: would become version ") + j.version.slice(7, 19) + "…\n" + changes;
+    const changes = j.changes.length ? j.changes.join("\n") : t("admin.nochange");
+    const v = j.version.slice(7, 19) + "…";
+    $("policy-result").textContent = t(j.applied ? "admin.applied" : "admin.valid", {v}) + "\n" + changes;
     if (j.applied) {
       await loadPolicy();
       const c = j.covenant || {in_force: true};
       const flows = Object.entries(c.flows || {}).map(([who, fs]) => fs.map((f) => who + ": " + f).join("\n")).join("\n");
-      $("policy-result").textContent = (c.in_force ? "Applied and in force.\n" : "Applied, not in force yet: " + c.message + "\n" + flows + "\n") + changes;
+      $("policy-result").textContent = (c.in_force ? t("admin.inforce") + "\n"
+        : t("admin.pending", {who: (c.waiting_for || []).join(", ")}) + "\n" + flows + "\n") + changes;
     }
   } catch (e) {
-    $("policy-result").textContent = "Not valid: " + (e.problem ? (e.problem.detail || problemTitle(e.problem)) : e.message);
+    $("policy-result").textContent = t("admin.invalid") + " " + (e.problem ? (e.problem.detail || problemTitle(e.problem)) : e.message);
   }
 }
 
@@ -425,8 +427,8 @@ async function loadHistory() {
   try {
     const h = await api("/api/v1/pilots/" + pilot() + "/history");
     $("history").innerHTML = h.versions.length ? h.versions.map((v) =>
-      `<li><b>${esc(v.time)}</b> · ${esc(v.by)} · version ${esc(v.version.slice(7, 19))}…` +
-      ((v.signatures || []).length ? " · signed: " + esc(v.signatures.map((s) => `${s.partner} (${s.decision} ${s.time})`).join(", ")) : "") +
+      `<li><b>${esc(v.time)}</b> · ${esc(v.by)} · ${esc(t("admin.version"))} ${esc(v.version.slice(7, 19))}…` +
+      ((v.signatures || []).length ? " · " + esc(t("admin.signed")) + " " + esc(v.signatures.map((s) => `${s.partner} (${s.decision} ${s.time})`).join(", ")) : "") +
       (v.changes.length ? `<pre>${esc(v.changes.join("\n"))}</pre>` : "") + "</li>").join("")
       : `<li>${esc(t("records.none"))}</li>`;
   } catch (e) { showErr($("history"), e); }
@@ -435,12 +437,12 @@ async function loadHistory() {
 async function loadCovenant() {
   try {
     const c = await api("/api/v1/pilots/" + pilot() + "/covenant");
-    const who = (l) => l.length ? l.map((s) => s.partner + " " + s.time).join(", ") : "nobody";
+    const who = (l) => l.length ? l.map((s) => s.partner + " " + s.time).join(", ") : t("cov.nobody");
     const f = c.in_force;
-    let html = f ? `<p>In force: <code>${esc(f.version.slice(7, 19))}…</code> since ${esc(f.since || "?")}, signed by ${esc(who(f.signers))}` +
-      (f.revoked.length ? ` · <b>revoked by ${esc(who(f.revoked))}</b>` : "") + "</p>" : "<p><b>No version in force: every flow is refused.</b></p>";
-    html += c.pending.map((p) => `<p>Pending <code>${esc(p.version.slice(7, 19))}…</code>: waiting for: ${esc((p.waiting_for || []).join(", "))}` +
-      ` <button type="button" class="secondary withdraw" data-version="${esc(p.version.slice(7))}">Withdraw</button></p>` +
+    let html = f ? `<p>${esc(t("cov.inforce", {v: f.version.slice(7, 19) + "…", since: f.since || "?", who: who(f.signers)}))}` +
+      (f.revoked.length ? ` · <b>${esc(t("cov.revoked", {who: who(f.revoked)}))}</b>` : "") + "</p>" : `<p><b>${esc(t("cov.none"))}</b></p>`;
+    html += c.pending.map((p) => `<p>${esc(t("cov.pending", {v: p.version.slice(7, 19) + "…", who: (p.waiting_for || []).join(", ")}))}` +
+      ` <button type="button" class="secondary withdraw" data-version="${esc(p.version.slice(7))}">${esc(t("cov.withdraw"))}</button></p>` +
       `<pre>${esc(Object.entries(p.flows || {}).map(([w, fs]) => fs.map((x) => w + ": " + x).join("\n")).join("\n"))}</pre>`).join("");
     $("covenant").innerHTML = html;
     $("covenant").querySelectorAll(".withdraw").forEach((b) => b.addEventListener("click", async () => {

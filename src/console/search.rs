@@ -43,7 +43,7 @@ pub fn body_map(body: &[u8], allowed: &[&str]) -> Result<HashMap<String, String>
         if !allowed.contains(&k.as_str()) {
             return Err(Problem::new(
                 problem::BAD_QUERY,
-                &format!("unknown field; allowed: {}", allowed.join(", ")),
+                format!("unknown field; allowed: {}", allowed.join(", ")),
             ));
         }
         let text = match v {

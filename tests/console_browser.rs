@@ -828,3 +828,116 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
     driver.cmd(Method::DELETE, "", None).await;
     f.gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_ticks_a_field_off_in_the_rule_editor_sees_the_diff_and_applies_it() {
+    let Some(driver) = Driver::start("nl").await else {
+        return;
+    };
+    // The pilot file carries comments the editor must keep.
+    let f = fixture_with(|pki| {
+        let proef = pki.pilots_dir().join("proef.toml");
+        let text = std::fs::read_to_string(&proef).unwrap();
+        let text = text.replace(
+            "[[rules]]\nid = \"proef-casus\"",
+            "# De casusoverleg van de proef.\n[[rules]]\nid = \"proef-casus\"",
+        );
+        pki.write_config(
+            "pilots/proef.toml",
+            &format!("# Convenant LVV Proef.\n{text}"),
+        );
+    })
+    .await;
+    let token = ketenpoort::console::users::add(
+        &f.gw.gateway.config,
+        "beheer",
+        ketenpoort::console::users::Role::PolicyAdmin,
+        None,
+        None,
+    )
+    .unwrap();
+    f.gw.gateway.console.users.reload().unwrap();
+    driver.log_in(f.gw.console, &token).await;
+    driver
+        .until(
+            "const s = document.getElementById('pilot-select'); return s.options.length >= 2",
+            "the pilots",
+        )
+        .await;
+    driver
+        .script("const s = document.getElementById('pilot-select'); s.value = 'proef'; s.dispatchEvent(new Event('change')); return true")
+        .await;
+    driver
+        .until("return [...document.getElementById('re-rule').options].some((o) => o.value === 'proef-casus') && document.querySelectorAll('#re-rows tr').length > 0", "the rule editor")
+        .await;
+    driver
+        .script("const s = document.getElementById('re-rule'); s.value = 'proef-casus'; s.dispatchEvent(new Event('change')); return true")
+        .await;
+    // The tree of the service's declared fields, with categories; the
+    // rule's fields ticked.
+    let ticked = driver
+        .until("const r = [...document.querySelectorAll('#re-rows tr')].filter((tr) => tr.querySelector('.re-resp').checked).map((tr) => tr.dataset.path); return r.length ? r : null", "the ticked fields")
+        .await;
+    assert_eq!(
+        ticked,
+        json!(["vnummer", "naam", "adres.woonplaats", "procedures[].status"])
+    );
+    let special = driver
+        .script("return [...document.querySelectorAll('#re-rows tr')].filter((tr) => tr.querySelector('.special')).map((tr) => tr.dataset.path)")
+        .await;
+    assert!(
+        special.to_string().contains("medisch"),
+        "special categories are marked: {special}"
+    );
+    driver.axe("rule editor").await;
+    // Tick "naam" off, see the change.
+    driver.click("#re-rows tr[data-path='naam'] .re-resp").await;
+    driver.click("#re-diff").await;
+    let diff = driver
+        .until("const t = document.getElementById('policy-result').textContent; return (t.startsWith('Geldig:') || t.startsWith('Niet geldig')) ? t : ''", "the dry run")
+        .await;
+    let diff = diff.as_str().unwrap();
+    assert!(
+        diff.starts_with("Geldig:") && diff.contains("-naam"),
+        "{diff}"
+    );
+    let rule = |f: &Fixture| {
+        f.gw.gateway.policy.current().policy.pilots["proef"]
+            .rules
+            .iter()
+            .find(|r| r.id == "proef-casus")
+            .unwrap()
+            .response
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        rule(&f).contains(&"naam".to_string()),
+        "a dry run applies nothing"
+    );
+    // Apply: it only narrows, so it runs at once.
+    driver.click("#apply-btn").await;
+    let done = driver
+        .until("const t = document.getElementById('policy-result').textContent; return t.includes('van kracht') ? t : ''", "applied")
+        .await;
+    assert!(
+        done.as_str()
+            .unwrap()
+            .starts_with("Toegepast en van kracht"),
+        "{done}"
+    );
+    assert!(
+        !rule(&f).contains(&"naam".to_string()),
+        "the name no longer goes"
+    );
+    let file = std::fs::read_to_string(f.pki.pilots_dir().join("proef.toml")).unwrap();
+    assert!(file.starts_with("# Convenant LVV Proef.\n"), "{file}");
+    assert!(
+        file.contains("# De casusoverleg van de proef.\n[[rules]]\nid = \"proef-casus\""),
+        "{file}"
+    );
+    screenshot(&driver, "console-rule-editor.png").await;
+    driver.cmd(Method::DELETE, "", None).await;
+    f.gw.stop().await;
+}

@@ -13,6 +13,7 @@ pub mod figures;
 pub mod health;
 mod reply;
 pub mod report;
+pub mod rules;
 pub mod search;
 pub mod state;
 pub mod users;
@@ -72,6 +73,11 @@ const STATIC: &[(&str, &str, &str)] = &[
         "/charts.js",
         "text/javascript; charset=utf-8",
         include_str!("page/charts.js"),
+    ),
+    (
+        "/rules.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/rules.js"),
     ),
     (
         "/app.js",
@@ -217,6 +223,8 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::PUT, ["pilots", p, "policy"]) => admin::put_policy(gw, &user, p, &q, &body).await,
         (&Method::POST, ["pilots", p, "policy", "explain"]) => admin::explain(gw, p, &body),
         (&Method::GET, ["pilots", p, "history"]) => admin::history(gw, p).await,
+        (&Method::GET, ["pilots", p, "rules"]) => rules::editor(gw, &user, p),
+        (&Method::POST, ["pilots", p, "rules"]) => rules::edit(gw, &user, p, &body),
         (&Method::GET, ["pilots", p, "flows.svg"]) => admin::flows_svg(gw, p),
         (&Method::GET, ["pilots", p, "covenant"]) => covenant::status(gw, p).await,
         (&Method::DELETE, ["pilots", p, "covenant", "versions", v]) => {

@@ -90,6 +90,7 @@ function start(who) {
   $("error").textContent = "";
   document.querySelectorAll("#nav li.officer").forEach((li) => li.classList.toggle("hidden", !officer()));
   $("editor").classList.toggle("hidden", who.role !== "policy-admin");
+  $("rule-editor").classList.toggle("hidden", who.role !== "policy-admin");
   api("/api/v1/audit/head").then((h) => { vkey = h.vkey; }).catch(() => {});
   route(false);
 }
@@ -389,6 +390,7 @@ async function loadPolicy() {
     $("policy-result").textContent = "";
     loadHistory();
     loadCovenant();
+    if (me && me.role === "policy-admin") loadRuleEditor();
   } catch (e) { showErr($("policy-meta"), e); }
 }
 
@@ -510,6 +512,7 @@ function wire() {
   $("dry-run-btn").addEventListener("click", () => putPolicy(true));
   $("apply-btn").addEventListener("click", () => putPolicy(false));
   $("explain-btn").addEventListener("click", explainRule);
+  wireRuleEditor();
   $("verify-btn").addEventListener("click", verify);
   // A saved token, or else a session cookie, logs in without asking.
   api("/api/v1/whoami", {quiet401: true}).then(start).catch(() => {

@@ -83,7 +83,7 @@ function officer() { return me && me.role === "privacy-officer"; }
 
 function start(who) {
   me = who;
-  $("who").textContent = who.name + " · " + who.role + (who.partner ? " · " + who.partner : "");
+  $("who").textContent = who.name + " · " + t("role." + who.role) + (who.partner ? " · " + who.partner : "");
   $("login").classList.add("hidden");
   $("nav").classList.remove("hidden");
   $("logout-btn").classList.remove("hidden");
@@ -488,7 +488,7 @@ function wire() {
   $("lang-btn").addEventListener("click", () => {
     setLang(kpLang === "nl" ? "en" : "nl");
     $("r-lang").value = kpLang;
-    if (me) route(false);
+    if (me) { $("who").textContent = me.name + " · " + t("role." + me.role) + (me.partner ? " · " + me.partner : ""); route(false); }
   });
   $("logout-btn").addEventListener("click", () => {
     // With a cookie session, the server ends it (the hook: POST /logout).

@@ -74,6 +74,7 @@ const KP_TEXT = {
     "integrity.waiting": "Het nieuwste checkpoint (grootte {n}) wacht op de handtekeningen van de getuigen.",
     "integrity.busy": "Bezig met controleren…", "integrity.ok": "Intact: {r} records en {c} ondertekende checkpoints kloppen ({s} s).", "integrity.bad": "MISLUKT:",
     "busy": "Bezig…", "error": "Fout",
+    "role.privacy-officer": "functionaris gegevensbescherming", "role.policy-admin": "beheerder convenanten",
   },
   en: {
     "title": "ketenpoort – console", "skip": "Skip to content", "brand": "ketenpoort",
@@ -146,6 +147,7 @@ const KP_TEXT = {
     "integrity.waiting": "The newest signed checkpoint (size {n}) is waiting for its witness cosignatures.",
     "integrity.busy": "Verifying…", "integrity.ok": "Intact: {r} records and {c} signed checkpoints match ({s} s).", "integrity.bad": "FAILED:",
     "busy": "Working…", "error": "Error",
+    "role.privacy-officer": "privacy officer", "role.policy-admin": "policy administrator",
   },
 };
 

@@ -1,11 +1,16 @@
 //! The console page in a real browser: headless Chromium driven over the
-//! WebDriver protocol (chromedriver), as a privacy officer would use it: log
-//! in with a token, search a V-nummer that an exchange in this test made, see
-//! its records, open the access report, save a screenshot.
+//! WebDriver protocol (chromedriver), as a privacy officer would use it: a
+//! Dutch browser gets the page in Dutch; the latest records show on opening;
+//! a V-nummer search and the access report never put the V-nummer in a URL
+//! (every URL the browser asked for is read from its network log); a
+//! record's inclusion proof is checked in the browser; axe-core finds no
+//! WCAG 2.1 A/AA violation in any view; one pass with the keyboard alone
+//! reaches search and report. An administrator edits a rule and applies it.
 //!
-//! Needs `chromium` and `chromedriver` (Debian: chromium, chromium-driver);
-//! scripts/test.sh installs them. Outside CI, a machine without them skips
-//! this test with a message; in CI (CI=true) it fails instead.
+//! Needs `chromium` and `chromedriver` (Debian: chromium, chromium-driver)
+//! and `npm` (to fetch axe-core once into the target dir); scripts/test.sh
+//! installs them. Outside CI, a machine without them skips this test with a
+//! message; in CI (CI=true) it fails instead.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -26,6 +31,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 struct Driver {
     port: u16,
+    axe: String,
     child: Child,
     session: String,
     _profile: tempfile::TempDir,
@@ -77,19 +83,45 @@ fn which(name: &str) -> Option<String> {
         .find(|p| std::path::Path::new(p).is_file())
 }
 
+/// axe-core's script: from `AXE_CORE`, or fetched once with npm into the
+/// target dir.
+fn axe_source() -> Option<String> {
+    if let Ok(p) = std::env::var("AXE_CORE") {
+        return std::fs::read_to_string(p).ok();
+    }
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("axe");
+    let file = dir.join("node_modules/axe-core/axe.min.js");
+    if !file.is_file() {
+        let npm = which("npm")?;
+        let ok = Command::new(npm)
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("axe-core@4")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+    }
+    std::fs::read_to_string(file).ok()
+}
+
 impl Driver {
-    async fn start() -> Option<Self> {
+    /// A browser whose languages are `langs` (Accept-Language and
+    /// `navigator.languages`), with its network log kept.
+    async fn start(langs: &str) -> Option<Self> {
         let driver = std::env::var("CHROMEDRIVER")
             .ok()
             .or_else(|| which("chromedriver"));
         let browser = std::env::var("CHROMIUM").ok().or_else(|| which("chromium"));
-        let (Some(driver), Some(browser)) = (driver, browser) else {
+        let (Some(driver), Some(browser), Some(axe)) = (driver, browser, axe_source()) else {
             assert!(
                 std::env::var("CI").is_err(),
-                "chromium and chromedriver are needed in CI (scripts/test.sh installs them)"
+                "chromium, chromedriver and npm (axe-core) are needed in CI (scripts/test.sh installs them)"
             );
             eprintln!(
-                "skipped: chromium or chromedriver not found (apt-get install chromium chromium-driver)"
+                "skipped: chromium, chromedriver or axe-core not found (apt-get install chromium chromium-driver npm)"
             );
             return None;
         };
@@ -108,11 +140,15 @@ impl Driver {
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": true,
+            "goog:loggingPrefs": {"performance": "ALL"},
             "goog:chromeOptions": {
                 "binary": browser,
+                "prefs": {"intl.accept_languages": langs},
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--disable-quic", "--no-first-run", "--disable-background-networking",
                          "--disable-component-update", "--disable-sync", "--window-size=1400,1100",
+                         format!("--lang={}", langs.split(',').next().unwrap_or("nl")),
+                         format!("--accept-lang={langs}"),
                          format!("--user-data-dir={}", profile.path().display())]
             }
         }}});
@@ -128,6 +164,7 @@ impl Driver {
         };
         Some(Self {
             port,
+            axe,
             child,
             session,
             _profile: profile,
@@ -199,13 +236,112 @@ impl Driver {
             Some(json!({"url": format!("https://127.0.0.1:{}/", console.port())})),
         )
         .await;
-        self.type_into("#token", token).await;
-        self.click("#login-btn").await;
         self.until(
-            "return !document.getElementById('app').classList.contains('hidden') && document.getElementById('who').textContent",
-            "login",
+            "return document.getElementById('token').offsetParent !== null",
+            "the login form",
         )
         .await;
+        self.type_into("#token", token).await;
+        self.click("#login-btn").await;
+        self.until("return document.getElementById('who').textContent", "login")
+            .await;
+    }
+
+    /// Runs axe-core on the page as it is: its WCAG 2.1 A/AA violations,
+    /// each as rule, help and elements.
+    async fn axe_violations(&self) -> Vec<Value> {
+        let loaded = self.script("return typeof axe !== 'undefined'").await;
+        if loaded != json!(true) {
+            self.script(&format!("{}\n;return true;", self.axe)).await;
+        }
+        let v = self
+            .cmd(
+                Method::POST,
+                "/execute/async",
+                Some(json!({"script": "const done = arguments[arguments.length - 1];
+                    axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+                      .then((r) => done(r.violations.map((x) => x.id + ': ' + x.help + ' @ ' + x.nodes.map((n) => n.target.join(' ')).join(', '))))
+                      .catch((e) => done(['axe failed: ' + e]));", "args": []})),
+            )
+            .await;
+        v.as_array().cloned().expect("axe answers with a list")
+    }
+
+    /// Fails on any WCAG 2.1 A/AA violation axe-core finds.
+    async fn axe(&self, view: &str) {
+        let found = self.axe_violations().await;
+        assert!(found.is_empty(), "axe on the {view} view: {found:#?}");
+    }
+
+    /// Clicks a link of the page's navigation.
+    async fn nav(&self, view: &str) {
+        self.click(&format!("#nav a[data-view='{view}']")).await;
+        self.until(
+            &format!("return !document.getElementById('view-{view}').classList.contains('hidden')"),
+            view,
+        )
+        .await;
+    }
+
+    /// Presses one key (WebDriver key codes: Tab \u{E004}, Enter \u{E007}).
+    async fn key(&self, k: &str) {
+        let actions: Vec<Value> = k
+            .chars()
+            .flat_map(|c| {
+                [
+                    json!({"type": "keyDown", "value": c.to_string()}),
+                    json!({"type": "keyUp", "value": c.to_string()}),
+                ]
+            })
+            .collect();
+        self.cmd(
+            Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+    }
+
+    /// Presses Tab until the focus is on `css` (at most 60 times), checking
+    /// on the way that every focused element shows its focus (the body is
+    /// where the focus rests when it leaves the page at its end).
+    async fn tab_to(&self, css: &str) {
+        for _ in 0..60 {
+            self.key("\u{E004}").await;
+            let at = self
+                .script(&format!(
+                    "const a = document.activeElement; const s = getComputedStyle(a);
+                     return [a.matches({css:?}), a === document.body || s.outlineStyle !== 'none' || s.boxShadow !== 'none', a.outerHTML.slice(0, 80)]"
+                ))
+                .await;
+            assert_eq!(at[1], json!(true), "focus not visible on {}", at[2]);
+            if at[0] == json!(true) {
+                return;
+            }
+        }
+        panic!("Tab never reached {css}");
+    }
+
+    /// Every URL the browser asked for or went to, from its network log.
+    async fn urls(&self) -> Vec<String> {
+        let log = self
+            .cmd(
+                Method::POST,
+                "/se/log",
+                Some(json!({"type": "performance"})),
+            )
+            .await;
+        let mut out = Vec::new();
+        for m in log.as_array().into_iter().flatten() {
+            let v: Value = serde_json::from_str(m["message"].as_str().unwrap_or("{}")).unwrap();
+            let p = &v["message"]["params"];
+            for u in [&p["request"]["url"], &p["frame"]["url"], &p["url"]] {
+                if let Some(u) = u.as_str() {
+                    out.push(u.to_string());
+                }
+            }
+        }
+        out
     }
 
     /// Polls a script until it returns something truthy (10 s at most).
@@ -225,12 +361,8 @@ impl Driver {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn officer_logs_in_searches_reads_the_report_and_takes_a_screenshot() {
-    let Some(driver) = Driver::start().await else {
-        return;
-    };
-    let f = fixture().await;
+/// Exchanges about `V` (and a list call) for the records to show.
+async fn exchanges(f: &Fixture) {
     for (client, path) in [
         (
             &f.gemeente,
@@ -256,78 +388,339 @@ async fn officer_logs_in_searches_reads_the_report_and_takes_a_screenshot() {
             .unwrap();
         assert!(r.status.is_success() || r.status == 403);
     }
+}
+
+fn officer(f: &Fixture, name: &str) -> String {
     let token = ketenpoort::console::users::add(
         &f.gw.gateway.config,
-        "fg-test",
+        name,
         ketenpoort::console::users::Role::PrivacyOfficer,
         None,
         None,
     )
     .unwrap();
     f.gw.gateway.console.users.reload().unwrap();
+    token
+}
 
-    driver.log_in(f.gw.console, &token).await;
-
-    driver.type_into("#q-subject", V).await;
-    driver.click("#search-btn").await;
-    let rows = driver
-        .until(
-            "const r = document.querySelectorAll('#rows tr'); return r.length >= 3 ? r.length : 0",
-            "search results",
-        )
-        .await;
-    assert!(
-        rows.as_u64().unwrap() >= 3,
-        "two exchanges and the look-up itself"
-    );
-    let text = driver
-        .script("return document.getElementById('rows').innerText")
-        .await;
-    let text = text.as_str().unwrap();
-    assert!(
-        text.contains("gemeente") && text.contains("ngo-pinned") && text.contains("proef-casus"),
-        "{text}"
-    );
-    assert!(!text.contains(V), "the page shows no V-nummer in records");
-
-    // A record's inclusion proof.
-    driver
-        .script("document.querySelector('#rows tr.rec:last-child').click(); return true")
-        .await;
-    let proof = driver
-        .until(
-            "return document.getElementById('proof').textContent",
-            "the proof",
-        )
-        .await;
-    assert!(proof.as_str().unwrap().contains("leafIdx"));
-
-    // The access report.
-    driver.click("#report-btn").await;
-    let report = driver
-        .until("const t = document.getElementById('report').innerText; return t.includes('Verstrekt') ? t : ''", "the report")
-        .await;
-    assert!(
-        report.as_str().unwrap().contains("Gemeente Proef"),
-        "{report}"
-    );
-
+async fn screenshot(driver: &Driver, name: &str) {
     let png = driver.cmd(Method::GET, "/screenshot", None).await;
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(png.as_str().unwrap())
         .unwrap();
     assert!(bytes.starts_with(b"\x89PNG"));
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-report.png");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::write(&out, bytes).unwrap();
     eprintln!("screenshot: {}", out.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dutch_officer_sees_latest_records_searches_checks_a_proof_and_reads_the_report() {
+    let Some(driver) = Driver::start("nl-NL,nl").await else {
+        return;
+    };
+    let f = fixture().await;
+    exchanges(&f).await;
+    let token = officer(&f, "fg-test");
+    let console = format!("https://127.0.0.1:{}/", f.gw.console.port());
+    driver
+        .cmd(Method::POST, "/url", Some(json!({"url": console})))
+        .await;
+    // A Dutch browser, the first time: Dutch.
+    driver
+        .until(
+            "return document.getElementById('token').offsetParent !== null",
+            "the login form",
+        )
+        .await;
+    assert_eq!(
+        driver.script("return document.documentElement.lang").await,
+        "nl"
+    );
+    assert_eq!(
+        driver
+            .script("return document.getElementById('login-h').textContent")
+            .await,
+        "Inloggen"
+    );
+    driver.axe("login").await;
+    // axe does find what it should: a field without a label.
+    driver
+        .script("const i = document.createElement('input'); i.id = 'kp-bare'; document.getElementById('login-form').appendChild(i); return true")
+        .await;
+    let found = driver.axe_violations().await;
+    assert!(
+        found
+            .iter()
+            .any(|v| v.as_str().unwrap().starts_with("label")),
+        "{found:?}"
+    );
+    driver
+        .script("document.getElementById('kp-bare').remove(); return true")
+        .await;
+    driver.log_in(f.gw.console, &token).await;
+
+    // The latest records on opening, newest first, without a search.
+    let ids = driver
+        .until(
+            "const r = [...document.querySelectorAll('#rows tr.rec button.open')].map((b) => Number(b.textContent)); return r.length >= 2 ? r : null",
+            "the latest records",
+        )
+        .await;
+    let ids: Vec<u64> = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let text = driver
+        .script("return document.getElementById('rows').innerText")
+        .await;
+    assert!(
+        text.as_str().unwrap().contains("Gemeente Proef"),
+        "full names: {text}"
+    );
+    driver.axe("records").await;
+
+    // A search by person, with a filter: the filter goes into the address
+    // bar, the V-nummer does not.
+    driver.type_into("#q-subject", V).await;
+    driver.type_into("#q-pilot", "proef").await;
+    driver.click("#search-btn").await;
+    driver
+        .until(
+            "return document.getElementById('count').textContent.includes('Gevonden')",
+            "search results",
+        )
+        .await;
+    let rows = driver
+        .until(
+            "const r = document.querySelectorAll('#rows tr.rec'); return r.length",
+            "rows",
+        )
+        .await;
+    assert!(
+        rows.as_u64().unwrap() >= 2,
+        "the two exchanges about the person"
+    );
+    let href = driver.script("return location.href").await;
+    let href = href.as_str().unwrap();
+    assert!(href.contains("pilot=proef") && !href.contains(V), "{href}");
+    let text = driver
+        .script("return document.getElementById('rows').innerText")
+        .await;
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("ngo-pinned") || text.contains("NGO"),
+        "{text}"
+    );
+    assert!(!text.contains(V), "the page shows no V-nummer in records");
+
+    // A record's detail, with its inclusion proof checked in the browser.
+    driver.click("#rows tr.rec button.open").await;
+    let steps = driver
+        .until(
+            "const s = [...document.querySelectorAll('#proof-steps li[data-ok]')].map((l) => l.dataset.ok); return s.length === 4 ? s : null",
+            "the proof check",
+        )
+        .await;
+    assert_eq!(
+        steps,
+        json!(["true", "true", "true", "true"]),
+        "leaf, path, checkpoint and signature hold"
+    );
+    let detail = driver
+        .script("return document.getElementById('detail').innerText")
+        .await;
+    let detail = detail.as_str().unwrap();
+    assert!(
+        detail.contains("Wat werd gegeven")
+            && detail.contains("Wat werd achtergehouden")
+            && detail.contains("AVG"),
+        "{detail}"
+    );
+    driver.axe("detail").await;
+    // A proof that does not lead to the root fails in the browser.
+    let forged = driver
+        .cmd(
+            Method::POST,
+            "/execute/async",
+            Some(json!({"script": "const done = arguments[arguments.length - 1];
+                fetch('/api/v1/audit/proof?index=0', {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('kp-token')}})
+                  .then((r) => r.json()).then((a) => { a.record_bytes = btoa('forged'); return checkInclusion(a, vkey); })
+                  .then((s) => done(s.map((x) => x.ok)));", "args": []})),
+        )
+        .await;
+    assert_eq!(forged[0], json!(false), "other bytes, other leaf: {forged}");
+    assert_eq!(forged[1], json!(false), "{forged}");
+
+    // The access report, in Dutch, from the search form.
+    driver.click("#back-btn").await;
+    driver
+        .until(
+            "return !document.getElementById('view-records').classList.contains('hidden')",
+            "back",
+        )
+        .await;
+    driver.type_into("#q-subject", V).await;
+    driver.click("#report-btn").await;
+    let report = driver
+        .until("const t = document.getElementById('report').innerText; return t.includes('Verstrekt') ? t : ''", "the report")
+        .await;
+    let report = report.as_str().unwrap();
+    assert!(
+        report.contains("Gemeente Proef") && !report.contains("Shared"),
+        "{report}"
+    );
+    driver.axe("report").await;
+    screenshot(&driver, "console-report.png").await;
+
+    for view in ["charts", "figures", "admin", "integrity"] {
+        driver.nav(view).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        driver.axe(view).await;
+    }
+    // The charts: full names, a table beside each chart.
+    driver.nav("charts").await;
+    let table = driver
+        .until("const t = document.querySelector('#chart-partner-cap'); return t && t.parentElement.querySelector('table') ? t.parentElement.innerText : ''", "the partner chart")
+        .await;
+    assert!(
+        table.as_str().unwrap().contains("Gemeente Proef"),
+        "{table}"
+    );
+    assert!(
+        driver
+            .script("return document.querySelector('.chart svg[role=img][aria-label]') !== null")
+            .await
+            == json!(true)
+    );
+    screenshot(&driver, "console-charts.png").await;
+
+    // English as a choice, remembered across a reload.
+    driver.click("#lang-btn").await;
+    assert_eq!(
+        driver.script("return document.documentElement.lang").await,
+        "en"
+    );
+    driver.cmd(Method::POST, "/refresh", Some(json!({}))).await;
+    driver
+        .until(
+            "return document.getElementById('who').textContent",
+            "logged in again",
+        )
+        .await;
+    assert_eq!(
+        driver.script("return document.documentElement.lang").await,
+        "en"
+    );
+    let h = driver
+        .until(
+            "return document.querySelector('.view:not(.hidden) h2').textContent",
+            "a view",
+        )
+        .await;
+    assert_eq!(
+        h, "Disclosures and refusals",
+        "the charts view, bookmarked in the URL"
+    );
+    driver.axe("charts (en)").await;
+
+    // No URL the browser asked for or went to holds the V-nummer, while the
+    // searches did reach the gateway (as POST bodies).
+    let urls = driver.urls().await;
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with("/api/v1/disclosures/search")),
+        "{urls:?}"
+    );
+    assert!(
+        urls.iter().any(|u| u.ends_with("/api/v1/subjects/report")),
+        "{urls:?}"
+    );
+    assert!(
+        urls.iter().any(|u| u.contains("pilot=proef")),
+        "the filter in the URL: {urls:?}"
+    );
+    let leaked: Vec<&String> = urls.iter().filter(|u| u.contains(V)).collect();
+    assert!(leaked.is_empty(), "V-nummer in a URL: {leaked:?}");
+    driver.cmd(Method::DELETE, "", None).await;
+    f.gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn english_browser_and_the_keyboard_alone_reach_search_and_report() {
+    let Some(driver) = Driver::start("en-GB,en").await else {
+        return;
+    };
+    let f = fixture().await;
+    exchanges(&f).await;
+    let token = officer(&f, "fg-keys");
+    let console = format!("https://127.0.0.1:{}/", f.gw.console.port());
+    driver
+        .cmd(Method::POST, "/url", Some(json!({"url": console})))
+        .await;
+    driver
+        .until(
+            "return document.getElementById('token').offsetParent !== null",
+            "the login form",
+        )
+        .await;
+    assert_eq!(
+        driver.script("return document.documentElement.lang").await,
+        "en"
+    );
+    assert_eq!(
+        driver
+            .script("return document.getElementById('login-h').textContent")
+            .await,
+        "Log in"
+    );
+    // Only the keyboard from here: Tab to each control, type, Enter.
+    driver.tab_to("#token").await;
+    driver.key(&token).await;
+    driver.key("\u{E007}").await;
+    driver
+        .until(
+            "return document.getElementById('who').textContent",
+            "login by keyboard",
+        )
+        .await;
+    driver.tab_to("#q-subject").await;
+    driver.key(V).await;
+    driver.key("\u{E007}").await;
+    driver
+        .until("return document.getElementById('count').textContent.includes('found') && document.querySelectorAll('#rows tr.rec').length >= 2", "search by keyboard")
+        .await;
+    driver.tab_to("#report-btn").await;
+    driver.key("\u{E007}").await;
+    let report = driver
+        .until("const t = document.getElementById('report').innerText; return t.includes('Shared') ? t : ''", "the report by keyboard")
+        .await;
+    assert!(
+        report.as_str().unwrap().contains("Gemeente Proef"),
+        "{report}"
+    );
+    // A record's detail by keyboard too: back to the log, Tab to a record.
+    driver.tab_to("#nav a[data-view='records']").await;
+    driver.key("\u{E007}").await;
+    driver.tab_to("#rows button.open").await;
+    driver.key("\u{E007}").await;
+    driver
+        .until(
+            "return document.querySelectorAll('#proof-steps li[data-ok=true]').length === 4",
+            "the detail by keyboard",
+        )
+        .await;
     driver.cmd(Method::DELETE, "", None).await;
     f.gw.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history() {
-    let Some(driver) = Driver::start().await else {
+    let Some(driver) = Driver::start("nl").await else {
         return;
     };
     let f = fixture().await;
@@ -350,6 +743,7 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
     driver
         .until("return document.getElementById('policy-text').value.includes('id = \"proef\"') && document.querySelector('#flows svg') !== null", "the proef policy and its picture")
         .await;
+    driver.axe("admin").await;
     // Edit: one more rule, typed at the end of the file.
     let e = driver.element("#policy-text").await;
     driver
@@ -364,7 +758,7 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
         .await;
     driver.click("#dry-run-btn").await;
     let diff = driver
-        .until("const t = document.getElementById('policy-result').textContent; return (t.startsWith('Valid:') || t.startsWith('Not valid')) ? t : ''", "the dry-run diff")
+        .until("const t = document.getElementById('policy-result').textContent; return (t.startsWith('Geldig:') || t.startsWith('Niet geldig')) ? t : ''", "the dry-run diff")
         .await;
     assert!(
         diff.as_str()
@@ -382,17 +776,17 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
     driver.click("#apply-btn").await;
     // It opens a flow: applied, but waiting for both its ends to sign.
     let result = driver
-        .until("const t = document.getElementById('policy-result').textContent; return t.includes('in force') ? t : ''", "the applied change")
+        .until("const t = document.getElementById('policy-result').textContent; return t.includes('van kracht') ? t : ''", "the applied change")
         .await;
     assert!(
         result
             .as_str()
             .unwrap()
-            .contains("not in force yet: waiting for: dtv, ngo-pinned"),
+            .contains("nog niet van kracht: wacht op de handtekening van dtv, ngo-pinned"),
         "{result}"
     );
     let pending = driver
-        .until("const t = document.getElementById('covenant').innerText; return t.includes('waiting for') ? t : ''", "the pending version")
+        .until("const t = document.getElementById('covenant').innerText; return t.includes('nog nodig van') ? t : ''", "the pending version")
         .await;
     assert!(
         pending.as_str().unwrap().contains("dtv → ngo-pinned"),
@@ -431,6 +825,119 @@ async fn admin_edits_a_rule_sees_the_diff_applies_it_and_finds_it_in_the_history
         bytes,
     )
     .unwrap();
+    driver.cmd(Method::DELETE, "", None).await;
+    f.gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_ticks_a_field_off_in_the_rule_editor_sees_the_diff_and_applies_it() {
+    let Some(driver) = Driver::start("nl").await else {
+        return;
+    };
+    // The pilot file carries comments the editor must keep.
+    let f = fixture_with(|pki| {
+        let proef = pki.pilots_dir().join("proef.toml");
+        let text = std::fs::read_to_string(&proef).unwrap();
+        let text = text.replace(
+            "[[rules]]\nid = \"proef-casus\"",
+            "# De casusoverleg van de proef.\n[[rules]]\nid = \"proef-casus\"",
+        );
+        pki.write_config(
+            "pilots/proef.toml",
+            &format!("# Convenant LVV Proef.\n{text}"),
+        );
+    })
+    .await;
+    let token = ketenpoort::console::users::add(
+        &f.gw.gateway.config,
+        "beheer",
+        ketenpoort::console::users::Role::PolicyAdmin,
+        None,
+        None,
+    )
+    .unwrap();
+    f.gw.gateway.console.users.reload().unwrap();
+    driver.log_in(f.gw.console, &token).await;
+    driver
+        .until(
+            "const s = document.getElementById('pilot-select'); return s.options.length >= 2",
+            "the pilots",
+        )
+        .await;
+    driver
+        .script("const s = document.getElementById('pilot-select'); s.value = 'proef'; s.dispatchEvent(new Event('change')); return true")
+        .await;
+    driver
+        .until("return [...document.getElementById('re-rule').options].some((o) => o.value === 'proef-casus') && document.querySelectorAll('#re-rows tr').length > 0", "the rule editor")
+        .await;
+    driver
+        .script("const s = document.getElementById('re-rule'); s.value = 'proef-casus'; s.dispatchEvent(new Event('change')); return true")
+        .await;
+    // The tree of the service's declared fields, with categories; the
+    // rule's fields ticked.
+    let ticked = driver
+        .until("const r = [...document.querySelectorAll('#re-rows tr')].filter((tr) => tr.querySelector('.re-resp').checked).map((tr) => tr.dataset.path); return r.length ? r : null", "the ticked fields")
+        .await;
+    assert_eq!(
+        ticked,
+        json!(["vnummer", "naam", "adres.woonplaats", "procedures[].status"])
+    );
+    let special = driver
+        .script("return [...document.querySelectorAll('#re-rows tr')].filter((tr) => tr.querySelector('.special')).map((tr) => tr.dataset.path)")
+        .await;
+    assert!(
+        special.to_string().contains("medisch"),
+        "special categories are marked: {special}"
+    );
+    driver.axe("rule editor").await;
+    // Tick "naam" off, see the change.
+    driver.click("#re-rows tr[data-path='naam'] .re-resp").await;
+    driver.click("#re-diff").await;
+    let diff = driver
+        .until("const t = document.getElementById('policy-result').textContent; return (t.startsWith('Geldig:') || t.startsWith('Niet geldig')) ? t : ''", "the dry run")
+        .await;
+    let diff = diff.as_str().unwrap();
+    assert!(
+        diff.starts_with("Geldig:") && diff.contains("-naam"),
+        "{diff}"
+    );
+    let rule = |f: &Fixture| {
+        f.gw.gateway.policy.current().policy.pilots["proef"]
+            .rules
+            .iter()
+            .find(|r| r.id == "proef-casus")
+            .unwrap()
+            .response
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        rule(&f).contains(&"naam".to_string()),
+        "a dry run applies nothing"
+    );
+    // Apply: it only narrows, so it runs at once.
+    driver.click("#apply-btn").await;
+    let done = driver
+        .until("const t = document.getElementById('policy-result').textContent; return t.includes('van kracht') ? t : ''", "applied")
+        .await;
+    assert!(
+        done.as_str()
+            .unwrap()
+            .starts_with("Toegepast en van kracht"),
+        "{done}"
+    );
+    assert!(
+        !rule(&f).contains(&"naam".to_string()),
+        "the name no longer goes"
+    );
+    let file = std::fs::read_to_string(f.pki.pilots_dir().join("proef.toml")).unwrap();
+    assert!(file.starts_with("# Convenant LVV Proef.\n"), "{file}");
+    assert!(
+        file.contains("# De casusoverleg van de proef.\n[[rules]]\nid = \"proef-casus\""),
+        "{file}"
+    );
+    screenshot(&driver, "console-rule-editor.png").await;
     driver.cmd(Method::DELETE, "", None).await;
     f.gw.stop().await;
 }

@@ -134,3 +134,76 @@ async fn the_access_report_shows_stays_and_officers_see_figures() {
     assert_eq!(console(&f, q, &admin).await.status, 403);
     f.gw.stop().await;
 }
+
+/// Issue 18's console part: an officer sees per partner how often it
+/// checked and how often it was refused for checking too often, as counts;
+/// a walk through V-nummers shows there, and no person does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officers_see_checks_and_refused_checks_per_partner_never_people() {
+    let f = fixture_with(|pki| {
+        let proef = pki.pilots_dir().join("proef.toml");
+        let text = std::fs::read_to_string(&proef).unwrap();
+        let reg = REGISTRATION.replace(
+            "purpose = \"aanmelding\"",
+            "purpose = \"aanmelding\"\nchecks_per_minute = 3",
+        );
+        pki.write_config("pilots/proef.toml", &(text + &reg));
+    })
+    .await;
+    assert_eq!(
+        registry(&f, Method::PUT, json!({"since": "2026-01-05"})).await,
+        StatusCode::CREATED
+    );
+    // A walk: five people checked in a row, two over the limit.
+    let mut refused = 0;
+    for i in 0..5 {
+        let r = f
+            .gemeente
+            .send(
+                Method::GET,
+                &format!("/v1/pilots/proef/registrations/555000720{i}"),
+                &[("Ketenpoort-Purpose", "aanmelding")],
+                None,
+            )
+            .await
+            .unwrap();
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 2);
+    let officer = add_user(&f, "fg-checks", "privacy-officer");
+    let admin = add_user(&f, "beheer-checks", "policy-admin");
+    accepted(&f, &officer).await;
+    accepted(&f, &admin).await;
+    let q = "/api/v1/registrations/checks?pilot=proef";
+    let r = console(&f, q, &officer).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["complete"], true);
+    let rows = v["partners"].as_array().unwrap();
+    let g = rows.iter().find(|x| x["partner"] == "gemeente").unwrap();
+    assert_eq!(g["checks"], 3, "{v}");
+    assert_eq!(g["refused_limit"], 2, "{v}");
+    assert_eq!(g["registrations"], 1, "{v}");
+    assert_eq!(g["name"], "Gemeente Proef");
+    // Figures only: no V-nummer, no pseudonym, no record id of a person.
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(!body.contains("555000"), "{body}");
+    assert!(
+        !body.contains("subject") && !body.contains("record"),
+        "{body}"
+    );
+    // A day range that ends before the checks counts none of them.
+    let r = console(
+        &f,
+        "/api/v1/registrations/checks?pilot=proef&until=2020-01-01",
+        &officer,
+    )
+    .await;
+    assert!(r.json()["partners"].as_array().unwrap().is_empty());
+    assert_eq!(console(&f, q, &admin).await.status, 403);
+    let r = console(&f, "/api/v1/registrations/checks?pilot=nergens", &officer).await;
+    assert_eq!(r.status, 404);
+    f.gw.stop().await;
+}

@@ -13,6 +13,8 @@ pub mod figures;
 pub mod health;
 mod reply;
 pub mod report;
+pub mod rules;
+pub mod search;
 pub mod state;
 pub mod users;
 
@@ -39,8 +41,50 @@ use reply::{forbidden, json_ok, respond};
 pub use state::ConsoleState;
 use users::{Role, User};
 
-/// The page, served as is: no build step, nothing from the internet.
-const PAGE: &str = include_str!("page.html");
+/// The page and its files, served as they are: no build step, nothing from
+/// the internet. Path, content type, body.
+const STATIC: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("page/index.html"),
+    ),
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_str!("page/index.html"),
+    ),
+    (
+        "/console.css",
+        "text/css; charset=utf-8",
+        include_str!("page/console.css"),
+    ),
+    (
+        "/i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/i18n.js"),
+    ),
+    (
+        "/proof.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/proof.js"),
+    ),
+    (
+        "/charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/charts.js"),
+    ),
+    (
+        "/rules.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/rules.js"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/app.js"),
+    ),
+];
 /// Records per page of the disclosure list by default.
 const DEFAULT_LIMIT: usize = 50;
 /// Largest request body on the console (a policy file, an explain sample).
@@ -104,36 +148,21 @@ fn authenticate(state: &ConsoleState, req: &Request<Incoming>) -> Option<User> {
     state.users.authenticate(token)
 }
 
-/// The page's Content-Security-Policy: its one inline script and one inline
-/// stylesheet by hash, nothing else from anywhere, no framing.
-static PAGE_CSP: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
-    let hash_of = |open: &str, close: &str| {
-        let body = PAGE
-            .split_once(open)
-            .and_then(|(_, rest)| rest.split_once(close))
-            .map_or("", |(b, _)| b);
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(crate::identity::sha256(body.as_bytes()))
-    };
-    let csp = format!(
-        "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; connect-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
-        hash_of("<script>", "</script>"),
-        hash_of("<style>", "</style>")
-    );
-    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
-});
+/// The page's Content-Security-Policy: its own script and stylesheet files
+/// only (no inline script or style, nothing from anywhere else), no framing.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Routes one console request and adds the security headers every console
 /// answer carries: nothing is framed, sniffed, cached (answers hold personal
 /// data) or sent on as a referrer; no script runs but the page's own.
 pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
-    let page = matches!(req.uri().path(), "/" | "/index.html");
+    let page = STATIC.iter().any(|(p, _, _)| *p == req.uri().path());
     let mut resp = route(gw, req).await;
     let h = resp.headers_mut();
     h.insert(
         hyper::header::CONTENT_SECURITY_POLICY,
         if page {
-            PAGE_CSP.clone()
+            HeaderValue::from_static(PAGE_CSP)
         } else {
             // Reports and pictures: their own inline styles, never a script.
             HeaderValue::from_static(
@@ -165,8 +194,10 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
                 gw.metrics.render(),
             );
         }
-        (&Method::GET, "/") | (&Method::GET, "/index.html") => {
-            return respond(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+        (&Method::GET, p) => {
+            if let Some((_, ty, body)) = STATIC.iter().find(|(s, _, _)| *s == p) {
+                return respond(StatusCode::OK, ty, *body);
+            }
         }
         _ => {}
     }
@@ -192,6 +223,8 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::PUT, ["pilots", p, "policy"]) => admin::put_policy(gw, &user, p, &q, &body).await,
         (&Method::POST, ["pilots", p, "policy", "explain"]) => admin::explain(gw, p, &body),
         (&Method::GET, ["pilots", p, "history"]) => admin::history(gw, p).await,
+        (&Method::GET, ["pilots", p, "rules"]) => rules::editor(gw, &user, p),
+        (&Method::POST, ["pilots", p, "rules"]) => rules::edit(gw, &user, p, &body),
         (&Method::GET, ["pilots", p, "flows.svg"]) => admin::flows_svg(gw, p),
         (&Method::GET, ["pilots", p, "covenant"]) => covenant::status(gw, p).await,
         (&Method::DELETE, ["pilots", p, "covenant", "versions", v]) => {
@@ -200,9 +233,28 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, ["whoami"]) => json_ok(
             &json!({"name": user.name, "role": user.role.as_str(), "partner": user.partner, "pilot": user.pilot}),
         ),
-        (&Method::GET, ["disclosures"]) => disclosures(gw, &user, &q).await,
+        (&Method::GET, ["disclosures"]) => {
+            let r = disclosures(gw, &user, &q).await;
+            if q.contains_key("subject") {
+                search::deprecated(r, "/api/v1/disclosures/search")
+            } else {
+                r
+            }
+        }
+        (&Method::POST, ["disclosures", "search"]) => match search::search_body(&body) {
+            Ok(q) => disclosures(gw, &user, &q).await,
+            Err(p) => p.response(),
+        },
         (&Method::GET, ["disclosures", id, "evidence"]) => evidence(gw, &user, id).await,
-        (&Method::GET, ["subjects", v, "report"]) => subject_report(gw, &user, v, &q).await,
+        (&Method::GET, ["subjects", v, "report"]) => search::deprecated(
+            subject_report(gw, &user, v, &q).await,
+            "/api/v1/subjects/report",
+        ),
+        (&Method::POST, ["subjects", "report"]) => match search::report_body(&body) {
+            Ok((v, q)) => subject_report(gw, &user, &v, &q).await,
+            Err(p) => p.response(),
+        },
+        (&Method::GET, ["registrations", "checks"]) => figures::checks(gw, &user, &q).await,
         (&Method::GET, ["audit", "head"]) => head(gw),
         (&Method::POST, ["audit", "verify"]) => verify(gw).await,
         (&Method::GET, ["audit", "verify"]) => verify_status(gw),
@@ -214,6 +266,26 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         ))),
         _ => problem::respond(problem::NOT_FOUND, "no such API call"),
     }
+}
+
+/// The display names of partners and pilots among these ids, so the page
+/// shows "Gemeente Utrecht" where a record says `gemeente-utrecht`.
+fn names<'a>(
+    policy: &crate::policy::PolicySet,
+    ids: impl Iterator<Item = &'a String>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for id in ids {
+        let name = policy
+            .partners
+            .get(id)
+            .map(|p| p.name.clone())
+            .or_else(|| policy.pilots.get(id).map(|p| p.name.clone()));
+        if let Some(n) = name {
+            out.insert(id.clone(), n.into());
+        }
+    }
+    out
 }
 
 fn bad(kind: ProblemKind, detail: &str) -> Problem {
@@ -334,9 +406,15 @@ async fn disclosures(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> 
         }
         return respond(StatusCode::OK, "text/csv; charset=utf-8", out);
     }
+    let snap = gw.policy.current();
+    let ids = page
+        .records
+        .iter()
+        .flat_map(|r| [&r.entry.sender, &r.entry.recipient, &r.entry.pilot]);
     json_ok(&json!({
         "records": page.records.iter().map(Record::to_json).collect::<Vec<_>>(),
         "next_cursor": page.next,
+        "names": names(&snap.policy, ids),
     }))
 }
 
@@ -431,7 +509,7 @@ async fn subject_report(
         Some("html") => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            report::html_report(&rep),
+            report::html_report(&rep, report::Lang::of(q.get("lang").map(String::as_str))),
         ),
         _ => json_ok(&rep),
     }
@@ -516,6 +594,7 @@ async fn proof(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
     };
     let view = gw.audit.view().clone();
     let own = user.partner.clone();
+    let snap = gw.policy.current();
     let r = tokio::task::spawn_blocking(move || {
         let rec = view.record(index)?;
         if let Some(p) = &own
@@ -525,11 +604,17 @@ async fn proof(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
             return Ok(None);
         }
         let path = view.inclusion_proof(index, cp.size)?;
-        let leaf = crate::audit::merkle::leaf_hash(&rec.encode());
+        let bytes = rec.encode();
+        let leaf = crate::audit::merkle::leaf_hash(&bytes);
+        use base64::Engine;
         Ok::<_, crate::audit::AuditError>(Some(json!({
             "record": rec.to_json(),
+            // The bytes the leaf hash is taken of, so that the page (or
+            // anyone) hashes them itself instead of trusting `leafHash`.
+            "record_bytes": base64::engine::general_purpose::STANDARD.encode(&bytes),
             "proof": crate::audit::proof::inclusion_json(index, cp.size, &cp.root, &leaf, &path),
             "checkpoint": cp.note,
+            "names": names(&snap.policy, [&rec.entry.sender, &rec.entry.recipient, &rec.entry.pilot].into_iter()),
         })))
     })
     .await;
@@ -644,6 +729,7 @@ async fn stats(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
         Ok(Ok(r)) => r,
         _ => return problem::respond(problem::INTERNAL, "the statistics could not be read"),
     };
+    let snap = gw.policy.current();
     if q.get("format").map(String::as_str) == Some("csv") {
         let mut out = String::from("key,disclosed,refused\n");
         for (k, (d, r)) in &rows {
@@ -653,7 +739,10 @@ async fn stats(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
     }
     json_ok(&json!({
         "by": q.get("by").cloned().unwrap_or_else(|| "day".into()),
-        "rows": rows.iter().map(|(k, (d, r))| json!({"key": k, "disclosed": d, "refused": r})).collect::<Vec<_>>(),
+        "rows": rows.iter().map(|(k, (d, r))| {
+            let name = names(&snap.policy, std::iter::once(k)).remove(k.as_str());
+            json!({"key": k, "name": name, "disclosed": d, "refused": r})
+        }).collect::<Vec<_>>(),
     }))
 }
 

@@ -168,6 +168,7 @@ pub fn json_report(
     json!({
         "vnummer": vnummer,
         "scope": scope.map_or("all partners".to_string(), |p| format!("exchanges with {p}")),
+        "scope_partner": scope,
         "disclosed": disclosed,
         "refused": refused,
         "registrations": registrations(stays, policy, scope),
@@ -253,8 +254,78 @@ fn stay_rows(report: &Value) -> String {
     rows
 }
 
-/// The report as a printable HTML page.
-pub fn html_report(report: &Value) -> String {
+/// The language of the printable report: Dutch or English for the person
+/// it is handed to, or both side by side (the default of the API, kept for
+/// callers from before the choice existed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Dutch only.
+    Nl,
+    /// English only.
+    En,
+    /// Dutch with the English after it.
+    Both,
+}
+
+impl Lang {
+    /// `nl`, `en`, or anything else for both.
+    pub fn of(s: Option<&str>) -> Self {
+        match s {
+            Some("nl") => Self::Nl,
+            Some("en") => Self::En,
+            _ => Self::Both,
+        }
+    }
+
+    /// A label in this language.
+    fn t(self, nl: &str, en: &str) -> String {
+        match self {
+            Self::Nl => nl.to_string(),
+            Self::En => en.to_string(),
+            Self::Both => format!("{nl} <span class=\"en\" lang=\"en\">/ {en}</span>"),
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            _ => "nl",
+        }
+    }
+}
+
+/// A category of data as the person reads it.
+fn category(l: Lang, c: &str) -> String {
+    let nl = match c {
+        "identity" => "identiteit",
+        "residence" => "verblijf",
+        "procedure" => "procedure",
+        "shelter" => "opvang",
+        "guidance" => "begeleiding",
+        "return" => "terugkeer",
+        "contact" => "contactgegevens",
+        "health" => "gezondheid",
+        "criminal" => "strafrechtelijke gegevens",
+        other => other,
+    };
+    let en = if c == "contact" { "contact details" } else { c };
+    l.t(&esc(nl), &esc(en))
+}
+
+/// A table with these headings, or a line saying there is nothing.
+fn table(l: Lang, heads: &[(&str, &str)], rows: &str) -> String {
+    if rows.is_empty() {
+        return format!("<p>{}</p>\n", l.t("Geen.", "None."));
+    }
+    let th: String = heads
+        .iter()
+        .map(|(nl, en)| format!("<th scope=\"col\">{}</th>", l.t(nl, en)))
+        .collect();
+    format!("<table><thead><tr>{th}</tr></thead><tbody>\n{rows}</tbody></table>\n")
+}
+
+/// The report as a printable HTML page, in Dutch, English or both.
+pub fn html_report(report: &Value, l: Lang) -> String {
     let s = |v: &Value| esc(v.as_str().unwrap_or(""));
     let mut rows = String::new();
     for d in report["disclosed"].as_array().into_iter().flatten() {
@@ -263,13 +334,14 @@ pub fn html_report(report: &Value) -> String {
             s(&d["time"]),
             s(&d["from"]["name"]),
             s(&d["to"]["name"]),
-            esc(&d["categories"]
+            d["categories"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
+                .map(|c| category(l, c))
                 .collect::<Vec<_>>()
-                .join(", ")),
+                .join(", "),
             s(&d["purpose"]),
             s(&d["legal_basis"]),
         ));
@@ -288,8 +360,8 @@ pub fn html_report(report: &Value) -> String {
     let mut consents = String::new();
     for c in report["consents"].as_array().into_iter().flatten() {
         let act = match c["act"].as_str() {
-            Some("given") => "toestemming gegeven / consent given",
-            _ => "toestemming ingetrokken / consent withdrawn",
+            Some("given") => l.t("toestemming gegeven", "consent given"),
+            _ => l.t("toestemming ingetrokken", "consent withdrawn"),
         };
         consents.push_str(&format!(
             "<tr><td>{}</td><td>{act}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
@@ -300,32 +372,64 @@ pub fn html_report(report: &Value) -> String {
             s(&c["expires"]),
         ));
     }
+    let scope = match report["scope_partner"].as_str() {
+        None => l.t("alle organisaties", "all partners"),
+        Some(p) => format!("{} {}", l.t("uitwisselingen met", "exchanges with"), esc(p)),
+    };
+    let when = ("Wanneer", "When");
+    let purpose = ("Doel", "Purpose");
+    let reason = ("Reden", "Reason");
     format!(
         r#"<!doctype html>
-<html lang="nl"><head><meta charset="utf-8"><title>Inzage / Access report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;width:100%;margin-bottom:2em}}
-td,th{{border:1px solid #999;padding:4px 6px;text-align:left;font-size:90%}}th{{background:#eee}}.en{{color:#555;font-weight:normal}}</style></head>
+<html lang="{code}"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:60em;color:#1b1f24}}table{{border-collapse:collapse;width:100%;margin-bottom:2em}}
+td,th{{border:1px solid #767676;padding:4px 6px;text-align:left;font-size:90%}}th{{background:#eee}}.en{{color:#555;font-weight:normal}}</style></head>
 <body>
-<h1>Overzicht van verstrekte gegevens <span class="en">/ Report of data shared</span></h1>
-<p>AVG artikel 15 <span class="en">/ GDPR article 15</span> &mdash; V-nummer {vnummer} &mdash; {scope}</p>
-<p>Dit overzicht toont welke organisaties in de Landelijke Vreemdelingenvoorzieningen gegevens over u aan elkaar gaven, welke soorten gegevens, waarvoor en op welke grondslag, en welke verzoeken werden geweigerd.
-<span class="en">This report shows which organisations in the LVV shared data about you with each other, which kinds of data, for what purpose and on what legal basis, and which requests were refused.</span></p>
-<h2>Verstrekt <span class="en">/ Shared</span></h2>
-<table><tr><th>Wanneer <span class="en">/ When</span></th><th>Van <span class="en">/ From</span></th><th>Aan <span class="en">/ To</span></th><th>Soorten gegevens <span class="en">/ Kinds of data</span></th><th>Doel <span class="en">/ Purpose</span></th><th>Grondslag <span class="en">/ Legal basis</span></th></tr>
-{rows}</table>
-<h2>Verblijf in een LVV <span class="en">/ Stays in an LVV</span></h2>
-<table><tr><th>LVV</th><th>Sinds <span class="en">/ Since</span></th><th>Tot <span class="en">/ Until</span></th><th>Reden <span class="en">/ Reason</span></th></tr>
-{stays}</table>
-<h2>Geweigerd <span class="en">/ Refused</span></h2>
-<table><tr><th>Wanneer <span class="en">/ When</span></th><th>Gevraagd door <span class="en">/ Asked by</span></th><th>Bij <span class="en">/ Of</span></th><th>Doel <span class="en">/ Purpose</span></th><th>Reden <span class="en">/ Reason</span></th></tr>
-{refused}</table>
-<h2>Toestemming <span class="en">/ Consent</span></h2>
-<table><tr><th>Vastgelegd <span class="en">/ Recorded</span></th><th>Wat <span class="en">/ What</span></th><th>Door <span class="en">/ By</span></th><th>Regel <span class="en">/ Rule</span></th><th>Gegeven op <span class="en">/ Given on</span></th><th>Geldig tot en met <span class="en">/ Valid until</span></th></tr>
-{consents}</table>
-</body></html>
+<h1>{h1}</h1>
+<p>{article} &mdash; V-nummer {vnummer} &mdash; {scope}</p>
+<p>{intro}</p>
+<h2>{shared}</h2>
+{rows}<h2>{stays_h}</h2>
+{stays}<h2>{refused_h}</h2>
+{refused}<h2>{consent_h}</h2>
+{consents}</body></html>
 "#,
+        code = l.code(),
+        title = match l {
+            Lang::En => "Access report",
+            Lang::Nl => "Inzage",
+            Lang::Both => "Inzage / Access report",
+        },
+        h1 = l.t("Overzicht van verstrekte gegevens", "Report of data shared"),
+        article = l.t("AVG artikel 15", "GDPR article 15"),
         vnummer = s(&report["vnummer"]),
-        scope = s(&report["scope"]),
-        stays = stay_rows(report),
+        intro = l.t(
+            "Dit overzicht toont welke organisaties in de Landelijke Vreemdelingenvoorzieningen gegevens over u aan elkaar gaven, welke soorten gegevens, waarvoor en op welke grondslag, en welke verzoeken werden geweigerd.",
+            "This report shows which organisations in the LVV shared data about you with each other, which kinds of data, for what purpose and on what legal basis, and which requests were refused."
+        ),
+        shared = l.t("Verstrekt", "Shared"),
+        rows = table(
+            l,
+            &[when, ("Van", "From"), ("Aan", "To"), ("Soorten gegevens", "Kinds of data"), purpose, ("Grondslag", "Legal basis")],
+            &rows
+        ),
+        stays_h = l.t("Verblijf in een LVV", "Stays in an LVV"),
+        stays = table(
+            l,
+            &[("LVV", "LVV"), ("Sinds", "Since"), ("Tot", "Until"), reason],
+            &stay_rows(report)
+        ),
+        refused_h = l.t("Geweigerd", "Refused"),
+        refused = table(
+            l,
+            &[when, ("Gevraagd door", "Asked by"), ("Bij", "Of"), purpose, reason],
+            &refused
+        ),
+        consent_h = l.t("Toestemming", "Consent"),
+        consents = table(
+            l,
+            &[("Vastgelegd", "Recorded"), ("Wat", "What"), ("Door", "By"), ("Regel", "Rule"), ("Gegeven op", "Given on"), ("Geldig tot en met", "Valid until")],
+            &consents
+        ),
     )
 }

@@ -161,14 +161,17 @@ consumers = ["gemeente"]
 response = ["vnummer"]
 "#;
 
-fn simple_service(id: &str, port: u16) -> String {
+/// A back-end partner with one dossier service. `n` numbers its OIN: the
+/// port cannot, two ports alike modulo 10000 made two partners share one
+/// and the fixture fail to load now and then.
+fn simple_service(id: &str, n: usize, port: u16) -> String {
     format!(
         r#"
 [[partner]]
 id = "{id}"
 name = "{id}"
 kind = "chain"
-oin = "0000009900000050{:04}"
+oin = "00000099000000501{n:03}"
 backend = "https://localhost:{port}"
 [[partner.service]]
 name = "dossier"
@@ -177,8 +180,7 @@ methods = ["GET"]
 subject = "vnummer"
 [partner.service.fields]
 vnummer = "identity"
-"#,
-        port % 10000
+"#
     )
 }
 
@@ -526,14 +528,17 @@ vnummer = "identity"
 naam = "identity"
 "#
     ));
-    for (id, port) in [
+    for (n, (id, port)) in [
         ("traag", slow),
         ("onzin", garbage),
         ("groot", huge),
         ("vreemd", strange),
         ("dicht", closed),
-    ] {
-        partners.push_str(&simple_service(id, port));
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        partners.push_str(&simple_service(id, n, port));
     }
     pki.write_config("partners.toml", &partners);
     pki.write_config("pilots/proef.toml", PILOT_PROEF);

@@ -180,6 +180,20 @@ struct RawGateway {
     witness: Vec<RawWitness>,
     #[serde(default)]
     witnesses: Option<RawWitnesses>,
+    #[serde(default)]
+    console: RawConsole,
+}
+
+/// `[console]`: who may present a personal certificate, how long a session lasts.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    #[serde(default)]
+    client_ca: Option<PathBuf>,
+    #[serde(default)]
+    client_crls: Vec<PathBuf>,
+    #[serde(default)]
+    session_idle_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +359,9 @@ pub struct GatewayConfig {
     /// The witnesses that cosign the audit log's checkpoints, and how many
     /// cosignatures a checkpoint needs before partners are shown it.
     pub witnesses: Witnesses,
+    /// A console session ends after this long without a request
+    /// (`[console] session_idle_secs`, 900 by default).
+    pub session_idle: std::time::Duration,
 }
 
 /// One `[[witness]]` table: a witness the gateway sends its checkpoints to.
@@ -390,6 +407,11 @@ pub struct TlsFiles {
     pub client_cert: PathBuf,
     /// Its key.
     pub client_key: PathBuf,
+    /// The CA personal certificates on the console must chain to
+    /// (`[console] client_ca`); `None`: the trust anchors, with their CRLs.
+    pub console_client_ca: Option<PathBuf>,
+    /// CRLs of `console_client_ca` (`[console] client_crls`).
+    pub console_crls: Vec<PathBuf>,
 }
 
 impl TlsFiles {
@@ -400,6 +422,8 @@ impl TlsFiles {
         v.extend(self.crls.iter().cloned());
         v.push(self.client_cert.clone());
         v.push(self.client_key.clone());
+        v.extend(self.console_client_ca.iter().cloned());
+        v.extend(self.console_crls.iter().cloned());
         v
     }
 }
@@ -518,9 +542,11 @@ impl RawLimits {
 }
 
 impl RawTls {
-    fn resolve(&self, dir: &Path) -> TlsFiles {
+    fn resolve(&self, dir: &Path, console: &RawConsole) -> TlsFiles {
         let r = |p: &PathBuf| resolve(dir, p);
         TlsFiles {
+            console_client_ca: console.client_ca.as_ref().map(r),
+            console_crls: console.client_crls.iter().map(r).collect(),
             cert: r(&self.cert),
             key: r(&self.key),
             trust_anchors: self.trust_anchors.get_ref().iter().map(r).collect(),
@@ -573,7 +599,11 @@ impl GatewayConfig {
             data_dir: r(&raw.data_dir),
             partners_addr: parse_addr(&src, &raw.listen.partners)?,
             console_addr: parse_addr(&src, &raw.listen.console)?,
-            tls: raw.tls.resolve(&dir),
+            tls: raw.tls.resolve(&dir, &raw.console),
+            session_idle: match &raw.console.session_idle_secs {
+                Some(v) => secs(&src, v, 1, 86_400, "session_idle_secs")?,
+                None => std::time::Duration::from_secs(900),
+            },
             dev_pki_dir: r(raw
                 .pki
                 .as_ref()

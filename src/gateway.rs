@@ -148,6 +148,8 @@ impl Gateway {
         );
         let console = ConsoleState::new(
             UserStore::load(&config.data_dir).map_err(|e| StartError::Console(e.to_string()))?,
+            crate::console::session::Sessions::new(config.session_idle),
+            crate::console::last_use::LastUse::load(&config.data_dir),
         );
         let mailbox = Arc::new(
             Mailbox::open(

@@ -53,6 +53,11 @@ pub struct Metrics {
     pub partner_certificate_expiry: Family<Labels, Gauge>,
     /// nextUpdate (Unix seconds) of each CRL loaded, by file.
     pub crl_next_update: Family<Labels, Gauge>,
+    /// Console logins, by method (`token`, `certificate`, `link`).
+    pub console_logins: Family<Labels, Counter>,
+    /// Refused console logins and credentials, by method and reason
+    /// (`unknown`, `expired`).
+    pub console_login_failures: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,6 +96,18 @@ impl Metrics {
         let certificate_expiry = Family::<Labels, Gauge>::default();
         let partner_certificate_expiry = Family::<Labels, Gauge>::default();
         let crl_next_update = Family::<Labels, Gauge>::default();
+        let console_logins = Family::<Labels, Counter>::default();
+        let console_login_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "console_logins",
+            "Console logins, by method",
+            console_logins.clone(),
+        );
+        registry.register(
+            "console_login_failures",
+            "Refused console logins and credentials, by method and reason",
+            console_login_failures.clone(),
+        );
         registry.register(
             "certificate_expiry_timestamp_seconds",
             "notAfter of the gateway's own certificates (server, client), Unix seconds",
@@ -181,7 +198,21 @@ impl Metrics {
             certificate_expiry,
             partner_certificate_expiry,
             crl_next_update,
+            console_logins,
+            console_login_failures,
         }
+    }
+
+    /// Counts a console login, or a refused one with its reason.
+    pub fn console_login(&self, method: &str, refused: Option<&str>) {
+        let mut labels = vec![("method".to_string(), method.to_string())];
+        match refused {
+            None => self.console_logins.get_or_create(&labels).inc(),
+            Some(reason) => {
+                labels.push(("reason".to_string(), reason.to_string()));
+                self.console_login_failures.get_or_create(&labels).inc()
+            }
+        };
     }
 
     /// Shows the dates of the TLS set in force: own certificates' notAfter

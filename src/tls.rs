@@ -2,7 +2,8 @@
 //!
 //! Three configs come from the same files: the partner listener (client
 //! certificate required, chain checked against the trust anchors, CRLs checked),
-//! the console listener (server certificate only; people log in with tokens) and
+//! the console listener (a personal client certificate asked for but not
+//! required: people log in with it, with a token or a one-time link) and
 //! the client config used to call back-ends (the gateway's own client certificate,
 //! back-end certificates checked against the same anchors).
 //!
@@ -143,6 +144,42 @@ fn read_crls(
     Ok(crls)
 }
 
+/// The console's check of a personal certificate: asked for, not required
+/// (a browser without one still reaches the login page), and when one is
+/// presented it must chain to `[console] client_ca` (with its own CRLs) or
+/// else to the trust anchors (with theirs). Which user it is, if any, the
+/// console decides from the users file.
+fn console_verifier(
+    files: &TlsFiles,
+    anchors: &Arc<RootCertStore>,
+    anchor_crls: &[CertificateRevocationListDer<'static>],
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let (roots, crls) = match &files.console_client_ca {
+        None => (anchors.clone(), anchor_crls.to_vec()),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(path)? {
+                roots.add(cert).map_err(|e| file_err(path, e))?;
+            }
+            let mut crls = Vec::new();
+            for path in &files.console_crls {
+                for crl in CertificateRevocationListDer::pem_file_iter(path)
+                    .map_err(|e| file_err(path, e))?
+                {
+                    crls.push(crl.map_err(|e| file_err(path, e))?);
+                }
+            }
+            (Arc::new(roots), crls)
+        }
+    };
+    Ok(
+        WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .with_crls(crls)
+            .allow_unauthenticated()
+            .build()?,
+    )
+}
+
 /// ALPN: HTTP/2 preferred, HTTP/1.1 for simple clients (curl, scripts).
 fn alpn() -> Vec<Vec<u8>> {
     vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -163,7 +200,7 @@ pub struct TlsSet {
     /// certificates of connections already open again after a reload (a
     /// revoked partner must not keep an old connection).
     pub partner_verifier: Arc<dyn ClientCertVerifier>,
-    /// Console listener: server authentication only.
+    /// Console listener: a personal client certificate optional.
     pub console: Arc<ServerConfig>,
     /// Calls to back-ends: the gateway's client certificate.
     pub backend_client: Arc<ClientConfig>,
@@ -200,7 +237,7 @@ impl TlsSet {
 
         let mut console = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(console_verifier(files, &roots, &crls)?)
             .with_single_cert(server_chain, server_key)?;
         console.alpn_protocols = alpn();
 

@@ -1,7 +1,9 @@
 //! The console for privacy officers and policy administrators: a web page and
 //! the JSON API behind it, on its own listener.
 //!
-//! Users log in with a bearer token (see [`users`]). A privacy officer bound
+//! Users log in with a personal certificate, a bearer token or a one-time
+//! link, into a server-side session (see [`login`], [`session`], [`users`]).
+//! A privacy officer bound
 //! to a partner sees only records where that partner sent or received; a
 //! policy admin sees no personal records. Looking up a data subject is itself
 //! processing, so every look-up is written to the audit log before the answer
@@ -11,8 +13,11 @@ pub mod admin;
 pub mod covenant;
 pub mod figures;
 pub mod health;
+pub mod last_use;
+pub mod login;
 mod reply;
 pub mod report;
+pub mod session;
 pub mod state;
 pub mod users;
 
@@ -85,25 +90,6 @@ fn query_map(q: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn unauthorized() -> Response<Body> {
-    let mut r = problem::respond(problem::UNAUTHORIZED, "send Authorization: Bearer <token>");
-    r.headers_mut().insert(
-        hyper::header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer"),
-    );
-    r
-}
-
-fn authenticate(state: &ConsoleState, req: &Request<Incoming>) -> Option<User> {
-    let h = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let token = h.strip_prefix("Bearer ")?.trim();
-    state.users.authenticate(token)
-}
-
 /// The page's Content-Security-Policy: its one inline script and one inline
 /// stylesheet by hash, nothing else from anywhere, no framing.
 static PAGE_CSP: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
@@ -168,13 +154,16 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/") | (&Method::GET, "/index.html") => {
             return respond(StatusCode::OK, "text/html; charset=utf-8", PAGE);
         }
+        (&Method::GET, "/login") => return login::login_page(gw, &req),
+        (_, "/api/v1/session") => return login::session(gw, req).await,
         _ => {}
     }
     if !path.starts_with("/api/v1/") {
         return problem::respond(problem::NOT_FOUND, "no such page");
     }
-    let Some(user) = authenticate(&gw.console, &req) else {
-        return unauthorized();
+    let user = match login::authenticate(gw, &req) {
+        Ok(u) => u,
+        Err(r) => return *r,
     };
     let q = query_map(req.uri().query());
     let segs: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
@@ -197,6 +186,7 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::DELETE, ["pilots", p, "covenant", "versions", v]) => {
             covenant::withdraw(gw, &user, p, v).await
         }
+        (&Method::GET, ["users"]) => login::users(gw, &user),
         (&Method::GET, ["whoami"]) => json_ok(
             &json!({"name": user.name, "role": user.role.as_str(), "partner": user.partner, "pilot": user.pilot}),
         ),

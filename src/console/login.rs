@@ -320,7 +320,9 @@ async fn login(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
                 gw.console.users.by_certificate(c.0.as_ref()),
                 How::Certificate,
             ),
-            None => (Err(Refused::Unknown), How::Certificate),
+            // The page asks this on opening: no credential offered is no
+            // failed login.
+            None => return unauthorized(problem::UNAUTHORIZED, "no certificate was presented"),
         }
     } else {
         // JSON only: a form on another site cannot send it without the

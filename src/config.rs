@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod console;
+
 /// Where the gateway looks first when no `--config` is given: a checkout or
 /// a folder laid out like one.
 pub const DEFAULT_CONFIG: &str = "config/ketenpoort.toml";
@@ -181,19 +183,7 @@ struct RawGateway {
     #[serde(default)]
     witnesses: Option<RawWitnesses>,
     #[serde(default)]
-    console: RawConsole,
-}
-
-/// `[console]`: who may present a personal certificate, how long a session lasts.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConsole {
-    #[serde(default)]
-    client_ca: Option<PathBuf>,
-    #[serde(default)]
-    client_crls: Vec<PathBuf>,
-    #[serde(default)]
-    session_idle_secs: Option<Spanned<u64>>,
+    console: console::RawConsole,
 }
 
 #[derive(Deserialize)]
@@ -359,9 +349,8 @@ pub struct GatewayConfig {
     /// The witnesses that cosign the audit log's checkpoints, and how many
     /// cosignatures a checkpoint needs before partners are shown it.
     pub witnesses: Witnesses,
-    /// A console session ends after this long without a request
-    /// (`[console] session_idle_secs`, 900 by default).
-    pub session_idle: std::time::Duration,
+    /// `[console]`: session idle timeout, identity providers.
+    pub console: console::ConsoleSettings,
 }
 
 /// One `[[witness]]` table: a witness the gateway sends its checkpoints to.
@@ -542,7 +531,7 @@ impl RawLimits {
 }
 
 impl RawTls {
-    fn resolve(&self, dir: &Path, console: &RawConsole) -> TlsFiles {
+    fn resolve(&self, dir: &Path, console: &console::RawConsole) -> TlsFiles {
         let r = |p: &PathBuf| resolve(dir, p);
         TlsFiles {
             console_client_ca: console.client_ca.as_ref().map(r),
@@ -600,10 +589,7 @@ impl GatewayConfig {
             partners_addr: parse_addr(&src, &raw.listen.partners)?,
             console_addr: parse_addr(&src, &raw.listen.console)?,
             tls: raw.tls.resolve(&dir, &raw.console),
-            session_idle: match &raw.console.session_idle_secs {
-                Some(v) => secs(&src, v, 1, 86_400, "session_idle_secs")?,
-                None => std::time::Duration::from_secs(900),
-            },
+            console: raw.console.check(r, |at, why| src.error_at(at, why))?,
             dev_pki_dir: r(raw
                 .pki
                 .as_ref()

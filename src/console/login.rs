@@ -61,7 +61,8 @@ fn cookie(req: &Request<Incoming>) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn set_cookie(resp: &mut Response<Body>, id: &str) {
+/// Sets the session cookie on an answer.
+pub(super) fn set_cookie(resp: &mut Response<Body>, id: &str) {
     let v = format!("{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict");
     if let Ok(v) = HeaderValue::from_str(&v) {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -107,16 +108,18 @@ fn unauthorized(kind: Kind, detail: &str) -> Response<Body> {
     r
 }
 
-/// Opens a session for a user who just proved who they are; logs and
+/// Opens a session for a user who just proved who they are (`external`:
+/// one from an identity provider, kept whole in the session); logs and
 /// counts the login.
-fn open(
+pub(super) fn open_session(
     gw: &Gateway,
     user: &User,
     how: How,
     cert: Option<&PeerCertificate>,
+    external: bool,
 ) -> Option<(String, Session)> {
     let bound = cert.map(|c| sha256(c.0.as_ref()));
-    let opened = gw.console.sessions.open(&user.name, how, bound)?;
+    let opened = gw.console.sessions.open(user, how, bound, external)?;
     info!(user = %user.name, method = how.as_str(), "console login");
     gw.metrics.console_login(how.as_str(), None);
     gw.console.last_use.touch(&user.name);
@@ -203,6 +206,9 @@ fn session_of(
             "this session needs the certificate it was opened with",
         )));
     }
+    if let Some(u) = s.external.clone() {
+        return Ok((u, s));
+    }
     match gw.console.users.by_name(&s.user) {
         Ok(u) => {
             gw.console.last_use.touch(&u.name);
@@ -266,7 +272,13 @@ pub fn login_page(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     resp.headers_mut()
         .insert(header::LOCATION, HeaderValue::from_static("/"));
     if let Some((u, how)) = user {
-        match open(gw, &u, how, peer(req).filter(|_| how == How::Certificate)) {
+        match open_session(
+            gw,
+            &u,
+            how,
+            peer(req).filter(|_| how == How::Certificate),
+            false,
+        ) {
             Some((id, _)) => set_cookie(&mut resp, &id),
             None => return problem::respond(problem::INTERNAL, "no session could be made"),
         }
@@ -342,7 +354,7 @@ async fn login(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         Err(why) => return refused(gw, how, why),
     };
     let bound = cert.as_ref().filter(|_| how == How::Certificate);
-    let Some((id, s)) = open(gw, &user, how, bound) else {
+    let Some((id, s)) = open_session(gw, &user, how, bound, false) else {
         return problem::respond(problem::INTERNAL, "no session could be made");
     };
     let mut r = json_ok(&describe(gw, &user, &s));

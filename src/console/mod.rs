@@ -13,8 +13,10 @@ pub mod admin;
 pub mod covenant;
 pub mod figures;
 pub mod health;
+pub mod jwt;
 pub mod last_use;
 pub mod login;
+pub mod oidc;
 mod reply;
 pub mod report;
 pub mod session;
@@ -155,6 +157,11 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
             return respond(StatusCode::OK, "text/html; charset=utf-8", PAGE);
         }
         (&Method::GET, "/login") => return login::login_page(gw, &req),
+        (&Method::GET, "/login/providers") => return oidc::providers(gw),
+        (&Method::GET, "/login/oidc/callback") => return oidc::callback(gw, &req).await,
+        (&Method::GET, p) if p.starts_with("/login/oidc/") => {
+            return oidc::start(gw, &req, &p["/login/oidc/".len()..]).await;
+        }
         (_, "/api/v1/session") => return login::session(gw, req).await,
         _ => {}
     }

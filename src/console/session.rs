@@ -39,6 +39,8 @@ pub enum Method {
     Certificate,
     /// A one-time link.
     Link,
+    /// An organisation's identity provider (OpenID Connect).
+    Oidc,
 }
 
 impl Method {
@@ -48,6 +50,7 @@ impl Method {
             Self::Token => "token",
             Self::Certificate => "certificate",
             Self::Link => "link",
+            Self::Oidc => "oidc",
         }
     }
 }
@@ -57,6 +60,9 @@ impl Method {
 pub struct Session {
     /// The user's name; the user itself is read again on every request.
     pub user: String,
+    /// A user from an identity provider's claims, who is in no users file:
+    /// the session holds it whole.
+    pub external: Option<super::users::User>,
     /// The token a state-changing request must carry in `X-CSRF-Token`.
     pub csrf: String,
     /// How it was opened.
@@ -123,14 +129,16 @@ impl Sessions {
     /// session. `None` only when the system's random source fails.
     pub fn open(
         &self,
-        user: &str,
+        user: &super::users::User,
         method: Method,
         certificate: Option<[u8; 32]>,
+        external: bool,
     ) -> Option<(String, Session)> {
         let id = random_token()?;
         let now = Instant::now();
         let s = Session {
-            user: user.to_string(),
+            user: user.name.clone(),
+            external: external.then(|| user.clone()),
             csrf: random_token()?,
             method,
             certificate,
@@ -214,16 +222,29 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    fn user(name: &str) -> crate::console::users::User {
+        crate::console::users::User {
+            name: name.into(),
+            role: crate::console::users::Role::PrivacyOfficer,
+            partner: None,
+            pilot: None,
+            token_sha256: None,
+            certificate: None,
+            created: String::new(),
+            expires: None,
+        }
+    }
+
     #[test]
     fn the_table_stays_bounded_and_drops_the_longest_idle() {
         let s = Sessions::new(Duration::from_secs(900));
-        let (first, _) = s.open("a", Method::Token, None).unwrap();
+        let (first, _) = s.open(&user("a"), Method::Token, None, false).unwrap();
         for _ in 1..MAX_SESSIONS {
-            s.open("b", Method::Token, None).unwrap();
+            s.open(&user("b"), Method::Token, None, false).unwrap();
         }
         // The first is used again, so another one is the longest idle.
         assert!(s.get(&first).is_ok());
-        s.open("c", Method::Token, None).unwrap();
+        s.open(&user("c"), Method::Token, None, false).unwrap();
         assert_eq!(s.len(), MAX_SESSIONS);
         assert!(s.get(&first).is_ok(), "the session in use stays");
     }

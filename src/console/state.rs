@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use serde_json::Value;
 
 use super::last_use::LastUse;
+use super::oidc::Oidc;
 use super::session::Sessions;
 use super::users::UserStore;
 
@@ -20,6 +21,8 @@ pub struct ConsoleState {
     pub sessions: Sessions,
     /// When each user last came in.
     pub last_use: LastUse,
+    /// The identity providers, and logins through them under way.
+    pub oidc: Oidc,
     /// A full log check is running (one at a time: it reads every record).
     pub(crate) verify_running: AtomicBool,
     /// Records checked so far by the running check.
@@ -30,11 +33,12 @@ pub struct ConsoleState {
 
 impl ConsoleState {
     /// Console state with these users, sessions and last-use times.
-    pub fn new(users: UserStore, sessions: Sessions, last_use: LastUse) -> Self {
+    pub fn new(users: UserStore, sessions: Sessions, last_use: LastUse, oidc: Oidc) -> Self {
         Self {
             users,
             sessions,
             last_use,
+            oidc,
             verify_running: AtomicBool::new(false),
             verify_progress: AtomicU64::new(0),
             verify_last: Mutex::new(None),

@@ -27,6 +27,17 @@ if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
     fi
 fi
 
+# The console's OIDC login test runs a real OpenID Connect provider (npm
+# oidc-provider, pinned in tests/oidc/package-lock.json) with Node.js.
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq nodejs npm >/dev/null
+fi
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+    (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # The partner API serves docs/openapi.json, generated from docs/openapi.yaml
 # (scripts/openapi-json.py, PyYAML): the two must not drift.
 if ! python3 -c 'import yaml' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -344,9 +344,7 @@ fn failed(gw: &Gateway, provider: &str, f: Failed) -> Response<Body> {
     warn!(provider, reason = f.0, detail = %f.1, "console login through an identity provider refused");
     gw.metrics.console_login("oidc", Some(f.0));
     let kind = match f.0 {
-        "provider-unreachable" | "provider-bad-answer" | "provider-refused" => {
-            problem::OIDC_PROVIDER_UNAVAILABLE
-        }
+        "provider-unreachable" | "provider-bad-answer" => problem::OIDC_PROVIDER_UNAVAILABLE,
         _ => problem::OIDC_LOGIN_FAILED,
     };
     problem::respond(kind, f.1)

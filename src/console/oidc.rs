@@ -597,3 +597,72 @@ fn user_of(gw: &Gateway, cfg: &OidcProvider, c: &Map<String, Value>) -> Result<U
         expires: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> OidcProvider {
+        OidcProvider {
+            name: "idp".into(),
+            title: "idp".into(),
+            issuer: "https://idp.example".into(),
+            client_id: "ketenpoort".into(),
+            client_secret_file: PathBuf::from("secret"),
+            redirect_uri: None,
+            ca: None,
+            scopes: vec!["openid".into()],
+            role_claim: "role".into(),
+            partner_claim: None,
+            pilot_claim: None,
+            name_claim: "sub".into(),
+        }
+    }
+
+    fn discovery() -> Discovery {
+        Discovery {
+            issuer: "https://idp.example".into(),
+            authorization_endpoint: String::new(),
+            token_endpoint: String::new(),
+            jwks_uri: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_id_token_must_be_for_this_client_this_login_and_now() {
+        let now = crate::audit::record::now_micros() / 1_000_000;
+        let good = json!({"iss": "https://idp.example", "aud": "ketenpoort", "exp": now + 300,
+                          "iat": now, "nonce": "n1", "sub": "x"});
+        let check = |v: Value| {
+            let Value::Object(m) = v else { unreachable!() };
+            check_claims(&m, &discovery(), &cfg(), "n1")
+        };
+        assert!(check(good.clone()).is_ok());
+        let with = |k: &str, v: Value| {
+            let mut c = good.clone();
+            c[k] = v;
+            c
+        };
+        for (bad, why) in [
+            (with("iss", json!("https://other.example")), "issuer"),
+            (with("aud", json!("someone-else")), "audience"),
+            (with("aud", json!(["ketenpoort", "other"])), "azp missing"),
+            (with("exp", json!(now - 3600)), "expired"),
+            (with("iat", json!(now + 3600)), "future"),
+            (with("nonce", json!("n2")), "nonce"),
+        ] {
+            assert!(check(bad).is_err(), "{why}");
+        }
+        let mut c = with("aud", json!(["ketenpoort", "other"]));
+        c["azp"] = json!("ketenpoort");
+        assert!(check(c).is_ok());
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove("nonce");
+        assert!(check(c).is_err(), "no nonce");
+    }
+
+    #[test]
+    fn values_are_encoded_and_decoded() {
+        assert_eq!(enc("a b/c~"), "a%20b%2Fc~");
+    }
+}

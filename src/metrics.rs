@@ -72,6 +72,24 @@ impl Default for Metrics {
     }
 }
 
+/// The console's login counters: logins by method, refusals by method and
+/// reason.
+fn register_console(registry: &mut Registry) -> (Family<Labels, Counter>, Family<Labels, Counter>) {
+    let logins = Family::<Labels, Counter>::default();
+    let failures = Family::<Labels, Counter>::default();
+    registry.register(
+        "console_logins",
+        "Console logins, by method",
+        logins.clone(),
+    );
+    registry.register(
+        "console_login_failures",
+        "Refused console logins and credentials, by method and reason",
+        failures.clone(),
+    );
+    (logins, failures)
+}
+
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
@@ -96,18 +114,7 @@ impl Metrics {
         let certificate_expiry = Family::<Labels, Gauge>::default();
         let partner_certificate_expiry = Family::<Labels, Gauge>::default();
         let crl_next_update = Family::<Labels, Gauge>::default();
-        let console_logins = Family::<Labels, Counter>::default();
-        let console_login_failures = Family::<Labels, Counter>::default();
-        registry.register(
-            "console_logins",
-            "Console logins, by method",
-            console_logins.clone(),
-        );
-        registry.register(
-            "console_login_failures",
-            "Refused console logins and credentials, by method and reason",
-            console_login_failures.clone(),
-        );
+        let (console_logins, console_login_failures) = register_console(&mut registry);
         registry.register(
             "certificate_expiry_timestamp_seconds",
             "notAfter of the gateway's own certificates (server, client), Unix seconds",

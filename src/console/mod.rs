@@ -13,6 +13,7 @@ pub mod admin;
 pub mod covenant;
 pub mod figures;
 pub mod health;
+pub mod idp;
 pub mod jwt;
 pub mod last_use;
 pub mod login;

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use serde_json::Value;
 
+use super::idp::Oidc;
 use super::last_use::LastUse;
-use super::oidc::Oidc;
 use super::session::Sessions;
 use super::users::UserStore;
 

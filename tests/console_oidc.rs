@@ -12,121 +12,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use bytes::Bytes;
 use common::fixture::*;
+use common::oidc::*;
 use common::*;
 use http_body_util::Full;
-use ketenpoort::pki::LeafSpec;
-
-/// The provider process; killed when the test ends, however it ends.
-struct Idp {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    port: u16,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        self.stdin.take();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Idp {
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.stdout.read_line(&mut l).unwrap();
-        l.trim().to_string()
-    }
-}
-
-/// Installs the provider package when missing; false when node is absent
-/// (and this is not CI, where that is a failure).
-fn node_ready() -> bool {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-    if Command::new("node").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "node is missing (scripts/test.sh installs it)"
-        );
-        eprintln!("note: node missing, the OIDC test skips");
-        return false;
-    }
-    if !dir.join("node_modules/oidc-provider").exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "npm ci in tests/oidc failed");
-    }
-    true
-}
-
-/// Starts the provider with a certificate of the deployment's CA (which the
-/// gateway trusts), and configures the gateway for it: one client signing
-/// ID tokens with RS256, one with ES256.
-fn start_idp(pki: &TestPki) -> Idp {
-    let cert = pki
-        .ca
-        .issue(&LeafSpec::server("idp", &["localhost", "127.0.0.1"]))
-        .unwrap();
-    let d = pki.dir.path();
-    std::fs::write(d.join("idp.crt"), &cert.cert_pem).unwrap();
-    std::fs::write(d.join("idp.key"), &cert.key_pem).unwrap();
-    std::fs::write(d.join("config/oidc-secret"), "geheim-van-de-test\n").unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/provider.mjs");
-    let mut child = Command::new("node")
-        .arg(script)
-        .arg(d.join("idp.crt"))
-        .arg(d.join("idp.key"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut idp = Idp {
-        stdin: child.stdin.take(),
-        stdout: BufReader::new(child.stdout.take().unwrap()),
-        child,
-        port: 0,
-    };
-    let l = idp.line();
-    idp.port = l.strip_prefix("port ").unwrap().parse().unwrap();
-    let provider = |name: &str, client: &str| {
-        format!(
-            r#"
-[[console.oidc]]
-name = "{name}"
-title = "Gemeente Proefstad"
-issuer = "https://localhost:{port}"
-client_id = "{client}"
-client_secret_file = "oidc-secret"
-scopes = ["openid", "ketenpoort"]
-role_claim = "ketenpoort_role"
-partner_claim = "ketenpoort_partner"
-pilot_claim = "ketenpoort_pilot"
-"#,
-            port = idp.port
-        )
-    };
-    let cfg = std::fs::read_to_string(pki.config_file()).unwrap();
-    pki.write_config(
-        "ketenpoort.toml",
-        &format!(
-            "{cfg}\n[console]\nsession_idle_secs = 900\n{}{}",
-            provider("idp-rs", "ketenpoort-rs"),
-            provider("idp-es", "ketenpoort-es")
-        ),
-    );
-    idp
-}
 
 /// A browser: follows what it is told, keeps each host's cookies.
 struct Browser {
@@ -252,16 +143,10 @@ async fn officers_and_administrators_log_in_through_their_identity_provider() {
         return;
     }
     let mut idp = None;
-    let f = fixture_with(|pki| idp = Some(start_idp(pki))).await;
+    let f = fixture_with(|pki| idp = Some(start_idp(pki, None))).await;
     let mut idp = idp.unwrap();
     let port = f.gw.console.port();
-    let stdin = idp.stdin.as_mut().unwrap();
-    writeln!(
-        stdin,
-        "redirect https://localhost:{port}/login/oidc/callback"
-    )
-    .unwrap();
-    assert_eq!(idp.line(), "ready");
+    idp.register(&[format!("https://localhost:{port}/login/oidc/callback")]);
     let mut b = Browser {
         ca: f.pki.ca.cert_pem.clone(),
         jar: HashMap::new(),

@@ -5,9 +5,10 @@
 // screen is replaced: the account named in `login_hint` is logged in and
 // consents at once, as a person would after typing a password.
 //
-// Usage: node provider.mjs CERT KEY; prints "port N" once listening, reads
-// one line "redirect URI" (the console's callback) from standard input,
-// then prints "ready". Synthetic accounts only.
+// Usage: node provider.mjs CERT KEY [DEFAULT_ACCOUNT]; prints "port N" once
+// listening, reads one line "redirect URI..." (the console's callbacks) from
+// standard input, then prints "ready". DEFAULT_ACCOUNT logs in when a login
+// has no login_hint (a browser's). Synthetic accounts only.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,7 +17,7 @@ import readline from 'node:readline';
 
 import Provider from 'oidc-provider';
 
-const [certFile, keyFile] = process.argv.slice(2);
+const [certFile, keyFile, defaultAccount] = process.argv.slice(2);
 const server = https.createServer({
   cert: fs.readFileSync(certFile),
   key: fs.readFileSync(keyFile),
@@ -37,11 +38,11 @@ function jwk(type, options, kid, alg) {
   return { ...privateKey.export({ format: 'jwk' }), kid, alg, use: 'sig' };
 }
 
-function start(issuer, redirect) {
+function start(issuer, redirects) {
   const client = (id, alg) => ({
     client_id: id,
     client_secret: 'geheim-van-de-test',
-    redirect_uris: [redirect],
+    redirect_uris: redirects,
     grant_types: ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
@@ -71,7 +72,7 @@ function start(issuer, redirect) {
     if (!req.url.startsWith('/interaction/')) return callback(req, res);
     try {
       const details = await provider.interactionDetails(req, res);
-      const accountId = details.params.login_hint;
+      const accountId = details.params.login_hint || defaultAccount;
       if (!accounts[accountId]) {
         return provider.interactionFinished(req, res, { error: 'access_denied' }, { mergeWithLastSubmission: false });
       }
@@ -91,8 +92,8 @@ server.listen(0, '127.0.0.1', () => {
   console.log(`port ${port}`);
   const lines = readline.createInterface({ input: process.stdin });
   lines.on('line', (line) => {
-    const redirect = line.replace(/^redirect /, '').trim();
-    handle = start(`https://localhost:${port}`, redirect);
+    const redirects = line.replace(/^redirect /, '').trim().split(/\s+/);
+    handle = start(`https://localhost:${port}`, redirects);
     console.log('ready');
   });
   // The test ended: so does the provider.

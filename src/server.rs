@@ -235,8 +235,8 @@ async fn serve_console(
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| console::login::PeerCertificate(Arc::new(c.clone().into_owned())));
+        .filter(|c| !c.is_empty())
+        .map(|c| console::login::PeerCertificate(Arc::new(c.to_vec())));
     let state = Arc::new(ConnState::new(addr));
     let svc = {
         let state = state.clone();

@@ -202,6 +202,10 @@ pub struct TlsSet {
     pub partner_verifier: Arc<dyn ClientCertVerifier>,
     /// Console listener: a personal client certificate optional.
     pub console: Arc<ServerConfig>,
+    /// The console's certificate check, kept to check a certificate
+    /// session's certificate again on each request (a revoked card must
+    /// not keep its session).
+    pub console_verifier: Arc<dyn ClientCertVerifier>,
     /// Calls to back-ends: the gateway's client certificate.
     pub backend_client: Arc<ClientConfig>,
     /// The pooled HTTPS client built on `backend_client`.
@@ -235,9 +239,10 @@ impl TlsSet {
             .with_single_cert(server_chain.clone(), server_key.clone_key())?;
         partners.alpn_protocols = alpn();
 
+        let console_verifier = console_verifier(files, &roots, &crls)?;
         let mut console = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(console_verifier(files, &roots, &crls)?)
+            .with_client_cert_verifier(console_verifier.clone())
             .with_single_cert(server_chain, server_key)?;
         console.alpn_protocols = alpn();
 
@@ -270,6 +275,7 @@ impl TlsSet {
             partners: Arc::new(partners),
             partner_verifier: verifier,
             console: Arc::new(console),
+            console_verifier,
             backend_client: Arc::new(backend_client),
             backends,
             validity,
@@ -322,6 +328,19 @@ impl TlsStore {
     /// Changes when a new set is swapped in.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.current.subscribe()
+    }
+
+    /// Whether a personal certificate chain, accepted when its console
+    /// connection began, still verifies now under the current set.
+    pub fn console_still_valid(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, rest)) = chain.split_first() else {
+            return false;
+        };
+        let now = rustls_pki_types::UnixTime::now();
+        self.current()
+            .console_verifier
+            .verify_client_cert(leaf, rest, now)
+            .is_ok()
     }
 
     /// Whether a partner's certificate chain, accepted when its connection

@@ -664,3 +664,87 @@ async fn the_demo_prints_a_link_for_an_officer_and_an_administrator_that_works_o
     assert_eq!(names, ["policy-admin", "privacy-officer"]);
     drop(child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_personal_certificate_logs_in_no_more_and_its_session_is_useless() {
+    let f = fixture().await;
+    let officer = personal(&f.pki.ca, "D. Bakker");
+    bind(&f, "fg-bakker", &officer, &["--role", "privacy-officer"]);
+    known(&f, "fg-bakker").await;
+    let c = Call {
+        cert: Some(&officer),
+        ..Call::default()
+    };
+    let r = call(&f, Method::POST, "/api/v1/session", c).await.unwrap();
+    assert_eq!(r.status, 201);
+    let cookie = session_cookie(&r).unwrap();
+    // A browser keeps its connection open.
+    let tcp = tokio::net::TcpStream::connect(f.gw.console).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client_config(
+        &f.pki.ca.cert_pem,
+        Some(&officer),
+        &[b"http/1.1"],
+    ))
+    .connect(
+        rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+        tcp,
+    )
+    .await
+    .unwrap();
+    let (mut open, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let whoami = || {
+        hyper::Request::get("/api/v1/whoami")
+            .header("host", "localhost")
+            .header("cookie", format!("__Host-kp-session={cookie}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(open.send_request(whoami()).await.unwrap().status(), 200);
+
+    // The card is reported stolen: its certificate goes on the CRL.
+    ketenpoort::datadir::write_atomic(
+        &f.pki.crl_file(),
+        f.pki
+            .ca
+            .crl(std::slice::from_ref(&officer.serial))
+            .unwrap()
+            .as_bytes(),
+        0o644,
+    )
+    .unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        if call(&f, Method::POST, "/api/v1/session", c).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "a revoked certificate still logs in");
+    // The connection opened before the revocation carries on, but the
+    // session no longer answers on it.
+    assert_eq!(open.send_request(whoami()).await.unwrap().status(), 401);
+    // The session opened with it needs it on every request: without it the
+    // cookie is refused, with it the handshake is.
+    let session = Call {
+        cookie: Some(&cookie),
+        ..Call::default()
+    };
+    let r = call(&f, Method::GET, "/api/v1/whoami", session)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let with_card = Call {
+        cert: Some(&officer),
+        ..session
+    };
+    assert!(
+        call(&f, Method::GET, "/api/v1/whoami", with_card)
+            .await
+            .is_err()
+    );
+    f.gw.stop().await;
+}

@@ -40,10 +40,17 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Largest login request body (`{"token": "..."}`).
 const MAX_LOGIN_BODY: usize = 4096;
 
-/// The personal certificate of the connection a request came on, verified
-/// in the handshake (put in the request's extensions by the listener).
+/// The personal certificate chain (leaf first, never empty) of the
+/// connection a request came on, verified in the handshake (put in the
+/// request's extensions by the listener).
 #[derive(Debug, Clone)]
-pub struct PeerCertificate(pub Arc<CertificateDer<'static>>);
+pub struct PeerCertificate(pub Arc<Vec<CertificateDer<'static>>>);
+
+impl PeerCertificate {
+    fn leaf(&self) -> &[u8] {
+        self.0.first().map_or(&[], |c| c.as_ref())
+    }
+}
 
 fn peer(req: &Request<Incoming>) -> Option<&PeerCertificate> {
     req.extensions().get::<PeerCertificate>()
@@ -118,7 +125,7 @@ pub(super) fn open_session(
     cert: Option<&PeerCertificate>,
     external: bool,
 ) -> Option<(String, Session)> {
-    let bound = cert.map(|c| sha256(c.0.as_ref()));
+    let bound = cert.map(|c| sha256(c.leaf()));
     let opened = gw.console.sessions.open(user, how, bound, external)?;
     info!(user = %user.name, method = how.as_str(), "console login");
     gw.metrics.console_login(how.as_str(), None);
@@ -198,8 +205,13 @@ fn session_of(
         Err(session::Ended::Expired) => return Err(ended("the session was idle too long")),
         Err(session::Ended::Unknown) => return Err(ended("no such session")),
     };
+    // A session opened with a certificate needs it on every request, and
+    // it must still verify now: a card revoked (CRL reloaded) or expired
+    // ends the session, also on a connection opened before.
     if let Some(bound) = s.certificate
-        && peer(req).map(|c| sha256(c.0.as_ref())) != Some(bound)
+        && !peer(req).is_some_and(|c| {
+            sha256(c.leaf()) == bound && gw.tls.console_still_valid(c.0.as_slice())
+        })
     {
         return Err(Box::new(unauthorized(
             problem::SESSION_ENDED,
@@ -253,7 +265,7 @@ pub fn login_page(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             }
         }
     } else if let Some(c) = peer(req) {
-        match gw.console.users.by_certificate(c.0.as_ref()) {
+        match gw.console.users.by_certificate(c.leaf()) {
             Ok(u) => Some((u, How::Certificate)),
             Err(why) => {
                 warn!(
@@ -328,10 +340,7 @@ async fn login(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     };
     let (found, how) = if body.is_empty() {
         match &cert {
-            Some(c) => (
-                gw.console.users.by_certificate(c.0.as_ref()),
-                How::Certificate,
-            ),
+            Some(c) => (gw.console.users.by_certificate(c.leaf()), How::Certificate),
             // The page asks this on opening: no credential offered is no
             // failed login.
             None => return unauthorized(problem::UNAUTHORIZED, "no certificate was presented"),

@@ -748,3 +748,44 @@ async fn a_revoked_personal_certificate_logs_in_no_more_and_its_session_is_usele
     );
     f.gw.stop().await;
 }
+
+/// `[console] client_ca` names the CA of the personal certificates (say, a
+/// PKIoverheid personal-certificate CA): its certificates log in, the
+/// partners' CA's do not even reach the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_console_ca_of_its_own_only_its_certificates_log_in() {
+    let personal_ca = Ca::generate("personal certificates CA").unwrap();
+    let ca_pem = personal_ca.cert_pem.clone();
+    let f = fixture_with(move |pki| {
+        std::fs::write(pki.dir.path().join("certs/personal-ca.crt"), &ca_pem).unwrap();
+        let cfg = std::fs::read_to_string(pki.config_file()).unwrap();
+        pki.write_config(
+            "ketenpoort.toml",
+            &format!("{cfg}\n[console]\nclient_ca = \"../certs/personal-ca.crt\"\n"),
+        );
+    })
+    .await;
+    let card = personal(&personal_ca, "E. Smit");
+    bind(&f, "fg-smit", &card, &["--role", "privacy-officer"]);
+    let partner_ca_card = personal(&f.pki.ca, "E. Smit");
+    bind(
+        &f,
+        "fg-smit-2",
+        &partner_ca_card,
+        &["--role", "privacy-officer"],
+    );
+    known(&f, "fg-smit-2").await;
+    let with = |cert| Call {
+        cert: Some(cert),
+        ..Call::default()
+    };
+    let r = call(&f, Method::POST, "/api/v1/session", with(&card))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["name"], "fg-smit");
+    // Bound, but from the other CA: refused in the handshake.
+    let r = call(&f, Method::POST, "/api/v1/session", with(&partner_ca_card)).await;
+    assert!(r.is_err(), "{r:?}");
+    f.gw.stop().await;
+}

@@ -4,58 +4,46 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The console's browser test drives headless Chromium through chromedriver.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq chromium chromium-driver >/dev/null
-    else
-        echo "note: chromium/chromedriver missing and not root: the browser test will skip (it fails in CI)" >&2
+# Installs Debian packages when a check fails: as root (CI, a fresh
+# machine) it installs them, otherwise it says which test will fail.
+need() {
+    local check="$1" why="$2"
+    shift 2
+    if ! eval "$check" >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ]; then
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -qq
+            apt-get install -y -qq "$@" >/dev/null
+        else
+            echo "note: $* missing and not root: $why" >&2
+        fi
     fi
-fi
+}
 
-# The browser test runs axe-core (npm `axe-core@4`, fetched once with npm into
-# the target dir) on every view of the console page.
-if ! command -v npm >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq npm >/dev/null
-    else
-        echo "note: npm missing and not root: the browser test will skip (it fails in CI)" >&2
-    fi
+# The console's browser tests drive headless Chromium through chromedriver.
+need 'command -v chromium && command -v chromedriver' \
+    "the browser tests skip (they fail in CI)" chromium chromium-driver
+# Node.js and npm: axe-core in the browser tests (fetched once into the
+# target dir), a real OpenID Connect provider for the console's OIDC login
+# (npm oidc-provider, pinned in tests/oidc/package-lock.json), and the API
+# Design Rules linter (npx).
+need 'command -v npm && command -v npx' \
+    "the browser, OIDC and lint steps fail" nodejs npm
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+    (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
 fi
-
 # The covenant test checks a signature made by another JWS implementation:
 # Python with the `cryptography` package.
-if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq python3-cryptography >/dev/null
-    else
-        echo "note: python3-cryptography missing and not root: the covenant interoperability test fails" >&2
-    fi
-fi
-
+need 'python3 -c "import cryptography"' \
+    "the covenant interoperability test fails" python3-cryptography
 # The partner API serves docs/openapi.json, generated from docs/openapi.yaml
 # (scripts/openapi-json.py, PyYAML): the two must not drift.
-if ! python3 -c 'import yaml' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq python3-yaml >/dev/null
-fi
+need 'python3 -c "import yaml"' "the OpenAPI check fails" python3-yaml
 python3 scripts/openapi-json.py --check
 
 # The NL API Design Rules linter (Logius' Spectral ruleset, copied into
-# linter/spectral.yml with the commit it came from): 0 errors. Node 20 and
-# npm are on the CI machine; npx fetches the pinned CLI on first use.
-if ! command -v npx >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq nodejs npm >/dev/null
-fi
+# linter/spectral.yml with the commit it came from): 0 errors; npx fetches
+# the pinned CLI on first use.
 npx --yes @stoplight/spectral-cli@6.16.3 lint --fail-severity error \
     --ruleset linter/spectral.yml docs/openapi.yaml
 

@@ -13,12 +13,21 @@
 //! Every error names the file, the line and the column, and what is wrong: an
 //! administrator editing a file at night should not have to guess.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
+
+pub mod console;
+mod source;
+mod tls;
+
+pub use source::{ConfigError, Source, line_col, resolve};
+use source::{between, secs};
+
+use tls::RawTls;
+pub use tls::TlsFiles;
 
 /// Where the gateway looks first when no `--config` is given: a checkout or
 /// a folder laid out like one.
@@ -38,125 +47,6 @@ pub fn default_config() -> PathBuf {
     } else {
         PathBuf::from(SYSTEM_CONFIG)
     }
-}
-
-/// A configuration error, located in its file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file that holds the mistake.
-    pub file: PathBuf,
-    /// 1-based line and column, when the mistake has a place in the file.
-    pub at: Option<(usize, usize)>,
-    /// What is wrong, in the administrator's terms.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.at {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.reason),
-            None => write!(f, "{}: {}", self.file.display(), self.reason),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// A TOML source held with its file name, so that any byte offset in it can be
-/// turned into a `file:line:column` error.
-pub struct Source {
-    /// The file the text came from.
-    pub file: PathBuf,
-    /// The file's text.
-    pub text: String,
-}
-
-impl Source {
-    /// Reads a file; an unreadable file is a config error naming it.
-    pub fn read(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-            file: file.to_path_buf(),
-            at: None,
-            reason: format!("cannot read: {e}"),
-        })?;
-        Ok(Self {
-            file: file.to_path_buf(),
-            text,
-        })
-    }
-
-    /// An error at a byte offset of this source.
-    pub fn error_at(&self, offset: usize, reason: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.file.clone(),
-            at: Some(line_col(&self.text, offset)),
-            reason: reason.into(),
-        }
-    }
-
-    /// An error at the place of a spanned value.
-    pub fn error<T>(&self, value: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
-        self.error_at(value.span().start, reason)
-    }
-
-    /// An error with no particular place in the file.
-    pub fn error_whole(&self, reason: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.file.clone(),
-            at: None,
-            reason: reason.into(),
-        }
-    }
-
-    /// Deserialises the whole file, turning TOML and schema errors into located ones.
-    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        toml::from_str(&self.text).map_err(|e| {
-            let reason = e.message().trim().to_string();
-            match e.span() {
-                Some(span) => self.error_at(span.start, reason),
-                None => self.error_whole(reason),
-            }
-        })
-    }
-
-    /// The folder relative paths in this file are resolved against.
-    pub fn dir(&self) -> PathBuf {
-        self.file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
-    }
-}
-
-/// A path from a config file, made relative to the file's folder and tidied
-/// lexically (`config/../certs` → `certs`), so messages show plain paths.
-pub fn resolve(dir: &Path, p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in dir.join(p).components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir
-                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
-            {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        out.push(".");
-    }
-    out
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..text.floor_char_boundary(offset)];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 // ---------------------------------------------------------------------------
@@ -180,6 +70,8 @@ struct RawGateway {
     witness: Vec<RawWitness>,
     #[serde(default)]
     witnesses: Option<RawWitnesses>,
+    #[serde(default)]
+    console: console::RawConsole,
 }
 
 #[derive(Deserialize)]
@@ -303,23 +195,6 @@ struct RawListen {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTls {
-    cert: PathBuf,
-    key: PathBuf,
-    trust_anchors: Spanned<Vec<PathBuf>>,
-    #[serde(default)]
-    crls: Vec<PathBuf>,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-    #[serde(default)]
-    crl_urls: Vec<Spanned<String>>,
-    crl_refresh_secs: Option<Spanned<u64>>,
-    crl_grace_hours: Option<Spanned<u64>>,
-    revocation: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawPki {
     dev_dir: PathBuf,
 }
@@ -350,6 +225,8 @@ pub struct GatewayConfig {
     /// The witnesses that cosign the audit log's checkpoints, and how many
     /// cosignatures a checkpoint needs before partners are shown it.
     pub witnesses: Witnesses,
+    /// `[console]`: session idle timeout, identity providers.
+    pub console: console::ConsoleSettings,
 }
 
 /// One `[[witness]]` table: a witness the gateway sends its checkpoints to.
@@ -380,48 +257,6 @@ pub struct Witnesses {
     pub fail_closed_after: Option<std::time::Duration>,
 }
 
-/// The certificate files the gateway reads, and reads again on reload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The gateway's server certificate chain (PEM).
-    pub cert: PathBuf,
-    /// The key of the server certificate (PEM, PKCS#8 or SEC1).
-    pub key: PathBuf,
-    /// CA certificates that partner and back-end certificates must chain to.
-    pub trust_anchors: Vec<PathBuf>,
-    /// Certificate revocation lists (PEM) for those CAs.
-    pub crls: Vec<PathBuf>,
-    /// The gateway's client certificate, presented to back-ends.
-    pub client_cert: PathBuf,
-    /// Its key.
-    pub client_key: PathBuf,
-    /// CRLs to fetch over HTTP besides the distribution points of the
-    /// trusted CAs and of the chains partners present.
-    pub crl_urls: Vec<String>,
-    /// How often fetched CRLs are fetched again (`crl_refresh_secs`).
-    pub crl_refresh: std::time::Duration,
-    /// How long past its nextUpdate a CRL is still used (`crl_grace_hours`).
-    pub crl_grace: std::time::Duration,
-    /// `revocation = "allow-unknown"`: a certificate whose CA has no CRL is
-    /// accepted (default: refused, and a trusted CA without any CRL
-    /// source stops the start).
-    pub allow_unknown_revocation: bool,
-    /// Where fetched CRLs are kept (`<data_dir>/crls`).
-    pub crl_cache: PathBuf,
-}
-
-impl TlsFiles {
-    /// Every file the TLS set-up depends on: a change to any means a reload.
-    pub fn all(&self) -> Vec<PathBuf> {
-        let mut v = vec![self.cert.clone(), self.key.clone()];
-        v.extend(self.trust_anchors.iter().cloned());
-        v.extend(self.crls.iter().cloned());
-        v.push(self.client_cert.clone());
-        v.push(self.client_key.clone());
-        v
-    }
-}
-
 fn parse_addr(src: &Source, v: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
     v.get_ref().parse().map_err(|_| {
         src.error(
@@ -429,33 +264,6 @@ fn parse_addr(src: &Source, v: &Spanned<String>) -> Result<SocketAddr, ConfigErr
             format!("'{}' is not an address like 127.0.0.1:8443", v.get_ref()),
         )
     })
-}
-
-/// A number from the file, refused with its place outside `lo..=hi`.
-fn between(
-    src: &Source,
-    v: &Spanned<u64>,
-    lo: u64,
-    hi: u64,
-    what: &str,
-) -> Result<u64, ConfigError> {
-    let x = *v.get_ref();
-    if (lo..=hi).contains(&x) {
-        Ok(x)
-    } else {
-        Err(src.error(v, format!("{what} must be between {lo} and {hi}")))
-    }
-}
-
-/// Seconds from the file, as [`between`].
-fn secs(
-    src: &Source,
-    v: &Spanned<u64>,
-    lo: u64,
-    hi: u64,
-    what: &str,
-) -> Result<std::time::Duration, ConfigError> {
-    between(src, v, lo, hi, what).map(std::time::Duration::from_secs)
 }
 
 impl RawLimits {
@@ -535,47 +343,6 @@ impl RawLimits {
     }
 }
 
-impl RawTls {
-    fn resolve(&self, src: &Source, dir: &Path, data_dir: &Path) -> Result<TlsFiles, ConfigError> {
-        let r = |p: &PathBuf| resolve(dir, p);
-        for u in &self.crl_urls {
-            if !u.get_ref().starts_with("http://") || u.get_ref().len() <= "http://".len() {
-                return Err(src.error(
-                    u,
-                    "a CRL URL is http://host/path (CRLs are signed; https is not needed)",
-                ));
-            }
-        }
-        let allow_unknown_revocation = match &self.revocation {
-            None => false,
-            Some(v) if v.get_ref() == "require" => false,
-            Some(v) if v.get_ref() == "allow-unknown" => true,
-            Some(v) => return Err(src.error(v, "revocation is \"require\" or \"allow-unknown\"")),
-        };
-        let refresh = match &self.crl_refresh_secs {
-            Some(v) => between(src, v, 1, 86_400, "crl_refresh_secs")?,
-            None => 3600,
-        };
-        let grace = match &self.crl_grace_hours {
-            Some(v) => between(src, v, 0, 24 * 30, "crl_grace_hours")?,
-            None => 24,
-        };
-        Ok(TlsFiles {
-            crl_urls: self.crl_urls.iter().map(|u| u.get_ref().clone()).collect(),
-            crl_refresh: std::time::Duration::from_secs(refresh),
-            crl_grace: std::time::Duration::from_secs(grace * 3600),
-            allow_unknown_revocation,
-            crl_cache: data_dir.join("crls"),
-            cert: r(&self.cert),
-            key: r(&self.key),
-            trust_anchors: self.trust_anchors.get_ref().iter().map(r).collect(),
-            crls: self.crls.iter().map(r).collect(),
-            client_cert: r(&self.client_cert),
-            client_key: r(&self.client_key),
-        })
-    }
-}
-
 /// The deployment's name, which becomes part of the audit log's origin.
 fn deployment(src: &Source, v: &Spanned<String>) -> Result<String, ConfigError> {
     let deployment = v.get_ref().clone();
@@ -618,7 +385,10 @@ impl GatewayConfig {
             data_dir: r(&raw.data_dir),
             partners_addr: parse_addr(&src, &raw.listen.partners)?,
             console_addr: parse_addr(&src, &raw.listen.console)?,
-            tls: raw.tls.resolve(&src, &dir, &r(&raw.data_dir))?,
+            tls: raw
+                .tls
+                .resolve(&src, &dir, &r(&raw.data_dir), &raw.console)?,
+            console: raw.console.check(r, |at, why| src.error_at(at, why))?,
             dev_pki_dir: r(raw
                 .pki
                 .as_ref()

@@ -156,6 +156,10 @@ impl Gateway {
         );
         let console = ConsoleState::new(
             UserStore::load(&config.data_dir).map_err(|e| StartError::Console(e.to_string()))?,
+            crate::console::session::Sessions::new(config.console.session_idle),
+            crate::console::last_use::LastUse::load(&config.data_dir),
+            crate::console::idp::Oidc::new(&config.console, &config.tls.trust_anchors)
+                .map_err(StartError::Console)?,
         );
         let mailbox = Arc::new(
             Mailbox::open(

@@ -60,6 +60,11 @@ pub struct Metrics {
     /// Audit writes (a batch's write and sync) that failed: a full or
     /// failing disk; nothing was delivered for them.
     pub audit_write_errors: Counter,
+    /// Console logins, by method (`token`, `certificate`, `link`).
+    pub console_logins: Family<Labels, Counter>,
+    /// Refused console logins and credentials, by method and reason
+    /// (`unknown`, `expired`).
+    pub console_login_failures: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,6 +77,56 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The witnesses' metrics: failures and cosignatures per witness, the
+/// quorum, and the published checkpoint's age and size.
+#[allow(clippy::type_complexity)] // five metrics, named where they are used
+fn register_witness(
+    registry: &mut Registry,
+) -> (
+    Family<Labels, Counter>,
+    Family<Labels, Counter>,
+    Gauge,
+    Gauge,
+    Gauge,
+) {
+    let witness_failures = Family::<Labels, Counter>::default();
+    let witness_cosignatures = Family::<Labels, Counter>::default();
+    let (witness_quorum_met, witness_published_age_seconds, witness_published_size) =
+        (Gauge::default(), Gauge::default(), Gauge::default());
+    registry.register(
+        "witness_failures",
+        "Witness requests that brought no valid cosignature, by witness and reason",
+        witness_failures.clone(),
+    );
+    registry.register(
+        "witness_cosignatures",
+        "Valid cosignatures received, by witness",
+        witness_cosignatures.clone(),
+    );
+    registry.register(
+        "witness_quorum_met",
+        "1 when the latest signed checkpoint has its quorum of cosignatures",
+        witness_quorum_met.clone(),
+    );
+    registry.register(
+        "witness_published_age_seconds",
+        "Seconds since a checkpoint last reached its quorum of cosignatures",
+        witness_published_age_seconds.clone(),
+    );
+    registry.register(
+        "witness_published_size",
+        "Tree size of the published (cosigned) checkpoint",
+        witness_published_size.clone(),
+    );
+    (
+        witness_failures,
+        witness_cosignatures,
+        witness_quorum_met,
+        witness_published_age_seconds,
+        witness_published_size,
+    )
 }
 
 /// The disk's metrics: space left for the log, failed writes.
@@ -97,6 +152,24 @@ fn register_disk(registry: &mut Registry) -> (Gauge, Gauge, Counter) {
     (free, size, errors)
 }
 
+/// The console's login counters: logins by method, refusals by method and
+/// reason.
+fn register_console(registry: &mut Registry) -> (Family<Labels, Counter>, Family<Labels, Counter>) {
+    let logins = Family::<Labels, Counter>::default();
+    let failures = Family::<Labels, Counter>::default();
+    registry.register(
+        "console_logins",
+        "Console logins, by method",
+        logins.clone(),
+    );
+    registry.register(
+        "console_login_failures",
+        "Refused console logins and credentials, by method and reason",
+        failures.clone(),
+    );
+    (logins, failures)
+}
+
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
@@ -113,15 +186,18 @@ impl Metrics {
         let policy_version = Family::<Labels, Gauge>::default();
         let shape_violations = Family::<Labels, Counter>::default();
         let connections_limited = Family::<Labels, Counter>::default();
-        let witness_failures = Family::<Labels, Counter>::default();
-        let witness_cosignatures = Family::<Labels, Counter>::default();
-        let witness_quorum_met = Gauge::default();
-        let witness_published_age_seconds = Gauge::default();
-        let witness_published_size = Gauge::default();
         let certificate_expiry = Family::<Labels, Gauge>::default();
         let partner_certificate_expiry = Family::<Labels, Gauge>::default();
         let crl_next_update = Family::<Labels, Gauge>::default();
         let (data_free_bytes, data_size_bytes, audit_write_errors) = register_disk(&mut registry);
+        let (console_logins, console_login_failures) = register_console(&mut registry);
+        let (
+            witness_failures,
+            witness_cosignatures,
+            witness_quorum_met,
+            witness_published_age_seconds,
+            witness_published_size,
+        ) = register_witness(&mut registry);
         registry.register(
             "certificate_expiry_timestamp_seconds",
             "notAfter of the gateway's own certificates (server, client), Unix seconds",
@@ -136,31 +212,6 @@ impl Metrics {
             "crl_next_update_timestamp_seconds",
             "nextUpdate of each CRL loaded, by file, Unix seconds",
             crl_next_update.clone(),
-        );
-        registry.register(
-            "witness_failures",
-            "Witness requests that brought no valid cosignature, by witness and reason",
-            witness_failures.clone(),
-        );
-        registry.register(
-            "witness_cosignatures",
-            "Valid cosignatures received, by witness",
-            witness_cosignatures.clone(),
-        );
-        registry.register(
-            "witness_quorum_met",
-            "1 when the latest signed checkpoint has its quorum of cosignatures",
-            witness_quorum_met.clone(),
-        );
-        registry.register(
-            "witness_published_age_seconds",
-            "Seconds since a checkpoint last reached its quorum of cosignatures",
-            witness_published_age_seconds.clone(),
-        );
-        registry.register(
-            "witness_published_size",
-            "Tree size of the published (cosigned) checkpoint",
-            witness_published_size.clone(),
         );
         registry.register(
             "shape_violations",
@@ -215,7 +266,21 @@ impl Metrics {
             data_free_bytes,
             data_size_bytes,
             audit_write_errors,
+            console_logins,
+            console_login_failures,
         }
+    }
+
+    /// Counts a console login, or a refused one with its reason.
+    pub fn console_login(&self, method: &str, refused: Option<&str>) {
+        let mut labels = vec![("method".to_string(), method.to_string())];
+        match refused {
+            None => self.console_logins.get_or_create(&labels).inc(),
+            Some(reason) => {
+                labels.push(("reason".to_string(), reason.to_string()));
+                self.console_login_failures.get_or_create(&labels).inc()
+            }
+        };
     }
 
     /// Shows the dates of the TLS set in force: own certificates' notAfter

@@ -77,6 +77,13 @@ kinds! {
     AUDIT_UNAVAILABLE = ("audit-unavailable", SERVICE_UNAVAILABLE, "The audit log cannot record this exchange, so nothing is delivered");
     UNAUTHORIZED = ("unauthorized", UNAUTHORIZED, "A valid console token is needed");
     FORBIDDEN_ROLE = ("forbidden", FORBIDDEN, "Your role or scope does not allow this");
+    SESSION_ENDED = ("session-ended", UNAUTHORIZED, "The console session has ended (idle too long, logged out or unknown); log in again");
+    ACCOUNT_EXPIRED = ("account-expired", UNAUTHORIZED, "The console account has passed its end date");
+    LOGIN_FAILED = ("login-failed", UNAUTHORIZED, "No console user holds this token or certificate");
+    LOGIN_LINK_INVALID = ("login-link-invalid", UNAUTHORIZED, "The one-time login link was used already, has expired or was never made");
+    OIDC_LOGIN_FAILED = ("oidc-login-failed", UNAUTHORIZED, "The login through the identity provider was refused");
+    OIDC_PROVIDER_UNAVAILABLE = ("oidc-provider-unavailable", BAD_GATEWAY, "The identity provider could not be reached or answered something unusable");
+    CSRF_TOKEN_INVALID = ("csrf-token-invalid", FORBIDDEN, "A state-changing request of a console session needs the session's token in X-CSRF-Token");
     BAD_QUERY = ("bad-query", BAD_REQUEST, "A query parameter is malformed");
     INVALID_POLICY = ("invalid-policy", UNPROCESSABLE_ENTITY, "The policy file does not validate");
     TOO_MANY_SUBJECTS = ("too-many-subjects", BAD_GATEWAY, "The provider's answer names more data subjects than one answer may carry");

@@ -205,7 +205,8 @@ async fn serve_partner(
     }
 }
 
-/// One console connection: server-only TLS, then the console's routes.
+/// One console connection: TLS (a personal certificate optional), then the
+/// console's routes.
 async fn serve_console(
     gw: Arc<Gateway>,
     http: Http,
@@ -227,11 +228,23 @@ async fn serve_console(
             return;
         }
     };
+    // A personal certificate, checked in the handshake against the console's
+    // CA, goes with every request of the connection; whether it is anyone's
+    // the console decides.
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .filter(|c| !c.is_empty())
+        .map(|c| console::login::PeerCertificate(Arc::new(c.to_vec())));
     let state = Arc::new(ConnState::new(addr));
     let svc = {
         let state = state.clone();
-        service_fn(move |req| {
+        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let (gw, state) = (gw.clone(), state.clone());
+            if let Some(p) = &peer {
+                req.extensions_mut().insert(p.clone());
+            }
             async move {
                 let _busy = state.busy();
                 Ok::<_, std::convert::Infallible>(console::handle(&gw, req).await)

@@ -2,7 +2,8 @@
 //!
 //! Three configs come from the same files: the partner listener (client
 //! certificate required, chain checked against the trust anchors, CRLs checked),
-//! the console listener (server certificate only; people log in with tokens) and
+//! the console listener (a personal client certificate asked for but not
+//! required: people log in with it, with a token or a one-time link) and
 //! the client config used to call back-ends (the gateway's own client certificate,
 //! back-end certificates checked against the same anchors).
 //!
@@ -148,6 +149,42 @@ fn read_crls(
     Ok(crls)
 }
 
+/// The console's check of a personal certificate: asked for, not required
+/// (a browser without one still reaches the login page), and when one is
+/// presented it must chain to `[console] client_ca` (with its own CRLs) or
+/// else to the trust anchors (with theirs). Which user it is, if any, the
+/// console decides from the users file.
+fn console_verifier(
+    files: &TlsFiles,
+    anchors: &Arc<RootCertStore>,
+    anchor_crls: &[CertificateRevocationListDer<'static>],
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let (roots, crls) = match &files.console_client_ca {
+        None => (anchors.clone(), anchor_crls.to_vec()),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(path)? {
+                roots.add(cert).map_err(|e| file_err(path, e))?;
+            }
+            let mut crls = Vec::new();
+            for path in &files.console_crls {
+                for crl in CertificateRevocationListDer::pem_file_iter(path)
+                    .map_err(|e| file_err(path, e))?
+                {
+                    crls.push(crl.map_err(|e| file_err(path, e))?);
+                }
+            }
+            (Arc::new(roots), crls)
+        }
+    };
+    Ok(
+        WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .with_crls(crls)
+            .allow_unauthenticated()
+            .build()?,
+    )
+}
+
 /// ALPN: HTTP/2 preferred, HTTP/1.1 for simple clients (curl, scripts).
 fn alpn() -> Vec<Vec<u8>> {
     vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -168,8 +205,12 @@ pub struct TlsSet {
     /// certificates of connections already open again after a reload (a
     /// revoked partner must not keep an old connection).
     pub partner_verifier: Arc<dyn ClientCertVerifier>,
-    /// Console listener: server authentication only.
+    /// Console listener: a personal client certificate optional.
     pub console: Arc<ServerConfig>,
+    /// The console's certificate check, kept to check a certificate
+    /// session's certificate again on each request (a revoked card must
+    /// not keep its session).
+    pub console_verifier: Arc<dyn ClientCertVerifier>,
     /// Calls to back-ends: the gateway's client certificate.
     pub backend_client: Arc<ClientConfig>,
     /// The pooled HTTPS client built on `backend_client`.
@@ -222,9 +263,10 @@ impl TlsSet {
             .with_single_cert(server_chain.clone(), server_key.clone_key())?;
         partners.alpn_protocols = alpn();
 
+        let console_verifier = console_verifier(files, &roots, &crls)?;
         let mut console = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(console_verifier.clone())
             .with_single_cert(server_chain, server_key)?;
         console.alpn_protocols = alpn();
 
@@ -260,6 +302,7 @@ impl TlsSet {
             partners: Arc::new(partners),
             partner_verifier: verifier,
             console: Arc::new(console),
+            console_verifier,
             backend_client: Arc::new(backend_client),
             backends,
             validity,
@@ -333,6 +376,19 @@ impl TlsStore {
     /// Changes when a new set is swapped in.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.current.subscribe()
+    }
+
+    /// Whether a personal certificate chain, accepted when its console
+    /// connection began, still verifies now under the current set.
+    pub fn console_still_valid(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, rest)) = chain.split_first() else {
+            return false;
+        };
+        let now = rustls_pki_types::UnixTime::now();
+        self.current()
+            .console_verifier
+            .verify_client_cert(leaf, rest, now)
+            .is_ok()
     }
 
     /// Whether a partner's certificate chain, accepted when its connection

@@ -1,7 +1,9 @@
 //! The console for privacy officers and policy administrators: a web page and
 //! the JSON API behind it, on its own listener.
 //!
-//! Users log in with a bearer token (see [`users`]). A privacy officer bound
+//! Users log in with a personal certificate, a bearer token, a one-time link
+//! or their organisation's identity provider, into a server-side session
+//! (see [`login`], [`session`], [`oidc`], [`users`]). A privacy officer bound
 //! to a partner sees only records where that partner sent or received; a
 //! policy admin sees no personal records. Looking up a data subject is itself
 //! processing, so every look-up is written to the audit log before the answer
@@ -11,10 +13,16 @@ pub mod admin;
 pub mod covenant;
 pub mod figures;
 pub mod health;
+pub mod idp;
+pub mod jwt;
+pub mod last_use;
+pub mod login;
+pub mod oidc;
 mod reply;
 pub mod report;
 pub mod rules;
 pub mod search;
+pub mod session;
 pub mod state;
 pub mod users;
 
@@ -129,25 +137,6 @@ fn query_map(q: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn unauthorized() -> Response<Body> {
-    let mut r = problem::respond(problem::UNAUTHORIZED, "send Authorization: Bearer <token>");
-    r.headers_mut().insert(
-        hyper::header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer"),
-    );
-    r
-}
-
-fn authenticate(state: &ConsoleState, req: &Request<Incoming>) -> Option<User> {
-    let h = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let token = h.strip_prefix("Bearer ")?.trim();
-    state.users.authenticate(token)
-}
-
 /// The page's Content-Security-Policy: its own script and stylesheet files
 /// only (no inline script or style, nothing from anywhere else), no framing.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
@@ -194,6 +183,13 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
                 gw.metrics.render(),
             );
         }
+        (&Method::GET, "/login") => return login::login_page(gw, &req),
+        (&Method::GET, "/login/providers") => return oidc::providers(gw),
+        (&Method::GET, "/login/oidc/callback") => return oidc::callback(gw, &req).await,
+        (&Method::GET, p) if p.starts_with("/login/oidc/") => {
+            return oidc::start(gw, &req, &p["/login/oidc/".len()..]).await;
+        }
+        (_, "/api/v1/session") => return login::session(gw, req).await,
         (&Method::GET, p) => {
             if let Some((_, ty, body)) = STATIC.iter().find(|(s, _, _)| *s == p) {
                 return respond(StatusCode::OK, ty, *body);
@@ -204,8 +200,9 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     if !path.starts_with("/api/v1/") {
         return problem::respond(problem::NOT_FOUND, "no such page");
     }
-    let Some(user) = authenticate(&gw.console, &req) else {
-        return unauthorized();
+    let user = match login::authenticate(gw, &req) {
+        Ok(u) => u,
+        Err(r) => return *r,
     };
     let q = query_map(req.uri().query());
     let segs: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
@@ -230,6 +227,7 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         (&Method::DELETE, ["pilots", p, "covenant", "versions", v]) => {
             covenant::withdraw(gw, &user, p, v).await
         }
+        (&Method::GET, ["users"]) => login::users(gw, &user),
         (&Method::GET, ["whoami"]) => json_ok(
             &json!({"name": user.name, "role": user.role.as_str(), "partner": user.partner, "pilot": user.pilot}),
         ),

@@ -1,5 +1,8 @@
-//! Console users: named, with a role, authenticated by a random token of which
-//! only the SHA-256 is stored (`<data_dir>/console-users.json`, mode 0600).
+//! Console users: named, with a role, authenticated by a personal certificate
+//! (bound by its subject and public key) or by a random token of which only
+//! the SHA-256 is stored (`<data_dir>/console-users.json`, mode 0600). A user
+//! may have an end date (`expires`), after which no way in works: accounts
+//! made for a project or a replacement end without anyone remembering them.
 //!
 //! The running gateway reloads the file when it changes, so `ketenpoort user
 //! add` and `user revoke` take effect without a restart.
@@ -55,13 +58,96 @@ pub struct User {
     /// A policy admin bound to a pilot may change only that pilot.
     #[serde(default)]
     pub pilot: Option<String>,
-    /// SHA-256 of the token, hex.
-    pub token_sha256: String,
+    /// SHA-256 of the token, hex; none for a user who logs in with a
+    /// certificate only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// The personal certificate this user logs in with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateBinding>,
     /// When the user was added.
     pub created: String,
+    /// After this time (RFC 3339) the user is refused, however it logs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// A personal certificate, recognised by subject and public key together:
+/// a renewed certificate with the same key still works, another person's
+/// certificate with a look-alike subject never does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateBinding {
+    /// The subject's distinguished name, as x509-parser writes it.
+    pub subject: String,
+    /// SHA-256 of the subject public key info, hex.
+    pub spki_sha256: String,
+}
+
+impl CertificateBinding {
+    /// The binding of a DER certificate.
+    pub fn of_der(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(Self {
+            subject: cert.subject().to_string(),
+            spki_sha256: hex::encode(sha256(cert.tbs_certificate.subject_pki.raw)),
+        })
+    }
+
+    /// The binding of the first certificate of a PEM file. Blocking.
+    pub fn of_pem_file(file: &Path) -> Result<Self, UserError> {
+        let certs = crate::tls::read_certs(file)
+            .map_err(|e| UserError::Invalid(file.to_path_buf(), e.to_string()))?;
+        Self::of_der(&certs[0]).ok_or_else(|| {
+            UserError::Invalid(file.to_path_buf(), "not an X.509 certificate".into())
+        })
+    }
+}
+
+/// Why a way in was refused: the reason counted in metrics and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No user holds this token or certificate.
+    Unknown,
+    /// The user exists, and its end date has passed.
+    Expired,
+}
+
+impl Refused {
+    /// The word in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// What `user add` is asked to make.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Login name.
+    pub name: String,
+    /// What the user may do.
+    pub role: Role,
+    /// A privacy officer's partner.
+    pub partner: Option<String>,
+    /// A policy admin's pilot.
+    pub pilot: Option<String>,
+    /// Log in with this certificate (and then no token is made).
+    pub certificate: Option<CertificateBinding>,
+    /// The user ends this many days from now.
+    pub expires_days: Option<u32>,
 }
 
 impl User {
+    /// Whether the user's end date has passed at `now` (Unix microseconds).
+    /// An end date that does not parse counts as passed: fail closed.
+    pub fn expired_at(&self, now: i64) -> bool {
+        self.expires
+            .as_deref()
+            .is_some_and(|e| crate::audit::record::parse_time(e).is_none_or(|end| end <= now))
+    }
+
     /// Whether this user may change (and withdraw proposals of) a pilot's
     /// policy: a policy admin of that pilot, or of every pilot.
     pub fn may_edit(&self, pilot: &str) -> Result<(), &'static str> {
@@ -162,8 +248,30 @@ pub fn add(
     partner: Option<String>,
     pilot: Option<String>,
 ) -> Result<String, UserError> {
-    check_binding(config, role, partner.as_deref(), pilot.as_deref())?;
-    insert(&config.data_dir, name, role, partner, pilot)
+    let made = add_user(
+        config,
+        NewUser {
+            name: name.to_string(),
+            role,
+            partner,
+            pilot,
+            certificate: None,
+            expires_days: None,
+        },
+    )?;
+    made.ok_or_else(|| UserError::Name("no token was made".into()))
+}
+
+/// Adds a user as [`add`] does, with a certificate or an end date if asked;
+/// returns the token when one is made (not for a certificate user).
+pub fn add_user(config: &GatewayConfig, new: NewUser) -> Result<Option<String>, UserError> {
+    check_binding(
+        config,
+        new.role,
+        new.partner.as_deref(),
+        new.pilot.as_deref(),
+    )?;
+    insert(&config.data_dir, new)
 }
 
 /// The binding rules; the existence of what is named is checked first, so
@@ -203,13 +311,8 @@ fn check_binding(
 }
 
 /// Stores a user whose binding has been checked.
-fn insert(
-    data_dir: &Path,
-    name: &str,
-    role: Role,
-    partner: Option<String>,
-    pilot: Option<String>,
-) -> Result<String, UserError> {
+fn insert(data_dir: &Path, new: NewUser) -> Result<Option<String>, UserError> {
+    let name = new.name.as_str();
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -227,18 +330,36 @@ fn insert(
             "user '{name}' exists; revoke it first to issue a new token"
         )));
     }
-    let mut raw = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut raw)
-        .map_err(|_| UserError::Name("the system random number generator failed".into()))?;
-    let token = format!("kp_{}", B64URL.encode(raw));
+    if let Some(c) = &new.certificate
+        && let Some(other) = f.users.iter().find(|u| u.certificate.as_ref() == Some(c))
+    {
+        return Err(UserError::Name(format!(
+            "this certificate is bound to user '{}' already",
+            other.name
+        )));
+    }
+    let token = match new.certificate {
+        Some(_) => None,
+        None => {
+            let mut raw = [0u8; 32];
+            SystemRandom::new()
+                .fill(&mut raw)
+                .map_err(|_| UserError::Name("the system random number generator failed".into()))?;
+            Some(format!("kp_{}", B64URL.encode(raw)))
+        }
+    };
+    let now = crate::audit::record::now_micros();
     f.users.push(User {
         name: name.to_string(),
-        role,
-        partner,
-        pilot,
-        token_sha256: token_hash(&token),
-        created: crate::audit::record::format_micros(crate::audit::record::now_micros()),
+        role: new.role,
+        partner: new.partner,
+        pilot: new.pilot,
+        token_sha256: token.as_deref().map(token_hash),
+        certificate: new.certificate,
+        created: crate::audit::record::format_micros(now),
+        expires: new
+            .expires_days
+            .map(|d| crate::audit::record::format_micros(now + i64::from(d) * 86_400_000_000)),
     });
     write(&p, &f)?;
     Ok(token)
@@ -294,12 +415,42 @@ impl UserStore {
     /// The user holding this token. Comparing hashes, not tokens: how long a
     /// comparison takes tells nothing about a token whose hash is unknown.
     pub fn authenticate(&self, token: &str) -> Option<User> {
+        self.by_token(token).ok()
+    }
+
+    /// The user holding this token, or why there is none.
+    pub fn by_token(&self, token: &str) -> Result<User, Refused> {
         let h = token_hash(token);
-        self.users
-            .get()
-            .iter()
-            .find(|u| u.token_sha256 == h)
-            .cloned()
+        self.live(|u| u.token_sha256.as_deref() == Some(h.as_str()))
+    }
+
+    /// The user bound to this certificate (DER, already verified in the
+    /// handshake), or why there is none.
+    pub fn by_certificate(&self, der: &[u8]) -> Result<User, Refused> {
+        let Some(b) = CertificateBinding::of_der(der) else {
+            return Err(Refused::Unknown);
+        };
+        self.live(|u| u.certificate.as_ref() == Some(&b))
+    }
+
+    /// The user of this name as the file says now: a session re-reads its
+    /// user on every request, so a revoked or changed user takes effect.
+    pub fn by_name(&self, name: &str) -> Result<User, Refused> {
+        self.live(|u| u.name == name)
+    }
+
+    /// Every user as last read.
+    pub fn all(&self) -> std::sync::Arc<Vec<User>> {
+        self.users.get()
+    }
+
+    fn live(&self, matches: impl Fn(&User) -> bool) -> Result<User, Refused> {
+        let users = self.users.get();
+        let u = users.iter().find(|u| matches(u)).ok_or(Refused::Unknown)?;
+        if u.expired_at(crate::audit::record::now_micros()) {
+            return Err(Refused::Expired);
+        }
+        Ok(u.clone())
     }
 }
 

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod data;
 mod script;
 mod shipped;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -223,6 +224,7 @@ pub async fn run_demo(opts: Options) -> Result<bool, DemoError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     start_backends(&cfg, &pki, &stop_rx).await?;
 
+    users::add(&cfg).map_err(DemoError)?;
     let gw = Arc::new(Gateway::load(&cfg_file).map_err(err("starting the gateway"))?);
     let listeners = Listeners {
         partners: bind_or_any("127.0.0.1:8443", !opts.once).await?,
@@ -255,6 +257,7 @@ pub async fn run_demo(opts: Options) -> Result<bool, DemoError> {
     );
 
     if !opts.once {
+        users::print_links(&gw, console);
         print_try_it(addr, console, &base, &pki.certs, &cfg_file);
         let _ = tokio::signal::ctrl_c().await;
     }

@@ -2,8 +2,10 @@
 //! temp dir, the real gateway started on port 0, and a partner-side HTTPS client.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod disk;
 pub mod fixture;
+pub mod oidc;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,9 @@
 // does: searches and reports by person are POSTs with it in the body.
 "use strict";
 const $ = (id) => document.getElementById(id);
-let token = sessionStorage.getItem("kp-token") || "";
+// The session's CSRF token: the session itself is an HttpOnly cookie the
+// page never sees; no token is kept in the browser.
+let csrf = "";
 let me = null;
 let names = {};
 let vkey = "";
@@ -34,15 +36,12 @@ function errHtml(e) {
 
 function showErr(el, e) { el.innerHTML = `<span class="error">${errHtml(e)}</span>`; }
 
-// Every call sends the bearer token when the user logged in with one, and
-// otherwise relies on a same-origin session cookie with the CSRF token of a
-// <meta name="csrf-token"> (the hook for cookie sessions).
+// Every call goes in the session (a same-origin cookie); a call that
+// changes something carries the session's CSRF token.
 async function api(path, opts = {}) {
   const headers = {};
-  if (token) headers["Authorization"] = "Bearer " + token;
   const method = opts.method || "GET";
-  const csrf = document.querySelector('meta[name="csrf-token"]');
-  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf.content;
+  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
   let body = opts.body;
   if (opts.json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(opts.json); }
   const r = await fetch(path, {method, headers, body, credentials: "same-origin"});
@@ -56,8 +55,7 @@ async function api(path, opts = {}) {
 }
 
 function logout(msg) {
-  sessionStorage.removeItem("kp-token");
-  token = "";
+  csrf = "";
   me = null;
   document.querySelectorAll(".view").forEach((v) => v.classList.add("hidden"));
   $("nav").classList.add("hidden");
@@ -67,22 +65,49 @@ function logout(msg) {
   $("error").textContent = msg || "";
 }
 
+// The token form opens a session; the token is not kept.
 async function login(ev) {
   if (ev) ev.preventDefault();
-  token = $("token").value.trim();
+  const token = $("token").value.trim();
+  $("token").value = "";
+  const r = await fetch("/api/v1/session", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({token}), credentials: "same-origin"});
+  const p = await r.json().catch(() => ({}));
+  if (r.status !== 201) { $("error").innerHTML = errHtml(new KpError(p)); return; }
+  start(p);
+}
+
+async function endSession() {
   try {
-    start(await api("/api/v1/whoami"));
-    sessionStorage.setItem("kp-token", token);
-    $("token").value = "";
-  } catch (e) {
-    if (!(e instanceof KpError && e.problem.status === 401)) $("error").innerHTML = errHtml(e);
+    await fetch("/api/v1/session", {method: "DELETE", headers: {"X-CSRF-Token": csrf}, credentials: "same-origin"});
+  } catch (e) { /* gone already */ }
+  logout(t("logout.done"));
+}
+
+// On opening: the identity providers' links, then a session this browser
+// has (cookie), else a personal certificate it presented, logs in without
+// the form.
+async function resume() {
+  const providers = await fetch("/login/providers").then((r) => r.json()).catch(() => ({oidc: []}));
+  $("oidc-links").replaceChildren();
+  for (const p of providers.oidc || []) {
+    const a = document.createElement("a");
+    a.href = p.url;
+    a.textContent = t("login.with") + " " + p.title;
+    $("oidc-links").append(a, " ");
   }
+  const r = await fetch("/api/v1/session", {credentials: "same-origin"});
+  if (r.ok) return start(await r.json());
+  const c = await fetch("/api/v1/session", {method: "POST", credentials: "same-origin"});
+  if (c.status === 201) return start(await c.json());
+  logout("");
 }
 
 function officer() { return me && me.role === "privacy-officer"; }
 
 function start(who) {
   me = who;
+  if (who.csrf) csrf = who.csrf;
   $("who").textContent = who.name + " · " + t("role." + who.role) + (who.partner ? " · " + who.partner : "");
   $("login").classList.add("hidden");
   $("nav").classList.remove("hidden");
@@ -492,11 +517,7 @@ function wire() {
     $("r-lang").value = kpLang;
     if (me) { $("who").textContent = me.name + " · " + t("role." + me.role) + (me.partner ? " · " + me.partner : ""); route(false); }
   });
-  $("logout-btn").addEventListener("click", () => {
-    // With a cookie session, the server ends it (the hook: POST /logout).
-    if (!token) api("/logout", {method: "POST", quiet401: true}).catch(() => {});
-    logout("");
-  });
+  $("logout-btn").addEventListener("click", endSession);
   $("login-form").addEventListener("submit", login);
   document.querySelectorAll("#nav a").forEach((a) => a.addEventListener("click", (e) => { e.preventDefault(); go(a.dataset.view); }));
   window.addEventListener("popstate", () => route(false));
@@ -516,10 +537,7 @@ function wire() {
   $("explain-btn").addEventListener("click", explainRule);
   wireRuleEditor();
   $("verify-btn").addEventListener("click", verify);
-  // A saved token, or else a session cookie, logs in without asking.
-  api("/api/v1/whoami", {quiet401: true}).then(start).catch(() => {
-    if (token) logout(t("login.bad")); else logout("");
-  });
+  resume();
 }
 
 wire();

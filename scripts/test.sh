@@ -39,8 +39,9 @@ if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
     fi
 fi
 
-# The partner API serves docs/openapi.json, generated from docs/openapi.yaml
-# (scripts/openapi-json.py, PyYAML): the two must not drift.
+# The partner API serves docs/openapi.json, the console API
+# docs/console-openapi.json, each generated from its YAML
+# (scripts/openapi-json.py, PyYAML): the forms must not drift.
 if ! python3 -c 'import yaml' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -56,8 +57,10 @@ if ! command -v npx >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     apt-get install -y -qq nodejs npm >/dev/null
 fi
-npx --yes @stoplight/spectral-cli@6.16.3 lint --fail-severity error \
-    --ruleset linter/spectral.yml docs/openapi.yaml
+for doc in docs/openapi.yaml docs/console-openapi.yaml; do
+    npx --yes @stoplight/spectral-cli@6.16.3 lint --fail-severity error \
+        --ruleset linter/spectral.yml "$doc"
+done
 
 # Smoke runs of the benchmarks (a few hundred records), so they cannot rot.
 cargo test --locked --benches

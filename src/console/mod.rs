@@ -199,6 +199,7 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     // The table gives each operation the values its template names.
     let at = |i: usize| v.get(i).copied().unwrap_or_default();
     match op {
+        // Answered above, before the token is asked for.
         Op::Health | Op::Metrics | Op::OpenApi => problem::respond(problem::INTERNAL, "unrouted"),
         Op::Pilots => admin::pilots(gw, &user),
         Op::Policy => admin::policy(gw, at(0)).await,

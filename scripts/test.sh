@@ -36,16 +36,19 @@ fi
 # Python with the `cryptography` package.
 need 'python3 -c "import cryptography"' \
     "the covenant interoperability test fails" python3-cryptography
-# The partner API serves docs/openapi.json, generated from docs/openapi.yaml
-# (scripts/openapi-json.py, PyYAML): the two must not drift.
+# The partner API serves docs/openapi.json, the console API
+# docs/console-openapi.json, each generated from its YAML
+# (scripts/openapi-json.py, PyYAML): the forms must not drift.
 need 'python3 -c "import yaml"' "the OpenAPI check fails" python3-yaml
 python3 scripts/openapi-json.py --check
 
 # The NL API Design Rules linter (Logius' Spectral ruleset, copied into
-# linter/spectral.yml with the commit it came from): 0 errors; npx fetches
-# the pinned CLI on first use.
-npx --yes @stoplight/spectral-cli@6.16.3 lint --fail-severity error \
-    --ruleset linter/spectral.yml docs/openapi.yaml
+# linter/spectral.yml with the commit it came from): 0 errors on both
+# documents; npx fetches the pinned CLI on first use.
+for doc in docs/openapi.yaml docs/console-openapi.yaml; do
+    npx --yes @stoplight/spectral-cli@6.16.3 lint --fail-severity error \
+        --ruleset linter/spectral.yml "$doc"
+done
 
 # Smoke runs of the benchmarks (a few hundred records), so they cannot rot.
 cargo test --locked --benches

@@ -36,6 +36,9 @@ macro_rules! kinds {
         )*
         /// Every problem kind, for documentation and tests.
         pub const ALL: &[Kind] = &[$($name),*];
+        /// Every problem kind with the name of its constant, so that a test
+        /// can find the kinds a module's source names.
+        pub const NAMED: &[(&str, Kind)] = &[$((stringify!($name), $name)),*];
     };
 }
 

@@ -20,6 +20,7 @@ pub mod login;
 pub mod oidc;
 mod reply;
 pub mod report;
+pub mod routes;
 pub mod rules;
 pub mod search;
 pub mod session;
@@ -46,53 +47,10 @@ use crate::gateway::{Body, Gateway};
 use crate::policy::valid_vnummer;
 use crate::problem::{self, Kind as ProblemKind, Problem};
 use reply::{forbidden, json_ok, respond};
+use routes::{Found, Op, STATIC};
 pub use state::ConsoleState;
 use users::{Role, User};
 
-/// The page and its files, served as they are: no build step, nothing from
-/// the internet. Path, content type, body.
-const STATIC: &[(&str, &str, &str)] = &[
-    (
-        "/",
-        "text/html; charset=utf-8",
-        include_str!("page/index.html"),
-    ),
-    (
-        "/index.html",
-        "text/html; charset=utf-8",
-        include_str!("page/index.html"),
-    ),
-    (
-        "/console.css",
-        "text/css; charset=utf-8",
-        include_str!("page/console.css"),
-    ),
-    (
-        "/i18n.js",
-        "text/javascript; charset=utf-8",
-        include_str!("page/i18n.js"),
-    ),
-    (
-        "/proof.js",
-        "text/javascript; charset=utf-8",
-        include_str!("page/proof.js"),
-    ),
-    (
-        "/charts.js",
-        "text/javascript; charset=utf-8",
-        include_str!("page/charts.js"),
-    ),
-    (
-        "/rules.js",
-        "text/javascript; charset=utf-8",
-        include_str!("page/rules.js"),
-    ),
-    (
-        "/app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("page/app.js"),
-    ),
-];
 /// Records per page of the disclosure list by default.
 const DEFAULT_LIMIT: usize = 50;
 /// Largest request body on the console (a policy file, an explain sample).
@@ -168,34 +126,43 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body>
     ] {
         h.insert(name, HeaderValue::from_static(value));
     }
+    // API Design Rules (`/core/version-header`): on every answer, refusals too.
+    h.insert(
+        crate::exchange::wire::API_VERSION,
+        HeaderValue::from_static(routes::API_VERSION_VALUE),
+    );
     resp
 }
 
+/// Routes one request through [`routes::ROUTES`]: the page's files and the
+/// routes that need no token first; under `/api/v1/` nothing else, not even
+/// whether a route exists, without a token.
 async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    match (&method, path.as_str()) {
-        (&Method::GET, "/healthz") => return health::check(gw).await.response(),
-        (&Method::GET, "/metrics") => {
-            return respond(
+    let found = routes::find(&method, &path);
+    if let Found::Op(op, v) = &found
+        && !op.needs_token()
+    {
+        return match op {
+            Op::Login => login::login_page(gw, &req),
+            Op::LoginProviders => oidc::providers(gw),
+            Op::OidcCallback => oidc::callback(gw, &req).await,
+            Op::OidcStart => oidc::start(gw, &req, v.first().copied().unwrap_or_default()).await,
+            Op::Session => login::session(gw, req).await,
+            Op::Health => health::check(gw).await.response(),
+            Op::Metrics => respond(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 gw.metrics.render(),
-            );
-        }
-        (&Method::GET, "/login") => return login::login_page(gw, &req),
-        (&Method::GET, "/login/providers") => return oidc::providers(gw),
-        (&Method::GET, "/login/oidc/callback") => return oidc::callback(gw, &req).await,
-        (&Method::GET, p) if p.starts_with("/login/oidc/") => {
-            return oidc::start(gw, &req, &p["/login/oidc/".len()..]).await;
-        }
-        (_, "/api/v1/session") => return login::session(gw, req).await,
-        (&Method::GET, p) => {
-            if let Some((_, ty, body)) = STATIC.iter().find(|(s, _, _)| *s == p) {
-                return respond(StatusCode::OK, ty, *body);
-            }
-        }
-        _ => {}
+            ),
+            _ => respond(StatusCode::OK, "application/json", routes::OPENAPI_JSON),
+        };
+    }
+    if method == Method::GET
+        && let Some((_, ty, body)) = STATIC.iter().find(|(s, _, _)| *s == path)
+    {
+        return respond(StatusCode::OK, ty, *body);
     }
     if !path.starts_with("/api/v1/") {
         return problem::respond(problem::NOT_FOUND, "no such page");
@@ -204,8 +171,18 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         Ok(u) => u,
         Err(r) => return *r,
     };
+    let (op, v) = match found {
+        Found::Op(op, v) => (op, v),
+        Found::Method(allowed) => {
+            let mut r = problem::respond(problem::METHOD_NOT_ALLOWED, "see the Allow header");
+            if let Ok(a) = HeaderValue::from_str(&allowed.join(", ")) {
+                r.headers_mut().insert(hyper::header::ALLOW, a);
+            }
+            return r;
+        }
+        Found::None => return problem::respond(problem::NOT_FOUND, "no such API call"),
+    };
     let q = query_map(req.uri().query());
-    let segs: Vec<&str> = path.trim_start_matches("/api/v1/").split('/').collect();
     let body = if method == Method::PUT || method == Method::POST {
         match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
@@ -214,24 +191,33 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     } else {
         Bytes::new()
     };
-    match (&method, segs.as_slice()) {
-        (&Method::GET, ["pilots"]) => admin::pilots(gw, &user),
-        (&Method::GET, ["pilots", p, "policy"]) => admin::policy(gw, p).await,
-        (&Method::PUT, ["pilots", p, "policy"]) => admin::put_policy(gw, &user, p, &q, &body).await,
-        (&Method::POST, ["pilots", p, "policy", "explain"]) => admin::explain(gw, p, &body),
-        (&Method::GET, ["pilots", p, "history"]) => admin::history(gw, p).await,
-        (&Method::GET, ["pilots", p, "rules"]) => rules::editor(gw, &user, p),
-        (&Method::POST, ["pilots", p, "rules"]) => rules::edit(gw, &user, p, &body),
-        (&Method::GET, ["pilots", p, "flows.svg"]) => admin::flows_svg(gw, p),
-        (&Method::GET, ["pilots", p, "covenant"]) => covenant::status(gw, p).await,
-        (&Method::DELETE, ["pilots", p, "covenant", "versions", v]) => {
-            covenant::withdraw(gw, &user, p, v).await
-        }
-        (&Method::GET, ["users"]) => login::users(gw, &user),
-        (&Method::GET, ["whoami"]) => json_ok(
+    // The table gives each operation the values its template names.
+    let at = |i: usize| v.get(i).copied().unwrap_or_default();
+    match op {
+        // Answered above, before the token is asked for.
+        Op::Health
+        | Op::Metrics
+        | Op::OpenApi
+        | Op::Login
+        | Op::LoginProviders
+        | Op::OidcCallback
+        | Op::OidcStart
+        | Op::Session => problem::respond(problem::INTERNAL, "unrouted"),
+        Op::Pilots => admin::pilots(gw, &user),
+        Op::Policy => admin::policy(gw, at(0)).await,
+        Op::PutPolicy => admin::put_policy(gw, &user, at(0), &q, &body).await,
+        Op::Explain => admin::explain(gw, at(0), &body),
+        Op::History => admin::history(gw, at(0)).await,
+        Op::RulesEditor => rules::editor(gw, &user, at(0)),
+        Op::RulesEdit => rules::edit(gw, &user, at(0), &body),
+        Op::FlowsSvg => admin::flows_svg(gw, at(0)),
+        Op::Covenant => covenant::status(gw, at(0)).await,
+        Op::WithdrawVersion => covenant::withdraw(gw, &user, at(0), at(1)).await,
+        Op::Users => login::users(gw, &user),
+        Op::Whoami => json_ok(
             &json!({"name": user.name, "role": user.role.as_str(), "partner": user.partner, "pilot": user.pilot}),
         ),
-        (&Method::GET, ["disclosures"]) => {
+        Op::Disclosures => {
             let r = disclosures(gw, &user, &q).await;
             if q.contains_key("subject") {
                 search::deprecated(r, "/api/v1/disclosures/search")
@@ -239,30 +225,29 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
                 r
             }
         }
-        (&Method::POST, ["disclosures", "search"]) => match search::search_body(&body) {
+        Op::Search => match search::search_body(&body) {
             Ok(q) => disclosures(gw, &user, &q).await,
             Err(p) => p.response(),
         },
-        (&Method::GET, ["disclosures", id, "evidence"]) => evidence(gw, &user, id).await,
-        (&Method::GET, ["subjects", v, "report"]) => search::deprecated(
-            subject_report(gw, &user, v, &q).await,
+        Op::Evidence => evidence(gw, &user, at(0)).await,
+        Op::ReportByPath => search::deprecated(
+            subject_report(gw, &user, at(0), &q).await,
             "/api/v1/subjects/report",
         ),
-        (&Method::POST, ["subjects", "report"]) => match search::report_body(&body) {
+        Op::Report => match search::report_body(&body) {
             Ok((v, q)) => subject_report(gw, &user, &v, &q).await,
             Err(p) => p.response(),
         },
-        (&Method::GET, ["registrations", "checks"]) => figures::checks(gw, &user, &q).await,
-        (&Method::GET, ["audit", "head"]) => head(gw),
-        (&Method::POST, ["audit", "verify"]) => verify(gw).await,
-        (&Method::GET, ["audit", "verify"]) => verify_status(gw),
-        (&Method::GET, ["audit", "proof"]) => proof(gw, &user, &q).await,
-        (&Method::GET, ["stats"]) => stats(gw, &user, &q).await,
-        (&Method::GET, ["figures"]) => figures::get(gw, &user, &q).await,
-        (&Method::GET, ["register"]) => json_ok(&json!(crate::register::activities(
+        Op::RegistrationChecks => figures::checks(gw, &user, &q).await,
+        Op::AuditHead => head(gw),
+        Op::Verify => verify(gw).await,
+        Op::VerifyStatus => verify_status(gw),
+        Op::Proof => proof(gw, &user, &q).await,
+        Op::Stats => stats(gw, &user, &q).await,
+        Op::Figures => figures::get(gw, &user, &q).await,
+        Op::Register => json_ok(&json!(crate::register::activities(
             &gw.policy.current().policy
         ))),
-        _ => problem::respond(problem::NOT_FOUND, "no such API call"),
     }
 }
 

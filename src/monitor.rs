@@ -226,11 +226,17 @@ impl Monitor {
             .unwrap_or_default();
         let alarm = |why: String| {
             Outcome::Failed(format!(
-                "the checkpoint the gateway serves is not signed by the log's key {trusted}, \
-                 and no rotation from that key explains it: {why}\n\ncheckpoint served:\n{note}"
+                "the checkpoint the gateway serves is refused: it is not signed by the log's key \
+                 {trusted}, and no rotation from that key explains it: {why}\n\n\
+                 checkpoint served:\n{note}"
             ))
         };
-        let body = get(client, &self.url, KEYS_PATH).await?;
+        let body = get(client, &self.url, KEYS_PATH)
+            .await
+            .map_err(|o| match o {
+                Outcome::Failed(why) => alarm(why),
+                other => other,
+            })?;
         let theirs: KeyHistory = serde_json::from_str(&body)
             .map_err(|e| alarm(format!("{KEYS_PATH} is not a key history: {e}")))?;
         let keys = follow(mine, &theirs).map_err(alarm)?;

@@ -30,6 +30,7 @@ mod options;
 pub mod proof;
 pub mod record;
 mod recovery;
+mod rekey;
 pub mod retention;
 pub mod rotation;
 pub mod segment;

@@ -92,7 +92,7 @@ impl Writer {
         if cached > 0 {
             frontier = frontier_from_cache(&view, cached)?;
         }
-        let (signer, history) = super::rotation::open_keys(&opts)?;
+        let (signer, history) = super::rekey::open_keys(&opts)?;
         let checkpoints = OpenOptions::new()
             .append(true)
             .create(true)

@@ -18,7 +18,7 @@
 //! the old key's. The file is written whole (temporary file, rename), and
 //! the gateway serves it to partners (`GET /v1/audit/keys`).
 //!
-//! A rotation runs on the writer thread, between two batches, so one key
+//! A rotation runs (in `rekey`) on the writer thread, between two batches, so one key
 //! signs at a time and none signs while another is being announced:
 //! 1. the new key is made as `keys/checkpoint.ed25519.new` (0600, synced);
 //! 2. the announcing checkpoint (old and new key) is appended to the
@@ -39,17 +39,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
 
-use super::checkpoint::{self, Checkpoint, CheckpointError, Signer, Verifier};
-use super::error::AuditError;
-use super::options::Options;
-use super::writer::{Writer, sync_dir};
+use super::checkpoint::{Checkpoint, CheckpointError, Verifier};
 
 /// The history's file name, in the audit folder.
 pub const FILE: &str = "checkpoint.keys";
-/// Where a rotation makes the new key before it is announced.
-const NEXT_KEY: &str = "checkpoint.ed25519.new";
+/// Where a rotation makes the new key before it is announced (in the keys
+/// folder).
+pub const NEXT_KEY: &str = "checkpoint.ed25519.new";
 /// Largest history file read (a key and an announcement take ~500 bytes).
 const MAX_FILE: u64 = 4 << 20;
 
@@ -150,7 +147,7 @@ impl KeyHistory {
     pub fn save(&self, audit_dir: &Path) -> io::Result<()> {
         let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         crate::datadir::write_atomic(&Self::path(audit_dir), &text, 0o600)?;
-        sync_dir(audit_dir)
+        fs::File::open(audit_dir)?.sync_all()
     }
 
     /// The key in force now (empty for an empty history, which
@@ -256,103 +253,13 @@ impl KeyRing {
     }
 }
 
-/// Brings the keys to the state the last rotation left: finishes one cut
-/// short after it was announced, drops one cut short before; makes the
-/// history of a log that has none. Gives the signing key and the history,
-/// which must agree and verify. Blocking.
-pub(super) fn open_keys(opts: &Options) -> Result<(Signer, KeyHistory), AuditError> {
-    let history = KeyHistory::load(&opts.dir).map_err(AuditError::write)?;
-    let next = opts.keys_dir.join(NEXT_KEY);
-    if next.exists() {
-        let candidate = Signer::load(&next, &opts.origin).map_err(AuditError::write)?;
-        if history
-            .as_ref()
-            .is_some_and(|h| h.current_vkey() == candidate.vkey())
-        {
-            fs::rename(&next, opts.signing_key()).map_err(AuditError::write)?;
-            info!("finished a checkpoint key rotation that was cut short after its announcement");
-        } else {
-            fs::remove_file(&next).map_err(AuditError::write)?;
-            warn!(
-                "a checkpoint key rotation was cut short before it took effect; the old key stays"
-            );
-        }
-        sync_dir(&opts.keys_dir).map_err(AuditError::write)?;
-    }
-    let signer =
-        Signer::load_or_create(&opts.signing_key(), &opts.origin).map_err(AuditError::write)?;
-    let history = match history {
-        Some(h) => h,
-        None => {
-            let h = KeyHistory::first(&signer.vkey());
-            h.save(&opts.dir).map_err(AuditError::write)?;
-            h
-        }
-    };
-    history
-        .check()
-        .map_err(|e| AuditError::Key(format!("{}: {e}", KeyHistory::path(&opts.dir).display())))?;
-    if history.current_vkey() != signer.vkey() {
-        return Err(AuditError::Key(format!(
-            "{} is not the last key of {} ({}): put the right key back or restore the data directory whole",
-            opts.signing_key().display(),
-            KeyHistory::path(&opts.dir).display(),
-            history.current_vkey()
-        )));
-    }
-    Ok((signer, history))
-}
-
-impl Writer {
-    /// Replaces the signing key, announced in a checkpoint of the log as it
-    /// is now signed by the old and the new key (see the module comment for
-    /// the steps and what a crash leaves). Runs on the writer thread.
-    pub(super) fn rotate(&mut self) -> Result<Rotated, AuditError> {
-        let keys_dir = self.opts.keys_dir.clone();
-        let next = keys_dir.join(NEXT_KEY);
-        let new = Signer::create(&next, &self.opts.origin).map_err(AuditError::write)?;
-        sync_dir(&keys_dir).map_err(AuditError::write)?;
-        let size = self.frontier.size();
-        let ann = checkpoint::sign_together(&[&self.signer, &new], size, &self.frontier.root());
-        checkpoint::append(&mut self.checkpoints, &ann).map_err(AuditError::write)?;
-        let mut history = self.keys.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let old_vkey = history.current_vkey().to_string();
-        history.keys.push(LogKey {
-            vkey: new.vkey(),
-            from_size: size,
-            announcement: Some(ann.note.clone()),
-        });
-        history.save(&self.opts.dir).map_err(AuditError::write)?;
-        // The rotation has happened: from here the new key signs, even if
-        // a file below cannot be written (the next start finishes step 4).
-        let renamed = fs::rename(&next, self.opts.signing_key()).and_then(|_| sync_dir(&keys_dir));
-        let vkey_file = crate::datadir::write_atomic(
-            &self.opts.dir.join("checkpoint.vkey"),
-            format!("{}\n", new.vkey()).as_bytes(),
-            0o600,
-        );
-        let new_vkey = new.vkey();
-        self.signer = new;
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = history;
-        self.last_cp_size = size;
-        self.last_cp_at = std::time::Instant::now();
-        self.view.set_latest(ann.clone());
-        renamed.and(vkey_file).map_err(AuditError::write)?;
-        Ok(Rotated {
-            size,
-            old_vkey,
-            new_vkey,
-            announcement: ann.note,
-        })
-    }
-}
-
 /// The history as the writer and the `Audit` handle share it.
 pub(super) type SharedKeys = Arc<RwLock<KeyHistory>>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::checkpoint::{self, Signer};
 
     #[test]
     fn a_key_is_followed_only_through_an_announcement_both_keys_signed() {

@@ -346,3 +346,141 @@ async fn a_checkpoint_signed_only_by_a_key_the_monitor_cannot_follow_is_an_alarm
     assert!(!out.status.success(), "{}", text(&out));
     gw.stop().await;
 }
+
+/// A witness of the log in this process (the crate's own server): its key
+/// and state in `dir` (kept across restarts), trusting `log_vkeys`.
+fn serve_witness(
+    dir: &Path,
+    listener: tokio::net::TcpListener,
+    log_vkeys: &[&str],
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    use ketenpoort::witness::{Cosigner, State, Witness, server};
+    let key = dir.join("witness.key");
+    let cosigner = if key.exists() {
+        Cosigner::load(&key).unwrap()
+    } else {
+        Cosigner::generate("witness.test", &key).unwrap()
+    };
+    let mut logs = std::collections::BTreeMap::new();
+    logs.insert(
+        ORIGIN.to_string(),
+        log_vkeys
+            .iter()
+            .map(|k| Verifier::parse(k).unwrap())
+            .collect(),
+    );
+    let state = State::open(&dir.join("state")).unwrap();
+    let witness = std::sync::Arc::new(Witness::new(cosigner, logs, state));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(server::run(listener, witness, None, async {
+        let _ = rx.await;
+    }));
+    (tx, task)
+}
+
+/// Waits until the published checkpoint covers `size` records with the
+/// witness's cosignature; gives its note.
+async fn published(gw: &Gateway, size: u64) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some((s, note)) = gw.audit.view().published_checkpoint()
+            && s >= size
+            && note.contains("\u{2014} witness.test ")
+        {
+            return note;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never published size {size}\n{}",
+            gw.metrics.render()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn witness_failures(gw: &Gateway, reason: &str) -> f64 {
+    gw.metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("ketenpoort_witness_failures_total") && l.contains(reason))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witnessing_goes_on_after_a_rotation_once_the_witness_has_the_new_key() {
+    // The log's key is made first, so the witness can be told its vkey.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("checkpoint.ed25519");
+    let old_vkey = Signer::load_or_create(&key, ORIGIN).unwrap().vkey();
+    let wdir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let waddr = listener.local_addr().unwrap();
+    let (wstop, wtask) = serve_witness(wdir.path(), listener, &[&old_vkey]);
+    let wvkey = ketenpoort::witness::Cosigner::load(&wdir.path().join("witness.key"))
+        .unwrap()
+        .vkey();
+    let f = fixture_with_admin(move |pki| {
+        let signing = ketenpoort::audit::Options::new(&pki.data_dir(), "test").signing_key();
+        std::fs::create_dir_all(signing.parent().unwrap()).unwrap();
+        std::fs::copy(&key, &signing).unwrap();
+        let cfg = std::fs::read_to_string(pki.config_file()).unwrap();
+        pki.write_config(
+            "ketenpoort.toml",
+            &format!(
+                "{cfg}\n[[witness]]\nname = \"witness.test\"\nurl = \"http://{waddr}/\"\nvkey = \"{wvkey}\"\n[witnesses]\nquorum = 1\n"
+            ),
+        );
+    })
+    .await;
+    let gw = f.gw.gateway.clone();
+    exchanges(&f.gemeente, 2).await;
+    let before = sign_now(&gw).await;
+    published(&gw, before.size).await;
+
+    let out = ketenpoort(&["audit", "rotate-key"], &f.pki.config_file()).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let new_vkey = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    // The witness knows the old key only: it refuses what the new key alone
+    // signed, and partners go on seeing the older checkpoint.
+    exchanges(&f.gemeente, 2).await;
+    let after = sign_now(&gw).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while witness_failures(&gw, "forbidden") < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            gw.metrics.render()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let shown = gw.audit.view().published_checkpoint().unwrap();
+    assert!(shown.0 < after.size);
+
+    // Its operator adds the new key (a second [[log]]) and restarts it: the
+    // checkpoints the new key signs are cosigned and published again.
+    let _ = wstop.send(());
+    wtask.await.unwrap();
+    let listener = loop {
+        match tokio::net::TcpListener::bind(waddr).await {
+            Ok(l) => break l,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    };
+    let (wstop, wtask) = serve_witness(wdir.path(), listener, &[&old_vkey, &new_vkey]);
+    exchanges(&f.gemeente, 1).await;
+    let last = sign_now(&gw).await;
+    let note = published(&gw, last.size).await;
+    let cp = Verifier::parse(&new_vkey).unwrap().verify(&note).unwrap();
+    assert!(cp.size >= last.size);
+    let served = get_text(&f.gemeente, "/v1/audit/checkpoint").await;
+    assert_eq!(served, note);
+    drop(gw);
+    f.gw.stop().await;
+    let _ = wstop.send(());
+    wtask.await.unwrap();
+}

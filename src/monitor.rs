@@ -415,3 +415,44 @@ fn save_state(path: &Path, note: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(&dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::checkpoint::{Signer, sign_together};
+    use crate::audit::rotation::LogKey;
+
+    #[test]
+    fn a_monitor_follows_only_keys_its_trusted_key_announced() {
+        let d = tempfile::tempdir().unwrap();
+        let key = |n: &str| Signer::load_or_create(&d.path().join(n), "o").unwrap();
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        let announce = |old: &Signer, new: &Signer, size: u64| LogKey {
+            vkey: new.vkey(),
+            from_size: size,
+            announcement: Some(sign_together(&[old, new], size, &[size as u8; 32]).note),
+        };
+        let mut theirs = KeyHistory::first(&a.vkey());
+        theirs.keys.push(announce(&a, &b, 4));
+        theirs.keys.push(announce(&b, &c, 9));
+        // From the first key through both rotations; from the second, the last.
+        let mine = KeyHistory::first(&a.vkey());
+        assert_eq!(follow(&mine, &theirs).unwrap().current_vkey(), c.vkey());
+        let mut from_b = mine.clone();
+        from_b.keys.push(theirs.keys[1].clone());
+        assert_eq!(follow(&from_b, &theirs).unwrap().keys.len(), 3);
+        // Nothing after the trusted key, or a history without it: no rotation.
+        let mut at_c = from_b.clone();
+        at_c.keys.push(theirs.keys[2].clone());
+        assert!(follow(&at_c, &theirs).is_err());
+        assert!(follow(&KeyHistory::first(&c.vkey()), &KeyHistory::first(&b.vkey())).is_err());
+        // A "rotation" the trusted key did not sign is not followed.
+        let mut forged = KeyHistory::first(&a.vkey());
+        forged.keys.push(LogKey {
+            vkey: c.vkey(),
+            from_size: 4,
+            announcement: Some(c.sign(4, &[4; 32]).note),
+        });
+        assert!(follow(&mine, &forged).unwrap_err().contains("did not sign"));
+    }
+}

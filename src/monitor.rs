@@ -198,11 +198,19 @@ impl Monitor {
         };
         let kept: KeyHistory = serde_json::from_slice(&bytes)
             .map_err(|e| Outcome::Failed(format!("{}: {e}", path.display())))?;
-        let same_start = kept.keys.first().map(|k| Verifier::parse(&k.vkey).ok())
-            == Some(Verifier::parse(&self.vkey).ok());
-        if !same_start {
+        // The key given may be the first (as when the keys were adopted) or
+        // a later one (the cron line updated after a rotation): either way
+        // every key kept was reached from a key this monitor was given.
+        let given = Verifier::parse(&self.vkey).ok();
+        let listed = given.is_some_and(|g| {
+            kept.keys
+                .iter()
+                .any(|k| Verifier::parse(&k.vkey).is_ok_and(|v| v == g))
+        });
+        if !listed {
             return Err(Outcome::Failed(format!(
-                "{}: the keys kept there do not start with the key given (--vkey)",
+                "{}: the keys kept there do not include the key given (--vkey); \
+                 to start afresh with this key, remove it and the state file",
                 path.display()
             )));
         }

@@ -232,6 +232,9 @@ async fn a_rotated_key_is_followed_by_verify_and_the_monitor_and_old_evidence_st
     let out = monitor(&f.pki, port, &old_vkey, &state).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("consistent"), "{}", text(&out));
+    // A cron line changed to the new key goes on from the same state.
+    let out = monitor(&f.pki, port, &new_vkey, &state).await;
+    assert!(out.status.success(), "{}", text(&out));
 
     // Evidence made before the rotation still checks with the old key.
     let file = evidence_file.display().to_string();

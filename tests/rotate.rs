@@ -487,3 +487,66 @@ async fn witnessing_goes_on_after_a_rotation_once_the_witness_has_the_new_key() 
     let _ = wstop.send(());
     wtask.await.unwrap();
 }
+
+#[test]
+fn a_rotation_cut_short_by_a_crash_is_finished_or_dropped_at_the_next_start() {
+    use ketenpoort::audit::{Audit, Entry, Options, verify};
+    let d = tempfile::tempdir().unwrap();
+    let opts = Options::new(d.path(), "test");
+    let key = opts.signing_key();
+    let next = key.with_file_name("checkpoint.ed25519.new");
+    let audit = Audit::open(opts.clone()).unwrap();
+    for i in 0..5u8 {
+        audit
+            .record_blocking(Entry::lookup("cli:test", "rotate", [i; 32]))
+            .unwrap();
+    }
+    let old_key = std::fs::read(&key).unwrap();
+    let rotated = audit.rotate_key_blocking().unwrap();
+    assert_eq!(rotated.size, 5);
+    audit.shutdown();
+    drop(audit);
+
+    // Cut after the history named the new key, before the key file was
+    // replaced: the next start finishes the rotation.
+    std::fs::rename(&key, &next).unwrap();
+    std::fs::write(&key, &old_key).unwrap();
+    let audit = Audit::open(opts.clone()).unwrap();
+    assert_eq!(audit.vkey(), rotated.new_vkey);
+    assert!(!next.exists());
+    audit.shutdown();
+    drop(audit);
+
+    // Cut before the history named it (an announcement may already be in
+    // the checkpoints file): the old key stays, the stray key is removed.
+    let stray = Signer::create(&next, ORIGIN).unwrap();
+    let cp = ketenpoort::audit::store::View::open_readonly(&opts)
+        .unwrap()
+        .latest_checkpoint()
+        .unwrap();
+    let current = Signer::load(&key, ORIGIN).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(opts.checkpoints())
+        .unwrap();
+    ketenpoort::audit::checkpoint::append(
+        &mut f,
+        &ketenpoort::audit::checkpoint::sign_together(&[&current, &stray], cp.size, &cp.root),
+    )
+    .unwrap();
+    let audit = Audit::open(opts.clone()).unwrap();
+    assert_eq!(audit.vkey(), rotated.new_vkey);
+    assert!(!next.exists());
+    audit
+        .record_blocking(Entry::lookup("cli:test", "rotate", [9; 32]))
+        .unwrap();
+    audit.shutdown();
+    let history = KeyHistory::read(&opts.dir).unwrap();
+    assert_eq!(history.keys.len(), 2);
+    let rep = verify::verify_keys(&opts.dir, &history, |_| {}).unwrap();
+    assert_eq!(rep.records, 6);
+    // The old key alone no longer checks this log: its later checkpoints
+    // are the new key's.
+    let old = Verifier::parse(&rotated.old_vkey).unwrap();
+    assert!(verify::verify(&opts.dir, &old, |_| {}).is_err());
+}

@@ -537,6 +537,13 @@ fn a_rotation_cut_short_by_a_crash_is_finished_or_dropped_at_the_next_start() {
     let audit = Audit::open(opts.clone()).unwrap();
     assert_eq!(audit.vkey(), rotated.new_vkey);
     assert!(!next.exists());
+    audit.shutdown();
+    drop(audit);
+    // Cut while the new key was being written: half a key file.
+    std::fs::write(&next, &old_key[..old_key.len() / 2]).unwrap();
+    let audit = Audit::open(opts.clone()).unwrap();
+    assert_eq!(audit.vkey(), rotated.new_vkey);
+    assert!(!next.exists());
     audit
         .record_blocking(Entry::lookup("cli:test", "rotate", [9; 32]))
         .unwrap();

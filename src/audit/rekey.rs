@@ -22,11 +22,14 @@ pub(super) fn open_keys(opts: &Options) -> Result<(Signer, KeyHistory), AuditErr
     let history = KeyHistory::load(&opts.dir).map_err(AuditError::write)?;
     let next = opts.keys_dir.join(NEXT_KEY);
     if next.exists() {
-        let candidate = Signer::load(&next, &opts.origin).map_err(AuditError::write)?;
-        if history
-            .as_ref()
-            .is_some_and(|h| h.current_vkey() == candidate.vkey())
-        {
+        // A file cut off while it was written is no key, and was never
+        // announced: the history is written only after it is synced.
+        let named = Signer::load(&next, &opts.origin).is_ok_and(|candidate| {
+            history
+                .as_ref()
+                .is_some_and(|h| h.current_vkey() == candidate.vkey())
+        });
+        if named {
             fs::rename(&next, opts.signing_key()).map_err(AuditError::write)?;
             info!("finished a checkpoint key rotation that was cut short after its announcement");
         } else {

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::audit::retention::Retentions;
+use crate::audit::rotation::Rotated;
 use crate::audit::store::{Filter, LOOKUP_SCOPE, Options, SubjectKeys, View};
 use crate::audit::{Decision, Record};
 use crate::config::GatewayConfig;
@@ -378,6 +379,26 @@ pub fn maintenance(config: &GatewayConfig, on: Option<bool>) -> Result<bool, Adm
     Ok(answer.as_ref() == b"on")
 }
 
+/// Replaces the log's checkpoint signing key (see
+/// [`crate::audit::rotation`]): in the running gateway when one answers on
+/// the admin socket, whose writer then signs with the new key alone;
+/// otherwise on the data directory directly. Either way the one writer of
+/// the log does it, between two batches, so two keys never sign apart.
+pub fn rotate_key(config: &GatewayConfig) -> Result<Rotated, AdminError> {
+    let sock = socket_path(&config.data_dir);
+    if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+        let body = call(&sock, "/v1/audit/rotate-key", Vec::new())?;
+        return serde_json::from_slice(&body).map_err(|e| AdminError::Gateway(e.to_string()));
+    }
+    let opts = Options::new(&config.data_dir, &config.deployment);
+    let audit = crate::audit::Audit::open(opts).map_err(|e| AdminError::Direct(e.to_string()))?;
+    let out = audit
+        .rotate_key_blocking()
+        .map_err(|e| AdminError::Direct(e.to_string()));
+    audit.shutdown();
+    out
+}
+
 /// What `ketenpoort backup` asks the gateway.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct BackupAsk {
@@ -458,6 +479,19 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Full<B
     if req.method() == Method::POST && req.uri().path() == "/v1/audit/checkpoint" {
         return match audit.checkpoint().await {
             Ok(cp) => reply(StatusCode::OK, cp.note.into_bytes()),
+            Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string().into_bytes()),
+        };
+    }
+    if req.method() == Method::POST && req.uri().path() == "/v1/audit/rotate-key" {
+        return match audit.rotate_key().await {
+            Ok(r) => {
+                tracing::warn!(
+                    size = r.size,
+                    new_key = %r.new_vkey,
+                    "checkpoint signing key rotated: give monitors and witnesses the new verifier key"
+                );
+                reply(StatusCode::OK, serde_json::to_vec(&r).unwrap_or_default())
+            }
             Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string().into_bytes()),
         };
     }

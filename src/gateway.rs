@@ -138,7 +138,7 @@ impl Gateway {
         let witnessing = Arc::new(Witnessing::open(
             &config,
             audit.view().clone(),
-            audit.vkey(),
+            &audit.key_history(),
             metrics.clone(),
         )?);
         // The covenant registry needs the log (every proposal, signature and

@@ -4,7 +4,15 @@
 //!
 //! Each run fetches the published checkpoint over mutual TLS and checks, in
 //! this order:
-//! 1. the log's signature (else: failure);
+//! 1. the log's signature (else: failure). A checkpoint that the key this
+//!    monitor trusts did not sign may follow a key rotation: the monitor
+//!    then reads the log's key history (`/v1/audit/keys`) and adopts a new
+//!    key only through an announcing checkpoint that the trusted key and
+//!    the new one both signed, and that extends the checkpoint it kept.
+//!    The keys adopted are kept beside the state file (`<state>.keys`),
+//!    each with its announcement, and checked again at every run. A
+//!    checkpoint signed only by keys it cannot reach that way is a failure,
+//!    as is one by an old key beyond the size at which it was replaced;
 //! 2. that it extends the checkpoint this monitor saw last (kept in the state
 //!    file): not smaller (a rollback), not another root at the same size (a
 //!    fork), and an RFC 6962 consistency proof from the old size that
@@ -26,8 +34,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hyper::{Method, StatusCode};
 
-use crate::audit::checkpoint::Checkpoint;
+use crate::audit::checkpoint::{Checkpoint, CheckpointError, Verifier};
 use crate::audit::merkle;
+use crate::audit::rotation::{KeyHistory, KeyRing};
 use crate::client::PartnerClient;
 use crate::evidence::Trust;
 
@@ -35,6 +44,8 @@ use crate::evidence::Trust;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the partner API serves the published checkpoint.
 pub const CHECKPOINT_PATH: &str = "/v1/audit/checkpoint";
+/// Where the partner API serves the log's key history.
+pub const KEYS_PATH: &str = "/v1/audit/keys";
 
 /// What the monitor needs for one run.
 #[derive(Debug, Clone)]
@@ -49,6 +60,9 @@ pub struct Monitor {
     pub cacert: PathBuf,
     /// The log's and the witnesses' keys, and the quorum.
     pub trust: Trust,
+    /// The log's verifier key as given (`--vkey`): where the chain of keys
+    /// this monitor follows starts.
+    pub vkey: String,
     /// The file holding the last checkpoint that passed every check.
     pub state: PathBuf,
 }
@@ -106,11 +120,26 @@ impl Monitor {
     /// The checks in order; `Err` ends the run early with its outcome.
     async fn check(&self) -> Result<Outcome, Outcome> {
         let client = self.client()?;
-        let old = self.load_state()?;
+        let keys = self.load_keys()?;
+        let ring = keys
+            .check()
+            .map_err(|e| Outcome::Failed(format!("{}: {e}", keys_path(&self.state).display())))?;
+        let old = self.load_state(&ring)?;
         let note = get(&client, &self.url, CHECKPOINT_PATH).await?;
-        let new = self.trust.signed(&note).map_err(|e| {
-            Outcome::Failed(format!("the checkpoint the gateway serves is refused: {e}"))
-        })?;
+        let (new, adopted) = match ring.verify(&note) {
+            Ok(cp) => (cp, None),
+            Err(CheckpointError::NoSignature(_)) => {
+                let (cp, keys) = self
+                    .follow_rotation(&client, &keys, old.as_ref(), &note)
+                    .await?;
+                (cp, Some(keys))
+            }
+            Err(e) => {
+                return Err(Outcome::Failed(format!(
+                    "the checkpoint the gateway serves is refused: {e}"
+                )));
+            }
+        };
         let grew = match &old {
             None => None,
             Some(old) => {
@@ -124,6 +153,21 @@ impl Monitor {
                 new.size
             ))
         })?;
+        // The keys before the checkpoint they verify: a crash between the
+        // two leaves a state that the keys still check.
+        let mut rotated = String::new();
+        if let Some(keys) = &adopted {
+            let text =
+                serde_json::to_vec_pretty(keys).map_err(|e| Outcome::Failed(e.to_string()))?;
+            let path = keys_path(&self.state);
+            save_state(&path, &String::from_utf8_lossy(&text))
+                .map_err(|e| Outcome::Failed(format!("cannot save {}: {e}", path.display())))?;
+            let last = keys.keys.last().map(|k| (k.from_size, k.vkey.as_str()));
+            if let Some((size, vkey)) = last {
+                rotated =
+                    format!("; the log's key was rotated at size {size}, now trusting {vkey}");
+            }
+        }
         save_state(&self.state, &note)
             .map_err(|e| Outcome::Failed(format!("cannot save {}: {e}", self.state.display())))?;
         let since = match grew {
@@ -137,13 +181,95 @@ impl Monitor {
             format!(", cosigned by {}", cosigners.join(", "))
         };
         Ok(Outcome::Good(format!(
-            "ok: {} at size {} ({since}){by}\n",
+            "ok: {} at size {} ({since}){by}{rotated}\n",
             new.origin, new.size
         )))
     }
 
+    /// The keys this monitor trusts: the one it was given, then those it
+    /// adopted through announcements (kept in `<state>.keys`).
+    fn load_keys(&self) -> Result<KeyHistory, Outcome> {
+        let given = KeyHistory::first(&self.vkey);
+        let path = keys_path(&self.state);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(given),
+            Err(e) => return Err(Outcome::Failed(format!("{}: {e}", path.display()))),
+        };
+        let kept: KeyHistory = serde_json::from_slice(&bytes)
+            .map_err(|e| Outcome::Failed(format!("{}: {e}", path.display())))?;
+        // The key given may be the first (as when the keys were adopted) or
+        // a later one (the cron line updated after a rotation): either way
+        // every key kept was reached from a key this monitor was given.
+        let given = Verifier::parse(&self.vkey).ok();
+        let listed = given.is_some_and(|g| {
+            kept.keys
+                .iter()
+                .any(|k| Verifier::parse(&k.vkey).is_ok_and(|v| v == g))
+        });
+        if !listed {
+            return Err(Outcome::Failed(format!(
+                "{}: the keys kept there do not include the key given (--vkey); \
+                 to start afresh with this key, remove it and the state file",
+                path.display()
+            )));
+        }
+        Ok(kept)
+    }
+
+    /// A checkpoint the trusted key did not sign: adopts the keys the
+    /// gateway's history announces after it, each through a checkpoint that
+    /// the key before it and the key itself signed, and that extends the
+    /// checkpoint kept; the checkpoint served must then verify. Anything
+    /// less is a failure: an unknown key is no rotation.
+    async fn follow_rotation(
+        &self,
+        client: &PartnerClient,
+        mine: &KeyHistory,
+        old: Option<&Checkpoint>,
+        note: &str,
+    ) -> Result<(Checkpoint, KeyHistory), Outcome> {
+        let trusted = Verifier::parse(mine.current_vkey())
+            .map(|v| v.id())
+            .unwrap_or_default();
+        let alarm = |why: String| {
+            Outcome::Failed(format!(
+                "the checkpoint the gateway serves is refused: it is not signed by the log's key \
+                 {trusted}, and no rotation from that key explains it: {why}\n\n\
+                 checkpoint served:\n{note}"
+            ))
+        };
+        let body = get(client, &self.url, KEYS_PATH)
+            .await
+            .map_err(|o| match o {
+                Outcome::Failed(why) => alarm(why),
+                other => other,
+            })?;
+        let theirs: KeyHistory = serde_json::from_str(&body)
+            .map_err(|e| alarm(format!("{KEYS_PATH} is not a key history: {e}")))?;
+        let keys = follow(mine, &theirs).map_err(alarm)?;
+        let ring = keys.check().map_err(alarm)?;
+        let cp = ring.verify(note).map_err(|e| alarm(e.to_string()))?;
+        if let Some(old) = old {
+            for a in &ring.announcements()[mine.keys.len() - 1..] {
+                if a.size < old.size {
+                    return Err(Outcome::Inconsistent(format!(
+                        "INCONSISTENT: a key announced at size {}, but the previous key signed the checkpoint of size {} kept in {}:\n{}\nannouncement:\n{}",
+                        a.size,
+                        old.size,
+                        self.state.display(),
+                        old.note,
+                        a.note
+                    )));
+                }
+                self.consistent(client, old, a).await?;
+            }
+        }
+        Ok((cp, keys))
+    }
+
     /// The last checkpoint that passed, if any; it must still verify.
-    fn load_state(&self) -> Result<Option<Checkpoint>, Outcome> {
+    fn load_state(&self, keys: &KeyRing) -> Result<Option<Checkpoint>, Outcome> {
         let text = match std::fs::read_to_string(&self.state) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -151,7 +277,7 @@ impl Monitor {
                 return Err(Outcome::Failed(format!("{}: {e}", self.state.display())));
             }
         };
-        self.trust.signed(&text).map(Some).map_err(|e| {
+        keys.verify(&text).map(Some).map_err(|e| {
             Outcome::Failed(format!(
                 "{}: the checkpoint kept there does not verify with the log's key: {e}",
                 self.state.display()
@@ -228,6 +354,36 @@ impl Monitor {
     }
 }
 
+/// The monitor's keys after `mine`'s newest: those `theirs` lists after it,
+/// each announced by the key before it and itself (checked here).
+pub fn follow(mine: &KeyHistory, theirs: &KeyHistory) -> Result<KeyHistory, String> {
+    let current = Verifier::parse(mine.current_vkey()).map_err(|e| e.to_string())?;
+    let at = theirs
+        .keys
+        .iter()
+        .position(|k| Verifier::parse(&k.vkey).is_ok_and(|v| v == current))
+        .ok_or_else(|| format!("the log's key history does not list {}", current.id()))?;
+    let newer = &theirs.keys[at + 1..];
+    if newer.is_empty() {
+        return Err(format!(
+            "the log's key history announces no key after {}",
+            current.id()
+        ));
+    }
+    let mut keys = mine.clone();
+    keys.keys.extend(newer.iter().cloned());
+    keys.check()
+        .map_err(|e| format!("a key rotation the trusted key did not sign: {e}"))?;
+    Ok(keys)
+}
+
+/// Where the keys a monitor adopted are kept: beside its state file.
+pub fn keys_path(state: &Path) -> PathBuf {
+    let mut name = state.file_name().unwrap_or_default().to_os_string();
+    name.push(".keys");
+    state.with_file_name(name)
+}
+
 /// GET a text resource of the partner API; anything but 200 is a failure.
 async fn get(client: &PartnerClient, base: &str, path: &str) -> Result<String, Outcome> {
     let reply = tokio::time::timeout(REQUEST_TIMEOUT, client.send(Method::GET, path, &[], None))
@@ -266,4 +422,45 @@ fn save_state(path: &Path, note: &str) -> std::io::Result<()> {
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     std::fs::File::open(&dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::checkpoint::{Signer, sign_together};
+    use crate::audit::rotation::LogKey;
+
+    #[test]
+    fn a_monitor_follows_only_keys_its_trusted_key_announced() {
+        let d = tempfile::tempdir().unwrap();
+        let key = |n: &str| Signer::load_or_create(&d.path().join(n), "o").unwrap();
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        let announce = |old: &Signer, new: &Signer, size: u64| LogKey {
+            vkey: new.vkey(),
+            from_size: size,
+            announcement: Some(sign_together(&[old, new], size, &[size as u8; 32]).note),
+        };
+        let mut theirs = KeyHistory::first(&a.vkey());
+        theirs.keys.push(announce(&a, &b, 4));
+        theirs.keys.push(announce(&b, &c, 9));
+        // From the first key through both rotations; from the second, the last.
+        let mine = KeyHistory::first(&a.vkey());
+        assert_eq!(follow(&mine, &theirs).unwrap().current_vkey(), c.vkey());
+        let mut from_b = mine.clone();
+        from_b.keys.push(theirs.keys[1].clone());
+        assert_eq!(follow(&from_b, &theirs).unwrap().keys.len(), 3);
+        // Nothing after the trusted key, or a history without it: no rotation.
+        let mut at_c = from_b.clone();
+        at_c.keys.push(theirs.keys[2].clone());
+        assert!(follow(&at_c, &theirs).is_err());
+        assert!(follow(&KeyHistory::first(&c.vkey()), &KeyHistory::first(&b.vkey())).is_err());
+        // A "rotation" the trusted key did not sign is not followed.
+        let mut forged = KeyHistory::first(&a.vkey());
+        forged.keys.push(LogKey {
+            vkey: c.vkey(),
+            from_size: 4,
+            announcement: Some(c.sign(4, &[4; 32]).note),
+        });
+        assert!(follow(&mine, &forged).unwrap_err().contains("did not sign"));
+    }
 }

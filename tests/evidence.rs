@@ -642,7 +642,7 @@ async fn evidence_waits_for_a_published_checkpoint() {
     assert_eq!(resp.headers()["retry-after"], "10");
     audit.checkpoint().await.unwrap();
     let file = evidence::make(&view, id, Some("gemeente")).unwrap();
-    let trust = Trust::new(audit.vkey(), &[], None).unwrap();
+    let trust = Trust::new(&audit.vkey(), &[], None).unwrap();
     assert_eq!(evidence::check(&file, &trust).unwrap().record.id, id);
     assert!(matches!(
         evidence::make(&view, id, Some("ngo-kvk")),

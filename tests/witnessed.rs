@@ -339,7 +339,7 @@ async fn partners_see_the_checkpoint_a_quorum_cosigned_also_with_a_witness_down(
     let (s1, note1) = published(&gw, size, 3).await;
     assert_eq!(s1, size);
     assert_eq!(cosignatures(&witnesses, &note1), 3, "{note1}");
-    Verifier::parse(gw.audit.vkey())
+    Verifier::parse(&gw.audit.vkey())
         .unwrap()
         .verify(&note1)
         .unwrap();
@@ -367,7 +367,7 @@ async fn partners_see_the_checkpoint_a_quorum_cosigned_also_with_a_witness_down(
             .arg(d.join("gemeente.key"))
             .arg("--cacert")
             .arg(d.join("certs/ca.crt"))
-            .args(["--vkey", gw.audit.vkey(), "--quorum", "2", "--state"])
+            .args(["--vkey", &gw.audit.vkey(), "--quorum", "2", "--state"])
             .arg(d.join("monitor.state"));
         for k in &wkeys {
             cmd.args(["--witness-vkey", k]);
@@ -448,7 +448,7 @@ async fn partners_see_the_checkpoint_a_quorum_cosigned_also_with_a_witness_down(
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ketenpoort"));
     cmd.args(["audit", "check-evidence"]).arg(&file).args([
         "--vkey",
-        gw.audit.vkey(),
+        &gw.audit.vkey(),
         "--quorum",
         "2",
     ]);
@@ -651,7 +651,7 @@ async fn hash_tiles_hold_the_hashes_of_the_records() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     let first = std::str::from_utf8(&r.body).unwrap();
-    Verifier::parse(gw.audit.vkey())
+    Verifier::parse(&gw.audit.vkey())
         .unwrap()
         .verify(first)
         .unwrap();

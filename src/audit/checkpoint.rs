@@ -51,6 +51,15 @@ pub enum CheckpointError {
     /// The verifier key is malformed.
     #[error("malformed verifier key")]
     BadKey,
+    /// Signed by a key of the log that was not in force at that size
+    /// (before it was announced, or after the next key was).
+    #[error("signed by key {key}, which was not the log's key at size {size}")]
+    NotInForce {
+        /// The key's name and ID.
+        key: String,
+        /// The checkpoint's size.
+        size: u64,
+    },
 }
 
 fn key_hash(name: &str, public: &[u8]) -> [u8; 4] {
@@ -111,6 +120,17 @@ impl Signer {
         Self::from_pkcs8(path, &pkcs8, origin)
     }
 
+    /// Makes a new key at `path` (mode 0600), replacing what a rotation
+    /// cut short may have left there. Blocking.
+    pub fn create(path: &Path, origin: &str) -> std::io::Result<Self> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Self::load_or_create(path, origin)
+    }
+
     /// Loads the PKCS#8 key at `path`; a missing file is an error (a
     /// restore must not make a new key). Blocking.
     pub fn load(path: &Path, origin: &str) -> std::io::Result<Self> {
@@ -142,21 +162,39 @@ impl Signer {
 
     /// Signs a checkpoint for this size and root.
     pub fn sign(&self, size: u64, root: &Hash) -> Checkpoint {
-        let text = body(&self.name, size, root);
+        sign_together(&[self], size, root)
+    }
+
+    /// The signature line of this key on a note's text.
+    fn signature_line(&self, text: &str) -> String {
         let sig = self.key.sign(text.as_bytes());
         let mut blob = self.hash.to_vec();
         blob.extend_from_slice(sig.as_ref());
-        Checkpoint {
-            origin: self.name.clone(),
-            size,
-            root: *root,
-            note: format!("{text}\n\u{2014} {} {}\n", self.name, B64.encode(blob)),
-        }
+        format!("\u{2014} {} {}\n", self.name, B64.encode(blob))
+    }
+}
+
+/// One checkpoint signed by several keys of the log, in this order: the
+/// note that announces a new key carries the old key's line and the new
+/// one's (signed-note allows any number of signature lines). All signers
+/// carry the log's origin as their name. `signers` must not be empty.
+pub fn sign_together(signers: &[&Signer], size: u64, root: &Hash) -> Checkpoint {
+    let name = signers.first().map_or("", |s| s.name.as_str());
+    let text = body(name, size, root);
+    let mut note = format!("{text}\n");
+    for s in signers {
+        note.push_str(&s.signature_line(&text));
+    }
+    Checkpoint {
+        origin: name.to_string(),
+        size,
+        root: *root,
+        note,
     }
 }
 
 /// A parsed verifier key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verifier {
     name: String,
     hash: [u8; 4],
@@ -164,6 +202,11 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// `name+hash`: how messages name the key.
+    pub fn id(&self) -> String {
+        format!("{}+{}", self.name, hex::encode(self.hash))
+    }
+
     /// Parses `name+hash+base64key`.
     pub fn parse(vkey: &str) -> Result<Self, CheckpointError> {
         // The name holds no '+'; the base64 key may.

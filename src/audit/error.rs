@@ -40,6 +40,10 @@ pub enum AuditError {
     /// An entry too large to be a record.
     #[error("audit entry too large")]
     TooLarge,
+    /// The checkpoint keys do not fit together: the key file is not the
+    /// last key of the history, or the history does not verify.
+    #[error("checkpoint key: {0}")]
+    Key(String),
 }
 
 impl AuditError {

@@ -15,6 +15,8 @@
 //! - [`retention`]: destroying the subject keys of months past retention;
 //! - [`proof`]: proofs in the transparency-dev JSON format, and their check;
 //! - [`tile`]: hash tiles of the tree (`c2sp.org/tlog-tiles`), from the node cache;
+//! - [`rotation`]: a new checkpoint key announced by the old and the new
+//!   one, and the history of the log's keys;
 //! - [`verify`]: the full check of a log on disk;
 //! - [`export`]: records as JSON lines, CSV or Logboek Dataverwerkingen.
 
@@ -28,7 +30,9 @@ mod options;
 pub mod proof;
 pub mod record;
 mod recovery;
+mod rekey;
 pub mod retention;
+pub mod rotation;
 pub mod segment;
 pub mod store;
 mod subject;

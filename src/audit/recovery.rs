@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::checkpoint::{self, Signer, Verifier};
+use super::checkpoint::{self, Verifier};
 use super::error::{AuditError, LogDamage, ReadError};
 use super::index::Index;
 use super::merkle::{self, Frontier, Nodes};
@@ -92,8 +92,7 @@ impl Writer {
         if cached > 0 {
             frontier = frontier_from_cache(&view, cached)?;
         }
-        let signer =
-            Signer::load_or_create(&opts.signing_key(), &opts.origin).map_err(AuditError::write)?;
+        let (signer, history) = super::rekey::open_keys(&opts)?;
         let checkpoints = OpenOptions::new()
             .append(true)
             .create(true)
@@ -113,6 +112,7 @@ impl Writer {
             frontier,
             last_time: tail.last_time,
             signer,
+            keys: Arc::new(RwLock::new(history)),
             checkpoints,
             last_cp_size: 0,
             last_cp_at: Instant::now(),

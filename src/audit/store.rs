@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::Checkpoint;
 use super::merkle::Hash;
 use super::record::Entry;
+use super::rotation::{KeyHistory, Rotated, SharedKeys};
 use super::writer::{Cmd, Writer};
 
 pub use super::error::{AuditError, IndexError, LogDamage, OutOfRange, ReadError};
@@ -38,8 +39,9 @@ pub struct Audit {
     view: Arc<View>,
     /// Turns V-nummers into the subject pseudonyms of records and queries.
     pub(super) subject_keys: SubjectKeys,
-    /// The checkpoint verifier key, handed to partners who check the log.
-    vkey: String,
+    /// Every checkpoint key of the log, the current one last: handed to
+    /// partners who check the log. The writer changes it on a rotation.
+    keys: SharedKeys,
     /// The writer thread, joined at shutdown so its last checkpoint lands,
     /// then the indexer, so the index reaches the head before it is flushed.
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -68,6 +70,7 @@ impl Audit {
         subject_keys
             .mark_legacy(view.head().size)
             .map_err(AuditError::write)?;
+        let keys = writer.keys.clone();
         let vkey = writer.signer.vkey();
         let _ = fs::write(opts.dir.join("checkpoint.vkey"), format!("{vkey}\n"));
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -94,7 +97,7 @@ impl Audit {
             tx,
             view,
             subject_keys,
-            vkey,
+            keys,
             threads: std::sync::Mutex::new(threads),
         })
     }
@@ -108,6 +111,16 @@ impl Audit {
             .await
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// `rotate_key` for a tool that opened the log itself (no gateway
+    /// runs). Blocking.
+    pub fn rotate_key_blocking(&self) -> Result<Rotated, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Cmd::Rotate(tx))
+            .map_err(|_| AuditError::Closed)?;
+        rx.blocking_recv().map_err(|_| AuditError::Closed)?
     }
 
     /// Writes several records at once (one batch, one sync); all or nothing
@@ -179,9 +192,27 @@ impl Audit {
         &self.subject_keys
     }
 
-    /// The checkpoint verifier key (`name+hash+base64`).
-    pub fn vkey(&self) -> &str {
-        &self.vkey
+    /// The checkpoint verifier key in force (`name+hash+base64`).
+    pub fn vkey(&self) -> String {
+        self.key_history().current_vkey().to_string()
+    }
+
+    /// Every checkpoint key of the log, with the sizes each signs from and
+    /// the checkpoints that announced them.
+    pub fn key_history(&self) -> KeyHistory {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the checkpoint signing key: the writer signs a checkpoint
+    /// of the log as it is now with the old and the new key, records the
+    /// new key in the history, and signs with it alone from then on.
+    pub async fn rotate_key(&self) -> Result<Rotated, AuditError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Rotate(tx))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
     }
 
     /// Stops the writer after what is queued (a final checkpoint included) and

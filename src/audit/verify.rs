@@ -1,5 +1,8 @@
 //! The full check of a log on disk: every record re-read and re-hashed, the
 //! tree rebuilt, every signed checkpoint's signature and root compared.
+//! After a key rotation each checkpoint must carry the signature of the key
+//! in force at its size, and each announcement both keys' (see
+//! [`super::rotation`]); announcements are checked against the tree too.
 //!
 //! It opens nothing that the running gateway holds (not the index): it reads the
 //! segments, the checkpoints and the leaf cache, so it runs beside the gateway
@@ -12,6 +15,7 @@ use std::path::Path;
 use super::checkpoint::{self, Checkpoint, Verifier};
 use super::merkle::{self, Frontier, Hash};
 use super::record::Record;
+use super::rotation::{KeyHistory, KeyRing};
 use super::segment::{self, End, ScanError};
 
 /// What a successful check found.
@@ -32,9 +36,9 @@ pub struct Report {
 #[error("{0}")]
 pub struct Failure(pub String);
 
-/// Every checkpoint in the checkpoints file, each checked against
-/// `verifier`, smallest first.
-fn signed_checkpoints(audit_dir: &Path, verifier: &Verifier) -> Result<Vec<Checkpoint>, Failure> {
+/// Every checkpoint in the checkpoints file, each checked against the key
+/// in force at its size, and the announcements of keys, smallest first.
+fn signed_checkpoints(audit_dir: &Path, verifier: &KeyRing) -> Result<Vec<Checkpoint>, Failure> {
     let mut cps = Vec::new();
     for (i, note) in checkpoint::read_all(&audit_dir.join("checkpoints"))
         .map_err(|e| Failure(format!("checkpoints: {e}")))?
@@ -50,15 +54,43 @@ fn signed_checkpoints(audit_dir: &Path, verifier: &Verifier) -> Result<Vec<Check
         })?;
         cps.push(cp);
     }
+    for a in verifier.announcements() {
+        if !cps.iter().any(|c| c.note == a.note) {
+            cps.push(a.clone());
+        }
+    }
     cps.sort_by_key(|c| c.size);
     Ok(cps)
 }
 
-/// Checks the log in `audit_dir` against the checkpoints signed by `verifier`.
-/// `progress(done)` is called now and then.
+/// Checks the log in `audit_dir` against the checkpoints signed by
+/// `verifier`, a log that has had one key. `progress(done)` is called now
+/// and then.
 pub fn verify(
     audit_dir: &Path,
     verifier: &Verifier,
+    progress: impl FnMut(u64),
+) -> Result<Report, Failure> {
+    check_log(audit_dir, &KeyRing::single(verifier.clone()), progress)
+}
+
+/// Checks the log in `audit_dir` against the checkpoints signed by its keys
+/// as `keys` lists them (which must follow each other).
+pub fn verify_keys(
+    audit_dir: &Path,
+    keys: &KeyHistory,
+    progress: impl FnMut(u64),
+) -> Result<Report, Failure> {
+    let ring = keys
+        .check()
+        .map_err(|e| Failure(format!("the log's key history: {e}")))?;
+    check_log(audit_dir, &ring, progress)
+}
+
+/// Checks the log in `audit_dir` against the checkpoints signed by `keys`.
+fn check_log(
+    audit_dir: &Path,
+    verifier: &KeyRing,
     mut progress: impl FnMut(u64),
 ) -> Result<Report, Failure> {
     let fail = |s: String| Failure(s);

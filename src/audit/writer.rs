@@ -25,6 +25,7 @@ use super::indexer::IndexFeed;
 use super::merkle::{self, Frontier};
 use super::options::{MAX_BATCH, Options, Receipt};
 use super::record::{self, Entry, Record};
+use super::rotation::{Rotated, SharedKeys};
 use super::segment;
 use super::view::{Head, View};
 
@@ -41,6 +42,8 @@ pub(super) enum Cmd {
     Tick,
     /// Finish what is queued, sign a last checkpoint and stop.
     Shutdown,
+    /// Replace the signing key, announced by both keys (see `rotation`).
+    Rotate(oneshot::Sender<Result<Rotated, AuditError>>),
 }
 
 /// The state of the one thread that writes the log.
@@ -65,8 +68,11 @@ pub(super) struct Writer {
     /// Time of the newest record: record times never go backwards, so that
     /// queries can search by time.
     pub(super) last_time: i64,
-    /// Signs checkpoints.
+    /// Signs checkpoints: the last key of `keys`.
     pub(super) signer: Signer,
+    /// Every key the log signed with, shared with the `Audit` handle, which
+    /// serves it; changed only here, by a rotation.
+    pub(super) keys: SharedKeys,
     /// The checkpoints file, appended to.
     pub(super) checkpoints: File,
     /// Size of the latest checkpoint, to tell when the next one is due.
@@ -117,6 +123,7 @@ impl Writer {
         while let Some(first) = rx.blocking_recv() {
             let mut appends = Vec::new();
             let mut checkpoint_waiters = Vec::new();
+            let mut rotations = Vec::new();
             let mut next = Some(first);
             let mut shutdown = false;
             while let Some(c) = next.take() {
@@ -125,6 +132,7 @@ impl Writer {
                     Cmd::Checkpoint(tx) => checkpoint_waiters.push(tx),
                     Cmd::Tick => self.catch_up(),
                     Cmd::Shutdown => shutdown = true,
+                    Cmd::Rotate(tx) => rotations.push(tx),
                 }
                 if appends.len() < MAX_BATCH {
                     next = rx.try_recv().ok();
@@ -141,6 +149,15 @@ impl Writer {
                 for w in checkpoint_waiters {
                     let _ = w.send(r.clone());
                 }
+            }
+            // After this batch's checkpoint, so the old key signs every
+            // record it saw; each rotation asked for is its own.
+            for tx in rotations {
+                let r = self.rotate();
+                if let Err(e) = &r {
+                    error!(error = %e, "the checkpoint key could not be rotated");
+                }
+                let _ = tx.send(r);
             }
             if shutdown {
                 break;

@@ -17,7 +17,8 @@
 //!   as JSON lines;
 //! - the files written whole (console users, covenant state and inbox,
 //!   policy history, the witnesses' cosigned checkpoints);
-//! - the checkpoint verifier key (public) always; the secret keys only when
+//! - the checkpoint verifier keys (public: the one in force and the history
+//!   of earlier ones, `audit/checkpoint.keys`) always; the secret keys only when
 //!   asked for, since whoever holds them can link records to persons and
 //!   sign checkpoints;
 //! - `manifest.json`, written last: the checkpoint, and every file with its
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::Audit;
 use crate::audit::checkpoint::{self, Verifier};
+use crate::audit::rotation::{self, KeyHistory};
 use crate::audit::segment;
 
 /// The manifest's format name; a restore refuses any other.
@@ -250,13 +252,21 @@ pub async fn take(
         .checkpoint()
         .await
         .map_err(|e| BackupError::Audit(e.to_string()))?;
-    let vkey = audit.vkey().to_string();
+    // The keys as they were when `cp` was signed: a rotation that came
+    // after it is not part of this backup.
+    let mut keys = audit.key_history();
+    while keys.keys.len() > 1
+        && Verifier::parse(keys.current_vkey()).is_ok_and(|v| v.verify(&cp.note).is_err())
+    {
+        keys.keys.pop();
+    }
+    let vkey = keys.current_vkey().to_string();
     tokio::task::spawn_blocking(move || {
         let mut out = Out {
             root: to.clone(),
             files: Vec::new(),
         };
-        copy_log(&mut out, &data_dir.join("audit"), &vkey, cp.size)?;
+        copy_log(&mut out, &data_dir.join("audit"), &keys, cp.size)?;
         export_sled(&mut out, &sled)?;
         for rel in PLAIN {
             out.copy_tree(&data_dir, rel)?;
@@ -304,8 +314,13 @@ pub async fn take(
 }
 
 /// The audit log's records `0..size`, the checkpoints up to `size`, the
-/// verifier key and the cosigned checkpoints.
-fn copy_log(out: &mut Out, audit_dir: &Path, vkey: &str, size: u64) -> Result<(), BackupError> {
+/// verifier keys and the cosigned checkpoints.
+fn copy_log(
+    out: &mut Out,
+    audit_dir: &Path,
+    keys: &KeyHistory,
+    size: u64,
+) -> Result<(), BackupError> {
     let seg_dir = audit_dir.join("segments");
     let segs = segment::list(&seg_dir).map_err(io(&seg_dir))?;
     for (i, s) in segs.iter().enumerate() {
@@ -325,7 +340,7 @@ fn copy_log(out: &mut Out, audit_dir: &Path, vkey: &str, size: u64) -> Result<()
             break;
         }
     }
-    let verifier = Verifier::parse(vkey).map_err(|e| BackupError::Audit(e.to_string()))?;
+    let verifier = keys.check().map_err(BackupError::Audit)?;
     let cps_path = audit_dir.join("checkpoints");
     let mut cps = Vec::new();
     for note in checkpoint::read_all(&cps_path).map_err(io(&cps_path))? {
@@ -335,7 +350,10 @@ fn copy_log(out: &mut Out, audit_dir: &Path, vkey: &str, size: u64) -> Result<()
         }
     }
     out.write_bytes("audit/checkpoints", &cps)?;
+    let vkey = keys.current_vkey();
     out.write_bytes("audit/checkpoint.vkey", format!("{vkey}\n").as_bytes())?;
+    let history = serde_json::to_vec_pretty(keys).map_err(|e| BackupError::Audit(e.to_string()))?;
+    out.write_bytes(&format!("audit/{}", rotation::FILE), &history)?;
     // Entries beyond the copied log are ignored when it is opened.
     out.copy_tree(audit_dir.parent().unwrap_or(audit_dir), "audit/cosigned")?;
     Ok(())

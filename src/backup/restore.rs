@@ -14,6 +14,7 @@ use std::path::{Component, Path};
 
 use super::{BackupError, FORMAT, MANIFEST, Manifest, SLED_FILE, SledLine, empty_dir, io};
 use crate::audit::checkpoint::{Signer, Verifier};
+use crate::audit::rotation::KeyHistory;
 
 /// What a finished restore reports.
 #[derive(Debug, Clone)]
@@ -125,8 +126,17 @@ pub fn restore(from: &Path, data_dir: &Path, keys: Option<&Path>) -> Result<Rest
     }
     import_sled(&from.join(SLED_FILE), &data_dir.join("mailbox"))?;
     crate::datadir::secure(data_dir).map_err(io(data_dir))?;
-    let verifier = Verifier::parse(&m.vkey).map_err(|e| BackupError::Audit(e.to_string()))?;
-    let report = crate::audit::verify::verify(&data_dir.join("audit"), &verifier, |_| {})
+    let audit_dir = data_dir.join("audit");
+    // A backup from before the key history existed has checkpoint.vkey alone.
+    let history = KeyHistory::read(&audit_dir).map_err(io(&audit_dir))?;
+    if history.current_vkey() != m.vkey.trim() {
+        return Err(BackupError::Audit(format!(
+            "the restored key history ends with {}, the backup was signed by {}",
+            history.current_vkey(),
+            m.vkey.trim()
+        )));
+    }
+    let report = crate::audit::verify::verify_keys(&audit_dir, &history, |_| {})
         .map_err(|e| BackupError::Audit(format!("the restored log does not verify: {e}")))?;
     if report.records != m.size {
         return Err(BackupError::Audit(format!(

@@ -16,6 +16,7 @@ use clap::{Args, Subcommand};
 use super::evidence::{self, CheckEvidenceArgs, MonitorArgs};
 use super::records::{QueryFormat, render};
 use super::report::Report;
+use crate::audit::rotation::KeyHistory;
 use crate::audit::{self, Options, checkpoint::Verifier, export, proof};
 use crate::config::GatewayConfig;
 
@@ -87,6 +88,12 @@ pub enum AuditCommand {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Replace the checkpoint signing key: the log as it is now is signed
+    /// by the old and the new key together, so monitors and witnesses that
+    /// trust the old key can follow; the new key alone signs from then on.
+    /// Through the running gateway's admin socket, or on the data directory
+    /// when no gateway runs.
+    RotateKey,
     /// Write every record, streamed.
     Export {
         /// Output format.
@@ -164,6 +171,7 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
         } => prove(&opts, index, size, from, to),
         AuditCommand::Query(q) => query(&config, q),
         AuditCommand::Retention { dry_run, as_of } => retention(&config, dry_run, as_of),
+        AuditCommand::RotateKey => rotate_key(&config),
         AuditCommand::Export { format } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let n = export::export(&opts.dir, format, &mut out).map_err(anyhow::Error::msg)?;
@@ -215,6 +223,21 @@ fn retention(config: &GatewayConfig, dry_run: bool, as_of: Option<String>) -> Re
     Ok(Report::new().out(out))
 }
 
+/// `audit rotate-key`: the new key on standard output (what operators hand
+/// to monitors and witnesses), the rest on standard error.
+fn rotate_key(config: &GatewayConfig) -> Result<Report> {
+    let r = crate::admin::rotate_key(config)?;
+    Ok(Report::new().out(format!("{}\n", r.new_vkey)).err(format!(
+        "checkpoint key rotated at tree size {}\n\
+         old verifier key (still checks the checkpoints up to size {}): {}\n\
+         new verifier key (signs from size {} on):                     {}\n\
+         announced in this checkpoint, signed by both:\n{}\n\
+         Give the new verifier key to the witnesses (a second [[log]] with it, \
+         docs/witness.md); monitors follow by themselves (docs/operations.md).\n",
+        r.size, r.size, r.old_vkey, r.size, r.new_vkey, r.announcement
+    )))
+}
+
 /// "valid" or "invalid: why"; never an error, because the exit status is the
 /// answer a partner's script reads.
 fn check_proof(file: &Path) -> Report {
@@ -252,8 +275,9 @@ fn head(config: &GatewayConfig, opts: &Options) -> Result<Report> {
     let v = verifier(opts)?;
     if !config.witnesses.list.is_empty() {
         let vkey = std::fs::read_to_string(opts.dir.join("checkpoint.vkey"))?;
+        let keys = KeyHistory::read(&opts.dir)?;
         let (_, note) =
-            crate::witnessing::published_on_disk(config, vkey.trim())?.with_context(|| {
+            crate::witnessing::published_on_disk(config, &keys)?.with_context(|| {
                 format!(
                     "no checkpoint has reached its quorum of {} witness cosignatures yet",
                     config.witnesses.quorum
@@ -276,11 +300,12 @@ fn head(config: &GatewayConfig, opts: &Options) -> Result<Report> {
 }
 
 fn verify(opts: &Options) -> Result<Report> {
-    let v = verifier(opts)?;
+    let keys = KeyHistory::read(&opts.dir)
+        .with_context(|| format!("reading the log's keys in {}", opts.dir.display()))?;
     // Progress only for a person watching; a log file gets the result alone.
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let r = audit::verify::verify(&opts.dir, &v, |n| {
+    let r = audit::verify::verify_keys(&opts.dir, &keys, |n| {
         if tty {
             eprint!("\rverified {n} records");
         }

@@ -94,11 +94,12 @@ fn trust(keys: &KeyArgs) -> Result<Trust> {
 /// `audit monitor`: never an `Err`, since main would exit 1; a failure is
 /// exit 2 and an inconsistent log exit 3, with the reason.
 pub fn monitor(args: MonitorArgs) -> Report {
-    let trust = match trust(&args.keys) {
+    let (trust, vkey) = match trust(&args.keys).and_then(|t| Ok((t, key_text(&args.keys.vkey)?))) {
         Ok(t) => t,
         Err(e) => return Report::new().err(format!("FAILED: {e:#}\n")).exit(2),
     };
     let m = Monitor {
+        vkey,
         url: args.url,
         cert: args.cert,
         key: args.key,

@@ -526,13 +526,13 @@ async fn verify(gw: &Gateway) -> Response<Body> {
     // A fresh checkpoint first, so the check covers everything written so far.
     let _ = gw.audit.checkpoint().await;
     let dir = gw.config.data_dir.join("audit");
-    let vkey = gw.audit.vkey().to_string();
+    let keys = gw.audit.key_history();
     let progress = std::sync::Arc::new(AtomicU64::new(0));
     let p2 = progress.clone();
     let started = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {
-        let v = crate::audit::checkpoint::Verifier::parse(&vkey).map_err(|e| e.to_string())?;
-        crate::audit::verify::verify(&dir, &v, |n| p2.store(n, Ordering::Relaxed)).map_err(|e| e.0)
+        crate::audit::verify::verify_keys(&dir, &keys, |n| p2.store(n, Ordering::Relaxed))
+            .map_err(|e| e.0)
     })
     .await;
     state

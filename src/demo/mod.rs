@@ -23,7 +23,6 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::audit::checkpoint::Verifier;
 use crate::client::PartnerClient;
 use crate::config::GatewayConfig;
 use crate::gateway::Gateway;
@@ -341,10 +340,8 @@ async fn start_backends(
 async fn verify_audit(gw: &Gateway) -> Result<(), DemoError> {
     let audit_dir = gw.config.data_dir.join("audit");
     gw.audit.checkpoint().await.map_err(err("checkpoint"))?;
-    let vkey =
-        std::fs::read_to_string(audit_dir.join("checkpoint.vkey")).map_err(err("verifier key"))?;
-    let verifier = Verifier::parse(&vkey).map_err(err("verifier key"))?;
-    let rep = crate::audit::verify::verify(&audit_dir, &verifier, |_| {})
+    let keys = crate::audit::rotation::KeyHistory::read(&audit_dir).map_err(err("verifier key"))?;
+    let rep = crate::audit::verify::verify_keys(&audit_dir, &keys, |_| {})
         .map_err(err("verifying the audit log"))?;
     println!(
         "\naudit log: {} records, {} signed checkpoints, verified (root {})",

@@ -196,6 +196,7 @@ async fn dispatch(
             inbox::item(gw, &partner, id, method == Method::DELETE).await
         }
         Route::AuditCheckpoint if method == Method::GET => public::checkpoint(gw).await,
+        Route::AuditKeys if method == Method::GET => public::keys(gw),
         Route::AuditConsistency if method == Method::GET => {
             public::consistency(gw, req.uri().query()).await
         }
@@ -225,6 +226,7 @@ async fn dispatch(
         | Route::InboxItem(_)
         | Route::Evidence(_)
         | Route::AuditCheckpoint
+        | Route::AuditKeys
         | Route::AuditConsistency
         | Route::AuditTile(_)
         | Route::Covenant(_)

@@ -7,6 +7,11 @@
 //!   witnesses are configured, the cosignature lines of at least the quorum
 //!   (`c2sp.org/tlog-checkpoint`, `c2sp.org/tlog-cosignature`); 404 when no
 //!   checkpoint has reached its quorum yet.
+//! - `GET /v1/audit/keys`: the log's checkpoint verifier keys, oldest
+//!   first, each with the tree size it signs from and (after the first) the
+//!   checkpoint that announced it, signed by the key before it and by
+//!   itself (`application/json`; see [`crate::audit::rotation`]). A monitor
+//!   that trusts an old key follows a rotation with it.
 //! - `GET /v1/audit/proof/consistency?from=N&to=M`: the RFC 6962
 //!   consistency proof between the trees of `N` and `M` records, as the
 //!   proof lines of `c2sp.org/tlog-witness`: one base64 hash per line,
@@ -59,6 +64,16 @@ pub async fn checkpoint(gw: &Gateway) -> Response<Body> {
             "no checkpoint has reached its quorum of witness cosignatures yet",
         ),
     }
+}
+
+/// `GET /v1/audit/keys`.
+pub fn keys(gw: &Gateway) -> Response<Body> {
+    let body = serde_json::json!({ "keys": gw.audit.key_history().keys });
+    respond(
+        "application/json",
+        "no-cache",
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }
 
 /// `from` and `to` of the query, both decimal, nothing else.

@@ -38,6 +38,7 @@ pub const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/v1/inbox"),
     (&["GET", "DELETE"], "/v1/inbox/{id}"),
     (&["GET"], "/v1/audit/checkpoint"),
+    (&["GET"], "/v1/audit/keys"),
     (&["GET"], "/v1/audit/proof/consistency"),
     (&["GET"], "/v1/audit/tile/{tile}"),
     (&["GET"], "/v1/audit/records/{id}/evidence"),
@@ -100,6 +101,8 @@ pub enum Route<'a> {
     InboxItem(u64),
     /// `/v1/audit/checkpoint`: the published checkpoint.
     AuditCheckpoint,
+    /// `/v1/audit/keys`: the log's checkpoint keys and their announcements.
+    AuditKeys,
     /// `/v1/audit/proof/consistency?from=N&to=M`.
     AuditConsistency,
     /// `/v1/audit/tile/<L>/<N>[.p/<W>]`: the segments after `tile`.
@@ -146,6 +149,7 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
         ["v1", "figures"] => Ok(Route::Figures),
         ["v1", "logboek", "processing-activities"] => Ok(Route::Logboek),
         ["v1", "audit", "checkpoint"] => Ok(Route::AuditCheckpoint),
+        ["v1", "audit", "keys"] => Ok(Route::AuditKeys),
         ["v1", "audit", "proof", "consistency"] => Ok(Route::AuditConsistency),
         ["v1", "audit", "tile", rest @ ..] if !rest.is_empty() => {
             Ok(Route::AuditTile(rest.to_vec()))

@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::audit::checkpoint::{Checkpoint, Verifier};
+use crate::audit::checkpoint::Checkpoint;
+use crate::audit::rotation::KeyHistory;
 use crate::audit::store::View;
 use crate::config::{ConfigError, GatewayConfig};
 use crate::metrics::Metrics;
@@ -85,8 +86,8 @@ pub enum WitnessingError {
         /// What the system said.
         source: std::io::Error,
     },
-    /// The log's verifier key does not parse.
-    #[error("the log's verifier key does not parse")]
+    /// The log's verifier keys do not parse or do not follow each other.
+    #[error("the log's verifier keys do not parse or do not follow each other")]
     LogKey,
 }
 
@@ -218,14 +219,14 @@ impl Witnessing {
     pub fn open(
         config: &GatewayConfig,
         view: Arc<View>,
-        log_vkey: &str,
+        log_keys: &KeyHistory,
         metrics: Arc<Metrics>,
     ) -> Result<Self, WitnessingError> {
         let targets = target::targets(config)?;
         let mut shared = Shared::new(targets.len());
         let (mut client, mut file) = (None, None);
         if !targets.is_empty() {
-            let log = Verifier::parse(log_vkey).map_err(|_| WitnessingError::LogKey)?;
+            let log = log_keys.check().map_err(|_| WitnessingError::LogKey)?;
             let path = store::path(&config.data_dir.join("audit"));
             let io = |source| WitnessingError::Io {
                 path: path.clone(),
@@ -571,10 +572,10 @@ fn prune(g: &mut BTreeMap<u64, Gathering>) {
 /// quorum of the configuration. Blocking.
 pub fn published_on_disk(
     config: &GatewayConfig,
-    log_vkey: &str,
+    log_keys: &KeyHistory,
 ) -> Result<Option<(u64, String)>, WitnessingError> {
     let targets = target::targets(config)?;
-    let log = Verifier::parse(log_vkey).map_err(|_| WitnessingError::LogKey)?;
+    let log = log_keys.check().map_err(|_| WitnessingError::LogKey)?;
     let path = store::path(&config.data_dir.join("audit"));
     let loaded = store::load(&path, &log, &targets, config.witnesses.quorum, |_, _| true).map_err(
         |source| WitnessingError::Io {

@@ -24,8 +24,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::audit::checkpoint::{Checkpoint, Verifier};
+use crate::audit::checkpoint::Checkpoint;
 use crate::audit::merkle::Hash;
+use crate::audit::rotation::KeyRing;
 use crate::witness::note::{Note, NoteSignature};
 
 use super::target::Target;
@@ -86,7 +87,7 @@ fn read_frames(bytes: &[u8]) -> (Vec<String>, u64) {
 
 /// The log's checkpoint inside a kept note, with the verified cosignature
 /// of each witness.
-fn check(note: &str, log: &Verifier, targets: &[Target]) -> Option<Cosigned> {
+fn check(note: &str, log: &KeyRing, targets: &[Target]) -> Option<Cosigned> {
     let mut checkpoint = log.verify(note).ok()?;
     let parsed = Note::parse(note).ok()?;
     let cosignatures: Vec<Option<NoteSignature>> = targets
@@ -125,7 +126,7 @@ fn check(note: &str, log: &Verifier, targets: &[Target]) -> Option<Cosigned> {
 /// log proves nothing about this one). Blocking.
 pub fn load(
     file: &Path,
-    log: &Verifier,
+    log: &KeyRing,
     targets: &[Target],
     quorum: usize,
     in_log: impl Fn(u64, &Hash) -> bool,

@@ -41,7 +41,7 @@ async fn known(f: &Fixture, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_logs_in_and_logging_out_or_idling_shows_the_login_form() {
-    let Some(driver) = Driver::start().await else {
+    let Some(driver) = Driver::start("nl").await else {
         return;
     };
     let f = fixture_with(|pki| {
@@ -89,7 +89,7 @@ async fn an_officer_logs_in_through_the_identity_provider_and_sees_the_officers_
     if !node_ready() {
         return;
     }
-    let Some(driver) = Driver::start().await else {
+    let Some(driver) = Driver::start("nl").await else {
         return;
     };
     let mut idp = None;

@@ -1,9 +1,9 @@
 //! A real browser for tests: headless Chromium driven over the WebDriver
-//! protocol (chromedriver). Needs `chromium` and `chromedriver` (Debian:
-//! chromium, chromium-driver; scripts/test.sh installs them); outside CI a
-//! machine without them skips with a message, in CI (CI=true) it fails.
-//! (The same driver as tests/console_browser.rs, gathered here for the
-//! login tests; that file can move to it.)
+//! protocol (chromedriver), with axe-core at hand for the accessibility
+//! checks and the browser's network log kept. Needs `chromium`,
+//! `chromedriver` and `npm` (axe-core is fetched once into the target dir);
+//! scripts/test.sh installs them. Outside CI a machine without them skips
+//! with a message; in CI (CI=true) it fails.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,8 +16,10 @@ use serde_json::{Value, json};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// A headless Chromium session with axe-core at hand.
 pub struct Driver {
     port: u16,
+    axe: String,
     child: Child,
     session: String,
     _profile: tempfile::TempDir,
@@ -69,19 +71,45 @@ fn which(name: &str) -> Option<String> {
         .find(|p| std::path::Path::new(p).is_file())
 }
 
+/// axe-core's script: from `AXE_CORE`, or fetched once with npm into the
+/// target dir.
+fn axe_source() -> Option<String> {
+    if let Ok(p) = std::env::var("AXE_CORE") {
+        return std::fs::read_to_string(p).ok();
+    }
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("axe");
+    let file = dir.join("node_modules/axe-core/axe.min.js");
+    if !file.is_file() {
+        let npm = which("npm")?;
+        let ok = Command::new(npm)
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("axe-core@4")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+    }
+    std::fs::read_to_string(file).ok()
+}
+
 impl Driver {
-    pub async fn start() -> Option<Self> {
+    /// A browser whose languages are `langs` (Accept-Language and
+    /// `navigator.languages`), with its network log kept.
+    pub async fn start(langs: &str) -> Option<Self> {
         let driver = std::env::var("CHROMEDRIVER")
             .ok()
             .or_else(|| which("chromedriver"));
         let browser = std::env::var("CHROMIUM").ok().or_else(|| which("chromium"));
-        let (Some(driver), Some(browser)) = (driver, browser) else {
+        let (Some(driver), Some(browser), Some(axe)) = (driver, browser, axe_source()) else {
             assert!(
                 std::env::var("CI").is_err(),
-                "chromium and chromedriver are needed in CI (scripts/test.sh installs them)"
+                "chromium, chromedriver and npm (axe-core) are needed in CI (scripts/test.sh installs them)"
             );
             eprintln!(
-                "skipped: chromium or chromedriver not found (apt-get install chromium chromium-driver)"
+                "skipped: chromium, chromedriver or axe-core not found (apt-get install chromium chromium-driver npm)"
             );
             return None;
         };
@@ -100,11 +128,15 @@ impl Driver {
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": true,
+            "goog:loggingPrefs": {"performance": "ALL"},
             "goog:chromeOptions": {
                 "binary": browser,
+                "prefs": {"intl.accept_languages": langs},
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--disable-quic", "--no-first-run", "--disable-background-networking",
                          "--disable-component-update", "--disable-sync", "--window-size=1400,1100",
+                         format!("--lang={}", langs.split(',').next().unwrap_or("nl")),
+                         format!("--accept-lang={langs}"),
                          format!("--user-data-dir={}", profile.path().display())]
             }
         }}});
@@ -120,6 +152,7 @@ impl Driver {
         };
         Some(Self {
             port,
+            axe,
             child,
             session,
             _profile: profile,
@@ -191,13 +224,112 @@ impl Driver {
             Some(json!({"url": format!("https://127.0.0.1:{}/", console.port())})),
         )
         .await;
-        self.type_into("#token", token).await;
-        self.click("#login-btn").await;
         self.until(
-            "return !document.getElementById('app').classList.contains('hidden') && document.getElementById('who').textContent",
-            "login",
+            "return document.getElementById('token').offsetParent !== null",
+            "the login form",
         )
         .await;
+        self.type_into("#token", token).await;
+        self.click("#login-btn").await;
+        self.until("return document.getElementById('who').textContent", "login")
+            .await;
+    }
+
+    /// Runs axe-core on the page as it is: its WCAG 2.1 A/AA violations,
+    /// each as rule, help and elements.
+    pub async fn axe_violations(&self) -> Vec<Value> {
+        let loaded = self.script("return typeof axe !== 'undefined'").await;
+        if loaded != json!(true) {
+            self.script(&format!("{}\n;return true;", self.axe)).await;
+        }
+        let v = self
+            .cmd(
+                Method::POST,
+                "/execute/async",
+                Some(json!({"script": "const done = arguments[arguments.length - 1];
+                    axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+                      .then((r) => done(r.violations.map((x) => x.id + ': ' + x.help + ' @ ' + x.nodes.map((n) => n.target.join(' ')).join(', '))))
+                      .catch((e) => done(['axe failed: ' + e]));", "args": []})),
+            )
+            .await;
+        v.as_array().cloned().expect("axe answers with a list")
+    }
+
+    /// Fails on any WCAG 2.1 A/AA violation axe-core finds.
+    pub async fn axe(&self, view: &str) {
+        let found = self.axe_violations().await;
+        assert!(found.is_empty(), "axe on the {view} view: {found:#?}");
+    }
+
+    /// Clicks a link of the page's navigation.
+    pub async fn nav(&self, view: &str) {
+        self.click(&format!("#nav a[data-view='{view}']")).await;
+        self.until(
+            &format!("return !document.getElementById('view-{view}').classList.contains('hidden')"),
+            view,
+        )
+        .await;
+    }
+
+    /// Presses one key (WebDriver key codes: Tab \u{E004}, Enter \u{E007}).
+    pub async fn key(&self, k: &str) {
+        let actions: Vec<Value> = k
+            .chars()
+            .flat_map(|c| {
+                [
+                    json!({"type": "keyDown", "value": c.to_string()}),
+                    json!({"type": "keyUp", "value": c.to_string()}),
+                ]
+            })
+            .collect();
+        self.cmd(
+            Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+    }
+
+    /// Presses Tab until the focus is on `css` (at most 60 times), checking
+    /// on the way that every focused element shows its focus (the body is
+    /// where the focus rests when it leaves the page at its end).
+    pub async fn tab_to(&self, css: &str) {
+        for _ in 0..60 {
+            self.key("\u{E004}").await;
+            let at = self
+                .script(&format!(
+                    "const a = document.activeElement; const s = getComputedStyle(a);
+                     return [a.matches({css:?}), a === document.body || s.outlineStyle !== 'none' || s.boxShadow !== 'none', a.outerHTML.slice(0, 80)]"
+                ))
+                .await;
+            assert_eq!(at[1], json!(true), "focus not visible on {}", at[2]);
+            if at[0] == json!(true) {
+                return;
+            }
+        }
+        panic!("Tab never reached {css}");
+    }
+
+    /// Every URL the browser asked for or went to, from its network log.
+    pub async fn urls(&self) -> Vec<String> {
+        let log = self
+            .cmd(
+                Method::POST,
+                "/se/log",
+                Some(json!({"type": "performance"})),
+            )
+            .await;
+        let mut out = Vec::new();
+        for m in log.as_array().into_iter().flatten() {
+            let v: Value = serde_json::from_str(m["message"].as_str().unwrap_or("{}")).unwrap();
+            let p = &v["message"]["params"];
+            for u in [&p["request"]["url"], &p["frame"]["url"], &p["url"]] {
+                if let Some(u) = u.as_str() {
+                    out.push(u.to_string());
+                }
+            }
+        }
+        out
     }
 
     /// Polls a script until it returns something truthy (10 s at most).
@@ -215,9 +347,7 @@ impl Driver {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
 
-impl Driver {
     /// Goes to a URL, as typing it in the address bar.
     pub async fn go(&self, url: &str) {
         self.cmd(Method::POST, "/url", Some(json!({"url": url})))

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod storage;
+pub use storage::{Postgres, Storage};
+
 /// Where the gateway looks first when no `--config` is given: a checkout or
 /// a folder laid out like one.
 pub const DEFAULT_CONFIG: &str = "config/ketenpoort.toml";
@@ -180,6 +183,8 @@ struct RawGateway {
     witness: Vec<RawWitness>,
     #[serde(default)]
     witnesses: Option<RawWitnesses>,
+    #[serde(default)]
+    storage: Option<storage::RawStorage>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +350,8 @@ pub struct GatewayConfig {
     /// The witnesses that cosign the audit log's checkpoints, and how many
     /// cosignatures a checkpoint needs before partners are shown it.
     pub witnesses: Witnesses,
+    /// Where the log lives: embedded files or a shared PostgreSQL database.
+    pub storage: Storage,
 }
 
 /// One `[[witness]]` table: a witness the gateway sends its checkpoints to.
@@ -562,10 +569,12 @@ impl GatewayConfig {
         }
         let limits = raw.limits.check(&src)?;
         let witnesses = witnesses(&src, &raw.witness, raw.witnesses.as_ref())?;
+        let storage = storage::check(&src, raw.storage.as_ref())?;
         let r = |p: &Path| resolve(&dir, p);
         Ok(Self {
             limits,
             witnesses,
+            storage,
             file: file.to_path_buf(),
             deployment,
             partners_file: r(&raw.partners),

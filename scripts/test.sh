@@ -27,6 +27,22 @@ if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
     fi
 fi
 
+# tests/postgres.rs runs three gateways on a throw-away PostgreSQL cluster
+# (initdb in a temp dir): Debian's server binaries, without the package's
+# own cluster (create_main_cluster = false), which the tests do not use.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        mkdir -p /etc/postgresql-common
+        [ -e /etc/postgresql-common/createcluster.conf ] ||
+            echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+        apt-get update -qq
+        apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "note: PostgreSQL binaries missing and not root: tests/postgres.rs fails" >&2
+    fi
+fi
+
 # The partner API serves docs/openapi.json, generated from docs/openapi.yaml
 # (scripts/openapi-json.py, PyYAML): the two must not drift.
 if ! python3 -c 'import yaml' >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -353,3 +353,94 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
          serving again {recovered_in:?} after it came back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_log_moves_into_postgres_with_its_ids_and_proofs() {
+    let (pki, _seen) = prepare().await;
+    let base = pki.dir.path();
+    let embedded_cfg = pki.config_file();
+    let cert = pki.oin_cert(GEMEENTE_OIN);
+    let mut emb = Node {
+        cfg: embedded_cfg.clone(),
+        port: free_port(),
+        console: free_port(),
+        log: base.join("embedded.log"),
+        child: None,
+    };
+    let client = pki.client(emb.addr(), &cert);
+    emb.spawn();
+    wait_serving(&client, &emb).await;
+    for i in 0..30 {
+        assert_eq!(dossier(&client, &format!("55700{i:05}")).await.status, 200);
+    }
+    emb.stop();
+    let proof_before = cli(&["audit", "prove", "--index", "3"], &embedded_cfg);
+    assert!(proof_before.status.success(), "{}", text(&proof_before));
+    let proof_before = String::from_utf8_lossy(&proof_before.stdout).into_owned();
+    let size = serde_json::from_str::<serde_json::Value>(&proof_before).unwrap()["treeSize"]
+        .as_u64()
+        .unwrap();
+
+    let pg = Pg::start();
+    let dst = node_configs(base, &pg, "ketenpoort", 1).remove(0);
+    copy_dir(&base.join("data/keys"), &base.join("data0/keys"));
+    let m1 = cli(&["storage", "migrate"], &dst);
+    assert!(m1.status.success(), "{}", text(&m1));
+    let m2 = cli(&["storage", "migrate"], &dst);
+    assert!(text(&m2).contains("nothing to do"), "{}", text(&m2));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
+        .args(["storage", "copy", "--config"])
+        .arg(&embedded_cfg)
+        .arg("--to-config")
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let verified = cli(&["audit", "verify"], &dst);
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(
+        !text(&verified).contains(" 0 signed checkpoints"),
+        "the copied checkpoints were not checked: {}",
+        text(&verified)
+    );
+
+    // The copied log goes on: the next id follows, and the old proof holds.
+    let copied: u64 = pg.sql("ketenpoort", "SELECT next FROM log_counter").trim().parse().unwrap();
+    let mut node = Node {
+        cfg: dst.clone(),
+        port: free_port(),
+        console: free_port(),
+        log: base.join("pgnode.log"),
+        child: None,
+    };
+    let client = pki.client(node.addr(), &cert);
+    node.spawn();
+    wait_serving(&client, &node).await;
+    let r = dossier(&client, "5570099999").await;
+    assert_eq!(r.status, 200);
+    let id: u64 = r.header("ketenpoort-disclosure").unwrap().parse().unwrap();
+    assert_eq!(id, copied, "ids go on where the embedded log ended");
+    let started = Instant::now();
+    while pg.sql("ketenpoort", "SELECT size FROM tree_head").trim() != (copied + 1).to_string() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.stop();
+    let proof_after = cli(
+        &["audit", "prove", "--index", "3", "--size", &size.to_string()],
+        &dst,
+    );
+    assert!(proof_after.status.success(), "{}", text(&proof_after));
+    assert_eq!(String::from_utf8_lossy(&proof_after.stdout), proof_before);
+
+    // Someone with write access to the database changes a record: the
+    // check from any node finds it.
+    pg.sql(
+        "ketenpoort",
+        "UPDATE records SET bytes = set_byte(bytes, 40, get_byte(bytes, 40) # 1) WHERE id = 2",
+    );
+    let tampered = cli(&["audit", "verify"], &dst);
+    assert!(!tampered.status.success(), "{}", text(&tampered));
+    assert!(text(&tampered).contains("record 2"), "{}", text(&tampered));
+}

@@ -186,6 +186,15 @@ impl View {
         self.pg.as_ref()
     }
 
+    /// Whether the store can take records now: on PostgreSQL, whether the
+    /// database answers; the embedded store's disk is checked by writing.
+    pub fn reachable(&self) -> Result<(), AuditError> {
+        match &self.pg {
+            Some(pg) => pg.ping(),
+            None => Ok(()),
+        }
+    }
+
     /// The durable head (on PostgreSQL: as far as the tree is integrated).
     pub fn head(&self) -> Head {
         if let Some(pg) = &self.pg {

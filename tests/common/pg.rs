@@ -192,6 +192,29 @@ impl Pg {
         out
     }
 
+    /// Runs SQL in a database with psql (for a test that plays an attacker
+    /// with write access to the database); gives psql's output.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let out = self.run(
+            "psql",
+            &[
+                "-h",
+                self.socket_dir().to_str().unwrap(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "ketenpoort",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-Atc",
+                sql,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The `[storage]` table for a config file.
     pub fn storage_toml(&self, db: &str) -> String {
         format!(

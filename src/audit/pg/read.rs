@@ -180,6 +180,15 @@ impl PgLog {
         })
     }
 
+    /// Whether the database answers now (for the health endpoint).
+    pub fn ping(&self) -> Result<(), AuditError> {
+        self.block_on(async {
+            let c = self.client().await?;
+            c.simple_query("SELECT 1").await.map_err(db)?;
+            Ok(())
+        })
+    }
+
     /// Records committed (integrated or not).
     pub fn committed(&self) -> Result<u64, AuditError> {
         self.block_on(async {

@@ -569,7 +569,12 @@ impl GatewayConfig {
         }
         let limits = raw.limits.check(&src)?;
         let witnesses = witnesses(&src, &raw.witness, raw.witnesses.as_ref())?;
-        let storage = storage::check(&src, raw.storage.as_ref())?;
+        let storage = storage::check(raw.storage.as_ref(), |p| resolve(&dir, p)).map_err(
+            |(at, why)| match at {
+                Some(offset) => src.error_at(offset, why),
+                None => src.error_whole(why),
+            },
+        )?;
         let r = |p: &Path| resolve(&dir, p);
         Ok(Self {
             limits,

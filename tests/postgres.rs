@@ -169,8 +169,10 @@ fn node_configs(base_dir: &Path, pg: &Pg, db: &str, n: usize) -> Vec<PathBuf> {
     assert!(base.contains("data_dir = \"../data\""));
     (0..n)
         .map(|i| {
-            let t = base.replace("data_dir = \"../data\"", &format!("data_dir = \"../data{i}\""))
-                + &pg.storage_toml(db);
+            let t = base.replace(
+                "data_dir = \"../data\"",
+                &format!("data_dir = \"../data{i}\""),
+            ) + &pg.storage_toml(db);
             let f = cfg_dir.join(format!("node{i}.toml"));
             std::fs::write(&f, t).unwrap();
             // The covenant signatures the test dropped in, for each node.
@@ -264,9 +266,12 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
         "{}",
         nodes[1].log()
     );
-    for i in 1..3 {
-        copy_dir(&base.join("data0/keys"), &base.join(format!("data{i}/keys")));
-        nodes[i].spawn();
+    for (i, node) in nodes.iter_mut().enumerate().skip(1) {
+        copy_dir(
+            &base.join("data0/keys"),
+            &base.join(format!("data{i}/keys")),
+        );
+        node.spawn();
     }
     for (n, c) in nodes.iter().zip(&clients) {
         wait_serving(c, n).await;
@@ -275,7 +280,9 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     // Load over all three; one node killed; the database stopped and started.
     let received: Arc<Mutex<Received>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let spread = (0..CLIENTS).map(|c| (c % 3, clients[c % 3].clone())).collect();
+    let spread = (0..CLIENTS)
+        .map(|c| (c % 3, clients[c % 3].clone()))
+        .collect();
     let tasks = load(spread, received.clone(), stop.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     nodes[1].kill9();
@@ -335,7 +342,9 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
                 panic!("record {id}, received by a client of node {node}, is missing: {e}")
             });
             assert!(
-                keys.pseudonyms(v).unwrap().contains(&r.entry.subject.unwrap()),
+                keys.pseudonyms(v)
+                    .unwrap()
+                    .contains(&r.entry.subject.unwrap()),
                 "record {id}"
             );
             assert_eq!(r.entry.payload_sha256, Some(*body), "record {id}");
@@ -346,7 +355,11 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     .unwrap();
     let status = cli(&["storage", "status"], &cfgs[0]);
     assert!(status.status.success(), "{}", text(&status));
-    assert!(text(&status).contains("schema version: 1"), "{}", text(&status));
+    assert!(
+        text(&status).contains("schema version: 1"),
+        "{}",
+        text(&status)
+    );
     eprintln!(
         "postgres test: {found} disclosures received over 3 nodes {per_node:?}, all found; \
          tree {size} records; 503 after {refused_in:?} with the database down; \
@@ -406,7 +419,11 @@ async fn an_embedded_log_moves_into_postgres_with_its_ids_and_proofs() {
     );
 
     // The copied log goes on: the next id follows, and the old proof holds.
-    let copied: u64 = pg.sql("ketenpoort", "SELECT next FROM log_counter").trim().parse().unwrap();
+    let copied: u64 = pg
+        .sql("ketenpoort", "SELECT next FROM log_counter")
+        .trim()
+        .parse()
+        .unwrap();
     let mut node = Node {
         cfg: dst.clone(),
         port: free_port(),
@@ -423,12 +440,23 @@ async fn an_embedded_log_moves_into_postgres_with_its_ids_and_proofs() {
     assert_eq!(id, copied, "ids go on where the embedded log ended");
     let started = Instant::now();
     while pg.sql("ketenpoort", "SELECT size FROM tree_head").trim() != (copied + 1).to_string() {
-        assert!(started.elapsed() < Duration::from_secs(20), "{}", node.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            node.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     node.stop();
     let proof_after = cli(
-        &["audit", "prove", "--index", "3", "--size", &size.to_string()],
+        &[
+            "audit",
+            "prove",
+            "--index",
+            "3",
+            "--size",
+            &size.to_string(),
+        ],
         &dst,
     );
     assert!(proof_after.status.success(), "{}", text(&proof_after));

@@ -92,4 +92,3 @@ pub(super) enum Cmd {
     /// Finish what is queued, sign a last checkpoint and stop.
     Shutdown,
 }
-

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{Checkpoint, Signer, Verifier};
+use super::merkle::Hash;
 use super::pg::PgLog;
 use super::pg::tree::Signing;
-use super::merkle::Hash;
 use super::record::Entry;
 use super::writer::{Cmd, Writer};
 

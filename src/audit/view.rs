@@ -21,8 +21,8 @@ pub use super::common::{Filter, Head, Page};
 use super::error::{AuditError, IndexError, LogDamage, OutOfRange, ReadError};
 use super::index::{By, Dim, Index};
 use super::merkle::{self, Hash, Nodes};
-use super::pg::PgLog;
 use super::options::{MAX_PAGE, MAX_UNINDEXED_SCAN, Options};
+use super::pg::PgLog;
 use super::record::Record;
 use super::segment;
 

@@ -139,10 +139,10 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
     };
     let config = GatewayConfig::load(config_file)?;
     let opts = Options::of(&config);
-    if matches!(config.storage, crate::config::Storage::Postgres(_)) {
-        return super::storage::audit(&config, &opts, command);
-    }
-    if !opts.dir.join("segments").is_dir() {
+    // On PostgreSQL the data directory holds no log: those commands that
+    // read files read the database instead (`storage`).
+    let shared = matches!(config.storage, crate::config::Storage::Postgres(_));
+    if !shared && !opts.dir.join("segments").is_dir() {
         anyhow::bail!(
             "no audit log in {} yet: the gateway makes it when it first starts",
             opts.dir.display()
@@ -157,7 +157,9 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
         AuditCommand::Head { now: true } => {
             Ok(Report::new().out(crate::admin::checkpoint_now(&config)?))
         }
+        AuditCommand::Head { now: false } if shared => super::storage::head(&opts),
         AuditCommand::Head { now: false } => head(&config, &opts),
+        AuditCommand::Verify if shared => super::storage::verify(&opts),
         AuditCommand::Verify => verify(&opts),
         AuditCommand::Prove {
             index,
@@ -166,7 +168,11 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
             to,
         } => prove(&opts, index, size, from, to),
         AuditCommand::Query(q) => query(&config, q),
+        AuditCommand::Retention { .. } if shared => {
+            anyhow::bail!("audit retention does not run on PostgreSQL yet")
+        }
         AuditCommand::Retention { dry_run, as_of } => retention(&config, dry_run, as_of),
+        AuditCommand::Export { format } if shared => super::storage::export(&opts, format),
         AuditCommand::Export { format } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let n = export::export(&opts.dir, format, &mut out).map_err(anyhow::Error::msg)?;
@@ -311,7 +317,7 @@ fn verify(opts: &Options) -> Result<Report> {
     Ok(Report::new().out(text))
 }
 
-pub(super) fn prove(
+fn prove(
     opts: &Options,
     index: Option<u64>,
     size: Option<u64>,
@@ -344,7 +350,7 @@ pub(super) fn prove(
     Ok(Report::new().out(format!("{}\n", serde_json::to_string_pretty(&out)?)))
 }
 
-pub(super) fn query(config: &GatewayConfig, q: QueryArgs) -> Result<Report> {
+fn query(config: &GatewayConfig, q: QueryArgs) -> Result<Report> {
     let time = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
         s.as_deref()
             .map(|t| {

@@ -45,8 +45,8 @@ pub use dpia::DpiaCommand;
 pub use evidence::{CheckEvidenceArgs, KeyArgs, MonitorArgs};
 pub use pki::PkiCommand;
 pub use policy::{GraphFormat, PolicyCommand};
-pub use storage::StorageCommand;
 pub use records::QueryFormat;
+pub use storage::StorageCommand;
 pub use user::UserCommand;
 pub use witness::WitnessCommand;
 

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
-use super::audit::{AuditCommand, prove, query};
 use super::report::Report;
 use crate::audit::pg::PgLog;
 use crate::audit::record::Record;
@@ -93,7 +92,11 @@ fn status(config: &GatewayConfig) -> Result<Report> {
     }
     writeln!(out, "nodes seen in the last minute: {}", s.nodes.len())?;
     for (name, ago, leader) in &s.nodes {
-        let lead = if *leader { " (integrates and signs)" } else { "" };
+        let lead = if *leader {
+            " (integrates and signs)"
+        } else {
+            ""
+        };
         writeln!(out, "  {name}: {ago:.1}s ago{lead}")?;
     }
     for (name, value) in &s.keys {
@@ -117,7 +120,10 @@ fn copy(src: &GatewayConfig, dst: &GatewayConfig) -> Result<Report> {
     if crate::admin::socket_path(&src.data_dir).exists()
         && std::os::unix::net::UnixStream::connect(crate::admin::socket_path(&src.data_dir)).is_ok()
     {
-        bail!("a gateway runs on {}: stop it first", src.data_dir.display());
+        bail!(
+            "a gateway runs on {}: stop it first",
+            src.data_dir.display()
+        );
     }
     let vkey = std::fs::read_to_string(opts.dir.join("checkpoint.vkey"))
         .context("reading the source's checkpoint.vkey")?;
@@ -165,46 +171,27 @@ fn copy(src: &GatewayConfig, dst: &GatewayConfig) -> Result<Report> {
     )))
 }
 
-/// `audit` subcommands on the shared log.
-pub(super) fn audit(config: &GatewayConfig, opts: &Options, command: AuditCommand) -> Result<Report> {
-    match command {
-        AuditCommand::Head { now: true } => {
-            Ok(Report::new().out(crate::admin::checkpoint_now(config)?))
-        }
-        AuditCommand::Head { now: false } => {
-            let view = crate::audit::store::View::open_readonly(opts)?;
-            let cp = view
-                .latest_checkpoint()
-                .context("no signed checkpoint yet")?;
-            Ok(Report::new().out(cp.note))
-        }
-        AuditCommand::Verify => verify(opts),
-        AuditCommand::Prove {
-            index,
-            size,
-            from,
-            to,
-        } => prove(opts, index, size, from, to),
-        AuditCommand::Query(q) => query(config, q),
-        AuditCommand::Evidence { id, out } => super::evidence::make(opts, id, out.as_deref()),
-        AuditCommand::Export { format } => {
-            let view = crate::audit::store::View::open_readonly(opts)?;
-            let pg = view.postgres().context("not a PostgreSQL log")?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let n = export_all(pg, format, &mut out)?;
-            out.flush()?;
-            Ok(Report::new().err(format!("{n} records exported\n")))
-        }
-        AuditCommand::Retention { .. } => {
-            bail!("audit retention does not run on PostgreSQL yet (subject keys are per node)")
-        }
-        AuditCommand::CheckProof { .. }
-        | AuditCommand::CheckEvidence(_)
-        | AuditCommand::Monitor(_) => bail!("answered before the storage is opened"),
-    }
+/// `audit head` on the shared log: the newest signed checkpoint.
+pub(super) fn head(opts: &Options) -> Result<Report> {
+    let view = crate::audit::store::View::open_readonly(opts)?;
+    let cp = view
+        .latest_checkpoint()
+        .context("no signed checkpoint yet")?;
+    Ok(Report::new().out(cp.note))
 }
 
-fn verify(opts: &Options) -> Result<Report> {
+/// `audit export` on the shared log.
+pub(super) fn export(opts: &Options, format: export::Format) -> Result<Report> {
+    let view = crate::audit::store::View::open_readonly(opts)?;
+    let pg = view.postgres().context("not a PostgreSQL log")?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let n = export_all(pg, format, &mut out)?;
+    out.flush()?;
+    Ok(Report::new().err(format!("{n} records exported\n")))
+}
+
+/// `audit verify` on the shared log.
+pub(super) fn verify(opts: &Options) -> Result<Report> {
     let verifier = PgLog::local_verifier(opts)?;
     let view = crate::audit::store::View::open_readonly(opts)?;
     let pg = view.postgres().context("not a PostgreSQL log")?;

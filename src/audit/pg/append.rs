@@ -69,6 +69,7 @@ impl PgLog {
 
     async fn append(&self, batch: Vec<(Box<Entry>, Reply)>) {
         let (entries, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let entries = entries.into_iter().map(|e| *e).collect();
         let r = tokio::time::timeout(WRITE_TIMEOUT, self.insert(entries)).await;
         let r = r.unwrap_or_else(|_| {
             Err(AuditError::Database(format!(
@@ -95,7 +96,7 @@ impl PgLog {
     /// that entry could not be a record).
     async fn insert(
         &self,
-        entries: Vec<Box<Entry>>,
+        entries: Vec<Entry>,
     ) -> Result<Vec<Result<Receipt, AuditError>>, AuditError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
@@ -112,7 +113,7 @@ impl PgLog {
                 version: record::FORMAT_VERSION,
                 id: start + rows.len() as u64,
                 time_micros: time,
-                entry: *entry,
+                entry,
             };
             let bytes = rec.encode();
             if bytes.len() > segment::MAX_RECORD {
@@ -140,7 +141,10 @@ impl PgLog {
 }
 
 /// Inserts records with their query columns, all in one statement.
-pub(super) async fn insert_rows(tx: &tokio_postgres::Transaction<'_>, rows: &[Row]) -> Result<(), AuditError> {
+pub(super) async fn insert_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[Row],
+) -> Result<(), AuditError> {
     let ids: Vec<i64> = rows.iter().map(|r| r.rec.id as i64).collect();
     let times: Vec<i64> = rows.iter().map(|r| r.rec.time_micros).collect();
     let text = |f: &dyn Fn(&Record) -> &str| -> Vec<String> {

@@ -39,10 +39,7 @@ impl PgLog {
         let mut cps: Vec<Checkpoint> = Vec::new();
         for note in self.checkpoint_notes().map_err(e)? {
             let cp = verifier.verify(&note).map_err(|x| {
-                format!(
-                    "checkpoint at {}: {x}",
-                    note.lines().nth(1).unwrap_or("?")
-                )
+                format!("checkpoint at {}: {x}", note.lines().nth(1).unwrap_or("?"))
             })?;
             cps.push(cp);
         }
@@ -75,7 +72,10 @@ impl PgLog {
                 }
                 let r = Record::decode(&bytes).map_err(|x| format!("record {id}: {x}"))?;
                 if r.id != id {
-                    return Err(format!("record {id}: the record says it is record {}", r.id));
+                    return Err(format!(
+                        "record {id}: the record says it is record {}",
+                        r.id
+                    ));
                 }
                 let h = merkle::leaf_hash(&bytes);
                 if h.as_slice() != leaf.as_slice() {

@@ -35,10 +35,10 @@ use rustls_pki_types::pem::PemObject;
 use tokio_postgres::config::SslMode;
 
 use super::checkpoint::{Checkpoint, Signer, Verifier};
-use super::options::Options;
 use super::common::Head;
 use super::error::AuditError;
 use super::merkle;
+use super::options::Options;
 use crate::config::Postgres;
 
 /// Connections one node holds at most: the writer's, the integrator's own
@@ -109,8 +109,8 @@ pub(super) fn db(e: impl std::fmt::Display) -> AuditError {
 
 fn tls_config(ca: &std::path::Path) -> Result<Tls, AuditError> {
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| db(format!("ca {}: {e}", ca.display())))?;
+    let certs =
+        CertificateDer::pem_file_iter(ca).map_err(|e| db(format!("ca {}: {e}", ca.display())))?;
     for c in certs {
         let c = c.map_err(|e| db(format!("ca {}: {e}", ca.display())))?;
         roots

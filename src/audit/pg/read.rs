@@ -13,6 +13,9 @@ use crate::audit::merkle::Hash;
 use crate::audit::options::MAX_PAGE;
 use crate::audit::record::{Decision, Record, RecordKind};
 
+/// One record as the whole log is walked: id, canonical bytes, stored leaf.
+pub type Walked = (u64, Vec<u8>, Vec<u8>);
+
 /// Records read per round trip when the whole log is walked.
 pub const WALK_BATCH: i64 = 2000;
 
@@ -204,7 +207,7 @@ impl PgLog {
 
     /// Records `from..` in id order, at most [`WALK_BATCH`], as their
     /// canonical bytes with the stored leaf hash.
-    pub fn walk(&self, from: u64) -> Result<Vec<(u64, Vec<u8>, Vec<u8>)>, AuditError> {
+    pub fn walk(&self, from: u64) -> Result<Vec<Walked>, AuditError> {
         self.block_on(async {
             let c = self.client().await?;
             let rows = c

@@ -136,10 +136,7 @@ impl PgLog {
         self.block_on(async {
             let c = self.client().await?;
             let exists: bool = c
-                .query_one(
-                    "SELECT to_regclass('schema_migrations') IS NOT NULL",
-                    &[],
-                )
+                .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
                 .await
                 .map_err(db)?
                 .get(0);
@@ -171,7 +168,10 @@ impl PgLog {
             .await
             .map_err(db)?;
             let known: String = c
-                .query_one("SELECT value FROM deployment_keys WHERE name = $1", &[&name])
+                .query_one(
+                    "SELECT value FROM deployment_keys WHERE name = $1",
+                    &[&name],
+                )
                 .await
                 .map_err(db)?
                 .get(0);

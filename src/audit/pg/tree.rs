@@ -78,7 +78,11 @@ impl PgLog {
     }
 
     /// Reads the head and the newest checkpoint; says this node is alive.
-    async fn follow(&self, verifier: &Verifier, beat: &mut Option<Instant>) -> Result<(), AuditError> {
+    async fn follow(
+        &self,
+        verifier: &Verifier,
+        beat: &mut Option<Instant>,
+    ) -> Result<(), AuditError> {
         let c = self.client().await?;
         let h = c
             .query_one("SELECT size, root FROM tree_head", &[])

@@ -285,14 +285,21 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
         .collect();
     let tasks = load(spread, received.clone(), stop.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    nodes[1].kill9();
+    // The first node leads (integrates the tree, signs): it is the one
+    // killed, so another must take over.
+    assert!(
+        nodes[0].log().contains("integrates the audit tree"),
+        "{}",
+        nodes[0].log()
+    );
+    nodes[0].kill9();
     let after_kill = received.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(2)).await;
     pg.down();
     // Fail closed and promptly: answered 503 while the database is gone,
     // not held until it returns.
     let asked = Instant::now();
-    let r = dossier(&clients[0], "5569999999").await;
+    let r = dossier(&clients[1], "5569999999").await;
     let refused_in = asked.elapsed();
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -315,7 +322,24 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     for t in tasks {
         t.await.unwrap();
     }
-    nodes[0].stop();
+    // The tree reaches the end of the log under the new leader.
+    let started = Instant::now();
+    loop {
+        let n = pg.sql("ketenpoort", "SELECT next FROM log_counter");
+        let t = pg.sql("ketenpoort", "SELECT size FROM tree_head");
+        if n == t {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no node took over the tree: {n} records, tree {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leaders = nodes[1].log().contains("integrates the audit tree") as u8
+        + nodes[2].log().contains("integrates the audit tree") as u8;
+    assert!(leaders >= 1);
+    nodes[1].stop();
     nodes[2].stop();
 
     // Every node's tools see one log that verifies.

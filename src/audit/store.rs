@@ -29,7 +29,7 @@ use super::writer::{Cmd, Writer};
 
 pub use super::error::{AuditError, IndexError, LogDamage, OutOfRange, ReadError};
 pub use super::options::{MAX_BATCH, MAX_PAGE, Options, QUEUE, Receipt};
-pub use super::subject::{KeyId, LOOKUP_SCOPE, SubjectKeys};
+pub use super::subject::{KeyId, LOOKUP_SCOPE, SharedKeys, SubjectKeys};
 pub use super::view::{Filter, Head, Page, View};
 
 /// The audit log, as the gateway uses it.
@@ -128,8 +128,9 @@ impl Audit {
             interval: opts.checkpoint_interval,
             records: opts.checkpoint_records,
         };
+        let shared = super::pg::keys::PgKeys::open(pg.clone(), &opts.keys_dir)?;
         pg.start_tree(signer, verifier, signing);
-        let subject_keys = SubjectKeys::new(&opts.keys_dir);
+        let subject_keys = SubjectKeys::shared(&opts.keys_dir, Arc::new(shared));
         subject_keys
             .mark_legacy(view.head().size)
             .map_err(AuditError::write)?;

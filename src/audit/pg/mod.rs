@@ -22,6 +22,7 @@
 
 pub mod append;
 pub mod check;
+pub mod keys;
 pub mod read;
 pub mod schema;
 pub mod tree;

@@ -16,9 +16,10 @@ const MIGRATE_LOCK: i64 = 0x6b70_6d69_6772;
 
 /// Each migration: its version and its SQL. Never edit one that shipped;
 /// add the next.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE log_counter (
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE log_counter (
         one boolean PRIMARY KEY DEFAULT true CHECK (one),
         next bigint NOT NULL,
         last_time bigint NOT NULL
@@ -69,7 +70,17 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
         seen timestamptz NOT NULL,
         leader boolean NOT NULL DEFAULT false
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE subject_keys (
+        scope text NOT NULL,
+        month text NOT NULL,
+        sealed bytea NOT NULL,
+        PRIMARY KEY (scope, month)
+    );",
+    ),
+];
 
 /// The newest schema version this build knows.
 pub fn latest() -> i32 {

@@ -151,14 +151,18 @@ impl Gateway {
         let console = ConsoleState::new(
             UserStore::load(&config.data_dir).map_err(|e| StartError::Console(e.to_string()))?,
         );
-        let mailbox = Arc::new(
-            Mailbox::open(
-                &config.data_dir.join("mailbox"),
-                config.limits.mailbox_quota_bytes,
-                config.limits.mailbox_total_bytes,
-            )
-            .map_err(|e| StartError::Mailbox(e.to_string()))?,
-        );
+        let mut mailbox = Mailbox::open(
+            &config.data_dir.join("mailbox"),
+            config.limits.mailbox_quota_bytes,
+            config.limits.mailbox_total_bytes,
+        )
+        .map_err(|e| StartError::Mailbox(e.to_string()))?;
+        if let Some(pg) = audit.view().postgres() {
+            mailbox = mailbox
+                .shared(pg.clone())
+                .map_err(|e| StartError::Mailbox(e.to_string()))?;
+        }
+        let mailbox = Arc::new(mailbox);
         let registry_key =
             crate::keys::load_or_create(&crate::keys::dir(&config.data_dir).join("registry.key"))
                 .map_err(|e| StartError::Mailbox(format!("registry key: {e}")))?;

@@ -323,6 +323,44 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     for t in tasks {
         t.await.unwrap();
     }
+    // A document deposited through one node is fetched through another,
+    // and gone from both once picked up.
+    let ngo_kvk = |n: usize| pki.client(nodes[n].addr(), &pki.kvk_cert(common::NGO_KVK));
+    let doc = serde_json::json!({"vnummer": "5560001234", "onderwerp": "over node 1"});
+    let r = clients[1]
+        .send(
+            Method::POST,
+            "/v1/pilots/proef/services/ngo-kvk/bericht",
+            &[("ketenpoort-purpose", "begeleiding")],
+            Some(&doc),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let r = ngo_kvk(2)
+        .send(Method::GET, "/v1/inbox", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let items = r.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{:?}", r.json());
+    let id = items[0]["id"].as_u64().unwrap();
+    let r = ngo_kvk(2)
+        .send(Method::GET, &format!("/v1/inbox/{id}"), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.json()["document"], doc);
+    let r = ngo_kvk(1)
+        .send(Method::DELETE, &format!("/v1/inbox/{id}"), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    let r = ngo_kvk(2)
+        .send(Method::GET, &format!("/v1/inbox/{id}"), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+
     // The tree reaches the end of the log under the new leader.
     let started = Instant::now();
     loop {
@@ -347,6 +385,7 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     for cfg in &cfgs {
         let out = cli(&["audit", "verify"], cfg);
         assert!(out.status.success(), "{}: {}", cfg.display(), text(&out));
+        assert!(!text(&out).contains(" 0 signed"), "{}", text(&out));
     }
     let received = received.lock().unwrap().clone();
     let per_node: Vec<usize> = (0..3)
@@ -383,8 +422,15 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     .unwrap();
     let status = cli(&["storage", "status"], &cfgs[0]);
     assert!(status.status.success(), "{}", text(&status));
+    // The leader that stopped last signed the whole log on its way out.
+    let size = pg.sql("ketenpoort", "SELECT next FROM log_counter");
     assert!(
-        text(&status).contains("schema version: 2"),
+        text(&status).contains(&format!("latest checkpoint: {} records", size.trim())),
+        "{}",
+        text(&status)
+    );
+    assert!(
+        text(&status).contains("schema version: 3"),
         "{}",
         text(&status)
     );

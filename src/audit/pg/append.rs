@@ -64,7 +64,16 @@ impl PgLog {
                     break;
                 }
             }
+            me.close().await;
         });
+    }
+
+    /// Stops the tree task, letting a leader sign a last checkpoint first
+    /// (bounded: a dead database must not hold up the stop).
+    async fn close(&self) {
+        let mut closed = self.closed.subscribe();
+        self.closing.send_replace(true);
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, closed.wait_for(|c| *c)).await;
     }
 
     async fn append(&self, batch: Vec<(Box<Entry>, Reply)>) {

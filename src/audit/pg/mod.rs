@@ -23,6 +23,7 @@
 pub mod append;
 pub mod check;
 pub mod keys;
+pub mod mailbox;
 pub mod read;
 pub mod schema;
 pub mod tree;
@@ -90,6 +91,10 @@ pub struct PgLog {
     latest: RwLock<Option<Checkpoint>>,
     /// Shows a newly seen checkpoint to the read view (set once at open).
     on_checkpoint: OnceLock<OnCheckpoint>,
+    /// Set at shutdown: the leader signs a last checkpoint and lets go.
+    closing: tokio::sync::watch::Sender<bool>,
+    /// Set once the tree task has stopped (after that last checkpoint).
+    closed: tokio::sync::watch::Sender<bool>,
     /// This node's name in the `nodes` table (its partner listen address).
     pub(super) node: String,
 }
@@ -180,6 +185,8 @@ impl PgLog {
             }),
             latest: RwLock::new(None),
             on_checkpoint: OnceLock::new(),
+            closing: tokio::sync::watch::Sender::new(false),
+            closed: tokio::sync::watch::Sender::new(false),
             node: node.to_string(),
         }))
     }

@@ -80,6 +80,18 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         PRIMARY KEY (scope, month)
     );",
     ),
+    (
+        3,
+        "CREATE SEQUENCE mailbox_ids;
+    CREATE TABLE mailbox (
+        recipient text NOT NULL,
+        id bigint NOT NULL,
+        expires_micros bigint NOT NULL,
+        item bytea NOT NULL,
+        PRIMARY KEY (recipient, id)
+    );
+    CREATE INDEX mailbox_expires ON mailbox (expires_micros);",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -51,12 +51,17 @@ impl PgLog {
         let me = self.clone();
         self.spawn(async move {
             let signer = Arc::new(signer);
-            loop {
-                if let Err(e) = me.lead(&signer, signing).await {
+            let mut closing = me.closing.subscribe();
+            while !*closing.borrow() {
+                if let Err(e) = me.lead(&signer, signing, &mut closing).await {
                     warn!(error = %e, "integrating the audit tree stopped; another node may take over");
                 }
-                tokio::time::sleep(TRY_LEAD).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(TRY_LEAD) => {}
+                    _ = closing.changed() => {}
+                }
             }
+            me.closed.send_replace(true);
         });
         let me = self.clone();
         self.spawn(async move {
@@ -122,7 +127,14 @@ impl PgLog {
     }
 
     /// Leads while this node holds the lock; returns at once when another does.
-    async fn lead(&self, signer: &Signer, signing: Signing) -> Result<(), AuditError> {
+    /// On `closing`, it integrates what is there, signs a last checkpoint
+    /// and lets go of the lock.
+    async fn lead(
+        &self,
+        signer: &Signer,
+        signing: Signing,
+        closing: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), AuditError> {
         let mut c = self.own_client().await?;
         let got: bool = c
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEAD_LOCK])
@@ -142,8 +154,11 @@ impl PgLog {
             .await
             .map_err(db)?
             .get(0);
-        let mut last_cp_at = Instant::now();
+        // A new leader signs the tree as it finds it at once, so a takeover
+        // never leaves records long without a checkpoint.
+        let mut last_cp_at: Option<Instant> = None;
         loop {
+            let ending = *closing.borrow();
             let size = frontier.size() as i64;
             let rows = c
                 .query(
@@ -197,7 +212,8 @@ impl PgLog {
             let now = frontier.size() as i64;
             let due = now > last_cp
                 && ((now - last_cp) as u64 >= signing.records
-                    || last_cp_at.elapsed() >= signing.interval);
+                    || last_cp_at.is_none_or(|t| t.elapsed() >= signing.interval)
+                    || (ending && !full));
             if due {
                 let cp = signer.sign(now as u64, &frontier.root());
                 c.execute(
@@ -208,7 +224,7 @@ impl PgLog {
                 .await
                 .map_err(db)?;
                 last_cp = now;
-                last_cp_at = Instant::now();
+                last_cp_at = Some(Instant::now());
                 self.saw(
                     Head {
                         size: now as u64,
@@ -217,8 +233,14 @@ impl PgLog {
                     Some(cp),
                 );
             }
+            if ending && !full {
+                return Ok(());
+            }
             if !full {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = closing.changed() => {}
+                }
             }
         }
     }

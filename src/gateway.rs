@@ -166,17 +166,21 @@ impl Gateway {
         let registry_key =
             crate::keys::load_or_create(&crate::keys::dir(&config.data_dir).join("registry.key"))
                 .map_err(|e| StartError::Mailbox(format!("registry key: {e}")))?;
-        let registry = Arc::new(
-            Registry::open(mailbox.db(), &registry_key)
-                .map_err(|e| StartError::Mailbox(format!("registry: {e}")))?,
-        );
         let consent_key =
             crate::keys::load_or_create(&crate::keys::dir(&config.data_dir).join("consent.key"))
                 .map_err(|e| StartError::Mailbox(format!("consent key: {e}")))?;
-        let consents = Arc::new(
-            ConsentRegister::open(mailbox.db(), &consent_key)
-                .map_err(|e| StartError::Mailbox(format!("consent register: {e}")))?,
-        );
+        let mut registry = Registry::open(mailbox.db(), &registry_key)
+            .map_err(|e| StartError::Mailbox(format!("registry: {e}")))?;
+        let mut consents = ConsentRegister::open(mailbox.db(), &consent_key)
+            .map_err(|e| StartError::Mailbox(format!("consent register: {e}")))?;
+        // On a shared database, every node answers from one registry and
+        // one consent register (the keys directory, copied to every node,
+        // holds their keys).
+        if let Some(pg) = audit.view().postgres() {
+            registry = registry.shared(pg.clone());
+            consents = consents.shared(pg.clone());
+        }
+        let (registry, consents) = (Arc::new(registry), Arc::new(consents));
         let gw = Self {
             registry,
             consents,

@@ -26,6 +26,20 @@ use ketenpoort::audit::store::{Options, SubjectKeys, View};
 use ketenpoort::client::PartnerClient;
 use ketenpoort::config::GatewayConfig;
 
+/// The test pilot's registry of stays (as tests/registry.rs adds it).
+const REGISTRATION: &str = r#"
+[purposes.aanmelding]
+description = "Aanmelding bij de LVV"
+legal_basis = "AVG art. 6(1)(e)"
+retention_days = 730
+
+[registration]
+registrars = ["gemeente"]
+checkers = ["gemeente", "ngo-kvk"]
+purpose = "aanmelding"
+end_reasons = ["terugkeer", "overdracht"]
+"#;
+
 /// Disclosure id → (subject V-nummer, SHA-256 of the body received, node).
 type Received = BTreeMap<u64, (String, [u8; 32], usize)>;
 const CLIENTS: usize = 6;
@@ -226,6 +240,10 @@ fn load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     let (pki, _seen) = prepare().await;
+    let proef = pki.pilots_dir().join("proef.toml");
+    let pilot = std::fs::read_to_string(&proef).unwrap();
+    pki.write_config("pilots/proef.toml", &(pilot + REGISTRATION));
+    pki.sign_all();
     let pg = Pg::start();
     let base = pki.dir.path();
     let cfgs = node_configs(base, &pg, "ketenpoort", 3);
@@ -361,6 +379,31 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
         .unwrap();
     assert_eq!(r.status, 404);
 
+    // A stay registered through one node is known to the others.
+    let reg = |n: usize, m: Method, body: Option<serde_json::Value>| {
+        let c = clients[n].clone();
+        async move {
+            c.send(
+                m,
+                "/v1/pilots/proef/registrations/5560007001",
+                &[("ketenpoort-purpose", "aanmelding")],
+                body.as_ref(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let since = serde_json::json!({"since": "2026-01-05"});
+    let r = reg(1, Method::PUT, Some(since.clone())).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let r = reg(2, Method::GET, None).await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"here": true, "elsewhere": false})
+    );
+    let r = reg(2, Method::PUT, Some(since)).await;
+    assert_eq!(r.status, 200, "already open, through another node");
+
     // The tree reaches the end of the log under the new leader.
     let started = Instant::now();
     loop {
@@ -430,7 +473,10 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
         text(&status)
     );
     assert!(
-        text(&status).contains("schema version: 3"),
+        text(&status).contains(&format!(
+            "schema version: {}",
+            ketenpoort::audit::pg::schema::latest()
+        )),
         "{}",
         text(&status)
     );

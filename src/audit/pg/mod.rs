@@ -23,6 +23,7 @@
 pub mod append;
 pub mod check;
 pub mod keys;
+pub mod kv;
 pub mod mailbox;
 pub mod read;
 pub mod schema;

@@ -92,6 +92,15 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     );
     CREATE INDEX mailbox_expires ON mailbox (expires_micros);",
     ),
+    (
+        4,
+        "CREATE TABLE kv (
+        space text NOT NULL,
+        key bytea NOT NULL,
+        value bytea NOT NULL,
+        PRIMARY KEY (space, key)
+    );",
+    ),
 ];
 
 /// The newest schema version this build knows.

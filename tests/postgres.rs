@@ -466,9 +466,9 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     let status = cli(&["storage", "status"], &cfgs[0]);
     assert!(status.status.success(), "{}", text(&status));
     // The leader that stopped last signed the whole log on its way out.
-    let size = pg.sql("ketenpoort", "SELECT next FROM log_counter");
+    let logged = pg.sql("ketenpoort", "SELECT next FROM log_counter");
     assert!(
-        text(&status).contains(&format!("latest checkpoint: {} records", size.trim())),
+        text(&status).contains(&format!("latest checkpoint: {} records", logged.trim())),
         "{}",
         text(&status)
     );

@@ -7,6 +7,9 @@
 use super::{PgLog, db};
 use crate::audit::error::AuditError;
 
+/// Key and value, as a scan gives them.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// One write of a [`PgLog::kv_take`] transaction.
 #[derive(Debug, Clone)]
 pub struct KvPut {
@@ -65,11 +68,7 @@ impl PgLog {
     }
 
     /// Every entry whose key starts with `prefix`, in key order.
-    pub fn kv_scan(
-        &self,
-        space: &str,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, AuditError> {
+    pub fn kv_scan(&self, space: &str, prefix: &[u8]) -> Result<Vec<Entry>, AuditError> {
         let end = prefix_end(prefix);
         self.block_on(async {
             let c = self.client().await?;

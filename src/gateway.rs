@@ -179,6 +179,9 @@ impl Gateway {
         if let Some(pg) = audit.view().postgres() {
             registry = registry.shared(pg.clone());
             consents = consents.shared(pg.clone());
+            // A user added on any node signs in on every node.
+            let users = console.users.file().to_path_buf();
+            pg.start_mirror(vec![("console-users".to_string(), users)]);
         }
         let (registry, consents) = (Arc::new(registry), Arc::new(consents));
         let gw = Self {

@@ -148,6 +148,21 @@ async fn dossier(client: &PartnerClient, v: &str) -> ketenpoort::client::Reply {
         .unwrap()
 }
 
+/// The status of the console's `whoami` with a bearer token.
+async fn console_whoami(pki: &common::TestPki, port: u16, token: &str) -> u16 {
+    let req = hyper::Request::builder()
+        .uri("https://localhost/api/v1/whoami")
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let tls = common::client_config(&pki.ca.cert_pem, None, &[b"http/1.1"]);
+    match common::request(addr, tls, req).await {
+        Ok(r) => r.status.as_u16(),
+        Err(_) => 0,
+    }
+}
+
 fn cli(args: &[&str], cfg: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
         .args(args)
@@ -403,6 +418,25 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     );
     let r = reg(2, Method::PUT, Some(since)).await;
     assert_eq!(r.status, 200, "already open, through another node");
+
+    // A console user added once, on one node, signs in on another.
+    let out = Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
+        .args(["user", "add", "fg-gemeente", "--role", "privacy-officer"])
+        .args(["--partner", "gemeente", "--config"])
+        .arg(&cfgs[1])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let started = Instant::now();
+    while console_whoami(&pki, nodes[2].console, &token).await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the user added on node 1 cannot sign in on node 2: {}",
+            nodes[2].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The tree reaches the end of the log under the new leader.
     let started = Instant::now();

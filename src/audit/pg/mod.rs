@@ -22,6 +22,7 @@
 
 pub mod append;
 pub mod check;
+pub mod files;
 pub mod keys;
 pub mod kv;
 pub mod mailbox;

@@ -101,6 +101,15 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         PRIMARY KEY (space, key)
     );",
     ),
+    (
+        5,
+        "CREATE TABLE shared_files (
+        name text PRIMARY KEY,
+        version bigint NOT NULL,
+        content bytea NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );",
+    ),
 ];
 
 /// The newest schema version this build knows.

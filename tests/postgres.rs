@@ -626,3 +626,41 @@ async fn an_embedded_log_moves_into_postgres_with_its_ids_and_proofs() {
     assert!(!tampered.status.success(), "{}", text(&tampered));
     assert!(text(&tampered).contains("record 2"), "{}", text(&tampered));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_is_reached_over_tls_with_its_ca_checked() {
+    let pki = common::TestPki::new();
+    let pg = Pg::start_tls(&pki.ca);
+    let base = pki.dir.path();
+    let cfg_dir = base.join("config");
+    let other = ketenpoort::pki::Ca::generate("another CA").unwrap();
+    std::fs::write(base.join("db-ca.pem"), &pki.ca.cert_pem).unwrap();
+    std::fs::write(base.join("other-ca.pem"), &other.cert_pem).unwrap();
+    let main = std::fs::read_to_string(cfg_dir.join("ketenpoort.toml")).unwrap();
+    let with = |ca: &str| {
+        let f = cfg_dir.join(format!("tls-{ca}.toml"));
+        let t = format!(
+            "{main}\n[storage]\nbackend = \"postgres\"\nurl = \"host=127.0.0.1 port={} user=ketenpoort dbname=ketenpoort\"\nca = \"../{ca}\"\n",
+            pg.port
+        );
+        std::fs::write(&f, t).unwrap();
+        f
+    };
+    let good = cli(&["storage", "migrate"], &with("db-ca.pem"));
+    assert!(good.status.success(), "{}\n{}", text(&good), pg.log());
+    let status = cli(&["storage", "status"], &with("db-ca.pem"));
+    assert!(
+        text(&status).contains("backend: postgres"),
+        "{}",
+        text(&status)
+    );
+    // A server whose certificate does not chain to the configured CA is
+    // not talked to.
+    let bad = cli(&["storage", "status"], &with("other-ca.pem"));
+    assert!(!bad.status.success(), "{}", text(&bad));
+    assert!(
+        text(&bad).to_lowercase().contains("certificate"),
+        "{}",
+        text(&bad)
+    );
+}

@@ -17,8 +17,10 @@ pub struct Pg {
     dir: TempDir,
     /// Where initdb, pg_ctl and createdb are.
     bin: PathBuf,
-    /// The port (here only the name of the socket file).
+    /// The port (the name of the socket file; on 127.0.0.1 too with TLS).
     pub port: u16,
+    /// Listen on 127.0.0.1 with TLS (else only on the unix socket).
+    tls: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -43,6 +45,16 @@ impl Pg {
     /// Makes and starts a cluster with a superuser `ketenpoort` (trust
     /// authentication on its own socket) and a database `ketenpoort`.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A cluster that also listens on 127.0.0.1 with TLS only, its server
+    /// certificate (SAN 127.0.0.1) issued by `ca`.
+    pub fn start_tls(ca: &ketenpoort::pki::Ca) -> Self {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&ketenpoort::pki::Ca>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -62,6 +74,7 @@ impl Pg {
             dir,
             bin: bin_dir(),
             port,
+            tls: ca.is_some(),
         };
         let data = pg.data();
         pg.run(
@@ -77,6 +90,34 @@ impl Pg {
                 "--no-sync",
             ],
         );
+        if let Some(ca) = ca {
+            let leaf = ca
+                .issue(&ketenpoort::pki::LeafSpec::server(
+                    "db",
+                    &["localhost", "127.0.0.1"],
+                ))
+                .unwrap();
+            std::fs::write(data.join("server.crt"), &leaf.cert_pem).unwrap();
+            std::fs::write(data.join("server.key"), &leaf.key_pem).unwrap();
+            // Only TLS on the network: plain TCP is refused.
+            let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n";
+            std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+            let conf = "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+            let mut c = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+            c.push_str(conf);
+            std::fs::write(data.join("postgresql.conf"), c).unwrap();
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+            std::fs::set_permissions(data.join("server.key"), mode).unwrap();
+            if is_root() {
+                let ok = Command::new("chown")
+                    .args(["-R", "nobody:nogroup"])
+                    .arg(&data)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+            }
+        }
         pg.up();
         pg.run(
             "createdb",
@@ -129,8 +170,9 @@ impl Pg {
 
     /// Starts the server (again) and waits until it accepts connections.
     pub fn up(&self) {
+        let listen = if self.tls { "127.0.0.1" } else { "" };
         let opts = format!(
-            "-p {} -k {} -c listen_addresses='' -c max_connections=100",
+            "-p {} -k {} -c listen_addresses='{listen}' -c max_connections=100",
             self.port,
             self.socket_dir().display()
         );

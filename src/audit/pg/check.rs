@@ -9,7 +9,7 @@
 //! still holds; it is resumable, since each batch continues the counter.
 
 use super::append::{Row, insert_rows};
-use super::{PgLog, db};
+use super::{PgLog, db, dbm};
 use crate::audit::checkpoint::{Checkpoint, Verifier};
 use crate::audit::error::AuditError;
 use crate::audit::merkle::{self, Frontier, Hash};
@@ -146,7 +146,7 @@ impl PgLog {
                 .map_err(db)?
                 .get(0);
             if have as u64 != first {
-                return Err(db(format!(
+                return Err(dbm(format!(
                     "the database's log has {have} records; the next to copy is {first}"
                 )));
             }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::{PgLog, db};
+use super::{PgLog, db, dbm};
 use crate::audit::error::AuditError;
 use crate::audit::subject::SharedKeys;
 
@@ -42,7 +42,7 @@ impl PgKeys {
         let print = hex::encode(&crate::identity::sha256(&raw)[..8]);
         pg.check_key("subject-wrap-key sha256", &print)?;
         let key = UnboundKey::new(&AES_256_GCM, &raw)
-            .map_err(|_| db("the wrap key is not an AES-256 key"))?;
+            .map_err(|_| dbm("the wrap key is not an AES-256 key"))?;
         Ok(Self {
             pg,
             wrap: LessSafeKey::new(key),
@@ -93,7 +93,7 @@ impl PgKeys {
         std::thread::scope(|s| {
             s.spawn(|| self.pg.block_on(f))
                 .join()
-                .unwrap_or_else(|_| Err(db("the key thread failed")))
+                .unwrap_or_else(|_| Err(dbm("the key thread failed")))
         })
         .map_err(io_err)
     }

@@ -109,21 +109,35 @@ impl std::fmt::Debug for PgLog {
     }
 }
 
-/// Any database failure, as the audit store reports it; the message names
-/// no record content (statements carry values as parameters).
-pub(super) fn db(e: impl std::fmt::Display) -> AuditError {
-    AuditError::Database(e.to_string())
+/// Any database failure, as the audit store reports it, with its causes
+/// (a pool error's "TLS handshake" says little without the certificate
+/// error below it); the message names no record content (statements carry
+/// values as parameters).
+pub(super) fn db(e: impl std::error::Error) -> AuditError {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    AuditError::Database(msg)
+}
+
+/// A failure of our own, in the audit store's terms.
+pub(super) fn dbm(msg: impl Into<String>) -> AuditError {
+    AuditError::Database(msg.into())
 }
 
 fn tls_config(ca: &std::path::Path) -> Result<Tls, AuditError> {
     let mut roots = rustls::RootCertStore::empty();
     let certs =
-        CertificateDer::pem_file_iter(ca).map_err(|e| db(format!("ca {}: {e}", ca.display())))?;
+        CertificateDer::pem_file_iter(ca).map_err(|e| dbm(format!("ca {}: {e}", ca.display())))?;
     for c in certs {
-        let c = c.map_err(|e| db(format!("ca {}: {e}", ca.display())))?;
+        let c = c.map_err(|e| dbm(format!("ca {}: {e}", ca.display())))?;
         roots
             .add(c)
-            .map_err(|e| db(format!("ca {}: {e}", ca.display())))?;
+            .map_err(|e| dbm(format!("ca {}: {e}", ca.display())))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -141,7 +155,7 @@ impl PgLog {
         let mut config: tokio_postgres::Config = settings.url.parse().map_err(db)?;
         if let Some(f) = &settings.password_file {
             let text = std::fs::read_to_string(f)
-                .map_err(|e| db(format!("password_file {}: {e}", f.display())))?;
+                .map_err(|e| dbm(format!("password_file {}: {e}", f.display())))?;
             config.password(text.lines().next().unwrap_or("").as_bytes());
         }
         config.connect_timeout(WAIT);
@@ -247,14 +261,14 @@ impl PgLog {
                 .vkey()
         } else {
             std::fs::read_to_string(opts.dir.join("checkpoint.vkey")).map_err(|e| {
-                db(format!(
+                dbm(format!(
                     "no checkpoint key in {} and no {}: {e}",
                     opts.keys_dir.display(),
                     opts.dir.join("checkpoint.vkey").display()
                 ))
             })?
         };
-        Verifier::parse(vkey.trim()).map_err(|e| db(format!("verifier key: {e}")))
+        Verifier::parse(vkey.trim()).map_err(|e| dbm(format!("verifier key: {e}")))
     }
 
     /// The tree as far as it is integrated (as last seen).

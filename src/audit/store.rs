@@ -2,7 +2,8 @@
 //! store lives ([`Options`]), and the paths the rest of the crate uses.
 //!
 //! `Audit::record` hands an entry to the writer and returns once the record is
-//! in a segment file and `fdatasync` has returned; an error means nothing may
+//! in a segment file and `fdatasync` has returned (on PostgreSQL: once its
+//! transaction has committed, see [`super::pg`]); an error means nothing may
 //! be delivered. The work is split by concern:
 //! - `writer`: the one thread that appends, with group commit;
 //! - `indexer`: the thread that indexes answered records, off their path;

@@ -43,7 +43,7 @@ pub struct Filter {
     pub decision: Option<Decision>,
     /// Only ids below this one (the paging cursor).
     pub before: Option<u64>,
-    /// Page size (capped at [`MAX_PAGE`]).
+    /// Page size (capped at [`MAX_PAGE`](super::options::MAX_PAGE)).
     pub limit: usize,
 }
 

@@ -177,6 +177,16 @@ impl Gateway {
         // one consent register (the keys directory, copied to every node,
         // holds their keys).
         if let Some(pg) = audit.view().postgres() {
+            // Another registry or consent key would file the same person
+            // under another pseudonym: such a node refuses to start.
+            for (name, key) in [
+                ("registry-key", &registry_key),
+                ("consent-key", &consent_key),
+            ] {
+                let print = hex::encode(&crate::identity::sha256(key)[..8]);
+                pg.check_key(&format!("{name} sha256"), &print)
+                    .map_err(|e| StartError::Mailbox(e.to_string()))?;
+            }
             registry = registry.shared(pg.clone());
             consents = consents.shared(pg.clone());
             // A user added on any node signs in on every node.

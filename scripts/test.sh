@@ -36,6 +36,14 @@ fi
 # Python with the `cryptography` package.
 need 'python3 -c "import cryptography"' \
     "the covenant interoperability test fails" python3-cryptography
+# tests/postgres.rs runs three gateways on a throw-away PostgreSQL cluster
+# (initdb in a temp dir): Debian's server binaries, without the package's
+# own cluster (create_main_cluster = false), which the tests do not use.
+if [ "$(id -u)" = 0 ] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+fi
+need 'ls /usr/lib/postgresql/*/bin/initdb' "tests/postgres.rs fails" postgresql
 # The partner API serves docs/openapi.json, the console API
 # docs/console-openapi.json, each generated from its YAML
 # (scripts/openapi-json.py, PyYAML): the forms must not drift.

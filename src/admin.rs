@@ -131,7 +131,7 @@ pub enum AdminError {
 /// Runs a query: through the running gateway when one answers on the admin
 /// socket, otherwise on the index directly.
 pub fn query(config: &GatewayConfig, q: &Query) -> Result<Vec<Record>, AdminError> {
-    let opts = Options::new(&config.data_dir, &config.deployment);
+    let opts = Options::of(config);
     let keys = SubjectKeys::new(&opts.keys_dir);
     let direct = |e: std::io::Error| AdminError::Direct(e.to_string());
     let (subject, subjects) = match q.subject.as_deref() {

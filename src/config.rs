@@ -28,6 +28,8 @@ use source::{between, secs};
 
 use tls::RawTls;
 pub use tls::TlsFiles;
+mod storage;
+pub use storage::{Postgres, Storage};
 
 /// Where the gateway looks first when no `--config` is given: a checkout or
 /// a folder laid out like one.
@@ -72,6 +74,7 @@ struct RawGateway {
     witnesses: Option<RawWitnesses>,
     #[serde(default)]
     console: console::RawConsole,
+    storage: Option<storage::RawStorage>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +230,8 @@ pub struct GatewayConfig {
     pub witnesses: Witnesses,
     /// `[console]`: session idle timeout, identity providers.
     pub console: console::ConsoleSettings,
+    /// Where the log lives: embedded files or a shared PostgreSQL database.
+    pub storage: Storage,
 }
 
 /// One `[[witness]]` table: a witness the gateway sends its checkpoints to.
@@ -374,10 +379,17 @@ impl GatewayConfig {
         }
         let limits = raw.limits.check(&src)?;
         let witnesses = witnesses(&src, &raw.witness, raw.witnesses.as_ref())?;
+        let storage = storage::check(raw.storage.as_ref(), |p| resolve(&dir, p)).map_err(
+            |(at, why)| match at {
+                Some(offset) => src.error_at(offset, why),
+                None => src.error_whole(why),
+            },
+        )?;
         let r = |p: &Path| resolve(&dir, p);
         Ok(Self {
             limits,
             witnesses,
+            storage,
             file: file.to_path_buf(),
             deployment,
             partners_file: r(&raw.partners),

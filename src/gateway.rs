@@ -134,6 +134,8 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let mut audit_opts = audit::Options::new(&config.data_dir, &config.deployment);
         audit_opts.metrics = Some(metrics.clone());
+        audit_opts.storage = config.storage.clone();
+        audit_opts.node = config.partners_addr.to_string();
         let audit = Arc::new(Audit::open(audit_opts)?);
         let witnessing = Arc::new(Witnessing::open(
             &config,
@@ -161,28 +163,49 @@ impl Gateway {
             crate::console::idp::Oidc::new(&config.console, &config.tls.trust_anchors)
                 .map_err(StartError::Console)?,
         );
-        let mailbox = Arc::new(
-            Mailbox::open(
-                &config.data_dir.join("mailbox"),
-                config.limits.mailbox_quota_bytes,
-                config.limits.mailbox_total_bytes,
-            )
-            .map_err(|e| StartError::Mailbox(e.to_string()))?,
-        );
+        let mut mailbox = Mailbox::open(
+            &config.data_dir.join("mailbox"),
+            config.limits.mailbox_quota_bytes,
+            config.limits.mailbox_total_bytes,
+        )
+        .map_err(|e| StartError::Mailbox(e.to_string()))?;
+        if let Some(pg) = audit.view().postgres() {
+            mailbox = mailbox
+                .shared(pg.clone())
+                .map_err(|e| StartError::Mailbox(e.to_string()))?;
+        }
+        let mailbox = Arc::new(mailbox);
         let registry_key =
             crate::keys::load_or_create(&crate::keys::dir(&config.data_dir).join("registry.key"))
                 .map_err(|e| StartError::Mailbox(format!("registry key: {e}")))?;
-        let registry = Arc::new(
-            Registry::open(mailbox.db(), &registry_key)
-                .map_err(|e| StartError::Mailbox(format!("registry: {e}")))?,
-        );
         let consent_key =
             crate::keys::load_or_create(&crate::keys::dir(&config.data_dir).join("consent.key"))
                 .map_err(|e| StartError::Mailbox(format!("consent key: {e}")))?;
-        let consents = Arc::new(
-            ConsentRegister::open(mailbox.db(), &consent_key)
-                .map_err(|e| StartError::Mailbox(format!("consent register: {e}")))?,
-        );
+        let mut registry = Registry::open(mailbox.db(), &registry_key)
+            .map_err(|e| StartError::Mailbox(format!("registry: {e}")))?;
+        let mut consents = ConsentRegister::open(mailbox.db(), &consent_key)
+            .map_err(|e| StartError::Mailbox(format!("consent register: {e}")))?;
+        // On a shared database, every node answers from one registry and
+        // one consent register (the keys directory, copied to every node,
+        // holds their keys).
+        if let Some(pg) = audit.view().postgres() {
+            // Another registry or consent key would file the same person
+            // under another pseudonym: such a node refuses to start.
+            for (name, key) in [
+                ("registry-key", &registry_key),
+                ("consent-key", &consent_key),
+            ] {
+                let print = hex::encode(&crate::identity::sha256(key)[..8]);
+                pg.check_key(&format!("{name} sha256"), &print)
+                    .map_err(|e| StartError::Mailbox(e.to_string()))?;
+            }
+            registry = registry.shared(pg.clone());
+            consents = consents.shared(pg.clone());
+            // A user added on any node signs in on every node.
+            let users = console.users.file().to_path_buf();
+            pg.start_mirror(vec![("console-users".to_string(), users)]);
+        }
+        let (registry, consents) = (Arc::new(registry), Arc::new(consents));
         let gw = Self {
             registry,
             consents,

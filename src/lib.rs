@@ -16,7 +16,8 @@
 //! - who is calling: [`identity`] (certificate → partner), [`tls`] (rustls,
 //!   ring provider only), [`crl`] (CRLs fetched and kept fresh), [`backend`] (the connector that calls back-ends),
 //!   [`conn`] (limits on connections, revocation of open ones);
-//! - what is kept: [`audit`] (the append-only, verifiable log), [`storage`]
+//! - what is kept: [`audit`] (the append-only, verifiable log, in files or
+//!   in a PostgreSQL database several gateways share), [`storage`]
 //!   (mailboxes, the LVV registry), [`figures`] (the registry's counts per
 //!   pilot and month, small numbers suppressed), [`metrics`], [`witnessing`] (the log's
 //!   checkpoints sent to partners' witnesses; only cosigned ones are

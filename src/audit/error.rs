@@ -44,6 +44,10 @@ pub enum AuditError {
     /// last key of the history, or the history does not verify.
     #[error("checkpoint key: {0}")]
     Key(String),
+    /// The PostgreSQL database is unreachable, refused the work, or does not
+    /// hold the log this node expects (the message says which).
+    #[error("the audit database: {0}")]
+    Database(String),
 }
 
 impl AuditError {

@@ -18,15 +18,20 @@
 //! - [`rotation`]: a new checkpoint key announced by the old and the new
 //!   one, and the history of the log's keys;
 //! - [`verify`]: the full check of a log on disk;
-//! - [`export`]: records as JSON lines, CSV or Logboek Dataverwerkingen.
+//! - [`export`]: records as JSON lines, CSV or Logboek Dataverwerkingen;
+//! - [`pg`]: the same log in PostgreSQL, shared by several gateway processes
+//!   (`[storage] backend = "postgres"`); the view and the `Audit` handle
+//!   dispatch to it, so callers never know which store runs.
 
 pub mod checkpoint;
+mod common;
 mod error;
 pub mod export;
 pub mod index;
 mod indexer;
 pub mod merkle;
 mod options;
+pub mod pg;
 pub mod proof;
 pub mod record;
 mod recovery;

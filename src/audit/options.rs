@@ -34,6 +34,10 @@ pub struct Options {
     pub checkpoint_records: u64,
     /// Where to count records and time syncs (the gateway's metrics).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Embedded files under `dir`, or a shared PostgreSQL database.
+    pub storage: crate::config::Storage,
+    /// This node's name in the shared database (its partner address).
+    pub node: String,
 }
 
 impl Options {
@@ -46,7 +50,17 @@ impl Options {
             checkpoint_interval: Duration::from_secs(10),
             checkpoint_records: 1000,
             metrics: None,
+            storage: crate::config::Storage::Embedded,
+            node: String::new(),
         }
+    }
+    /// The layout of a gateway's configuration: its data directory and
+    /// deployment, its storage backend, its partner address as node name.
+    pub fn of(config: &crate::config::GatewayConfig) -> Self {
+        let mut o = Self::new(&config.data_dir, &config.deployment);
+        o.storage = config.storage.clone();
+        o.node = config.partners_addr.to_string();
+        o
     }
     /// The folder of the segment files.
     pub(super) fn segments(&self) -> PathBuf {

@@ -76,7 +76,7 @@ impl Writer {
         let view = Arc::new(View {
             dir: opts.dir.clone(),
             segments: RwLock::new(seg_files),
-            offsets: File::open(opts.offsets()).map_err(AuditError::read)?,
+            offsets: Some(File::open(opts.offsets()).map_err(AuditError::read)?),
             levels: RwLock::new(caches.level_reads),
             head: RwLock::new(Head {
                 size: 0,
@@ -86,6 +86,7 @@ impl Writer {
             signed: tokio::sync::watch::Sender::new(None),
             published: RwLock::new(Published::Latest),
             index: Some(Index::open(&opts.dir.join("index"))?),
+            pg: None,
         });
 
         let mut frontier = Frontier::default();

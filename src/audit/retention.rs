@@ -199,6 +199,14 @@ impl Audit {
     /// month's subject postings from the index. Blocking; call it from a
     /// blocking thread (it waits for the writer).
     pub fn retention_run(&self, r: &Retentions, as_of: Date) -> Result<Vec<Due>, AuditError> {
+        // Destroying a key on one node would leave its copies on the others
+        // linking: refuse rather than pretend, until keys are destroyed
+        // deployment-wide.
+        if self.view().postgres().is_some() {
+            return Err(AuditError::Database(
+                "retention does not run on PostgreSQL yet: the other nodes' copies of the subject keys would stay".into(),
+            ));
+        }
         let due = self.retention_due(r, as_of)?;
         let legacy_until = self.subject_keys().legacy_until();
         for d in &due {

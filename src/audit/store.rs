@@ -2,7 +2,8 @@
 //! store lives ([`Options`]), and the paths the rest of the crate uses.
 //!
 //! `Audit::record` hands an entry to the writer and returns once the record is
-//! in a segment file and `fdatasync` has returned; an error means nothing may
+//! in a segment file and `fdatasync` has returned (on PostgreSQL: once its
+//! transaction has committed, see [`super::pg`]); an error means nothing may
 //! be delivered. The work is split by concern:
 //! - `writer`: the one thread that appends, with group commit;
 //! - `indexer`: the thread that indexes answered records, off their path;
@@ -20,8 +21,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, Signer, Verifier};
 use super::merkle::Hash;
+use super::pg::PgLog;
+use super::pg::tree::Signing;
 use super::record::Entry;
 use super::rotation::{KeyHistory, Rotated, SharedKeys};
 use super::writer::{Cmd, Writer};
@@ -59,6 +62,9 @@ impl Audit {
     /// Opens the store: recovers a torn tail, catches the caches and indexes up,
     /// checks the latest checkpoint, and starts the writer thread. Blocking.
     pub fn open(opts: Options) -> Result<Self, AuditError> {
+        if let crate::config::Storage::Postgres(settings) = &opts.storage {
+            return Self::open_pg(&opts, settings);
+        }
         let (mut writer, view) = Writer::open(opts.clone())?;
         let mut threads = Vec::new();
         if view.index.is_some() {
@@ -99,6 +105,56 @@ impl Audit {
             subject_keys,
             keys,
             threads: std::sync::Mutex::new(threads),
+        })
+    }
+
+    /// Opens the shared log in PostgreSQL: applies migrations, refuses a
+    /// checkpoint key other than the one the database knows, reads the head,
+    /// then starts the writer thread and the tree tasks. Blocking.
+    fn open_pg(opts: &Options, settings: &crate::config::Postgres) -> Result<Self, AuditError> {
+        let pg = PgLog::connect(settings, &opts.node)?;
+        pg.migrate()?;
+        let signer =
+            Signer::load_or_create(&opts.signing_key(), &opts.origin).map_err(AuditError::write)?;
+        let vkey = signer.vkey();
+        pg.check_key("checkpoint-vkey", &vkey)?;
+        let verifier = Verifier::parse(&vkey)
+            .map_err(|e| AuditError::Database(format!("own verifier key: {e}")))?;
+        pg.follow_now(&verifier)?;
+        let view = Arc::new(View::for_pg(opts.dir.clone(), pg.clone()));
+        let shown = Arc::downgrade(&view);
+        pg.on_checkpoint(Box::new(move |cp| {
+            if let Some(v) = shown.upgrade() {
+                v.set_latest(cp);
+            }
+        }));
+        let signing = Signing {
+            interval: opts.checkpoint_interval,
+            records: opts.checkpoint_records,
+        };
+        let shared = super::pg::keys::PgKeys::open(pg.clone(), &opts.keys_dir)?;
+        pg.start_tree(signer, verifier, signing);
+        let subject_keys = SubjectKeys::shared(&opts.keys_dir, Arc::new(shared));
+        subject_keys
+            .mark_legacy(view.head().size)
+            .map_err(AuditError::write)?;
+        if fs::create_dir_all(&opts.dir).is_ok() {
+            let _ = fs::write(opts.dir.join("checkpoint.vkey"), format!("{vkey}\n"));
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || pg.run_writer(rx))
+            .map_err(AuditError::write)?;
+        // One key for the deployment: rotating it on PostgreSQL is not
+        // built yet (the writer refuses), so the history is that key alone.
+        let keys = Arc::new(std::sync::RwLock::new(KeyHistory::first(&vkey)));
+        Ok(Self {
+            tx,
+            view,
+            subject_keys,
+            keys,
+            threads: std::sync::Mutex::new(vec![handle]),
         })
     }
 

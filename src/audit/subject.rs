@@ -24,12 +24,17 @@
 //!
 //! It lives apart from the store because tools that answer an access request
 //! need it without opening the writer.
+//!
+//! Several gateways sharing one log (PostgreSQL) must use one key per pilot
+//! and month, or a search through one node misses what another recorded: a
+//! [`SharedKeys`] store makes the first node's new key the one every node
+//! uses, and hands each node the keys others made.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ring::hmac;
 
@@ -39,8 +44,22 @@ use crate::policy::retention::{YearMonth, month_label, month_of, parse_month};
 /// The scope of look-ups in the console and the CLI, which name no pilot.
 pub const LOOKUP_SCOPE: &str = "_lookup";
 
+/// Where the nodes of one deployment agree on their subject keys (the
+/// shared database). Calls block.
+pub trait SharedKeys: Send + Sync {
+    /// The key of `scope` and `month` (`YYYY-MM`): the one already agreed,
+    /// or `candidate`, which then becomes it.
+    fn agree(&self, scope: &str, month: &str, candidate: &[u8; 32]) -> std::io::Result<[u8; 32]>;
+    /// Every agreed key: scope, month, secret.
+    fn all(&self) -> std::io::Result<Vec<(String, String, [u8; 32])>>;
+    /// Forgets a key (retention destroyed it).
+    fn forget(&self, scope: &str, month: &str) -> std::io::Result<()>;
+}
+
 /// The subject keys of one data directory.
 pub struct SubjectKeys {
+    /// The deployment's shared keys, when several nodes share one log.
+    shared: Option<Arc<dyn SharedKeys>>,
     /// `<data_dir>/keys`.
     dir: PathBuf,
     /// Keys in use by the writer's callers, so a record does not read a file;
@@ -74,6 +93,14 @@ fn sign(key: &hmac::Key, vnummer: &str) -> Hash {
     out
 }
 
+/// Writes a key another node made (or agreed) into this node's folder.
+fn write_key(path: &Path, secret: &[u8; 32]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    crate::datadir::write_atomic(path, secret, 0o600)
+}
+
 /// Overwrites a secret before unlinking it, and syncs the folder, so the
 /// key is gone from the file system, not only from its listing.
 fn shred(path: &Path) -> std::io::Result<()> {
@@ -98,7 +125,56 @@ impl SubjectKeys {
         Self {
             dir: keys_dir.to_path_buf(),
             cache: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// The same, agreeing keys with the other nodes through `shared`.
+    pub fn shared(keys_dir: &Path, shared: Arc<dyn SharedKeys>) -> Self {
+        Self {
+            shared: Some(shared),
+            ..Self::new(keys_dir)
+        }
+    }
+
+    /// The month's key: the local file, else (shared) the agreed one,
+    /// written to the local file, else a new one.
+    fn month_key(&self, scope: &str, month: YearMonth) -> std::io::Result<[u8; 32]> {
+        let path = self.month_path(scope, month);
+        let Some(shared) = &self.shared else {
+            return crate::keys::load_or_create(&path);
+        };
+        if let Ok(b) = fs::read(&path)
+            && let Ok(k) = <[u8; 32]>::try_from(b.as_slice())
+        {
+            return Ok(k);
+        }
+        let mut candidate = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut candidate)
+            .map_err(|_| std::io::Error::other("no randomness for a subject key"))?;
+        let agreed = shared.agree(scope, &month_label(month), &candidate)?;
+        write_key(&path, &agreed)?;
+        Ok(agreed)
+    }
+
+    /// Writes the keys other nodes agreed that this node lacks.
+    fn pull(&self) -> std::io::Result<()> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        for (scope, month, secret) in shared.all()? {
+            let Some(m) = parse_month(&month) else {
+                continue;
+            };
+            if !crate::config::valid_id(&scope) && scope != LOOKUP_SCOPE {
+                continue;
+            }
+            let path = self.month_path(&scope, m);
+            if !path.exists() {
+                write_key(&path, &secret)?;
+            }
+        }
+        Ok(())
     }
 
     fn legacy_path(&self) -> PathBuf {
@@ -155,7 +231,7 @@ impl SubjectKeys {
         if let Some(key) = cache.get(&k) {
             return Ok(sign(key, vnummer));
         }
-        let secret = crate::keys::load_or_create(&self.month_path(scope, month))?;
+        let secret = self.month_key(scope, month)?;
         let key = key_of(&secret);
         let p = sign(&key, vnummer);
         cache.insert(k, key);
@@ -193,6 +269,7 @@ impl SubjectKeys {
     /// The pseudonyms of a V-nummer under every key that still exists: what
     /// a search by subject looks for. Blocking.
     pub fn pseudonyms(&self, vnummer: &str) -> std::io::Result<Vec<Hash>> {
+        self.pull()?;
         let mut out = Vec::new();
         for id in self.existing() {
             let path = match &id {
@@ -218,6 +295,9 @@ impl SubjectKeys {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&(scope.clone(), *m));
+                if let Some(shared) = &self.shared {
+                    shared.forget(scope, &month_label(*m))?;
+                }
                 shred(&self.month_path(scope, *m))
             }
         }

@@ -17,21 +17,14 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
 use super::checkpoint::{self, Checkpoint, Verifier};
+pub use super::common::{Filter, Head, Page};
 use super::error::{AuditError, IndexError, LogDamage, OutOfRange, ReadError};
 use super::index::{By, Dim, Index};
 use super::merkle::{self, Hash, Nodes};
 use super::options::{MAX_PAGE, MAX_UNINDEXED_SCAN, Options};
-use super::record::{Decision, Record};
+use super::pg::PgLog;
+use super::record::Record;
 use super::segment;
-
-/// Size and root of the log as far as it is durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    /// Records.
-    pub size: u64,
-    /// Merkle root.
-    pub root: Hash,
-}
 
 /// Which checkpoint partners are shown as the log's state.
 #[derive(Debug, Clone, Default)]
@@ -45,64 +38,6 @@ pub(super) enum Published {
     Witnessed(Option<(u64, String)>),
 }
 
-/// Query filters; all given filters must hold.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Subject pseudonym.
-    pub subject: Option<Hash>,
-    /// Subject pseudonyms, any of which may match: a person's pseudonyms
-    /// under every subject key that still exists
-    /// ([`super::store::Audit::subjects`]). With `subject`, either matches.
-    pub subjects: Vec<Hash>,
-    /// Partner id as sender or recipient.
-    pub partner: Option<String>,
-    /// Pilot id.
-    pub pilot: Option<String>,
-    /// Purpose id.
-    pub purpose: Option<String>,
-    /// From this time (epoch µs, inclusive).
-    pub since: Option<i64>,
-    /// Until this time (epoch µs, inclusive).
-    pub until: Option<i64>,
-    /// Disclosed or refused.
-    pub decision: Option<Decision>,
-    /// Only ids below this one (the paging cursor).
-    pub before: Option<u64>,
-    /// Page size (capped at [`MAX_PAGE`]).
-    pub limit: usize,
-}
-
-impl Filter {
-    /// Whether a record passes every given filter. The index narrows by one
-    /// dimension only; this checks the rest.
-    fn matches(&self, r: &Record) -> bool {
-        let e = &r.entry;
-        let by_subject = match (&self.subject, self.subjects.is_empty()) {
-            (None, true) => true,
-            (s, _) => e
-                .subject
-                .is_some_and(|x| *s == Some(x) || self.subjects.contains(&x)),
-        };
-        by_subject
-            && self
-                .partner
-                .as_ref()
-                .is_none_or(|p| e.sender == *p || e.recipient == *p)
-            && self.pilot.as_ref().is_none_or(|p| e.pilot == *p)
-            && self.purpose.as_ref().is_none_or(|p| e.purpose == *p)
-            && self.decision.is_none_or(|d| e.decision == d)
-    }
-}
-
-/// One page of a query, newest first.
-#[derive(Debug, Clone)]
-pub struct Page {
-    /// The records.
-    pub records: Vec<Record>,
-    /// Pass as `before` for the next page; `None` when this was the last.
-    pub next: Option<u64>,
-}
-
 /// Read access to the log: records by id, tree nodes, head, queries.
 pub struct View {
     /// The store's folder; only to tell views apart in debug output.
@@ -111,8 +46,9 @@ pub struct View {
     /// order; the writer pushes one when it rolls to a new segment.
     pub(super) segments: RwLock<Vec<(u64, Arc<File>)>>,
     /// The offsets cache: where record `id` starts in its segment, 8 bytes
-    /// per record, so a read by id is two reads and no scan.
-    pub(super) offsets: File,
+    /// per record, so a read by id is two reads and no scan (`None` on
+    /// PostgreSQL).
+    pub(super) offsets: Option<File>,
     /// The node cache, one file per tree level (32 bytes per node), so
     /// proofs and roots are reads, not rehashing; the writer pushes a level
     /// when the tree grows one.
@@ -131,6 +67,10 @@ pub struct View {
     /// The fjall indexes for queries and statistics; `None` in a read-only
     /// view beside a running gateway, which holds the database's lock.
     pub(super) index: Option<Index>,
+    /// The shared log in PostgreSQL, when `[storage]` names one: then every
+    /// read goes there, and the files above stay empty. The one place the
+    /// read side tells the backends apart.
+    pub(super) pg: Option<Arc<PgLog>>,
 }
 
 impl std::fmt::Debug for View {
@@ -144,6 +84,9 @@ impl std::fmt::Debug for View {
 impl Nodes for View {
     type Error = AuditError;
     fn node(&self, level: u32, index: u64) -> Result<Hash, AuditError> {
+        if let Some(pg) = &self.pg {
+            return pg.node(level, index);
+        }
         let levels = self.levels.read().unwrap_or_else(|e| e.into_inner());
         let f = levels
             .get(level as usize)
@@ -160,6 +103,11 @@ impl View {
     /// caches as they are on disk, no index. Its size is what the node cache
     /// covers; proofs are best asked at a checkpoint's size.
     pub fn open_readonly(opts: &Options) -> Result<Self, AuditError> {
+        if let crate::config::Storage::Postgres(settings) = &opts.storage {
+            let pg = PgLog::connect(settings, "")?;
+            pg.follow_now(&PgLog::local_verifier(opts)?)?;
+            return Ok(Self::for_pg(opts.dir.clone(), pg));
+        }
         let segs = segment::list(&opts.segments()).map_err(AuditError::read)?;
         let mut seg_files = Vec::new();
         for s in &segs {
@@ -189,7 +137,7 @@ impl View {
         let view = Self {
             dir: opts.dir.clone(),
             segments: RwLock::new(seg_files),
-            offsets,
+            offsets: Some(offsets),
             levels: RwLock::new(levels),
             head: RwLock::new(Head {
                 size,
@@ -199,6 +147,7 @@ impl View {
             latest: RwLock::new(latest),
             published: RwLock::new(Published::Latest),
             index: None,
+            pg: None,
         };
         let root = merkle::root(&view, size)?;
         view.head.write().unwrap_or_else(|e| e.into_inner()).root = root;
@@ -207,13 +156,50 @@ impl View {
 
     /// A read-only view with the index, for a tool when no gateway runs.
     pub fn open_with_index(opts: &Options) -> Result<Self, AuditError> {
+        if matches!(opts.storage, crate::config::Storage::Postgres(_)) {
+            return Self::open_readonly(opts);
+        }
         let mut v = Self::open_readonly(opts)?;
         v.index = Some(Index::open(&opts.dir.join("index"))?);
         Ok(v)
     }
 
-    /// The durable head.
+    /// A view of the shared log in PostgreSQL.
+    pub(super) fn for_pg(dir: PathBuf, pg: Arc<PgLog>) -> Self {
+        Self {
+            dir,
+            segments: RwLock::new(Vec::new()),
+            offsets: None,
+            levels: RwLock::new(Vec::new()),
+            head: RwLock::new(pg.head()),
+            signed: watch::Sender::new(pg.latest()),
+            latest: RwLock::new(pg.latest()),
+            published: RwLock::new(Published::Latest),
+            index: None,
+            pg: Some(pg),
+        }
+    }
+
+    /// The shared log, when the store is PostgreSQL (for the commands that
+    /// work on it directly: status, verify, export).
+    pub fn postgres(&self) -> Option<&Arc<PgLog>> {
+        self.pg.as_ref()
+    }
+
+    /// Whether the store can take records now: on PostgreSQL, whether the
+    /// database answers; the embedded store's disk is checked by writing.
+    pub fn reachable(&self) -> Result<(), AuditError> {
+        match &self.pg {
+            Some(pg) => pg.ping(),
+            None => Ok(()),
+        }
+    }
+
+    /// The durable head (on PostgreSQL: as far as the tree is integrated).
     pub fn head(&self) -> Head {
+        if let Some(pg) = &self.pg {
+            return pg.head();
+        }
         *self.head.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -280,6 +266,9 @@ impl View {
 
     /// The record with this id.
     pub fn record(&self, id: u64) -> Result<Record, AuditError> {
+        if let Some(pg) = &self.pg {
+            return pg.record(id);
+        }
         if id >= self.head().size {
             return Err(OutOfRange::NoRecord(id).into());
         }
@@ -289,6 +278,9 @@ impl View {
     /// The record with this id, without checking it is below the published
     /// head (recovery reads records before it publishes one).
     pub(super) fn record_unchecked(&self, id: u64) -> Result<Record, AuditError> {
+        if let Some(pg) = &self.pg {
+            return pg.record(id);
+        }
         let file = {
             let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
             let i = segs.partition_point(|(first, _)| *first <= id);
@@ -298,6 +290,8 @@ impl View {
         };
         let mut off = [0u8; 8];
         self.offsets
+            .as_ref()
+            .ok_or(ReadError::NoSegment)?
             .read_exact_at(&mut off, id * 8)
             .map_err(AuditError::read)?;
         let bytes = segment::read_at(&file, u64::from_le_bytes(off)).map_err(AuditError::read)?;
@@ -356,6 +350,9 @@ impl View {
         since_day: &str,
         until_day: &str,
     ) -> Result<BTreeMap<String, (u64, u64)>, AuditError> {
+        if let Some(pg) = &self.pg {
+            return pg.stats(by, since_day, until_day);
+        }
         Ok(self.index()?.stats(by, since_day, until_day)?)
     }
 
@@ -375,12 +372,18 @@ impl View {
 
     /// Records the index has not reached yet (queries scan them themselves).
     pub fn unindexed(&self) -> Result<u64, AuditError> {
+        if self.pg.is_some() {
+            return Ok(0);
+        }
         let upto = self.index()?.indexed_upto()?;
         Ok(self.head().size.saturating_sub(upto))
     }
 
     /// Records matching `f`, newest first, from the indexes.
     pub fn query(&self, f: &Filter) -> Result<Page, AuditError> {
+        if let Some(pg) = &self.pg {
+            return pg.query(f);
+        }
         let index = self.index()?;
         let size = self.head().size;
         let limit = f.limit.clamp(1, MAX_PAGE);

@@ -16,35 +16,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::checkpoint::{self, Checkpoint, Signer};
+pub(super) use super::common::{Cmd, Reply};
 use super::error::AuditError;
 use super::indexer::IndexFeed;
 use super::merkle::{self, Frontier};
 use super::options::{MAX_BATCH, Options, Receipt};
 use super::record::{self, Entry, Record};
-use super::rotation::{Rotated, SharedKeys};
+use super::rotation::SharedKeys;
 use super::segment;
 use super::view::{Head, View};
-
-/// Where the writer answers one append.
-pub(super) type Reply = oneshot::Sender<Result<Receipt, AuditError>>;
-
-/// What the `Audit` handle asks of the writer thread.
-pub(super) enum Cmd {
-    /// Append one entry; answer once it is durable.
-    Append(Box<Entry>, Reply),
-    /// Sign a checkpoint of the log as it is now.
-    Checkpoint(oneshot::Sender<Result<Checkpoint, AuditError>>),
-    /// Time passed: catch the caches up, sign if a checkpoint is due.
-    Tick,
-    /// Finish what is queued, sign a last checkpoint and stop.
-    Shutdown,
-    /// Replace the signing key, announced by both keys (see `rotation`).
-    Rotate(oneshot::Sender<Result<Rotated, AuditError>>),
-}
 
 /// The state of the one thread that writes the log.
 pub(super) struct Writer {

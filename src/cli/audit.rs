@@ -145,8 +145,11 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
         other => other,
     };
     let config = GatewayConfig::load(config_file)?;
-    let opts = Options::new(&config.data_dir, &config.deployment);
-    if !opts.dir.join("segments").is_dir() {
+    let opts = Options::of(&config);
+    // On PostgreSQL the data directory holds no log: those commands that
+    // read files read the database instead (`storage`).
+    let shared = matches!(config.storage, crate::config::Storage::Postgres(_));
+    if !shared && !opts.dir.join("segments").is_dir() {
         anyhow::bail!(
             "no audit log in {} yet: the gateway makes it when it first starts",
             opts.dir.display()
@@ -161,7 +164,9 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
         AuditCommand::Head { now: true } => {
             Ok(Report::new().out(crate::admin::checkpoint_now(&config)?))
         }
+        AuditCommand::Head { now: false } if shared => super::storage::head(&opts),
         AuditCommand::Head { now: false } => head(&config, &opts),
+        AuditCommand::Verify if shared => super::storage::verify(&opts),
         AuditCommand::Verify => verify(&opts),
         AuditCommand::Prove {
             index,
@@ -170,8 +175,12 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
             to,
         } => prove(&opts, index, size, from, to),
         AuditCommand::Query(q) => query(&config, q),
+        AuditCommand::Retention { .. } if shared => {
+            anyhow::bail!("audit retention does not run on PostgreSQL yet")
+        }
         AuditCommand::Retention { dry_run, as_of } => retention(&config, dry_run, as_of),
         AuditCommand::RotateKey => rotate_key(&config),
+        AuditCommand::Export { format } if shared => super::storage::export(&opts, format),
         AuditCommand::Export { format } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let n = export::export(&opts.dir, format, &mut out).map_err(anyhow::Error::msg)?;

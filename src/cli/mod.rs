@@ -27,6 +27,7 @@ mod policy;
 mod records;
 mod report;
 mod serve;
+mod storage;
 mod user;
 mod witness;
 
@@ -46,6 +47,7 @@ pub use evidence::{CheckEvidenceArgs, KeyArgs, MonitorArgs};
 pub use pki::PkiCommand;
 pub use policy::{GraphFormat, PolicyCommand};
 pub use records::QueryFormat;
+pub use storage::StorageCommand;
 pub use user::UserCommand;
 pub use witness::WitnessCommand;
 
@@ -156,6 +158,11 @@ pub enum Command {
         #[command(subcommand)]
         command: WitnessCommand,
     },
+    /// The storage backend: PostgreSQL schema, status, moving a log into it.
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
 }
 
 impl Cli {
@@ -187,6 +194,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Backup { to, include_keys } => backup::backup(config, &to, include_keys),
         Command::Restore { from, keys } => backup::restore(config, &from, keys),
         Command::Witness { command } => witness::run(cli.config.as_deref(), command),
+        Command::Storage { command } => storage::run(config, command),
     }
 }
 

@@ -6,7 +6,9 @@
 //! maintenance on` drains the node, whatever the checks say) and the failed
 //! checks by name, with a line each in `details` for the operator:
 //! - `audit`: the data directory takes a write and an fsync (a full or
-//!   read-only disk fails it; the log could not make a record durable);
+//!   read-only disk fails it; the log could not make a record durable), and
+//!   a shared PostgreSQL log answers (a load balancer then sends no partner
+//!   to a node cut off from the database);
 //! - `crl`: at least one CRL is loaded and none is past its nextUpdate;
 //! - `policy`: a policy with at least one pilot is loaded;
 //! - `certificates`: the gateway's own server and client certificates are
@@ -72,7 +74,12 @@ pub async fn check(gw: &Gateway) -> Health {
     // polling it must not turn into a crowd of fsyncs beside the log's.
     static PROBING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let one = PROBING.lock().await;
-    let probed = tokio::task::spawn_blocking(move || probe_write(&dir)).await;
+    let view = gw.audit.view().clone();
+    let probed = tokio::task::spawn_blocking(move || {
+        probe_write(&dir)?;
+        view.reachable().map_err(std::io::Error::other)
+    })
+    .await;
     drop(one);
     match probed {
         Ok(Ok(())) => {}

@@ -9,9 +9,15 @@
 //! so that the audit log's retention (which destroys those) leaves consents
 //! alone: a consent is in force, or withdrawn, for as long as the person's
 //! case runs. It shares the embedded database of the mailboxes and the
-//! registry; every change is flushed before the caller is answered.
+//! registry; every change is flushed before the caller is answered. With
+//! `[storage] backend = "postgres"` the histories live in the shared
+//! database's `kv` table, so every node sees a consent recorded through any.
+
+use std::sync::Arc;
 
 use ring::hmac;
+
+use crate::audit::pg::PgLog;
 
 use crate::policy::consent::ConsentEvent;
 
@@ -21,6 +27,16 @@ pub struct ConsentRegister {
     /// `pseudonym (32) | pilot | 0 | rule` → JSON list of [`ConsentEvent`].
     tree: sled::Tree,
     key: hmac::Key,
+    /// The shared database, when the register lives there.
+    pg: Option<Arc<PgLog>>,
+}
+
+/// The tree's name, also the `space` of its rows in the shared database.
+const SPACE: &str = "consent";
+
+/// A database failure, in the error type the register's callers handle.
+fn pg_err(e: crate::audit::AuditError) -> sled::Error {
+    sled::Error::Unsupported(e.to_string())
 }
 
 impl std::fmt::Debug for ConsentRegister {
@@ -49,9 +65,16 @@ impl ConsentRegister {
     pub fn open(db: &sled::Db, secret: &[u8; 32]) -> sled::Result<Self> {
         Ok(Self {
             db: db.clone(),
-            tree: db.open_tree("consent")?,
+            tree: db.open_tree(SPACE)?,
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            pg: None,
         })
+    }
+
+    /// Keeps the register in the shared database from now on.
+    pub fn shared(mut self, pg: Arc<PgLog>) -> Self {
+        self.pg = Some(pg);
+        self
     }
 
     /// The register's pseudonym of a V-nummer.
@@ -69,7 +92,11 @@ impl ConsentRegister {
         pilot: &str,
         rule: &str,
     ) -> sled::Result<Vec<ConsentEvent>> {
-        match self.tree.get(key_of(p, pilot, rule))? {
+        let found = match &self.pg {
+            Some(pg) => pg.kv_get(SPACE, &key_of(p, pilot, rule)).map_err(pg_err)?,
+            None => self.tree.get(key_of(p, pilot, rule))?.map(|v| v.to_vec()),
+        };
+        match found {
             Some(v) => decode(&v),
             None => Ok(Vec::new()),
         }
@@ -84,6 +111,11 @@ impl ConsentRegister {
         event: ConsentEvent,
     ) -> sled::Result<()> {
         let k = key_of(p, pilot, rule);
+        if let Some(pg) = &self.pg {
+            let one = serde_json::to_vec(&[&event])
+                .map_err(|e| sled::Error::Unsupported(e.to_string()))?;
+            return pg.kv_append_json(SPACE, &k, &one).map_err(pg_err);
+        }
         self.tree.fetch_and_update(&k, |old| {
             let mut h: Vec<ConsentEvent> = old.and_then(|v| decode(v).ok()).unwrap_or_default();
             h.push(event.clone());
@@ -97,8 +129,15 @@ impl ConsentRegister {
     /// Blocking.
     pub fn of_person(&self, p: &[u8; 32]) -> sled::Result<Histories> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix(p) {
-            let (k, v) = kv?;
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = match &self.pg {
+            Some(pg) => pg.kv_scan(SPACE, p).map_err(pg_err)?,
+            None => self
+                .tree
+                .scan_prefix(p)
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<sled::Result<_>>()?,
+        };
+        for (k, v) in entries {
             let rest = &k[32..];
             let Some(zero) = rest.iter().position(|b| *b == 0) else {
                 continue;

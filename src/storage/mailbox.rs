@@ -10,12 +10,20 @@
 //! that never picks up, or a sender that fills one, must not fill the disk the
 //! audit log needs. Room is reserved before the disclosure is recorded, so a
 //! document is never recorded as delivered and then refused for lack of room.
+//!
+//! With `[storage] backend = "postgres"` the documents live in the shared
+//! database instead (any node takes a document in, any node hands it out);
+//! the quotas are then counted per node from what the database held at
+//! start plus what this node added and removed, so they are approximate
+//! across nodes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::audit::pg::PgLog;
 
 /// One document waiting in a mailbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +79,13 @@ pub struct Mailbox {
     quota: u64,
     /// Bytes all mailboxes together may hold.
     total_quota: u64,
+    /// The shared database, when the documents live there.
+    pg: Option<Arc<PgLog>>,
+}
+
+/// A database failure, in the error type the mailbox's callers handle.
+fn pg_err(e: crate::audit::AuditError) -> sled::Error {
+    sled::Error::Unsupported(e.to_string())
 }
 
 #[derive(Debug, Default)]
@@ -164,7 +179,20 @@ impl Mailbox {
             usage: Arc::new(Mutex::new(usage)),
             quota,
             total_quota,
+            pg: None,
         })
+    }
+
+    /// Keeps the documents in the shared database from now on, counting
+    /// what it holds against the quotas. Blocking.
+    pub fn shared(mut self, pg: Arc<PgLog>) -> sled::Result<Self> {
+        let mut usage = Usage::default();
+        for (who, n) in pg.mailbox_usage().map_err(pg_err)? {
+            usage.add(&who, n);
+        }
+        self.usage = Arc::new(Mutex::new(usage));
+        self.pg = Some(pg);
+        Ok(self)
     }
 
     /// The embedded database, shared with the registry.
@@ -194,6 +222,25 @@ impl Mailbox {
     /// Stores a document in the room reserved for it; returns its id once
     /// flushed. Blocking.
     pub fn put(&self, mut item: Item, room: Reservation) -> sled::Result<u64> {
+        if let Some(pg) = &self.pg {
+            let mut made = Ok(());
+            let recipient = item.recipient.clone();
+            let (id, stored) = pg
+                .mailbox_put(&recipient, item.expires_micros, |id| {
+                    item.id = id;
+                    serde_json::to_vec(&item).unwrap_or_else(|e| {
+                        made = Err(sled::Error::Unsupported(e.to_string()));
+                        Vec::new()
+                    })
+                })
+                .map_err(pg_err)?;
+            made?;
+            if let Ok(mut u) = self.usage.lock() {
+                u.add(&item.recipient, stored);
+            }
+            drop(room);
+            return Ok(id);
+        }
         item.id = self.db.generate_id()? + 1;
         let bytes =
             serde_json::to_vec(&item).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
@@ -215,6 +262,20 @@ impl Mailbox {
         before: Option<u64>,
         limit: usize,
     ) -> sled::Result<(Vec<Item>, Option<u64>)> {
+        if let Some(pg) = &self.pg {
+            let rows = pg
+                .mailbox_list(recipient, before, limit + 1)
+                .map_err(pg_err)?;
+            let mut out = Vec::with_capacity(limit);
+            for (_, v) in &rows {
+                if out.len() == limit {
+                    let next = out.last().map(|i: &Item| i.id);
+                    return Ok((out, next));
+                }
+                out.push(decode(v)?);
+            }
+            return Ok((out, None));
+        }
         let lo = key(recipient, 0);
         let hi = key(recipient, before.unwrap_or(u64::MAX));
         let mut out = Vec::new();
@@ -231,6 +292,13 @@ impl Mailbox {
 
     /// One document of a recipient.
     pub fn get(&self, recipient: &str, id: u64) -> sled::Result<Option<Item>> {
+        if let Some(pg) = &self.pg {
+            return pg
+                .mailbox_get(recipient, id)
+                .map_err(pg_err)?
+                .map(|v| decode(&v))
+                .transpose();
+        }
         self.items
             .get(key(recipient, id))?
             .map(|v| decode(&v))
@@ -239,6 +307,15 @@ impl Mailbox {
 
     /// Deletes a document of a recipient; false when there was none. Blocking.
     pub fn delete(&self, recipient: &str, id: u64) -> sled::Result<bool> {
+        if let Some(pg) = &self.pg {
+            let Some(n) = pg.mailbox_delete(recipient, id).map_err(pg_err)? else {
+                return Ok(false);
+            };
+            if let Ok(mut u) = self.usage.lock() {
+                u.sub(recipient, n);
+            }
+            return Ok(true);
+        }
         let Some(old) = self.items.remove(key(recipient, id))? else {
             return Ok(false);
         };
@@ -251,6 +328,14 @@ impl Mailbox {
 
     /// Documents whose retention ended before `now_micros`.
     pub fn expired(&self, now_micros: i64) -> sled::Result<Vec<Item>> {
+        if let Some(pg) = &self.pg {
+            return pg
+                .mailbox_expired(now_micros)
+                .map_err(pg_err)?
+                .iter()
+                .map(|v| decode(v))
+                .collect();
+        }
         let mut out = Vec::new();
         for kv in self.items.iter() {
             let (_, v) = kv?;

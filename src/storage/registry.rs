@@ -10,15 +10,29 @@
 //! programme's figures, never for a list of people.
 //!
 //! It shares the embedded database of the mailboxes; every change is flushed
-//! before the caller is answered.
+//! before the caller is answered. With `[storage] backend = "postgres"` the
+//! same keys and values live in the shared database's `kv` table instead,
+//! so every node answers from one registry.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
+
+use crate::audit::pg::PgLog;
+use crate::audit::pg::kv::KvPut;
+
+/// The trees' names, also the `space` of their rows in the shared database.
+const OPEN: &str = "registry-open";
+const ENDED: &str = "registry-ended";
+
+/// A database failure, in the error type the registry's callers handle.
+fn pg_err(e: crate::audit::AuditError) -> sled::Error {
+    sled::Error::Unsupported(e.to_string())
+}
 
 /// How a stay ended, as kept for the figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +64,8 @@ pub struct Registry {
     /// Ended stays: `pilot | 0 | until (10) | pseudonym (32)` → [`Ended`].
     ended: sled::Tree,
     key: hmac::Key,
+    /// The shared database, when the registry lives there.
+    pg: Option<Arc<PgLog>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -88,10 +104,64 @@ impl Registry {
     pub fn open(db: &sled::Db, secret: &[u8; 32]) -> sled::Result<Self> {
         Ok(Self {
             db: db.clone(),
-            open: db.open_tree("registry-open")?,
-            ended: db.open_tree("registry-ended")?,
+            open: db.open_tree(OPEN)?,
+            ended: db.open_tree(ENDED)?,
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            pg: None,
         })
+    }
+
+    /// Keeps the registry in the shared database from now on.
+    pub fn shared(mut self, pg: Arc<PgLog>) -> Self {
+        self.pg = Some(pg);
+        self
+    }
+
+    /// Every entry of a tree under a prefix, from wherever the registry lives.
+    fn scan(&self, tree: &sled::Tree, prefix: &[u8]) -> sled::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if let Some(pg) = &self.pg {
+            let space = if tree.name() == OPEN.as_bytes() {
+                OPEN
+            } else {
+                ENDED
+            };
+            return pg.kv_scan(space, prefix).map_err(pg_err);
+        }
+        tree.scan_prefix(prefix)
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect()
+    }
+
+    /// Ends the stay under `k` (in `pilot`) in the shared database, adding
+    /// `more` writes to the same transaction.
+    fn end_shared(
+        pg: &PgLog,
+        k: &[u8],
+        ended: impl FnOnce(String) -> (Vec<u8>, Ended),
+        more: Vec<KvPut>,
+    ) -> sled::Result<bool> {
+        let mut made = Ok(());
+        let done = pg
+            .kv_take(OPEN, k, |since| {
+                let (key, e) = ended(String::from_utf8_lossy(&since).into_owned());
+                let mut puts = more;
+                match serde_json::to_vec(&e) {
+                    Ok(value) => puts.insert(
+                        0,
+                        KvPut {
+                            space: ENDED,
+                            key,
+                            value,
+                            only_if_absent: false,
+                        },
+                    ),
+                    Err(e) => made = Err(sled::Error::Unsupported(e.to_string())),
+                }
+                puts
+            })
+            .map_err(pg_err)?;
+        made?;
+        Ok(done)
     }
 
     /// The registry's pseudonym of a V-nummer.
@@ -104,6 +174,11 @@ impl Registry {
     /// Opens a stay in `pilot` from `since`; `false` when one was open
     /// already (nothing changes then). Blocking; flushed when it returns.
     pub fn admit(&self, p: &[u8; 32], pilot: &str, since: &str) -> sled::Result<bool> {
+        if let Some(pg) = &self.pg {
+            return pg
+                .kv_insert_new(OPEN, &open_key(p, pilot), since.as_bytes())
+                .map_err(pg_err);
+        }
         let fresh = self
             .open
             .compare_and_swap(
@@ -120,6 +195,17 @@ impl Registry {
     /// there was none. Blocking; flushed when it returns.
     pub fn end(&self, p: &[u8; 32], pilot: &str, until: &str, reason: &str) -> sled::Result<bool> {
         let k = open_key(p, pilot);
+        if let Some(pg) = &self.pg {
+            let ended = |since| {
+                let e = Ended {
+                    since,
+                    until: until.to_string(),
+                    reason: reason.to_string(),
+                };
+                (ended_key(pilot, until, p), e)
+            };
+            return Self::end_shared(pg, &k, ended, Vec::new());
+        }
         let done = (&self.open, &self.ended)
             .transaction(|(open, ended)| {
                 let Some(since) = open.remove(k.as_slice())? else {
@@ -154,6 +240,23 @@ impl Registry {
     ) -> sled::Result<bool> {
         let k = open_key(p, from);
         let dest = open_key(p, to);
+        if let Some(pg) = &self.pg {
+            let ended = |since| {
+                let e = Ended {
+                    since,
+                    until: on.to_string(),
+                    reason: reason.to_string(),
+                };
+                (ended_key(from, on, p), e)
+            };
+            let open_there = KvPut {
+                space: OPEN,
+                key: dest,
+                value: on.as_bytes().to_vec(),
+                only_if_absent: true,
+            };
+            return Self::end_shared(pg, &k, ended, vec![open_there]);
+        }
         let done = (&self.open, &self.ended)
             .transaction(|(open, ended)| {
                 let Some(since) = open.remove(k.as_slice())? else {
@@ -182,16 +285,14 @@ impl Registry {
     /// Blocking.
     pub fn history(&self, p: &[u8; 32]) -> sled::Result<Vec<Stay>> {
         let mut out = Vec::new();
-        for kv in self.open.scan_prefix(p) {
-            let (k, v) = kv?;
+        for (k, v) in self.scan(&self.open, p)? {
             out.push(Stay {
                 pilot: String::from_utf8_lossy(&k[32..]).into_owned(),
                 since: String::from_utf8_lossy(&v).into_owned(),
                 ended: None,
             });
         }
-        for kv in self.ended.iter() {
-            let (k, v) = kv?;
+        for (k, v) in self.scan(&self.ended, &[])? {
             if k.len() < 32 + 12 || k[k.len() - 32..] != p[..] {
                 continue;
             }
@@ -212,40 +313,36 @@ impl Registry {
 
     /// The pilots where this person has an open stay. Blocking.
     pub fn stays(&self, p: &[u8; 32]) -> sled::Result<Vec<String>> {
-        self.open
-            .scan_prefix(p)
-            .keys()
-            .map(|k| k.map(|k| String::from_utf8_lossy(&k[32..]).into_owned()))
-            .collect()
+        Ok(self
+            .scan(&self.open, p)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[32..]).into_owned())
+            .collect())
     }
 
     /// Open stays per pilot, and their first days (for the figures).
     /// Blocking.
     pub fn open_stays(&self) -> sled::Result<Vec<(String, String)>> {
-        self.open
-            .iter()
-            .map(|kv| {
-                kv.map(|(k, v)| {
-                    (
-                        String::from_utf8_lossy(&k[32..]).into_owned(),
-                        String::from_utf8_lossy(&v).into_owned(),
-                    )
-                })
+        Ok(self
+            .scan(&self.open, &[])?
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(&k[32..]).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
             })
-            .collect()
+            .collect())
     }
 
     /// Ended stays of a pilot. Blocking.
     pub fn ended_stays(&self, pilot: &str) -> sled::Result<Vec<Ended>> {
         let mut prefix = pilot.as_bytes().to_vec();
         prefix.push(0);
-        self.ended
-            .scan_prefix(prefix)
-            .values()
-            .map(|v| {
-                v.and_then(|v| {
-                    serde_json::from_slice(&v).map_err(|e| sled::Error::Unsupported(e.to_string()))
-                })
+        self.scan(&self.ended, &prefix)?
+            .into_iter()
+            .map(|(_, v)| {
+                serde_json::from_slice(&v).map_err(|e| sled::Error::Unsupported(e.to_string()))
             })
             .collect()
     }

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod disk;
 pub mod fixture;
 pub mod oidc;
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

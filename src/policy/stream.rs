@@ -16,7 +16,7 @@
 //! any element cannot be transformed), this one writes on and rolls back.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 use ring::hmac;
@@ -95,10 +95,10 @@ pub fn minimise_bytes(
     let names: Vec<&str> = subject.0.iter().map(|s| s.name.as_str()).collect();
     let mut st = State {
         out: Vec::with_capacity(bytes.len()),
-        log: Vec::new(),
+        log: Vec::with_capacity(32),
         undeclared: 0,
         shape: 0,
-        keys: Vec::new(),
+        keys: Vec::with_capacity(32),
         subject_path: &names,
         subject: None,
         key,
@@ -171,19 +171,17 @@ impl<'a> State<'a, '_> {
     }
     /// Ends an element: its part, and the state cleared for the next.
     fn part(&mut self) -> Part {
-        let mut disclosed = BTreeSet::new();
-        let mut withheld = BTreeSet::new();
-        for (d, p) in self.log.drain(..) {
-            if d {
-                disclosed.insert(p);
-            } else {
-                withheld.insert(p);
-            }
-        }
+        self.log.sort_unstable();
+        self.log.dedup();
+        let split = self.log.partition_point(|(d, _)| !d);
+        let names = |l: &[(bool, &str)]| l.iter().map(|(_, p)| (*p).to_string()).collect();
+        let withheld = names(&self.log[..split]);
+        let disclosed = names(&self.log[split..]);
+        self.log.clear();
         let part = Part {
             bytes: std::mem::take(&mut self.out),
-            disclosed: disclosed.into_iter().map(str::to_string).collect(),
-            withheld: withheld.into_iter().map(str::to_string).collect(),
+            disclosed,
+            withheld,
             undeclared: self.undeclared,
             shape_violations: self.shape,
             subject: self.subject.take(),

@@ -34,12 +34,7 @@ fn subject_in(doc: &Value, subject: &FieldPath) -> Option<Option<String>> {
 }
 
 /// The old path, whole.
-fn reference(
-    bytes: &[u8],
-    tree: &Tree,
-    subject: &FieldPath,
-    max: usize,
-) -> Result<Doc, String> {
+fn reference(bytes: &[u8], tree: &Tree, subject: &FieldPath, max: usize) -> Result<Doc, String> {
     let doc = json::parse(bytes).map_err(|e| e.0)?;
     let part = |el: &Value| {
         let m = minimise(el, tree, &key());
@@ -173,14 +168,37 @@ fn render(r: &Raw, out: &mut String) {
 
 fn raw_strategy() -> impl Strategy<Value = Raw> {
     let lit = prop::sample::select(vec![
-        "null", "true", "false", "0", "-0", "7", "-12", "1.5", "1.50", "1e2", "-2.5E-3",
-        "18446744073709551615", "18446744073709551616", "-9223372036854775809", "0.1",
-        "123456789012345678901234567890", "1e400",
+        "null",
+        "true",
+        "false",
+        "0",
+        "-0",
+        "7",
+        "-12",
+        "1.5",
+        "1.50",
+        "1e2",
+        "-2.5E-3",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "0.1",
+        "123456789012345678901234567890",
+        "1e400",
     ])
     .prop_map(Raw::Lit);
     let text = prop::sample::select(vec![
-        "", "1990-05-17", "2019-03", "2019", "2019-03-01T10:00:00Z", "x", "Jan \"J\"",
-        "é\u{1F600}", "ps1:00112233445566778899aabbccddeeff", "5550001234", "a\nb",
+        "",
+        "1990-05-17",
+        "2019-03",
+        "2019",
+        "2019-03-01T10:00:00Z",
+        "x",
+        "Jan \"J\"",
+        "é\u{1F600}",
+        "ps1:00112233445566778899aabbccddeeff",
+        "5550001234",
+        "a\nb",
     ]);
     let leaf = prop_oneof![
         3 => lit,
@@ -203,21 +221,35 @@ fn raw_strategy() -> impl Strategy<Value = Raw> {
     });
     let leaf = prop_oneof![4 => leaf, 1 => dates];
     leaf.prop_recursive(6, 48, 5, move |inner| {
-        let obj = prop::collection::vec((keys.clone(), prop::bool::weighted(0.1), inner.clone()), 0..5)
-            .prop_map(|m| Raw::Obj(m.into_iter().map(|(k, e, v)| (k.to_string(), e, v)).collect()));
+        let obj = prop::collection::vec(
+            (keys.clone(), prop::bool::weighted(0.1), inner.clone()),
+            0..5,
+        )
+        .prop_map(|m| {
+            Raw::Obj(
+                m.into_iter()
+                    .map(|(k, e, v)| (k.to_string(), e, v))
+                    .collect(),
+            )
+        });
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Raw::List),
             // Objects, then (sometimes) one of another shape: the look-ahead.
-            (prop::collection::vec(obj, 1..3), prop::option::of(inner.clone())).prop_map(
-                |(mut items, last)| {
+            (
+                prop::collection::vec(obj, 1..3),
+                prop::option::of(inner.clone())
+            )
+                .prop_map(|(mut items, last)| {
                     items.extend(last);
                     Raw::List(items)
-                }
+                }),
+            prop::collection::vec((keys.clone(), prop::bool::weighted(0.1), inner), 0..5).prop_map(
+                |m| Raw::Obj(
+                    m.into_iter()
+                        .map(|(k, e, v)| (k.to_string(), e, v))
+                        .collect()
+                )
             ),
-            prop::collection::vec((keys.clone(), prop::bool::weighted(0.1), inner), 0..5)
-                .prop_map(|m| Raw::Obj(
-                    m.into_iter().map(|(k, e, v)| (k.to_string(), e, v)).collect()
-                )),
         ]
     })
 }
@@ -225,8 +257,14 @@ fn raw_strategy() -> impl Strategy<Value = Raw> {
 /// A generated document: mostly as written, sometimes nested near the depth
 /// limit, sometimes with bytes damaged or trailing.
 fn doc_strategy() -> impl Strategy<Value = Vec<u8>> {
-    (raw_strategy(), 0u8..10, 60usize..67, any::<u8>(), any::<prop::sample::Index>()).prop_map(
-        |(raw, how, depth, byte, at)| {
+    (
+        raw_strategy(),
+        0u8..10,
+        60usize..67,
+        any::<u8>(),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(raw, how, depth, byte, at)| {
             let mut s = String::new();
             render(&raw, &mut s);
             let mut b = s.into_bytes();
@@ -253,8 +291,7 @@ fn doc_strategy() -> impl Strategy<Value = Vec<u8>> {
                 _ => {}
             }
             b
-        },
-    )
+        })
 }
 
 proptest! {

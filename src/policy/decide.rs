@@ -14,9 +14,9 @@ use serde_json::Value;
 use time::Date;
 
 use super::minimise::{self, Minimised};
-use super::stream;
 use super::model::{Direction, Pilot, PolicySet, PseudonymKeys, Purpose, Rule};
 use super::service::{Part, Service};
+use super::stream;
 use crate::problem::{self, Kind};
 
 /// Why an exchange is refused by the policy. Each reason is one stable

@@ -90,8 +90,7 @@ pub fn minimise_bytes(
     subject: &FieldPath,
     max_elements: usize,
 ) -> Result<Doc, Malformed> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|_| Malformed("the body is not UTF-8".into()))?;
+    let text = std::str::from_utf8(bytes).map_err(|_| Malformed("the body is not UTF-8".into()))?;
     let names: Vec<&str> = subject.0.iter().map(|s| s.name.as_str()).collect();
     let mut st = State {
         out: Vec::with_capacity(bytes.len()),
@@ -396,12 +395,10 @@ impl<'a, 'de> Walk<'_, 'a, 'de> {
             (None, Scalar::Bool(b)) => self.st.write(b),
             (None, Scalar::Num(n)) => self.st.write(n),
             (None, Scalar::Str(s)) => self.st.write(*s),
-            (Some(Transform::Generalise(g)), Scalar::Str(s)) => {
-                match generalise_str(s, g) {
-                    Some(cut) => self.st.write(cut),
-                    None => return false,
-                }
-            }
+            (Some(Transform::Generalise(g)), Scalar::Str(s)) => match generalise_str(s, g) {
+                Some(cut) => self.st.write(cut),
+                None => return false,
+            },
             (Some(Transform::Pseudonymise), Scalar::Str(s)) => {
                 let p = pseudonym(self.st.key, s.as_bytes());
                 self.st.write(&p);
@@ -436,7 +433,10 @@ impl<'a, 'de> Walk<'_, 'a, 'de> {
 
     /// Validates the rest of a list without keeping anything.
     fn skip_items<A: SeqAccess<'de>>(&mut self, seq: &mut A) -> Result<(), A::Error> {
-        while seq.next_element_seed(self.child(None, Mode::Skip))?.is_some() {}
+        while seq
+            .next_element_seed(self.child(None, Mode::Skip))?
+            .is_some()
+        {}
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Fuzzing on the stable toolchain: proptest drives random and mutated input
 //! into the four parsers that meet the outside world (the policy file parser,
-//! the minimiser with its strict JSON reader, the route parser, and
+//! the minimiser with its strict JSON reader (and the one that minimises while
+//! parsing, which must agree with it), the route parser, and
 //! `audit check-proof`). None may panic; the minimiser may never let a path
 //! through that its rule does not allow.
 //!
@@ -16,6 +17,7 @@ use ketenpoort::policy::Pilot;
 use ketenpoort::policy::fields::FieldPath;
 use ketenpoort::policy::minimise::{Tree, minimise};
 use ketenpoort::policy::partners::Partners;
+use ketenpoort::policy::stream::minimise_bytes;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -92,12 +94,28 @@ proptest! {
         ],
         allowed in prop::collection::vec(prop::sample::select(vec!["vnummer", "naam", "adres", "adres.woonplaats", "procedures[].status", "medisch"]), 0..4),
     ) {
-        let Ok(doc) = json::parse(&bytes) else { return Ok(()) };
+        const SUBJECT: &str = "vnummer";
+        let streamed = |tree: &Tree, key: &ring::hmac::Key| {
+            minimise_bytes(&bytes, tree, key, &FieldPath::parse(SUBJECT).unwrap(), 1)
+        };
+        let Ok(doc) = json::parse(&bytes) else {
+            // The minimiser that parses as it goes refuses alike.
+            let tree = Tree::new(&[], &[], &[]);
+            prop_assert!(streamed(&tree, &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"k")).is_err());
+            return Ok(())
+        };
         const DECLARED: [&str; 7] = ["vnummer", "naam", "adres.woonplaats", "adres.straat", "procedures[].status", "procedures[].besluit", "medisch.bijzonderheden"];
         let declared: Vec<FieldPath> = DECLARED.iter().map(|p| FieldPath::parse(p).unwrap()).collect();
         let paths: Vec<FieldPath> = allowed.iter().map(|p| FieldPath::parse(p).unwrap()).collect();
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"k");
-        let m = minimise(&doc, &Tree::new(&declared, &paths, &[]), &key);
+        let tree = Tree::new(&declared, &paths, &[]);
+        let m = minimise(&doc, &tree, &key);
+        if doc.is_object() {
+            let s = streamed(&tree, &key).unwrap();
+            prop_assert_eq!(&s.elements[0].bytes, &serde_json::to_vec(&m.value).unwrap());
+            prop_assert_eq!(&s.elements[0].withheld, &m.withheld);
+            prop_assert_eq!(s.elements[0].undeclared, m.undeclared);
+        }
         for d in &m.disclosed {
             let p = FieldPath::parse(d).unwrap();
             prop_assert!(DECLARED.contains(&d.as_str()), "{d} is not declared");

@@ -8,17 +8,16 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
-use serde_json::Value;
 use tracing::{info, warn};
 
 use super::forward::{self, Answer, ForwardError};
-use super::json;
 use super::refusal::{Exchange, Refusal};
 use super::request::Sent;
 use super::wire::{CONSUMER, DISCLOSURE, FSC_TRANSACTION_ID, PILOT, PURPOSE, TRACEPARENT};
 use crate::audit::Decision;
 use crate::gateway::Body;
 use crate::identity::sha256;
+use crate::policy::stream::Root;
 use crate::policy::{Direction, Grant};
 use crate::problem;
 
@@ -136,31 +135,29 @@ pub async fn deliver(
         resp.headers_mut().insert(TRACEPARENT, x.trace.header());
         return Ok(resp);
     }
-    let doc = match json::parse(&answer.body) {
-        Ok(d) if d.is_object() || d.is_array() => d,
-        Ok(_) => {
-            return Err(Refusal::new(
-                problem::BACKEND_BAD_ANSWER,
-                "not a JSON document",
-            ));
-        }
-        Err(e) => return Err(Refusal::new(problem::BACKEND_BAD_ANSWER, e.0)),
-    };
-    let elements: Vec<&Value> = match &doc {
-        Value::Array(items) => items.iter().collect(),
-        other => vec![other],
-    };
+    // Parsed, checked and minimised in one pass; withheld parts are never
+    // built (policy::stream).
     let max = x.gw.config.limits.max_subjects_per_answer;
-    if elements.len() > max {
+    let doc = grant
+        .minimise_bytes(Direction::Response, &answer.body, &x.snap.keys, max)
+        .map_err(|e| Refusal::new(problem::BACKEND_BAD_ANSWER, e.0))?;
+    if doc.root == Root::Scalar {
+        return Err(Refusal::new(
+            problem::BACKEND_BAD_ANSWER,
+            "not a JSON document",
+        ));
+    }
+    if doc.count > max {
         return Err(Refusal::new(
             problem::TOO_MANY_SUBJECTS,
             format!("the answer holds more than {max} elements"),
         ));
     }
+    let elements = doc.elements;
     // Every element's subject is decided before anything is recorded.
     let subjects = elements
         .iter()
-        .map(|el| grant.answer_subject(el))
+        .map(|el| grant.answer_subject_found(el.subject.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     // Under a rule that rests on consent, every person an element is about
     // needs a consent in force, or nothing of the answer goes.
@@ -174,11 +171,10 @@ pub async fn deliver(
     let service = grant.service().qualified();
     let mut withheld = sent.withheld;
     let mut entries = Vec::with_capacity(elements.len());
-    // Each element serialised once: its bytes are hashed for its record, and
-    // they are the bytes that go out.
+    // Each element's bytes are hashed for its record, and they are the bytes
+    // that go out.
     let mut parts: Vec<Vec<u8>> = Vec::with_capacity(elements.len());
-    for ((el, subject), consent) in elements.into_iter().zip(subjects).zip(consents) {
-        let m = grant.minimise(Direction::Response, el, &x.snap.keys);
+    for ((m, subject), consent) in elements.into_iter().zip(subjects).zip(consents) {
         x.gw.metrics.shape_violations(&service, m.shape_violations);
         let mut e = x.entry(Direction::Response);
         e.decision = Decision::Disclosed;
@@ -188,8 +184,7 @@ pub async fn deliver(
         if let Some(c) = consent {
             e.reason = super::refusal::consent_reason(c);
         }
-        let bytes = serde_json::to_vec(&m.value).unwrap_or_default();
-        e.payload_sha256 = Some(sha256(&bytes));
+        e.payload_sha256 = Some(sha256(&m.bytes));
         e.sender_cert_sha256 = answer.cert_sha256;
         e.disclosed = m.disclosed;
         e.withheld = m.withheld.clone();
@@ -197,9 +192,9 @@ pub async fn deliver(
         withheld.declared.extend(m.withheld);
         withheld.undeclared = withheld.undeclared.saturating_add(m.undeclared);
         entries.push(e);
-        parts.push(bytes);
+        parts.push(m.bytes);
     }
-    let body = if doc.is_array() {
+    let body = if doc.root == Root::Array {
         join_list(&parts)
     } else {
         parts.pop().unwrap_or_default()

@@ -3,15 +3,18 @@
 //! serde_json keeps the last of two equal keys; a back-end or client might
 //! keep the first. A document with duplicate keys is therefore refused, so the
 //! minimiser and the recipient can never disagree about which value they saw.
-//! Nesting is bounded, and bytes must be UTF-8.
+//! Nesting is bounded, and bytes must be UTF-8. Documents that cross the
+//! gateway on the hot path are read by `policy::stream` instead, with the same
+//! rules and error texts (tests/stream.rs holds the two together).
 
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// Deepest nesting of arrays and objects accepted.
-pub const MAX_DEPTH: usize = 64;
+/// Deepest nesting of arrays and objects accepted: one limit for this reader
+/// and for the minimiser that parses as it goes.
+pub use crate::policy::stream::MAX_DEPTH;
 
 /// Why a body is not an acceptable JSON document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

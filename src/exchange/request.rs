@@ -16,6 +16,7 @@ use super::wire::{BODY_TIMEOUT, PURPOSE, Withheld};
 use crate::audit::{Decision, Receipt};
 use crate::gateway::Gateway;
 use crate::identity::sha256;
+use crate::policy::stream::Root;
 use crate::policy::{Direction, Grant};
 use crate::problem;
 use crate::storage::mailbox::Reservation;
@@ -118,19 +119,25 @@ pub async fn take(
         x.direction = Direction::Response;
         return Ok(sent);
     }
-    let doc = document(&headers, &body)?;
-    take_document(x, grant, doc, sent).await
+    require_json(&headers)?;
+    take_document(x, grant, &body, sent).await
 }
 
-/// The caller's body as a JSON object (a transfer reads it before it is
-/// minimised: the person must have a stay to move).
-pub fn document(headers: &HeaderMap, body: &[u8]) -> Result<Value, Refusal> {
+/// Refuses a body that is not declared JSON.
+fn require_json(headers: &HeaderMap) -> Result<(), Refusal> {
     if !is_json(headers) {
         return Err(Refusal::new(
             problem::UNSUPPORTED_MEDIA_TYPE,
             "send Content-Type: application/json",
         ));
     }
+    Ok(())
+}
+
+/// The caller's body as a JSON object (a transfer reads it before it is
+/// minimised: the person must have a stay to move).
+pub fn document(headers: &HeaderMap, body: &[u8]) -> Result<Value, Refusal> {
+    require_json(headers)?;
     match json::parse(body) {
         Ok(d) if d.is_object() => Ok(d),
         Ok(_) => Err(Refusal::new(
@@ -141,21 +148,33 @@ pub fn document(headers: &HeaderMap, body: &[u8]) -> Result<Value, Refusal> {
     }
 }
 
-/// Minimises a caller's document caller → provider, takes room in a
-/// mailbox, and records the disclosure before a byte goes out.
+/// Minimises a caller's document caller → provider (parsed strictly and
+/// minimised in one pass), takes room in a mailbox, and records the
+/// disclosure before a byte goes out.
 pub async fn take_document(
     x: &mut Exchange<'_>,
     grant: &Grant<'_>,
-    doc: Value,
+    body: &[u8],
     mut sent: Sent,
 ) -> Result<Sent, Refusal> {
-    let subject = grant.request_subject(&doc)?;
+    let doc = grant
+        .minimise_bytes(Direction::Request, body, &x.snap.keys, 1)
+        .map_err(|e| Refusal::new(problem::MALFORMED_JSON, e.0))?;
+    let m = match (doc.root, doc.elements.into_iter().next()) {
+        (Root::Object, Some(m)) => m,
+        _ => {
+            return Err(Refusal::new(
+                problem::MALFORMED_JSON,
+                "the document must be a JSON object",
+            ));
+        }
+    };
+    let subject = grant.request_subject_found(m.subject.clone())?;
     x.subject = Some(super::refusal::subject_of(x, &subject)?);
     super::consent_check::require(x, grant, Some(&subject)).await?;
-    let m = grant.minimise(Direction::Request, &doc, &x.snap.keys);
     x.gw.metrics
         .shape_violations(&grant.service().qualified(), m.shape_violations);
-    sent.bytes = Bytes::from(serde_json::to_vec(&m.value).unwrap_or_default());
+    sent.bytes = Bytes::from(m.bytes);
     if grant.service().path.is_none() {
         let room =
             x.gw.mailbox
@@ -174,7 +193,10 @@ pub async fn take_document(
         declared: m.withheld,
         undeclared: m.undeclared,
     };
-    sent.document = Some(m.value);
+    if sent.room.is_some() {
+        // A mailbox keeps a document, not bytes: our own output, read back.
+        sent.document = serde_json::from_slice(&sent.bytes).ok();
+    }
     x.direction = Direction::Response;
     Ok(sent)
 }

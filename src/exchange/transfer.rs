@@ -171,7 +171,7 @@ async fn stages<'p>(
             format!("the person has no open stay in '{}' to move", a.from.id),
         ));
     }
-    let sent = request::take_document(x, &grant, doc, Sent::empty(budget)).await?;
+    let sent = request::take_document(x, &grant, &body, Sent::empty(budget)).await?;
     let record = sent.record.as_ref().map(|r| r.id).unwrap_or_default();
     let mut withheld = None;
     let delivered = if grant.service().path.is_none() {

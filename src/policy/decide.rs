@@ -16,6 +16,7 @@ use time::Date;
 use super::minimise::{self, Minimised};
 use super::model::{Direction, Pilot, PolicySet, PseudonymKeys, Purpose, Rule};
 use super::service::{Part, Service};
+use super::stream;
 use crate::problem::{self, Kind};
 
 /// Why an exchange is refused by the policy. Each reason is one stable
@@ -155,11 +156,37 @@ impl Grant<'_> {
         minimise::minimise(doc, self.rule.tree(d), &key)
     }
 
+    /// Minimises a document's bytes going in direction `d` while parsing
+    /// them strictly: the result of [`Grant::minimise`] per element (at most
+    /// `max_elements`), serialised, with each element's subject field as
+    /// received.
+    pub fn minimise_bytes(
+        &self,
+        d: Direction,
+        bytes: &[u8],
+        keys: &PseudonymKeys,
+        max_elements: usize,
+    ) -> Result<stream::Doc, stream::Malformed> {
+        let key = keys.key(&self.pilot.id, &self.purpose.id);
+        stream::minimise_bytes(
+            bytes,
+            self.rule.tree(d),
+            &key,
+            &self.service().subject,
+            max_elements,
+        )
+    }
+
     /// The subject of a request document: its own subject field, which must
     /// be a V-nummer and agree with the path's, or the path's.
     pub fn request_subject(&self, doc: &Value) -> Result<String, Refusal> {
+        self.request_subject_found(self.service().subject_in(doc))
+    }
+
+    /// [`Grant::request_subject`] from what `Service::subject_in` found.
+    pub fn request_subject_found(&self, found: Option<Option<String>>) -> Result<String, Refusal> {
         let svc = self.service();
-        match (svc.subject_in(doc), &self.path_subject) {
+        match (found, &self.path_subject) {
             (Some(Some(s)), _) if !valid_vnummer(&s) => {
                 refuse(RefusalReason::InvalidSubject, "a V-nummer has ten digits")
             }
@@ -213,7 +240,15 @@ impl Grant<'_> {
     /// then about the path's subject), refused when it names one with
     /// anything but a V-nummer.
     pub fn answer_subject(&self, element: &Value) -> Result<Option<String>, Refusal> {
-        match self.service().subject_in(element) {
+        self.answer_subject_found(self.service().subject_in(element))
+    }
+
+    /// [`Grant::answer_subject`] from what `Service::subject_in` found.
+    pub fn answer_subject_found(
+        &self,
+        found: Option<Option<String>>,
+    ) -> Result<Option<String>, Refusal> {
+        match found {
             None => Ok(None),
             Some(Some(s)) if valid_vnummer(&s) => Ok(Some(s)),
             Some(_) => refuse(

@@ -58,17 +58,17 @@ pub const PSEUDONYM_PREFIX: &str = "ps1:";
 pub struct Tree {
     /// The declared path of this node (`procedures[].status`), the only kind of
     /// name that may appear in `disclosed` and `withheld`.
-    path: String,
+    pub(super) path: String,
     /// Declared as `x[]`: the member holds a list.
-    list: bool,
+    pub(super) list: bool,
     /// A declared field: its value is a scalar (or list of scalars).
-    leaf: bool,
+    pub(super) leaf: bool,
     /// Something at or below this node may be delivered.
-    allowed: bool,
+    pub(super) allowed: bool,
     /// Applied to each scalar at an allowed leaf.
-    transform: Option<Transform>,
+    pub(super) transform: Option<Transform>,
     /// Declared members, by name.
-    children: BTreeMap<String, Tree>,
+    pub(super) children: BTreeMap<String, Tree>,
 }
 
 impl Tree {
@@ -292,7 +292,12 @@ fn scalar(v: &Value, transform: Option<Transform>, key: &hmac::Key) -> Option<Va
 /// `YYYY-MM-DD…` → `YYYY-MM` or `YYYY`. Values already coarser stay as they
 /// are; anything that is not a date is withheld (fail closed).
 fn generalise(v: &Value, g: Granularity) -> Option<Value> {
-    let s = v.as_str()?;
+    generalise_str(v.as_str()?, g).map(|s| Value::String(s.to_string()))
+}
+
+/// [`generalise`] on the text of a string value (shared with the minimiser
+/// that works while parsing, so both cut dates alike).
+pub(super) fn generalise_str(s: &str, g: Granularity) -> Option<&str> {
     let b = s.as_bytes();
     let digits =
         |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
@@ -313,22 +318,25 @@ fn generalise(v: &Value, g: Granularity) -> Option<Value> {
         Granularity::Year => 4,
         Granularity::Month => 7.min(b.len()),
     };
-    Some(Value::String(s[..keep].to_string()))
+    s.get(..keep)
 }
 
 /// A keyed pseudonym of a string or number. Every value is keyed, also one
 /// that already looks like a pseudonym: passing those through would let a
 /// back-end hand researchers 128 bits of its own choosing.
 fn pseudonymise(v: &Value, key: &hmac::Key) -> Option<Value> {
-    let tag = match v {
-        Value::String(s) => hmac::sign(key, s.as_bytes()),
-        Value::Number(n) => hmac::sign(key, n.to_string().as_bytes()),
-        _ => return None,
-    };
-    Some(Value::String(format!(
-        "{PSEUDONYM_PREFIX}{}",
-        hex::encode(&tag.as_ref()[..16])
-    )))
+    match v {
+        Value::String(s) => Some(Value::String(pseudonym(key, s.as_bytes()))),
+        Value::Number(n) => Some(Value::String(pseudonym(key, n.to_string().as_bytes()))),
+        _ => None,
+    }
+}
+
+/// The pseudonym of a value's text: a string's characters, a number as
+/// serde_json prints it.
+pub(super) fn pseudonym(key: &hmac::Key, text: &[u8]) -> String {
+    let tag = hmac::sign(key, text);
+    format!("{PSEUDONYM_PREFIX}{}", hex::encode(&tag.as_ref()[..16]))
 }
 
 #[cfg(test)]

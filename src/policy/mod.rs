@@ -5,6 +5,7 @@
 //! - [`service`]: what a provider's document looks like (from partners.toml);
 //! - [`load`]: reading and validating `config/pilots/<pilot>.toml`;
 //! - [`minimise`]: keeping only allowed fields, with transforms;
+//! - [`stream`]: the same, while parsing the document's bytes (the hot path);
 //! - [`diff`]: the flows a policy set allows, and how two sets differ;
 //! - [`decide`]: [`PolicySet::authorise`] and the [`Grant`] it gives, the one
 //!   place that decides;
@@ -31,6 +32,7 @@ pub mod registration;
 pub mod retention;
 pub mod service;
 pub mod store;
+pub mod stream;
 pub mod terms;
 pub mod transfer;
 pub mod widen;

@@ -4,6 +4,8 @@
 #   B  nginx as an mTLS reverse proxy to that back-end      the baseline
 #   C  ketenpoort with Utrecht's casusoverleg rule for DT&V's departure
 #      dossier: purpose check, minimisation, a durable audit record each
+#      (embedded store; then on PostgreSQL with one node and with two nodes
+#      sharing the load, bench/pg.sh, skipped in --smoke without initdb)
 # interleaved A B C A B C ... so drift on a shared machine hits all alike;
 # the median of the rounds is reported. Then the audit store's own figures
 # (cargo bench --bench audit). Results go to bench/results/<date>.md.
@@ -55,6 +57,7 @@ WORK=$(mktemp -d /tmp/ketenpoort-bench.XXXXXX)
 KPID=""
 cleanup() {
     [ -n "$KPID" ] && kill "$KPID" 2>/dev/null || true
+    declare -F pg_stop >/dev/null && pg_stop
     for n in backend proxy; do
         [ -f "$WORK/nginx-$n.pid" ] && kill "$(cat "$WORK/nginx-$n.pid")" 2>/dev/null || true
     done
@@ -71,6 +74,10 @@ BACKEND=$(port); PROXY=$(port); GATEWAY=$(port); CONSOLE=$(port)
 cp -r config "$WORK/config"
 "$KP" pki init --config "$WORK/config/ketenpoort.toml" >/dev/null
 CERTS="$WORK/certs/dev"
+# The data folder as pki init left it (keys, covenant signatures in the
+# inbox), before the embedded gateway takes it: the PostgreSQL nodes start
+# from it.
+cp -a "$WORK/data" "$WORK/data-pg-seed"
 python3 "$ROOT/bench/support.py" point-backend "$WORK/config/partners.toml" dtv "$BACKEND"
 mkdir -p "$WORK/www"
 python3 "$ROOT/bench/support.py" dossier "$WORK/www/dossier.json"
@@ -182,6 +189,9 @@ HALF=$(python3 "$ROOT/bench/support.py" half "$WORK" "$ROUNDS")
 run halfA "$URL_A" -q "$HALF"
 run halfC "$URL_C" -q "$HALF"
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$KPID/status")
+# C on PostgreSQL, one node and two (bench/pg.sh); the embedded gateway
+# stays idle meanwhile.
+source "$ROOT/bench/pg.sh"
 
 # The audit store's own figures.
 if [ "$SMOKE" = 1 ]; then

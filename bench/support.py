@@ -141,6 +141,18 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
     for name, p in (("A back-end directly (the limit)", "A"), ("B nginx mTLS reverse proxy (baseline)", "B"), ("C ketenpoort", "C")):
         d = rows[p]
         lines.append(f"| {name} | {d['rps']:.0f} | {d['p50']:.2f} | {d['p99']:.2f} | {non200(p)} |")
+    if os.path.exists(os.path.join(work, "Cpg1.json")):
+        def pg_row(name, parts):
+            ds = [load(work, n) for n in parts]
+            rps = sum(d["summary"]["requestsPerSec"] for d in ds)
+            p50 = max(d["latencyPercentiles"]["p50"] for d in ds) * 1000
+            p99 = max(d["latencyPercentiles"]["p99"] for d in ds) * 1000
+            bad = sum(c for d in ds for code, c in d.get("statusCodeDistribution", {}).items() if code != "200")
+            lines.append(f"| {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {bad} |")
+        pg_row("C ketenpoort on PostgreSQL, one node (one round)", ["Cpg1"])
+        pg_row("C ketenpoort on PostgreSQL, two nodes (sum; the slower node's latency)", ["Cpg2a", "Cpg2b"])
+    elif os.path.exists(os.path.join(work, "pg-skipped")):
+        lines.append("| C on PostgreSQL | skipped: " + open(os.path.join(work, "pg-skipped")).read().strip() + " | | | |")
     lines += [
         "",
         "| figure | value | goal |",

@@ -15,6 +15,7 @@ use http_body_util::Full;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
+use crate::audit::pg::files::SharedDir;
 use crate::audit::{self, Audit, AuditError};
 use crate::config::{ConfigError, GatewayConfig};
 use crate::console::state::ConsoleState;
@@ -99,6 +100,9 @@ pub struct Gateway {
     /// a handshake: for the expiry warnings.
     pub partner_expiry: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
 }
+
+/// The name partners.toml is shared under (on a shared database).
+const PARTNERS_FILE: &str = "partners";
 
 /// Free space on the data directory below this share (percent) is warned about.
 pub const DISK_WARN_PERCENT: u64 = 10;
@@ -226,6 +230,60 @@ impl Gateway {
         };
         gw.check_expiry();
         Ok(gw)
+    }
+
+    /// On a shared database, shares the policy between the nodes: the
+    /// pilot files, partners.toml and the console's policy history are
+    /// mirrored through the database, and a node's watcher reloads what
+    /// another node changed. A file changed on this node is published only
+    /// once this node runs it (so it validated and was recorded as a
+    /// proposal); a broken edit stays on its disk, logged, and the other
+    /// nodes keep the last good policy.
+    pub fn share_policy(self: &Arc<Self>) {
+        let Some(pg) = self.audit.view().postgres() else {
+            return;
+        };
+        // Weak: the mirror runs on the database's runtime, which must not
+        // keep a stopped gateway alive.
+        let gw = Arc::downgrade(self);
+        let gate: crate::audit::pg::files::Gate = Arc::new(move |name: &str, content: &[u8]| {
+            let Some(gw) = gw.upgrade() else {
+                return false;
+            };
+            let snap = gw.policy.current();
+            if name == PARTNERS_FILE {
+                return *snap.partners_bytes == *content;
+            }
+            match name
+                .strip_prefix("pilot/")
+                .and_then(|n| n.strip_suffix(".toml"))
+            {
+                Some(id) => snap
+                    .on_disk
+                    .pilots
+                    .get(id)
+                    .is_some_and(|p| p.text.as_bytes() == content),
+                None => true,
+            }
+        });
+        let dirs = vec![
+            SharedDir {
+                prefix: "pilot/".into(),
+                dir: self.config.pilots_dir.clone(),
+                suffix: ".toml",
+                nested: false,
+                write_once: false,
+            },
+            SharedDir {
+                prefix: "policy-history/".into(),
+                dir: self.config.data_dir.join("policy-history"),
+                suffix: ".json",
+                nested: true,
+                write_once: true,
+            },
+        ];
+        let partners = (PARTNERS_FILE.to_string(), self.config.partners_file.clone());
+        pg.start_mirror_with(vec![partners], dirs, gate);
     }
 
     /// Runs a blocking reload off the async threads and logs its outcome;

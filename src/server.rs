@@ -98,6 +98,7 @@ pub async fn run(listeners: Listeners, gateway: Arc<Gateway>, shutdown: impl Fut
     let partner_sources = Arc::new(Tally::<IpAddr>::new(limits.max_connections_per_source));
     let console_sources = Arc::new(Tally::<IpAddr>::new(limits.max_connections_per_source));
     let per_partner = Arc::new(Tally::<String>::new(limits.max_connections_per_partner));
+    gateway.share_policy();
     let reloaders = reloaders(&gateway);
     tokio::pin!(shutdown);
 

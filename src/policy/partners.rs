@@ -14,6 +14,10 @@ use toml::Spanned;
 use super::service::Service;
 use crate::config::{ConfigError, Source, valid_id};
 
+/// The name the gateway's own records carry as sender or recipient; never
+/// a partner's id.
+pub const GATEWAY_ID: &str = "ketenpoort";
+
 /// What sort of organisation a partner is; it shapes what the covenants let it see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -144,6 +148,15 @@ impl Partners {
                 return Err(src.error(
                     &p.id,
                     format!("partner id '{id}' must be lowercase letters, digits and '-'"),
+                ));
+            }
+            // The gateway's own name is the sender or recipient of its own
+            // records (officers' look-ups, strangers' refusals, retention):
+            // a partner of that name would be party to all of them.
+            if id == GATEWAY_ID {
+                return Err(src.error(
+                    &p.id,
+                    format!("partner id '{id}' is the gateway's own name in the log"),
                 ));
             }
             if out.by_id.contains_key(&id) {

@@ -892,8 +892,7 @@ fn the_gateways_own_name_is_no_partner_id() {
         file: "partners.toml".into(),
         text,
     })
-    .err()
-    .expect("a partner named like the gateway must be refused")
+    .expect_err("a partner named like the gateway must be refused")
     .to_string();
     assert!(err.contains("gateway's own name"), "{err}");
 }

@@ -50,12 +50,27 @@ pub struct Learned {
 }
 
 impl Learned {
-    /// Notes the http distribution points of these certificates; wakes the
-    /// refresher when one is new.
-    fn learn(&self, certs: &[&CertificateDer<'_>]) {
+    /// Notes the http distribution points of a verified chain's
+    /// certificates on its path (see [`on_path`]); wakes the refresher when
+    /// one is new.
+    fn learn(&self, leaf: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) {
+        // The cheap question first: most handshakes teach nothing new, and
+        // only those that might pay for checking the path's signatures.
+        {
+            let urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
+            let presented = std::iter::once(leaf).chain(intermediates);
+            if urls.len() >= MAX_LEARNED
+                || presented
+                    .flat_map(|c| distribution_points(c))
+                    .all(|u| urls.contains(&u))
+            {
+                return;
+            }
+        }
+        let path = on_path(leaf, intermediates);
         let mut new = false;
         let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
-        for c in certs {
+        for c in path {
             for u in distribution_points(c) {
                 if urls.len() < MAX_LEARNED && urls.insert(u) {
                     new = true;
@@ -96,6 +111,35 @@ pub fn distribution_points(der: &CertificateDer<'_>) -> Vec<String> {
                 }
             }
         }
+    }
+    out
+}
+
+/// The presented certificates on the chain's path: the leaf, then each
+/// intermediate whose key signed the certificate before it. A partner may
+/// send extra certificates the verifier never uses, made by anyone; one of
+/// those must not teach a URL, or its server could answer with a CRL in
+/// the name of a real CA, newer than the real one, that does not verify,
+/// and every partner under that CA would be refused.
+fn on_path<'a>(
+    leaf: &'a CertificateDer<'a>,
+    intermediates: &'a [CertificateDer<'a>],
+) -> Vec<&'a CertificateDer<'a>> {
+    let mut out = vec![leaf];
+    let Ok((_, mut cur)) = x509_parser::parse_x509_certificate(leaf) else {
+        return out;
+    };
+    let mut left: Vec<_> = intermediates
+        .iter()
+        .filter_map(|c| Some((c, x509_parser::parse_x509_certificate(c).ok()?.1)))
+        .collect();
+    while let Some(i) = left.iter().position(|(_, c)| {
+        c.subject().as_raw() == cur.issuer().as_raw()
+            && cur.verify_signature(Some(c.public_key())).is_ok()
+    }) {
+        let (der, c) = left.swap_remove(i);
+        out.push(der);
+        cur = c;
     }
     out
 }
@@ -324,9 +368,7 @@ impl ClientCertVerifier for Gate {
                     rustls::CertificateError::UnknownRevocationStatus
                 ))
         ) {
-            let mut chain = vec![end_entity];
-            chain.extend(intermediates.iter());
-            self.learned.learn(&chain);
+            self.learned.learn(end_entity, intermediates);
         }
         if self.closed {
             return Err(rustls::Error::InvalidCertificate(

@@ -252,6 +252,50 @@ async fn a_damaged_backup_a_full_target_and_missing_keys_are_refused() {
     assert!(!data2.exists(), "nothing restored from a damaged backup");
     std::fs::write(&seg, &good).unwrap();
 
+    // Attack: a crafted backup whose files lead out of it. A file replaced
+    // by a link to a copy elsewhere (the same bytes, so every sum fits), a
+    // folder replaced by a link, a link to a device that never ends: each
+    // refused by name, nothing written; a restore reads only the backup.
+    let refused_as = |what: &str| {
+        let out = ketenpoort(&["restore", "--from", from, "--keys", keys], &cfg2);
+        assert!(!out.status.success(), "{what}: restored");
+        assert!(
+            text(&out).contains(&format!("damaged backup: {what}")),
+            "{}",
+            text(&out)
+        );
+        assert!(!data2.join("audit").exists(), "{what}: something restored");
+    };
+    let vkey = to.join("audit/checkpoint.vkey");
+    let outside = f.pki.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::rename(&vkey, outside.join("checkpoint.vkey")).unwrap();
+    std::os::unix::fs::symlink(outside.join("checkpoint.vkey"), &vkey).unwrap();
+    refused_as("audit/checkpoint.vkey");
+    std::fs::remove_file(&vkey).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &vkey).unwrap();
+    refused_as("audit/checkpoint.vkey");
+    std::fs::remove_file(&vkey).unwrap();
+    std::fs::rename(outside.join("checkpoint.vkey"), &vkey).unwrap();
+    let segs = to.join("audit/segments");
+    std::fs::rename(&segs, outside.join("segments")).unwrap();
+    std::os::unix::fs::symlink(outside.join("segments"), &segs).unwrap();
+    refused_as("audit/segments/00000000000000000000.seg");
+    std::fs::remove_file(&segs).unwrap();
+    std::fs::rename(outside.join("segments"), &segs).unwrap();
+    // The stores' export left out of the manifest is not imported unchecked.
+    let manifest = to.join("manifest.json");
+    let kept = std::fs::read(&manifest).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&kept).unwrap();
+    m["files"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["path"] != "stores/sled.jsonl");
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    refused_as("stores/sled.jsonl");
+    std::fs::write(&manifest, &kept).unwrap();
+    let _ = std::fs::remove_dir_all(&data2);
+
     // A data directory that is not empty.
     std::fs::create_dir_all(&data2).unwrap();
     std::fs::write(data2.join("something"), b"x").unwrap();

@@ -60,14 +60,20 @@ async fn crl_server(served: Served) -> u16 {
 
 /// A partner's client that presents its certificate and the intermediate.
 fn chain_client(ca_pem: &str, leaf: &Issued, intermediate: &Ca) -> Arc<rustls::ClientConfig> {
+    chain_client_with(ca_pem, leaf, &[intermediate])
+}
+
+/// A partner's client that presents its certificate and these CA
+/// certificates after it (the path's intermediate, and anything else).
+fn chain_client_with(ca_pem: &str, leaf: &Issued, cas: &[&Ca]) -> Arc<rustls::ClientConfig> {
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let chain = vec![
-        CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap(),
-        CertificateDer::from_pem_slice(intermediate.cert_pem.as_bytes()).unwrap(),
-    ];
+    let mut chain = vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()];
+    for ca in cas {
+        chain.push(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap());
+    }
     let mut cfg = rustls::ClientConfig::builder_with_provider(ketenpoort::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -257,5 +263,63 @@ async fn a_trusted_ca_without_a_crl_source_stops_the_start_by_name() {
     let dtv = pki.oin_cert(DTV_OIN);
     let r = get(gw.addr, &pki.ca.cert_pem, Some(&dtv), "/v1/whoami").await;
     assert_eq!(r.map(|r| r.status), Ok(StatusCode::OK));
+    gw.stop().await;
+}
+
+/// Attack: a partner adds to its (valid) chain a certificate of its own
+/// making that names the real intermediate and a CRL server of its own.
+/// The verifier never uses that certificate, but if its distribution point
+/// were learned, the server's CRL (in the intermediate's name, newer than
+/// the real one, signed by the partner's key) would push out the real CRL,
+/// and every partner under the intermediate would be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_off_the_path_teaches_no_crl_url() {
+    let pki = TestPki::new();
+    let c = chain(&pki).await;
+    append_tls(
+        &pki,
+        &format!(
+            "crl_urls = [\"http://127.0.0.1:{}/intermediate.crl\"]\ncrl_refresh_secs = 1",
+            c.port
+        ),
+    );
+    let gw = pki.start().await;
+    let honest = chain_client(&pki.ca.cert_pem, &c.leaf, &c.intermediate);
+    assert_eq!(whoami(&gw, &honest).await, Ok(StatusCode::OK));
+
+    let evil_url = format!("http://127.0.0.1:{}/evil.crl", c.port);
+    let own_root = Ca::generate("own root").unwrap();
+    let fake = own_root
+        .intermediate("test intermediate", std::slice::from_ref(&evil_url))
+        .unwrap();
+    // A second later, so the fake CRL's thisUpdate is the newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.served
+        .lock()
+        .unwrap()
+        .insert("/evil.crl".into(), fake.crl(&[]).unwrap());
+    let hostile = chain_client_with(&pki.ca.cert_pem, &c.leaf, &[&c.intermediate, &fake]);
+    assert_eq!(
+        whoami(&gw, &hostile).await,
+        Ok(StatusCode::OK),
+        "the partner's own chain is valid"
+    );
+    // Several refresh rounds (1 s) pass; a learned URL is fetched at once.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let kept: Vec<String> = std::fs::read_dir(pki.data_dir().join("crls"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "url"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(
+        !kept.contains(&evil_url),
+        "the URL of a certificate off the path was fetched: {kept:?}"
+    );
+    assert_eq!(
+        whoami(&gw, &honest).await,
+        Ok(StatusCode::OK),
+        "partners under the intermediate are still served"
+    );
     gw.stop().await;
 }

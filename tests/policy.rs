@@ -877,3 +877,22 @@ fn diff_shows_flows_that_appear_and_disappear() {
     );
     assert!(diff(&a, &a).is_empty());
 }
+
+/// Attack: a partner named like the gateway itself. The gateway's own
+/// records (officers' look-ups of persons, strangers' refusals, retention)
+/// carry `ketenpoort` as sender or recipient, and a partner sees the
+/// records it is party to (Logboek read API, its officer's console), so a
+/// partner of that id would see who was looked up and when.
+#[test]
+fn the_gateways_own_name_is_no_partner_id() {
+    let text = format!(
+        "{PARTNERS}\n[[partner]]\nid = \"ketenpoort\"\nname = \"Gateway\"\nkind = \"chain\"\noin = \"00000099000000999001\"\n"
+    );
+    let err = Partners::from_source(&Source {
+        file: "partners.toml".into(),
+        text,
+    })
+    .expect_err("a partner named like the gateway must be refused")
+    .to_string();
+    assert!(err.contains("gateway's own name"), "{err}");
+}

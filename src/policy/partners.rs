@@ -14,6 +14,31 @@ use toml::Spanned;
 use super::service::Service;
 use crate::config::{ConfigError, Source, valid_id};
 
+/// The name the gateway's own records carry as sender or recipient; never
+/// a partner's id.
+pub const GATEWAY_ID: &str = "ketenpoort";
+
+/// A partner id: lowercase letters, digits and '-', and not the gateway's
+/// own name, which is the sender or recipient of its own records
+/// (officers' look-ups, strangers' refusals, retention): a partner of that
+/// name would be party to all of them.
+fn check_id(src: &Source, id: &Spanned<String>) -> Result<(), ConfigError> {
+    let v = id.get_ref();
+    if !valid_id(v) {
+        return Err(src.error(
+            id,
+            format!("partner id '{v}' must be lowercase letters, digits and '-'"),
+        ));
+    }
+    if v == GATEWAY_ID {
+        return Err(src.error(
+            id,
+            format!("partner id '{v}' is the gateway's own name in the log"),
+        ));
+    }
+    Ok(())
+}
+
 /// What sort of organisation a partner is; it shapes what the covenants let it see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -140,12 +165,7 @@ impl Partners {
         };
         for p in raw.partner {
             let id = p.id.get_ref().clone();
-            if !valid_id(&id) {
-                return Err(src.error(
-                    &p.id,
-                    format!("partner id '{id}' must be lowercase letters, digits and '-'"),
-                ));
-            }
+            check_id(src, &p.id)?;
             if out.by_id.contains_key(&id) {
                 return Err(src.error(&p.id, format!("partner '{id}' is defined twice")));
             }

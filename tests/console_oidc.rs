@@ -215,9 +215,12 @@ async fn officers_and_administrators_log_in_through_their_identity_provider() {
     .await;
     assert_eq!(r.status, 403);
 
-    // People the provider knows but whose claims give no console role, or
-    // an officer's role without the partner the config asks for: refused.
-    for who in ["geen-rol", "fg-zonder-partner"] {
+    // People the provider knows but whose claims give no console role, an
+    // officer's role without the partner the config asks for, or an
+    // officer of a partner this provider may not vouch for (a provider
+    // taken over must not make anyone another organisation's officer):
+    // refused.
+    for who in ["geen-rol", "fg-zonder-partner", "fg-van-gemeente"] {
         let back = b.through_provider(port, "idp-rs", who).await;
         let r = b.get(&back).await;
         assert_eq!(r.status, 401, "{who}");

@@ -51,6 +51,10 @@ struct RawOidc {
     pilot_claim: Option<String>,
     #[serde(default)]
     name_claim: Option<String>,
+    #[serde(default)]
+    partners: Vec<String>,
+    #[serde(default)]
+    pilots: Vec<String>,
 }
 
 /// `[console]`, checked.
@@ -104,6 +108,14 @@ pub struct OidcProvider {
     pub pilot_claim: Option<String>,
     /// The claim that names the person in the console (`sub` by default).
     pub name_claim: String,
+    /// The partners whose privacy officers this provider may vouch for
+    /// (`partners`): an organisation's provider speaks for its own people,
+    /// not for another partner's. Empty: it logs in no officer.
+    pub partners: Vec<String>,
+    /// The pilots whose administrators it may vouch for (`pilots`),
+    /// likewise. A provider never logs in an unbound officer or
+    /// administrator: those see or change every partner's and pilot's.
+    pub pilots: Vec<String>,
 }
 
 /// Whether a URL may be used to reach an identity provider: HTTPS, or
@@ -184,6 +196,8 @@ impl RawConsole {
                 partner_claim: o.partner_claim.clone(),
                 pilot_claim: o.pilot_claim.clone(),
                 name_claim: o.name_claim.clone().unwrap_or_else(|| "sub".into()),
+                partners: o.partners.clone(),
+                pilots: o.pilots.clone(),
             });
         }
         Ok(ConsoleSettings { session_idle, oidc })

@@ -346,24 +346,43 @@ fn user_of(gw: &Gateway, cfg: &OidcProvider, c: &Map<String, Value>) -> Result<U
         return no(format!("claim {} names nobody", cfg.name_claim));
     };
     let snap = gw.policy.current();
-    let claim = match role {
-        Role::PrivacyOfficer => &cfg.partner_claim,
-        Role::PolicyAdmin => &cfg.pilot_claim,
+    let (claim, vouched) = match role {
+        Role::PrivacyOfficer => (&cfg.partner_claim, &cfg.partners),
+        Role::PolicyAdmin => (&cfg.pilot_claim, &cfg.pilots),
     };
     let known = |v: &str| match role {
         Role::PrivacyOfficer => snap.policy.partners.get(v).is_some(),
         Role::PolicyAdmin => snap.policy.pilots.contains_key(v),
     };
+    // The provider speaks only for the partners or pilots its table lists:
+    // a provider taken over (or simply wrong) must not make someone another
+    // organisation's officer, nor anyone unbound.
     let binding = match claim {
-        None => None,
         Some(claim) => match values(c, claim).first() {
-            Some(v) if known(v) => Some(v.to_string()),
-            Some(_) => return no(format!("claim {claim} names nothing known here")),
-            // Configured but absent: refused, never unbound (which would
-            // see every partner's records or change every pilot).
+            Some(v) if known(v) && vouched.iter().any(|x| x == v) => v.to_string(),
+            Some(_) => {
+                return no(format!(
+                    "claim {claim} names nothing this provider may vouch for"
+                ));
+            }
+            // Configured but absent: refused, never unbound.
             None => return no(format!("claim {claim} is missing")),
         },
+        None => match vouched.as_slice() {
+            [only] if known(only) => only.clone(),
+            _ => {
+                return no(format!(
+                    "this provider vouches for no single {} (name its claim, or one in its table)",
+                    if role == Role::PrivacyOfficer {
+                        "partner"
+                    } else {
+                        "pilot"
+                    }
+                ));
+            }
+        },
     };
+    let binding = Some(binding);
     let (partner, pilot) = match role {
         Role::PrivacyOfficer => (binding, None),
         Role::PolicyAdmin => (None, binding),
@@ -398,6 +417,8 @@ mod tests {
             partner_claim: None,
             pilot_claim: None,
             name_claim: "sub".into(),
+            partners: Vec::new(),
+            pilots: Vec::new(),
         }
     }
 

@@ -104,6 +104,8 @@ scopes = ["openid", "ketenpoort"]
 role_claim = "ketenpoort_role"
 partner_claim = "ketenpoort_partner"
 pilot_claim = "ketenpoort_pilot"
+partners = ["dtv"]
+pilots = ["proef"]
 "#,
             port = idp.port
         )

@@ -31,6 +31,8 @@ const accounts = {
   'beheer-idp': { ketenpoort_role: ['medewerker', 'policy-admin'], ketenpoort_pilot: 'proef' },
   'fg-zonder-partner': { ketenpoort_role: 'privacy-officer' },
   'geen-rol': { ketenpoort_role: 'medewerker' },
+  // Claims another organisation's partner: its provider may not vouch for it.
+  'fg-van-gemeente': { ketenpoort_role: 'privacy-officer', ketenpoort_partner: 'gemeente' },
 };
 
 function jwk(type, options, kid, alg) {

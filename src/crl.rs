@@ -45,6 +45,9 @@ pub const MAX_LEARNED: usize = 64;
 #[derive(Debug, Default)]
 pub struct Learned {
     urls: Mutex<BTreeSet<String>>,
+    /// The intermediates on those verified paths (DER): CAs whose fetched
+    /// CRLs must carry their signature.
+    issuers: Mutex<Vec<Vec<u8>>>,
     /// Woken when a new URL is learned.
     pub wake: tokio::sync::Notify,
 }
@@ -68,6 +71,14 @@ impl Learned {
             }
         }
         let path = on_path(leaf, intermediates);
+        {
+            let mut issuers = self.issuers.lock().unwrap_or_else(|e| e.into_inner());
+            for c in path.iter().skip(1) {
+                if issuers.len() < MAX_LEARNED && !issuers.iter().any(|i| i == c.as_ref()) {
+                    issuers.push(c.as_ref().to_vec());
+                }
+            }
+        }
         let mut new = false;
         let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
         for c in path {
@@ -81,6 +92,14 @@ impl Learned {
         if new {
             self.wake.notify_one();
         }
+    }
+
+    /// The intermediates learned so far (DER).
+    pub fn issuers(&self) -> Vec<Vec<u8>> {
+        self.issuers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The URLs learned so far.
@@ -251,7 +270,18 @@ pub async fn refresh(files: &TlsFiles, learned: &Learned) -> bool {
         };
         let dir = files.crl_cache.clone();
         let url2 = url.clone();
-        match tokio::task::spawn_blocking(move || keep(&dir, &url2, &der)).await {
+        let anchor_files = files.trust_anchors.clone();
+        let issuers = learned.issuers();
+        let kept = tokio::task::spawn_blocking(move || {
+            let mut cas: Vec<Vec<u8>> = anchor_files
+                .iter()
+                .flat_map(|p| anchors(p))
+                .map(|c| c.as_ref().to_vec())
+                .collect();
+            cas.extend(issuers);
+            keep(&dir, &url2, &der, &cas)
+        });
+        match kept.await {
             Ok(Ok(true)) => {
                 info!(%url, "new CRL fetched");
                 changed = true;
@@ -264,15 +294,47 @@ pub async fn refresh(files: &TlsFiles, learned: &Learned) -> bool {
     changed
 }
 
-/// Keeps a fetched CRL unless the kept one is as new or newer. Blocking.
-fn keep(dir: &Path, url: &str, der: &[u8]) -> std::io::Result<bool> {
+/// Whether a CRL carries the signature of its issuer, when the issuer is
+/// one of `cas` (DER certificates: the trust anchors and the intermediates
+/// learned on verified paths); `None` when its issuer is none of them (not
+/// yet seen: rustls checks the signature when it uses the CRL).
+fn signed_by_issuer(der: &[u8], cas: &[Vec<u8>]) -> Option<bool> {
+    let (_, crl) = x509_parser::parse_x509_crl(der).ok()?;
+    let mut known = false;
+    for c in cas {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(c) else {
+            continue;
+        };
+        if cert.subject().as_raw() == crl.issuer().as_raw() {
+            known = true;
+            if crl.verify_signature(cert.public_key()).is_ok() {
+                return Some(true);
+            }
+        }
+    }
+    known.then_some(false)
+}
+
+/// Keeps a fetched CRL unless the kept one is as new or newer. A CRL in the
+/// name of a known CA without that CA's signature is never kept, and never
+/// stands in the way of a genuine one: a forged CRL, newer than the real
+/// one, would otherwise be "the newest" and every partner under that CA
+/// refused (rustls rejects it at use) until someone cleared the cache by
+/// hand. Blocking.
+fn keep(dir: &Path, url: &str, der: &[u8], cas: &[Vec<u8>]) -> std::io::Result<bool> {
     let file = cache_file(dir, url);
+    if signed_by_issuer(der, cas) == Some(false) {
+        warn!(%url, "the fetched CRL is not signed by the CA it names; not kept");
+        return Ok(false);
+    }
     let new = dates(der).map(|d| d.1);
     let old = std::fs::read(&file).ok();
     if old.as_deref() == Some(der) {
         return Ok(false);
     }
-    if let Some(old) = old.as_deref().and_then(dates)
+    if let Some(old_der) = old.as_deref()
+        && signed_by_issuer(old_der, cas) != Some(false)
+        && let Some(old) = dates(old_der)
         && new.is_some_and(|n| n < old.1)
     {
         warn!(%url, "the fetched CRL is older than the kept one; kept the newer");

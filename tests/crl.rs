@@ -323,3 +323,52 @@ async fn a_certificate_off_the_path_teaches_no_crl_url() {
     );
     gw.stop().await;
 }
+
+/// A hostile CRL server (or a tampered plain-HTTP answer) serves, at a CA's
+/// own URL, a CRL in that CA's name but signed by another key, newer than
+/// the real one. Kept, it would be "the newest" for that CA and every
+/// partner under it refused until someone cleared the cache by hand; it is
+/// not kept, and the genuine CRL that follows still takes effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_crl_in_a_known_cas_name_is_not_kept() {
+    let pki = TestPki::new();
+    let c = chain(&pki).await;
+    append_tls(
+        &pki,
+        &format!(
+            "crl_urls = [\"http://127.0.0.1:{}/intermediate.crl\"]\ncrl_refresh_secs = 1",
+            c.port
+        ),
+    );
+    let gw = pki.start().await;
+    let honest = chain_client(&pki.ca.cert_pem, &c.leaf, &c.intermediate);
+    assert_eq!(whoami(&gw, &honest).await, Ok(StatusCode::OK));
+
+    let forger = Ca::generate("forger").unwrap();
+    let fake = forger.intermediate("test intermediate", &[]).unwrap();
+    // A second later, so the forged CRL's thisUpdate is the newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.served
+        .lock()
+        .unwrap()
+        .insert("/intermediate.crl".into(), fake.crl(&[]).unwrap());
+    // Several refresh rounds (1 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        whoami(&gw, &honest).await,
+        Ok(StatusCode::OK),
+        "a forged CRL shut out the partners under the intermediate"
+    );
+
+    // The genuine CA revokes the certificate: that still takes effect.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.served.lock().unwrap().insert(
+        "/intermediate.crl".into(),
+        c.intermediate
+            .crl(std::slice::from_ref(&c.leaf.serial))
+            .unwrap(),
+    );
+    let r = until(&gw, &honest, |r| r.is_err()).await;
+    assert!(r.is_err(), "still served after the revocation: {r:?}");
+    gw.stop().await;
+}

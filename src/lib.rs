@@ -10,7 +10,8 @@
 //! - configuration: [`config`] (`ketenpoort.toml`, file:line:column errors),
 //!   [`problem`] (RFC 9457 problem types), [`swap`] (state replaced whole on
 //!   reload), [`watch`] (reload on file change or SIGHUP), [`datadir`] (the
-//!   data directory is the gateway's alone);
+//!   data directory is the gateway's alone), [`text`] (shared strings a
+//!   record takes from the policy without copying);
 //! - the covenant: [`policy`] (partners and their declared fields, pilots,
 //!   rules, the one place that decides, minimisation), [`keys`];
 //! - who is calling: [`identity`] (certificate → partner), [`tls`] (rustls,
@@ -74,6 +75,7 @@ pub mod register;
 pub mod server;
 pub mod storage;
 pub mod swap;
+pub mod text;
 pub mod tls;
 pub mod watch;
 pub mod witness;

@@ -139,7 +139,7 @@ impl Builder {
             purpose: purpose.to_string(),
             description: p.description.clone(),
             direction: d.as_str(),
-            legal_basis: p.legal_basis.clone(),
+            legal_basis: p.legal_basis.to_string(),
             data_categories: Vec::new(),
             data_subjects: vec!["immigrant", "non-citizen"],
             fields: Vec::new(),

@@ -190,17 +190,17 @@ pub fn logboek(r: &Record) -> serde_json::Value {
     put("ketenpoort.record_id", r.id.to_string());
     put("ketenpoort.kind", e.kind.as_str().into());
     for (k, v) in [
-        ("ketenpoort.pilot", &e.pilot),
-        ("ketenpoort.sender", &e.sender),
-        ("ketenpoort.recipient", &e.recipient),
-        ("ketenpoort.purpose", &e.purpose),
-        ("ketenpoort.legal_basis", &e.legal_basis),
-        ("ketenpoort.service", &e.service),
-        ("ketenpoort.rule_id", &e.rule_id),
-        ("ketenpoort.policy_version", &e.policy_version),
-        ("ketenpoort.reason", &e.reason),
+        ("ketenpoort.pilot", &*e.pilot),
+        ("ketenpoort.sender", &*e.sender),
+        ("ketenpoort.recipient", &*e.recipient),
+        ("ketenpoort.purpose", &*e.purpose),
+        ("ketenpoort.legal_basis", &*e.legal_basis),
+        ("ketenpoort.service", &*e.service),
+        ("ketenpoort.rule_id", &*e.rule_id),
+        ("ketenpoort.policy_version", &*e.policy_version),
+        ("ketenpoort.reason", &*e.reason),
     ] {
-        put(k, v.clone());
+        put(k, v.to_string());
     }
     put("ketenpoort.decision", e.decision.as_str().into());
     put("ketenpoort.disclosed", e.disclosed.join(","));

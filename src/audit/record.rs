@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 
 use super::merkle::Hash;
+use crate::text::Text;
 
 /// Version byte of the records this code writes. Version 2 added the counts
 /// of undeclared content withheld and of refusals folded into one record;
@@ -131,15 +132,15 @@ pub struct Entry {
     /// Who received it.
     pub recipient: String,
     /// Purpose id.
-    pub purpose: String,
+    pub purpose: Text,
     /// Legal basis of the purpose, as the covenant cites it.
-    pub legal_basis: String,
+    pub legal_basis: Text,
     /// `provider/service`.
     pub service: String,
     /// Rule that allowed it (empty when refused before a rule was found).
-    pub rule_id: String,
+    pub rule_id: Text,
     /// Policy version (`sha256:…`) of the pilot.
-    pub policy_version: String,
+    pub policy_version: Text,
     /// Disclosed or refused.
     pub decision: Decision,
     /// Refusal reason code, empty when disclosed.
@@ -184,11 +185,12 @@ pub struct Entry {
 
 impl Entry {
     /// An exchange entry with every optional part empty; callers fill in.
+    /// `purpose` may be the policy's shared text (no copy) or a `&str`.
     pub fn exchange(
         pilot: &str,
         sender: &str,
         recipient: &str,
-        purpose: &str,
+        purpose: impl Into<Text>,
         service: &str,
     ) -> Self {
         Self {
@@ -197,10 +199,10 @@ impl Entry {
             sender: sender.into(),
             recipient: recipient.into(),
             purpose: purpose.into(),
-            legal_basis: String::new(),
+            legal_basis: Text::default(),
             service: service.into(),
-            rule_id: String::new(),
-            policy_version: String::new(),
+            rule_id: Text::default(),
+            policy_version: Text::default(),
             decision: Decision::Refused,
             reason: String::new(),
             disclosed: Vec::new(),
@@ -314,6 +316,13 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError("string is not UTF-8"))
     }
+    /// A string field shared once read: one allocation, as for a `String`.
+    fn text(&mut self) -> Result<Text, DecodeError> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?)
+            .map(Text::from)
+            .map_err(|_| DecodeError("string is not UTF-8"))
+    }
     fn list(&mut self) -> Result<Vec<String>, DecodeError> {
         let n = self.u32()? as usize;
         if n > self.0.len() / 4 {
@@ -344,7 +353,7 @@ impl Record {
         out.extend_from_slice(&self.time_micros.to_be_bytes());
         out.push(e.kind.code());
         for s in [
-            &e.pilot,
+            e.pilot.as_str(),
             &e.sender,
             &e.recipient,
             &e.purpose,
@@ -409,9 +418,12 @@ impl Record {
         let id = r.u64()?;
         let time_micros = r.u64()? as i64;
         let kind = RecordKind::from_code(r.u8()?).ok_or(DecodeError("unknown kind"))?;
-        let mut s = || r.str();
-        let (pilot, sender, recipient, purpose) = (s()?, s()?, s()?, s()?);
-        let (legal_basis, service, rule_id, policy_version) = (s()?, s()?, s()?, s()?);
+        let pilot = r.str()?;
+        let (sender, recipient) = (r.str()?, r.str()?);
+        let purpose = r.text()?;
+        let legal_basis = r.text()?;
+        let service = r.str()?;
+        let (rule_id, policy_version) = (r.text()?, r.text()?);
         let decision = match r.u8()? {
             0 => Decision::Disclosed,
             1 => Decision::Refused,

@@ -400,7 +400,7 @@ async fn record_change(
     );
     e.kind = RecordKind::PolicyChange;
     e.decision = Decision::Disclosed;
-    e.policy_version = version.to_string();
+    e.policy_version = version.into();
     e.reason = format!("replaces {}", old.map_or("nothing", |o| o.version.as_str()));
     gw.audit.record(e).await.map(|r| r.id).map_err(|err| {
         tracing::error!(error = %err, "policy change not recorded, so not applied");

@@ -255,7 +255,7 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
 /// shows "Gemeente Utrecht" where a record says `gemeente-utrecht`.
 fn names<'a>(
     policy: &crate::policy::PolicySet,
-    ids: impl Iterator<Item = &'a String>,
+    ids: impl Iterator<Item = &'a str>,
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     for id in ids {
@@ -265,7 +265,7 @@ fn names<'a>(
             .map(|p| p.name.clone())
             .or_else(|| policy.pilots.get(id).map(|p| p.name.clone()));
         if let Some(n) = name {
-            out.insert(id.clone(), n.into());
+            out.insert(id.to_string(), n.into());
         }
     }
     out
@@ -393,7 +393,7 @@ async fn disclosures(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> 
     let ids = page
         .records
         .iter()
-        .flat_map(|r| [&r.entry.sender, &r.entry.recipient, &r.entry.pilot]);
+        .flat_map(|r| [&*r.entry.sender, &*r.entry.recipient, &*r.entry.pilot]);
     json_ok(&json!({
         "records": page.records.iter().map(Record::to_json).collect::<Vec<_>>(),
         "next_cursor": page.next,
@@ -597,7 +597,7 @@ async fn proof(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
             "record_bytes": base64::engine::general_purpose::STANDARD.encode(&bytes),
             "proof": crate::audit::proof::inclusion_json(index, cp.size, &cp.root, &leaf, &path),
             "checkpoint": cp.note,
-            "names": names(&snap.policy, [&rec.entry.sender, &rec.entry.recipient, &rec.entry.pilot].into_iter()),
+            "names": names(&snap.policy, [&*rec.entry.sender, &*rec.entry.recipient, &*rec.entry.pilot].into_iter()),
         })))
     })
     .await;
@@ -656,8 +656,8 @@ fn scoped_stats(
             }
             let keys: Vec<String> = match by {
                 Dim::Day => vec![r.time_rfc3339()[..10].to_string()],
-                Dim::Pilot => vec![e.pilot.clone()],
-                Dim::Purpose => vec![e.purpose.clone()],
+                Dim::Pilot => vec![e.pilot.to_string()],
+                Dim::Purpose => vec![e.purpose.to_string()],
                 Dim::Partner if e.sender == e.recipient => vec![e.sender.clone()],
                 Dim::Partner => vec![e.sender.clone(), e.recipient.clone()],
             };
@@ -723,7 +723,7 @@ async fn stats(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> Respon
     json_ok(&json!({
         "by": q.get("by").cloned().unwrap_or_else(|| "day".into()),
         "rows": rows.iter().map(|(k, (d, r))| {
-            let name = names(&snap.policy, std::iter::once(k)).remove(k.as_str());
+            let name = names(&snap.policy, std::iter::once(k.as_str())).remove(k.as_str());
             json!({"key": k, "name": name, "disclosed": d, "refused": r})
         }).collect::<Vec<_>>(),
     }))

@@ -60,10 +60,10 @@ fn categories(policy: &PolicySet, r: &Record) -> Vec<String> {
 fn purpose_text(policy: &PolicySet, r: &Record) -> String {
     policy
         .pilots
-        .get(&r.entry.pilot)
-        .and_then(|p| p.purposes.get(&r.entry.purpose))
+        .get(r.entry.pilot.as_str())
+        .and_then(|p| p.purposes.get(r.entry.purpose.as_str()))
         .map_or_else(
-            || r.entry.purpose.clone(),
+            || r.entry.purpose.to_string(),
             |p| format!("{} ({})", p.id, p.description),
         )
 }

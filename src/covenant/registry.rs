@@ -101,7 +101,7 @@ fn entry(kind: RecordKind, pilot: &str, sender: &str, version: &str, reason: Str
     );
     e.kind = kind;
     e.decision = Disclosure::Disclosed;
-    e.policy_version = version.to_string();
+    e.policy_version = version.into();
     e.reason = reason;
     e
 }

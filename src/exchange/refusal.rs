@@ -20,6 +20,7 @@ use crate::policy::partners::Partner;
 use crate::policy::store::Snapshot;
 use crate::policy::{self, Direction, Grant, Query};
 use crate::problem::{self, Kind};
+use crate::text::Text;
 
 /// Why an exchange stopped: the problem type and what happened this time
 /// (ids only, no personal data).
@@ -99,12 +100,13 @@ pub fn path_subject(x: &mut Exchange<'_>, vnummer: &str) -> Result<(), Refusal> 
 
 /// What the audit records of one exchange share, from the rule on.
 #[derive(Debug, Clone)]
+/// Shared with the snapshot (`Text`): taking them per exchange copies no string.
 struct Granted {
-    rule_id: String,
-    legal_basis: String,
-    policy_version: String,
+    rule_id: Text,
+    legal_basis: Text,
+    policy_version: Text,
     /// The purpose the grant is for: the processing activity of its records.
-    purpose: String,
+    purpose: Text,
 }
 
 /// One exchange: who asks what of whom, under which snapshot of the policy.
@@ -217,8 +219,8 @@ impl<'a> Exchange<'a> {
         self.granted = Some(Granted {
             rule_id: grant.rule.id.clone(),
             legal_basis: grant.purpose.legal_basis.clone(),
-            policy_version: grant.pilot.version.clone(),
-            purpose: grant.rule.purpose.clone(),
+            policy_version: grant.pilot.version.as_str().into(),
+            purpose: grant.rule.purpose.as_str().into(),
         });
         if let Some(s) = &grant.path_subject {
             self.subject = Some(subject_of(self, s)?);
@@ -231,10 +233,10 @@ impl<'a> Exchange<'a> {
     /// name as its rule and legal basis.
     pub fn grant_by(&mut self, rule_id: &str, legal_basis: &str, policy_version: &str) {
         self.granted = Some(Granted {
-            rule_id: rule_id.to_string(),
-            legal_basis: legal_basis.to_string(),
-            policy_version: policy_version.to_string(),
-            purpose: self.purpose.clone(),
+            rule_id: rule_id.into(),
+            legal_basis: legal_basis.into(),
+            policy_version: policy_version.into(),
+            purpose: self.purpose.as_str().into(),
         });
     }
 
@@ -245,11 +247,15 @@ impl<'a> Exchange<'a> {
             Direction::Request => (self.consumer.id.as_str(), t.provider.as_str()),
             Direction::Response => (t.provider.as_str(), self.consumer.id.as_str()),
         };
+        let purpose = match &self.granted {
+            Some(g) if *g.purpose == *self.purpose => g.purpose.clone(),
+            _ => self.purpose.as_str().into(),
+        };
         let mut e = Entry::exchange(
             &t.pilot,
             sender,
             recipient,
-            &self.purpose,
+            purpose,
             &format!("{}/{}", t.provider, t.service),
         );
         e.subject = self.subject;
@@ -266,9 +272,9 @@ impl<'a> Exchange<'a> {
             e.reason = consent_reason(c);
         }
         if let Some(g) = &self.granted {
-            e.legal_basis.clone_from(&g.legal_basis);
-            e.rule_id.clone_from(&g.rule_id);
-            e.policy_version.clone_from(&g.policy_version);
+            e.legal_basis = g.legal_basis.clone();
+            e.rule_id = g.rule_id.clone();
+            e.policy_version = g.policy_version.clone();
             e.processing_activity_id = policy::activity_id(&t.pilot, &g.purpose, d);
         }
         e

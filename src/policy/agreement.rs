@@ -169,7 +169,7 @@ impl PolicySet {
         let request = intersect(&give.request, &take.request);
         let declared: Vec<FieldPath> = give.service.fields.iter().map(|(p, _)| p.clone()).collect();
         let rule = Rule {
-            id: rule_id(from, to),
+            id: rule_id(from, to).into(),
             purpose: give.purpose.clone(),
             service: give.service.clone(),
             consumers: registrars,

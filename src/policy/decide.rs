@@ -431,9 +431,9 @@ impl PolicySet {
                     disclosed: m.disclosed,
                     withheld: m.withheld,
                     withheld_undeclared: m.undeclared,
-                    rule_id: Some(grant.rule.id.clone()),
+                    rule_id: Some(grant.rule.id.to_string()),
                     policy_version: Some(grant.pilot.version.clone()),
-                    legal_basis: Some(grant.purpose.legal_basis.clone()),
+                    legal_basis: Some(grant.purpose.legal_basis.to_string()),
                 }
             }
         }

@@ -346,7 +346,7 @@ fn compile_purpose(
     Ok(Purpose {
         id: pid.to_string(),
         description: r.description.clone(),
-        legal_basis: r.legal_basis.get_ref().clone(),
+        legal_basis: r.legal_basis.get_ref().as_str().into(),
         retention_days: days as u32,
         special_categories: special_categories(src, pid, r)?,
     })
@@ -486,7 +486,7 @@ fn compile_rule(
     };
     let declared: Vec<FieldPath> = service.fields.iter().map(|(f, _)| f.clone()).collect();
     Ok(Rule {
-        id: id.clone(),
+        id: id.as_str().into(),
         purpose: purpose.id.clone(),
         response_tree: Tree::new(&declared, &response, &transforms),
         request_tree: Tree::new(&declared, &request, &transforms),

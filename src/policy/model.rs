@@ -13,6 +13,7 @@ use super::fields::{Category, FieldPath};
 use super::minimise::{Transform, Tree};
 use super::partners::Partners;
 use super::service::Service;
+use crate::text::Text;
 
 /// Which way a document goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,7 +65,7 @@ pub struct Purpose {
     /// What it is for, in words.
     pub description: String,
     /// The legal basis, as the covenant cites it.
-    pub legal_basis: String,
+    pub legal_basis: Text,
     /// How long a recipient may keep what it received.
     pub retention_days: u32,
     /// Special categories (health, criminal) this purpose may carry.
@@ -75,7 +76,7 @@ pub struct Purpose {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// Stable id, written into audit records.
-    pub id: String,
+    pub id: Text,
     /// The purpose id.
     pub purpose: String,
     /// The provider's service.

@@ -301,7 +301,7 @@ impl Gateway {
     /// Runs the covenant registry again whenever another node changed the
     /// shared covenant state (a signature it took, a version it brought
     /// into force), so every node runs the same version within a few
-    /// seconds.
+    /// seconds; and shreds the subject keys retention destroyed elsewhere.
     fn follow_covenants(self: &Arc<Self>, pg: Arc<crate::audit::pg::PgLog>) {
         let gw = Arc::downgrade(self);
         std::thread::Builder::new()
@@ -313,6 +313,11 @@ impl Gateway {
                     let Some(gw) = gw.upgrade() else {
                         return;
                     };
+                    // A subject key retention destroyed on another node
+                    // goes from this node's disk too.
+                    if let Err(e) = gw.audit.subject_keys().sync() {
+                        warn!(error = %e, "subject keys not synced with the database");
+                    }
                     match pg.kv_digest(crate::covenant::shared::STATE) {
                         Ok(d) if seen.as_ref() != Some(&d) => {
                             // The first round too: another node may have

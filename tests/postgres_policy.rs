@@ -273,7 +273,12 @@ async fn a_policy_changed_on_one_node_is_in_force_on_the_other() {
     let edited = Instant::now();
     std::fs::write(file(1), &without).unwrap();
     within(edited, &ca, "B's disk edit on A", |r| r.status == 403).await;
-    assert_eq!(std::fs::read_to_string(file(0)).unwrap(), without);
+    // (The covenant state may bring it into force on A a moment before A's
+    // mirror writes the file.)
+    while std::fs::read_to_string(file(0)).unwrap() != without {
+        assert!(edited.elapsed() < WITHIN, "B's file not on A's disk");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(dossier(&cb).await.status, 403);
     // The console's history is shared too: B shows A's change.
     let hist = base.join("data1/policy-history/proef");
@@ -440,5 +445,113 @@ async fn one_covenant_for_every_node() {
     assert_eq!(covenant_records(&b.cfg, "covenant-proposal", &v1), 1);
     assert_eq!(covenant_records(&c.cfg, "covenant-in-force", &v2), 1);
     assert_eq!(covenant_records(&a.cfg, "covenant-signature", &v2), 2);
+    drop(pg);
+}
+
+/// The day this month is past a retention of one year.
+fn past_one_year() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    let (y, m) = if d.month() == time::Month::December {
+        (d.year() + 1, 1)
+    } else {
+        (d.year(), d.month() as u8 + 1)
+    };
+    format!("{:04}-{m:02}-01", y + 1)
+}
+
+fn cli_out(cfg: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The person's exchange records in proef, found through a node.
+fn found(cfg: &Path) -> usize {
+    cli_out(
+        cfg,
+        &[
+            "audit",
+            "query",
+            "--subject",
+            "5560001234",
+            "--format",
+            "jsonl",
+        ],
+    )
+    .lines()
+    .filter(|l| l.contains("\"pilot\":\"proef\"") && l.contains("\"kind\":\"exchange\""))
+    .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_one_node_unlinks_on_every_node() {
+    let (pki, _seen) = prepare().await;
+    let proef = pki.pilots_dir().join("proef.toml");
+    let text = std::fs::read_to_string(&proef).unwrap();
+    std::fs::write(&proef, text + "\n[retention]\naudit = \"P1Y\"\n").unwrap();
+    pki.sign_all();
+    let pg = Pg::start();
+    let base = pki.dir.path();
+    let mut a = Node::new(node_config(base, &pg, 0), base.join("node0.log"));
+    let mut b = Node::new(node_config(base, &pg, 1), base.join("node1.log"));
+    let cert = pki.oin_cert(GEMEENTE_OIN);
+    let (ca, cb) = (pki.client(a.addr(), &cert), pki.client(b.addr(), &cert));
+    a.spawn();
+    wait_serving(&ca, &a).await;
+    copy_dir(&base.join("data0/keys"), &base.join("data1/keys"));
+    b.spawn();
+    wait_serving(&cb, &b).await;
+
+    // The person's records through both nodes: each holds the month's key.
+    assert_eq!(dossier(&ca).await.status, 200);
+    assert_eq!(dossier(&cb).await.status, 200);
+    let d = time::OffsetDateTime::now_utc().date();
+    let month = format!("{:04}-{:02}", d.year(), d.month() as u8);
+    let key = |i: usize| base.join(format!("data{i}/keys/subject/proef/{month}.key"));
+    assert!(key(0).exists() && key(1).exists());
+    assert_eq!(found(&b.cfg), 2);
+
+    // Retention through A: the key goes from the database and from B's
+    // disk too, and no node links the records any more.
+    let day = past_one_year();
+    let out = cli_out(&a.cfg, &["audit", "retention", "--as-of", &day]);
+    assert!(out.contains(&format!("unlinked proef {month}")), "{out}");
+    let since = Instant::now();
+    while key(1).exists() {
+        assert!(since.elapsed() < WITHIN, "B kept its copy: {}", b.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!key(0).exists());
+    assert_eq!(
+        pg.sql(
+            "ketenpoort",
+            &format!(
+                "SELECT count(*) FROM subject_keys WHERE scope = 'proef' AND month = '{month}'"
+            )
+        )
+        .trim(),
+        "0"
+    );
+    assert_eq!(found(&b.cfg), 0);
+    assert_eq!(found(&a.cfg), 0);
+
+    // Through B again: nothing left to destroy, recorded once.
+    let again = cli_out(&b.cfg, &["audit", "retention", "--as-of", &day]);
+    assert!(!again.contains("unlinked proef"), "{again}");
+    let records = cli_out(&b.cfg, &["audit", "export", "--format", "jsonl"]);
+    let kept = records
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"retention\"") && l.contains("\"pilot\":\"proef\""))
+        .count();
+    assert_eq!(kept, 1, "{records}");
     drop(pg);
 }

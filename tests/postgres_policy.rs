@@ -4,7 +4,9 @@
 //! has validated it, and a broken edit never leaves its disk. One covenant
 //! state: a widening proposed through one node and signed through another
 //! is in force on both, recorded once, and a node with a stale pilot file
-//! does not bring back the superseded version.
+//! does not bring back the superseded version. Retention run through one
+//! node unlinks on every node, and `audit head --now` through a node that
+//! does not lead gets a checkpoint signed then.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -493,7 +495,7 @@ fn found(cfg: &Path) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_on_one_node_unlinks_on_every_node() {
+async fn retention_and_head_now_from_any_node() {
     let (pki, _seen) = prepare().await;
     let proef = pki.pilots_dir().join("proef.toml");
     let text = std::fs::read_to_string(&proef).unwrap();
@@ -513,7 +515,18 @@ async fn retention_on_one_node_unlinks_on_every_node() {
 
     // The person's records through both nodes: each holds the month's key.
     assert_eq!(dossier(&ca).await.status, 200);
-    assert_eq!(dossier(&cb).await.status, 200);
+    let r = dossier(&cb).await;
+    assert_eq!(r.status, 200);
+
+    // `audit head --now` through B (A leads): a checkpoint signed now,
+    // covering the record just written, not the newest one stored.
+    let id: u64 = r.header("ketenpoort-disclosure").unwrap().parse().unwrap();
+    let note = cli_out(&b.cfg, &["audit", "head", "--now"]);
+    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    assert!(
+        size > id,
+        "checkpoint of {size} records, record {id}: {note}"
+    );
     let d = time::OffsetDateTime::now_utc().date();
     let month = format!("{:04}-{:02}", d.year(), d.month() as u8);
     let key = |i: usize| base.join(format!("data{i}/keys/subject/proef/{month}.key"));

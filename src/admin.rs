@@ -322,7 +322,8 @@ pub fn retention(
         let body = call(&sock, "/v1/audit/retention", body)?;
         return serde_json::from_slice(&body).map_err(|e| AdminError::Gateway(e.to_string()));
     }
-    let opts = Options::new(&config.data_dir, &config.deployment);
+    let mut opts = Options::new(&config.data_dir, &config.deployment);
+    opts.storage = config.storage.clone();
     let audit = crate::audit::Audit::open(opts).map_err(|e| AdminError::Direct(e.to_string()))?;
     let out = run_retention(&audit, &ask).map_err(AdminError::Direct);
     audit.shutdown();

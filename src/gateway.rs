@@ -149,7 +149,18 @@ impl Gateway {
         )?);
         // The covenant registry needs the log (every proposal, signature and
         // version taking effect is recorded), the policy needs the registry.
-        let covenants = Arc::new(Covenants::new(&config.data_dir, audit.clone()));
+        // On a shared database, one covenant state for every node.
+        let covenants = Arc::new(match audit.view().postgres() {
+            Some(pg) => Covenants::with_store(
+                Box::new(crate::covenant::shared::Shared::new(
+                    pg.clone(),
+                    &config.data_dir,
+                    &config.pilots_dir,
+                )),
+                audit.clone(),
+            ),
+            None => Covenants::new(&config.data_dir, audit.clone()),
+        });
         let enforce: Arc<dyn Enforce> = covenants.clone();
         let policy = PolicyStore::load_enforced(&config, Some(enforce))?;
         take_inbox(&covenants, &policy, &tls);
@@ -284,6 +295,43 @@ impl Gateway {
         ];
         let partners = (PARTNERS_FILE.to_string(), self.config.partners_file.clone());
         pg.start_mirror_with(vec![partners], dirs, gate);
+        self.follow_covenants(pg.clone());
+    }
+
+    /// Runs the covenant registry again whenever another node changed the
+    /// shared covenant state (a signature it took, a version it brought
+    /// into force), so every node runs the same version within a few
+    /// seconds; and shreds the subject keys retention destroyed elsewhere.
+    fn follow_covenants(self: &Arc<Self>, pg: Arc<crate::audit::pg::PgLog>) {
+        let gw = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("covenant-follow".into())
+            .spawn(move || {
+                let mut seen: Option<Vec<u8>> = None;
+                loop {
+                    std::thread::sleep(crate::audit::pg::files::MIRROR_EVERY);
+                    let Some(gw) = gw.upgrade() else {
+                        return;
+                    };
+                    // A subject key retention destroyed on another node
+                    // goes from this node's disk too.
+                    if let Err(e) = gw.audit.subject_keys().sync() {
+                        warn!(error = %e, "subject keys not synced with the database");
+                    }
+                    match pg.kv_digest(crate::covenant::shared::STATE) {
+                        Ok(d) if seen.as_ref() != Some(&d) => {
+                            // The first round too: another node may have
+                            // changed the state since this one started.
+                            gw.refresh_policy();
+                            seen = Some(d);
+                        }
+                        Ok(_) => {}
+                        Err(e) => warn!(error = %e, "shared covenant state not readable"),
+                    }
+                }
+            })
+            .map(drop)
+            .unwrap_or_else(|e| error!(error = %e, "covenant follower not started"));
     }
 
     /// Runs a blocking reload off the async threads and logs its outcome;

@@ -156,6 +156,9 @@ fn legacy_month(view: &View, until: u64) -> Result<Option<YearMonth>, AuditError
     Ok(Some((t.year(), t.month())))
 }
 
+/// The advisory lock retention holds on a shared database.
+const RETENTION_LOCK: i64 = 0x6b70_7265_7465;
+
 impl Audit {
     /// The keys past retention on `as_of`, with what each makes unlinkable.
     /// Blocking: reads the month's records.
@@ -199,14 +202,15 @@ impl Audit {
     /// month's subject postings from the index. Blocking; call it from a
     /// blocking thread (it waits for the writer).
     pub fn retention_run(&self, r: &Retentions, as_of: Date) -> Result<Vec<Due>, AuditError> {
-        // Destroying a key on one node would leave its copies on the others
-        // linking: refuse rather than pretend, until keys are destroyed
-        // deployment-wide.
-        if self.view().postgres().is_some() {
-            return Err(AuditError::Database(
-                "retention does not run on PostgreSQL yet: the other nodes' copies of the subject keys would stay".into(),
-            ));
-        }
+        // On a shared database: one node at a time (so each destruction is
+        // recorded once), after taking what the others destroyed already;
+        // a key destroyed here is marked for every node to shred its copy
+        // (`SharedKeys::forget`).
+        let _one = match self.view().postgres() {
+            Some(pg) => Some(pg.kv_lock(RETENTION_LOCK)?),
+            None => None,
+        };
+        self.subject_keys().sync().map_err(AuditError::write)?;
         let due = self.retention_due(r, as_of)?;
         let legacy_until = self.subject_keys().legacy_until();
         for d in &due {

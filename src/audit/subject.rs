@@ -52,8 +52,10 @@ pub trait SharedKeys: Send + Sync {
     fn agree(&self, scope: &str, month: &str, candidate: &[u8; 32]) -> std::io::Result<[u8; 32]>;
     /// Every agreed key: scope, month, secret.
     fn all(&self) -> std::io::Result<Vec<(String, String, [u8; 32])>>;
-    /// Forgets a key (retention destroyed it).
+    /// Forgets a key (retention destroyed it), on every node.
     fn forget(&self, scope: &str, month: &str) -> std::io::Result<()>;
+    /// The keys destroyed by any node: scope, month.
+    fn destroyed(&self) -> std::io::Result<Vec<(String, String)>>;
 }
 
 /// The subject keys of one data directory.
@@ -157,11 +159,35 @@ impl SubjectKeys {
         Ok(agreed)
     }
 
+    /// Shreds this node's copies of the keys any node destroyed, and
+    /// writes the keys other nodes agreed that this node lacks. Blocking;
+    /// nothing to do on one node.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.pull()
+    }
+
     /// Writes the keys other nodes agreed that this node lacks.
     fn pull(&self) -> std::io::Result<()> {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
+        // Keys another node destroyed go here too, before anything links.
+        for (scope, month) in shared.destroyed()? {
+            let Some(m) = parse_month(&month) else {
+                continue;
+            };
+            if !crate::config::valid_id(&scope) && scope != LOOKUP_SCOPE {
+                continue;
+            }
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(scope.clone(), m));
+            let path = self.month_path(&scope, m);
+            if path.exists() {
+                shred(&path)?;
+            }
+        }
         for (scope, month, secret) in shared.all()? {
             let Some(m) = parse_month(&month) else {
                 continue;

@@ -175,9 +175,6 @@ pub fn run(config_file: &Path, command: AuditCommand) -> Result<Report> {
             to,
         } => prove(&opts, index, size, from, to),
         AuditCommand::Query(q) => query(&config, q),
-        AuditCommand::Retention { .. } if shared => {
-            anyhow::bail!("audit retention does not run on PostgreSQL yet")
-        }
         AuditCommand::Retention { dry_run, as_of } => retention(&config, dry_run, as_of),
         AuditCommand::RotateKey => rotate_key(&config),
         AuditCommand::Export { format } if shared => super::storage::export(&opts, format),

@@ -164,8 +164,12 @@ fn copy(src: &GatewayConfig, dst: &GatewayConfig) -> Result<Report> {
         }
     }
     let new_cps = pg.import_checkpoints(&cps)?;
+    // The signed covenant versions move too: without them every pilot
+    // would start over unsigned.
+    let pilots = crate::covenant::shared::import(&pg, &src.data_dir)
+        .context("copying the covenant state")?;
     Ok(Report::new().out(format!(
-        "copied {} records (of {seen}; {have} were there before) and {new_cps} checkpoints into {}\n",
+        "copied {} records (of {seen}; {have} were there before), {new_cps} checkpoints and the covenant state of {pilots} pilots into {}\n",
         seen.saturating_sub(have),
         dst.file.display()
     )))

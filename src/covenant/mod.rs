@@ -18,11 +18,13 @@
 //!   every flow of that pilot where it gives or receives, until it accepts
 //!   again or a version without flows of it takes effect.
 //!
-//! State is kept behind [`store::Store`] (files in the data directory today);
+//! State is kept behind [`store::Store`] (files in the data directory, or
+//! PostgreSQL through [`shared`] when nodes share a database);
 //! [`view`] renders it for partners, the console, the CLI and the DPIA annex.
 
 pub mod jws;
 pub mod registry;
+pub mod shared;
 pub mod state;
 pub mod store;
 pub mod view;

@@ -159,6 +159,14 @@ impl Registry {
             .map_err(|e| CovenantError::Store(e.to_string()))
     }
 
+    /// Holds the other gateway nodes off covenant state (on a shared
+    /// database) for as long as the guard lives.
+    fn exclusive(&self) -> Result<Option<Box<dyn Send>>, CovenantError> {
+        self.store
+            .exclusive()
+            .map_err(|e| CovenantError::Store(e.to_string()))
+    }
+
     fn save(&self, pilot: &str, st: &PilotState) -> Result<(), CovenantError> {
         self.store
             .save(pilot, st)
@@ -178,6 +186,13 @@ impl Registry {
             st.entry(v).map(|e| e.status),
             Some(Status::Pending | Status::InForce)
         ) {
+            return Ok(());
+        }
+        if !self.store.may_propose(ctx.pilot, &disk.text) {
+            info!(
+                pilot = ctx.pilot,
+                "this node's pilot file is older than the deployment's: not proposed"
+            );
             return Ok(());
         }
         self.store
@@ -339,6 +354,7 @@ impl Registry {
             )));
         }
         let _one = self.lock();
+        let _everywhere = self.exclusive()?;
         let st = self.load(pilot)?;
         let Some(e) = st.entry(version) else {
             return Err(CovenantError::UnknownVersion(format!(
@@ -433,6 +449,7 @@ impl Registry {
     /// Withdraws a pending version (an administrator's `by`).
     pub fn withdraw(&self, pilot: &str, version: &str, by: &str) -> Result<u64, CovenantError> {
         let _one = self.lock();
+        let _everywhere = self.exclusive()?;
         let st = self.load(pilot)?;
         match st.entry(version).map(|e| e.status) {
             None => Err(CovenantError::UnknownVersion(format!(
@@ -466,6 +483,12 @@ impl Registry {
 impl Enforce for Registry {
     fn enforce(&self, on_disk: &PolicySet, partners_bytes: &[u8]) -> PolicySet {
         let _one = self.lock();
+        // Without the other nodes held off, nothing is changed: the
+        // versions are only read, and the next enforcement settles.
+        let everywhere = self.exclusive();
+        if let Err(e) = &everywhere {
+            error!(error = %e, "covenant state cannot be locked; no proposal or version change now");
+        }
         let mut out = on_disk.clone();
         for (id, disk) in &on_disk.pilots {
             let ctx = Ctx {
@@ -483,11 +506,13 @@ impl Enforce for Registry {
                     continue;
                 }
             };
-            if let Err(e) = self.propose(&ctx, disk, &mut st) {
-                error!(pilot = %id, error = %e, "covenant proposal not registered");
-            }
-            if let Err(e) = self.settle(&ctx, &mut st) {
-                error!(pilot = %id, error = %e, "covenant version not brought into force");
+            if everywhere.is_ok() {
+                if let Err(e) = self.propose(&ctx, disk, &mut st) {
+                    error!(pilot = %id, error = %e, "covenant proposal not registered");
+                }
+                if let Err(e) = self.settle(&ctx, &mut st) {
+                    error!(pilot = %id, error = %e, "covenant version not brought into force");
+                }
             }
             out.pilots.insert(id.clone(), self.running(&ctx, disk, &st));
         }

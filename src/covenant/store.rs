@@ -1,6 +1,6 @@
 //! Where covenant state lives: one small interface ([`Store`]) with files in
-//! the data directory behind it today, so a PostgreSQL table could take its
-//! place when several gateway nodes share one log.
+//! the data directory behind it on one node, and the database
+//! ([`super::shared`]) when several gateway nodes share one log.
 //!
 //! Layout under `<data_dir>/covenant/`: `<pilot>/state.json` (versions,
 //! signatures, revocations, the version in force), `<pilot>/terms/<hex>.json`
@@ -28,6 +28,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn inbox(&self) -> std::io::Result<Vec<(String, String)>>;
     /// Removes a handled inbox entry.
     fn inbox_done(&self, name: &str) -> std::io::Result<()>;
+    /// Excludes other gateway nodes from changing covenant state until the
+    /// returned guard is dropped (`None`: this node is the only one).
+    fn exclusive(&self) -> std::io::Result<Option<Box<dyn Send>>> {
+        Ok(None)
+    }
+    /// Whether this node's pilot file (`text`) may be proposed as a
+    /// version; on one node always.
+    fn may_propose(&self, _pilot: &str, _text: &str) -> bool {
+        true
+    }
 }
 
 /// The folder of covenant state under a data directory.

@@ -46,9 +46,12 @@ impl PgLog {
                 while let Some(c) = next.take() {
                     match c {
                         Cmd::Append(e, tx) => appends.push((e, tx)),
+                        // Waits for the leader: not on the writer's loop.
                         Cmd::Checkpoint(tx) => {
-                            let r = me.newest_checkpoint().await;
-                            let _ = tx.send(r);
+                            let me = me.clone();
+                            me.clone().spawn(async move {
+                                let _ = tx.send(me.fresh_checkpoint().await);
+                            });
                         }
                         Cmd::Tick => {}
                         Cmd::Shutdown => shutdown = true,

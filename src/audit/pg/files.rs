@@ -213,6 +213,17 @@ impl PgLog {
         Ok(r.map(|r| (r.get(0), r.get(1), r.get(2))))
     }
 
+    /// The database's copy of a shared file and when it was stored, for
+    /// callers on blocking threads.
+    pub fn shared_file(&self, name: &str) -> Result<Option<(Vec<u8>, SystemTime)>, AuditError> {
+        self.block_on(async {
+            Ok(self
+                .remote(name)
+                .await?
+                .map(|(_, content, at)| (content, at)))
+        })
+    }
+
     /// One comparison of one file.
     async fn mirror(&self, f: &mut Mirrored, gate: &Gate) -> Result<(), AuditError> {
         let local = match tokio::fs::read(&f.path).await {

@@ -18,6 +18,10 @@ use super::{PgLog, db, dbm};
 use crate::audit::error::AuditError;
 use crate::audit::subject::SharedKeys;
 
+/// The `kv` tree of the keys destroyed by retention (`<scope>\n<month>`):
+/// every node shreds its own copy of each.
+pub const DESTROYED: &str = "subject-key-destroyed";
+
 /// The file of the wrap key in the keys directory.
 pub const WRAP_KEY_FILE: &str = "subject-wrap.key";
 
@@ -147,15 +151,46 @@ impl SharedKeys for PgKeys {
 
     fn forget(&self, scope: &str, month: &str) -> io::Result<()> {
         let pg = &self.pg;
+        let mark = format!("{scope}\n{month}").into_bytes();
         self.run(async move {
-            let c = pg.client().await?;
-            c.execute(
+            let mut c = pg.client().await?;
+            let tx = c.transaction().await.map_err(db)?;
+            tx.execute(
                 "DELETE FROM subject_keys WHERE scope = $1 AND month = $2",
                 &[&scope, &month],
             )
             .await
             .map_err(db)?;
+            // The mark tells every node to shred its own copy.
+            tx.execute(
+                "INSERT INTO kv (space, key, value) VALUES ($1, $2, ''::bytea)
+                 ON CONFLICT (space, key) DO NOTHING",
+                &[&DESTROYED, &mark],
+            )
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
             Ok(())
         })
+    }
+
+    fn destroyed(&self) -> io::Result<Vec<(String, String)>> {
+        let pg = &self.pg;
+        let keys: Vec<Vec<u8>> = self.run(async move {
+            let c = pg.client().await?;
+            let rows = c
+                .query("SELECT key FROM kv WHERE space = $1", &[&DESTROYED])
+                .await
+                .map_err(db)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                let t = std::str::from_utf8(k).ok()?;
+                let (s, m) = t.split_once('\n')?;
+                Some((s.to_string(), m.to_string()))
+            })
+            .collect())
     }
 }

@@ -152,3 +152,89 @@ impl PgLog {
         })
     }
 }
+
+/// A deployment-wide lock: a session-level advisory lock on a pooled
+/// connection, held until dropped (then released on that connection before
+/// it goes back to the pool). A node that dies while holding it loses its
+/// connection, and with it the lock.
+pub struct KvLock {
+    client: Option<deadpool_postgres::Object>,
+    key: i64,
+    handle: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for KvLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvLock").field("key", &self.key).finish()
+    }
+}
+
+impl Drop for KvLock {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            let key = self.key;
+            self.handle.spawn(async move {
+                if c.execute("SELECT pg_advisory_unlock($1)", &[&key])
+                    .await
+                    .is_err()
+                {
+                    // A connection that may still hold the lock must not
+                    // serve anyone else.
+                    let _ = deadpool_postgres::Object::take(c);
+                }
+            });
+        }
+    }
+}
+
+impl PgLog {
+    /// Sets the value under a key, replacing any.
+    pub fn kv_put(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), AuditError> {
+        self.block_on(async {
+            let c = self.client().await?;
+            c.execute(
+                "INSERT INTO kv (space, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&space, &key, &value],
+            )
+            .await
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    /// A digest of every value in a tree: changes when any value does
+    /// (how a node notices another node's change without reading it all).
+    pub fn kv_digest(&self, space: &str) -> Result<Vec<u8>, AuditError> {
+        self.block_on(async {
+            let c = self.client().await?;
+            let r = c
+                .query_one(
+                    "SELECT convert_to(coalesce(string_agg(md5(key) || md5(value), ',' ORDER BY key), ''), 'UTF8')
+                     FROM kv WHERE space = $1",
+                    &[&space],
+                )
+                .await
+                .map_err(db)?;
+            Ok(r.get(0))
+        })
+    }
+
+    /// Waits (at most 10 s) for the deployment-wide lock `key`.
+    pub fn kv_lock(&self, key: i64) -> Result<KvLock, AuditError> {
+        self.block_on(async {
+            let c = self.client().await?;
+            c.batch_execute("SET lock_timeout = '10s'")
+                .await
+                .map_err(db)?;
+            let got = c.execute("SELECT pg_advisory_lock($1)", &[&key]).await;
+            let _ = c.batch_execute("RESET lock_timeout").await;
+            got.map_err(db)?;
+            Ok(KvLock {
+                client: Some(c),
+                key,
+                handle: self.handle.clone(),
+            })
+        })
+    }
+}

@@ -28,6 +28,8 @@ pub const LEAD_LOCK: i64 = 0x6b70_7472_6565;
 pub const TRY_LEAD: Duration = Duration::from_secs(1);
 /// How often every node reads the head and the newest checkpoint.
 pub const FOLLOW: Duration = Duration::from_millis(200);
+/// How long `audit head --now` waits for the leader's checkpoint.
+const FRESH_WAIT: Duration = Duration::from_secs(10);
 /// Records integrated per transaction.
 const STEP: i64 = 4096;
 
@@ -120,10 +122,47 @@ impl PgLog {
         Ok(())
     }
 
-    /// The newest checkpoint in the database.
-    pub(super) async fn newest_checkpoint(&self) -> Result<Checkpoint, AuditError> {
-        self.latest()
-            .ok_or_else(|| AuditError::Database("no checkpoint signed yet".into()))
+    /// A checkpoint of every record committed now (`audit head --now`),
+    /// signed by the leader, whichever node that is: the size asked for is
+    /// left in the database (`kv`, `checkpoint`/`asked`; the largest asked
+    /// wins), the leader signs once it has integrated that far, and every
+    /// node sees the checkpoint as it follows the head.
+    pub(super) async fn fresh_checkpoint(&self) -> Result<Checkpoint, AuditError> {
+        let want: i64 = {
+            let c = self.client().await?;
+            let want: i64 = c
+                .query_one("SELECT next FROM log_counter", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            c.execute(
+                "INSERT INTO kv (space, key, value) VALUES ('checkpoint', 'asked'::bytea, $1)
+                 ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value
+                   WHERE convert_from(kv.value, 'UTF8')::bigint
+                         < convert_from(EXCLUDED.value, 'UTF8')::bigint",
+                &[&want.to_string().into_bytes()],
+            )
+            .await
+            .map_err(db)?;
+            want
+        };
+        if want == 0 {
+            return Err(AuditError::Database("the log has no records yet".into()));
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(cp) = self.latest()
+                && cp.size as i64 >= want
+            {
+                return Ok(cp);
+            }
+            if started.elapsed() >= FRESH_WAIT {
+                return Err(AuditError::Database(format!(
+                    "no checkpoint of size {want} within {FRESH_WAIT:?}: is a node leading?"
+                )));
+            }
+            tokio::time::sleep(FOLLOW).await;
+        }
     }
 
     /// Leads while this node holds the lock; returns at once when another does.
@@ -210,8 +249,10 @@ impl PgLog {
                 tx.commit().await.map_err(db)?;
             }
             let now = frontier.size() as i64;
+            let asked = asked(&c).await?;
             let due = now > last_cp
                 && ((now - last_cp) as u64 >= signing.records
+                    || (asked > last_cp && now >= asked)
                     || last_cp_at.is_none_or(|t| t.elapsed() >= signing.interval)
                     || (ending && !full));
             if due {
@@ -244,6 +285,19 @@ impl PgLog {
             }
         }
     }
+}
+
+/// The largest size some node asked a checkpoint of (0: none).
+async fn asked(c: &tokio_postgres::Client) -> Result<i64, AuditError> {
+    let r = c
+        .query_opt(
+            "SELECT convert_from(value, 'UTF8')::bigint FROM kv
+             WHERE space = 'checkpoint' AND key = 'asked'::bytea",
+            &[],
+        )
+        .await
+        .map_err(db)?;
+    Ok(r.map_or(0, |r| r.get(0)))
 }
 
 /// The frontier of the stored tree: for each set bit `l` of its size, the

@@ -166,27 +166,34 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&b)
 }
 
+/// A development CA's certificate parameters: `path_len` levels of CAs
+/// below it, valid from yesterday for `days`.
+fn ca_params(name: &str, path_len: u8, days: i64) -> CertificateParams {
+    let now = OffsetDateTime::now_utc();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "ketenpoort development");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(days);
+    params.serial_number = Some(random_serial());
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    params
+}
+
 impl Ca {
     /// A new self-signed CA.
     pub fn generate(name: &str) -> Result<Self, PkiError> {
-        let now = OffsetDateTime::now_utc();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "ketenpoort development");
         // One level of intermediates below it, as in PKIoverheid.
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = now - Duration::days(1);
-        params.not_after = now + Duration::days(3650);
-        params.serial_number = Some(random_serial());
-        params.key_identifier_method = KeyIdMethod::Sha256;
+        let params = ca_params(name, 1, 3650);
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         Ok(Self {
@@ -198,23 +205,7 @@ impl Ca {
     /// An intermediate CA under this one; `crl_urls` say where this CA's
     /// CRL (which would revoke the intermediate) is published.
     pub fn intermediate(&self, name: &str, crl_urls: &[String]) -> Result<Self, PkiError> {
-        let now = OffsetDateTime::now_utc();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "ketenpoort development");
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = now - Duration::days(1);
-        params.not_after = now + Duration::days(1825);
-        params.serial_number = Some(random_serial());
-        params.key_identifier_method = KeyIdMethod::Sha256;
+        let mut params = ca_params(name, 0, 1825);
         params.use_authority_key_identifier_extension = true;
         params.crl_distribution_points = crl_points(crl_urls);
         let key = KeyPair::generate()?;

@@ -14,12 +14,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::fixture::*;
+use common::node::{Node, wait_serving};
 use common::pg::Pg;
 use hyper::Method;
 use ketenpoort::audit::store::{Options, SubjectKeys, View};
@@ -43,98 +44,6 @@ end_reasons = ["terugkeer", "overdracht"]
 /// Disclosure id → (subject V-nummer, SHA-256 of the body received, node).
 type Received = BTreeMap<u64, (String, [u8; 32], usize)>;
 const CLIENTS: usize = 6;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One gateway process, its config and where its stderr goes.
-struct Node {
-    cfg: PathBuf,
-    port: u16,
-    console: u16,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn spawn(&mut self) {
-        let log = std::fs::File::create(&self.log).unwrap();
-        self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
-                .args(["serve", "--config"])
-                .arg(&self.cfg)
-                .args([
-                    "--partners-addr",
-                    &format!("127.0.0.1:{}", self.port),
-                    "--console-addr",
-                    &format!("127.0.0.1:{}", self.console),
-                ])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("gateway starts"),
-        );
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(15) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-async fn wait_serving(client: &PartnerClient, node: &Node) {
-    let started = Instant::now();
-    loop {
-        let r = client.send(Method::GET, "/v1/whoami", &[], None).await;
-        if matches!(r, Ok(ref r) if r.status == 200) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the gateway did not start: {}",
-            node.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn dossier(client: &PartnerClient, v: &str) -> ketenpoort::client::Reply {
     client
@@ -265,13 +174,7 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     let mut nodes: Vec<Node> = cfgs
         .iter()
         .enumerate()
-        .map(|(i, cfg)| Node {
-            cfg: cfg.clone(),
-            port: free_port(),
-            console: free_port(),
-            log: base.join(format!("node{i}.log")),
-            child: None,
-        })
+        .map(|(i, cfg)| Node::new(cfg.clone(), base.join(format!("node{i}.log"))))
         .collect();
     let cert = pki.oin_cert(GEMEENTE_OIN);
     let clients: Vec<PartnerClient> = nodes.iter().map(|n| pki.client(n.addr(), &cert)).collect();
@@ -283,7 +186,7 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
     nodes[1].spawn();
     let started = Instant::now();
     let refused = loop {
-        if let Some(s) = nodes[1].child.as_mut().unwrap().try_wait().unwrap() {
+        if let Some(s) = nodes[1].exited() {
             break s;
         }
         assert!(
@@ -293,7 +196,6 @@ async fn three_nodes_one_log_through_a_kill_and_a_database_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    nodes[1].child = None;
     assert!(!refused.success());
     assert!(
         nodes[1].log().contains("copy the keys directory"),
@@ -527,13 +429,7 @@ async fn an_embedded_log_moves_into_postgres_with_its_ids_and_proofs() {
     let base = pki.dir.path();
     let embedded_cfg = pki.config_file();
     let cert = pki.oin_cert(GEMEENTE_OIN);
-    let mut emb = Node {
-        cfg: embedded_cfg.clone(),
-        port: free_port(),
-        console: free_port(),
-        log: base.join("embedded.log"),
-        child: None,
-    };
+    let mut emb = Node::new(embedded_cfg.clone(), base.join("embedded.log"));
     let client = pki.client(emb.addr(), &cert);
     emb.spawn();
     wait_serving(&client, &emb).await;
@@ -578,13 +474,7 @@ async fn an_embedded_log_moves_into_postgres_with_its_ids_and_proofs() {
         .trim()
         .parse()
         .unwrap();
-    let mut node = Node {
-        cfg: dst.clone(),
-        port: free_port(),
-        console: free_port(),
-        log: base.join("pgnode.log"),
-        child: None,
-    };
+    let mut node = Node::new(dst.clone(), base.join("pgnode.log"));
     let client = pki.client(node.addr(), &cert);
     node.spawn();
     wait_serving(&client, &node).await;

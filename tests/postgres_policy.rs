@@ -13,78 +13,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::fixture::*;
+use common::node::{Node, wait_serving};
 use common::pg::Pg;
 use hyper::Method;
 use ketenpoort::client::PartnerClient;
 
 /// The promise: in force on every node within this long.
 const WITHIN: Duration = Duration::from_secs(5);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One gateway process; killed on drop.
-struct Node {
-    cfg: PathBuf,
-    port: u16,
-    console: u16,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn new(cfg: PathBuf, log: PathBuf) -> Self {
-        Self {
-            cfg,
-            port: free_port(),
-            console: free_port(),
-            log,
-            child: None,
-        }
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::File::create(&self.log).unwrap();
-        self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
-                .args(["serve", "--config"])
-                .arg(&self.cfg)
-                .args(["--partners-addr", &format!("127.0.0.1:{}", self.port)])
-                .args(["--console-addr", &format!("127.0.0.1:{}", self.console)])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
@@ -125,19 +65,6 @@ async fn dossier(client: &PartnerClient) -> ketenpoort::client::Reply {
         )
         .await
         .unwrap()
-}
-
-async fn wait_serving(client: &PartnerClient, node: &Node) {
-    let started = Instant::now();
-    while !matches!(client.send(Method::GET, "/v1/whoami", &[], None).await, Ok(ref r) if r.status == 200)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "node did not start: {}",
-            node.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Waits until `ok` holds for what the node answers, at most [`WITHIN`]

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod disk;
 pub mod fixture;
+pub mod node;
 pub mod oidc;
 pub mod pg;
 

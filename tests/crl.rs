@@ -159,12 +159,12 @@ async fn chain(pki: &TestPki) -> Chain {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partner_under_a_new_intermediate_is_served_then_refused_after_revocation() {
-    let pki = TestPki::new();
-    let c = chain(&pki).await;
+/// [`chain`], with the intermediate's CRL URL configured and fetched every
+/// second, the gateway started, and the DT&V client under the intermediate.
+async fn refreshing(pki: &TestPki) -> (Chain, TestGateway, Arc<rustls::ClientConfig>) {
+    let c = chain(pki).await;
     append_tls(
-        &pki,
+        pki,
         &format!(
             "crl_urls = [\"http://127.0.0.1:{}/intermediate.crl\"]\ncrl_refresh_secs = 1",
             c.port
@@ -172,6 +172,13 @@ async fn a_partner_under_a_new_intermediate_is_served_then_refused_after_revocat
     );
     let gw = pki.start().await;
     let client = chain_client(&pki.ca.cert_pem, &c.leaf, &c.intermediate);
+    (c, gw, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_under_a_new_intermediate_is_served_then_refused_after_revocation() {
+    let pki = TestPki::new();
+    let (c, gw, client) = refreshing(&pki).await;
     assert_eq!(whoami(&gw, &client).await, Ok(StatusCode::OK));
     assert!(
         std::fs::read_dir(pki.data_dir().join("crls"))
@@ -275,16 +282,7 @@ async fn a_trusted_ca_without_a_crl_source_stops_the_start_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_off_the_path_teaches_no_crl_url() {
     let pki = TestPki::new();
-    let c = chain(&pki).await;
-    append_tls(
-        &pki,
-        &format!(
-            "crl_urls = [\"http://127.0.0.1:{}/intermediate.crl\"]\ncrl_refresh_secs = 1",
-            c.port
-        ),
-    );
-    let gw = pki.start().await;
-    let honest = chain_client(&pki.ca.cert_pem, &c.leaf, &c.intermediate);
+    let (c, gw, honest) = refreshing(&pki).await;
     assert_eq!(whoami(&gw, &honest).await, Ok(StatusCode::OK));
 
     let evil_url = format!("http://127.0.0.1:{}/evil.crl", c.port);
@@ -332,16 +330,7 @@ async fn a_certificate_off_the_path_teaches_no_crl_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_crl_in_a_known_cas_name_is_not_kept() {
     let pki = TestPki::new();
-    let c = chain(&pki).await;
-    append_tls(
-        &pki,
-        &format!(
-            "crl_urls = [\"http://127.0.0.1:{}/intermediate.crl\"]\ncrl_refresh_secs = 1",
-            c.port
-        ),
-    );
-    let gw = pki.start().await;
-    let honest = chain_client(&pki.ca.cert_pem, &c.leaf, &c.intermediate);
+    let (c, gw, honest) = refreshing(&pki).await;
     assert_eq!(whoami(&gw, &honest).await, Ok(StatusCode::OK));
 
     let forger = Ca::generate("forger").unwrap();

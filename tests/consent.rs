@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::disk::walk;
+use common::disk::assert_nothing_in_clear;
 use common::fixture::{self, Fixture, fixture_with, ids};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -175,16 +175,7 @@ async fn without_consent_refused_with_it_passes_and_cites_it_and_withdrawal_stop
     }
     f.gw.stop().await;
     // Nothing in clear at rest.
-    for file in walk(&f.pki.data_dir()) {
-        let bytes = std::fs::read(&file).unwrap();
-        for v in [PERSON, OTHER] {
-            assert!(
-                !bytes.windows(10).any(|w| w == v.as_bytes()),
-                "{} holds a V-nummer in clear",
-                file.display()
-            );
-        }
-    }
+    assert_nothing_in_clear(&f.pki.data_dir(), &[PERSON, OTHER]);
 }
 
 /// Expiry ends the flow on the day after the last valid day, decided by

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::disk::walk;
+use common::disk::assert_nothing_in_clear;
 use common::fixture::{self, Fixture, fixture_with, ids};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -213,16 +213,7 @@ async fn stays_open_and_end_and_checks_learn_here_and_elsewhere_only() {
     }
     f.gw.stop().await;
     // Nothing in clear at rest: no V-nummer in any file of the data directory.
-    for file in walk(&f.pki.data_dir()) {
-        let bytes = std::fs::read(&file).unwrap();
-        for v in [PERSON, OTHER] {
-            assert!(
-                !bytes.windows(10).any(|w| w == v.as_bytes()),
-                "{} holds a V-nummer in clear",
-                file.display()
-            );
-        }
-    }
+    assert_nothing_in_clear(&f.pki.data_dir(), &[PERSON, OTHER]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -598,14 +589,7 @@ async fn a_transfer_goes_where_both_files_agree_with_the_fields_both_allow_and_m
             .all(|s| s.windows(2).all(|w| w[0] == w[1]))
     );
     f.gw.stop().await;
-    for file in walk(&f.pki.data_dir()) {
-        let bytes = std::fs::read(&file).unwrap();
-        assert!(
-            !bytes.windows(10).any(|w| w == PERSON.as_bytes()),
-            "{} holds a V-nummer in clear",
-            file.display()
-        );
-    }
+    assert_nothing_in_clear(&f.pki.data_dir(), &[PERSON]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

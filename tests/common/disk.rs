@@ -66,3 +66,18 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Fails when any file under `dir` holds one of `values` (V-nummers) in
+/// clear: what the gateway keeps holds keyed pseudonyms only.
+pub fn assert_nothing_in_clear(dir: &Path, values: &[&str]) {
+    for file in walk(dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        for v in values {
+            assert!(
+                !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                "{} holds a V-nummer in clear",
+                file.display()
+            );
+        }
+    }
+}

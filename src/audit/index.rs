@@ -44,6 +44,13 @@ const EMPTY: &[u8] = &[];
 /// Key of the "indexed up to" marker in the meta keyspace.
 const UPTO: &[u8] = b"indexed_upto";
 
+/// Key of the postings' format in the meta keyspace: 2 since partners,
+/// pilots and purposes are filed in chunks; an index without it is rebuilt.
+const FORMAT: &[u8] = b"postings_format";
+
+/// The format this code writes.
+const POSTINGS_FORMAT: u64 = 2;
+
 /// How statistics are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dim {
@@ -81,7 +88,7 @@ fn stat_key(dim: Dim, day: &str, value: &str, decision: u8) -> Vec<u8> {
 }
 
 /// Which index a lookup uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum By {
     /// Subject pseudonym (32 bytes).
     Subject,
@@ -130,6 +137,20 @@ impl Store {
         })
     }
 
+    /// Empties every keyspace, leaving only the postings' format.
+    fn reset(&self) -> fjall::Result<()> {
+        for t in [
+            &self.subject,
+            &self.partner,
+            &self.pilot,
+            &self.purpose,
+            &self.meta,
+        ] {
+            t.clear()?;
+        }
+        self.meta.insert(FORMAT, POSTINGS_FORMAT.to_be_bytes())
+    }
+
     fn counter(&self, k: &[u8]) -> fjall::Result<u64> {
         Ok(self
             .meta
@@ -144,28 +165,42 @@ impl Store {
     /// exactly once, even when a crash makes the store add it again.
     /// Records the index already holds (below the marker) are skipped, so
     /// adding the same records twice changes nothing.
-    fn add(&self, records: &[Record]) -> fjall::Result<()> {
+    fn add<'a>(&self, records: &'a [Record]) -> fjall::Result<()> {
         let upto = self.counter(UPTO)?;
         let records: Vec<&Record> = records.iter().filter(|r| r.id >= upto).collect();
         let Some(last) = records.last() else {
             return Ok(());
         };
         let mut b = self.db.batch();
+        // Partners, pilots and purposes are few: their postings go as one
+        // chunk per value and batch (`value | first id` → the batch's ids),
+        // so a record costs one posting (its subject), not five.
+        let mut chunks: std::collections::BTreeMap<(By, &str), Vec<u64>> =
+            std::collections::BTreeMap::new();
         for r in &records {
             let e = &r.entry;
             if let Some(subj) = &e.subject {
                 b.insert(&self.subject, key(subj, r.id), EMPTY);
             }
-            b.insert(&self.partner, key(&text_prefix(&e.sender), r.id), EMPTY);
+            let mut file = |by: By, v: &'a str| {
+                if !v.is_empty() {
+                    chunks.entry((by, v)).or_default().push(r.id);
+                }
+            };
+            file(By::Partner, &e.sender);
             if e.recipient != e.sender {
-                b.insert(&self.partner, key(&text_prefix(&e.recipient), r.id), EMPTY);
+                file(By::Partner, &e.recipient);
             }
-            if !e.pilot.is_empty() {
-                b.insert(&self.pilot, key(&text_prefix(&e.pilot), r.id), EMPTY);
-            }
-            if !e.purpose.is_empty() {
-                b.insert(&self.purpose, key(&text_prefix(&e.purpose), r.id), EMPTY);
-            }
+            file(By::Pilot, &e.pilot);
+            file(By::Purpose, &e.purpose);
+        }
+        for ((by, v), ids) in chunks {
+            let first = ids[0];
+            b.insert(
+                self.tree(by),
+                key(&text_prefix(v), first),
+                encode_chunk(&ids),
+            );
         }
         for (k, n) in increments(&records) {
             let cur = self.counter(&k)?;
@@ -258,6 +293,44 @@ fn key(prefix: &[u8], id: u64) -> Vec<u8> {
 }
 
 /// The prefix of a text key: the text and a 0 byte, so `a` never matches `ab`.
+/// A chunk's ids after the first (which its key holds), as LEB128 deltas:
+/// ids in one batch are close, so most take a byte.
+fn encode_chunk(ids: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.len());
+    for w in ids.windows(2) {
+        let mut d = w[1] - w[0];
+        while d >= 0x80 {
+            out.push((d as u8 & 0x7f) | 0x80);
+            d >>= 7;
+        }
+        out.push(d as u8);
+    }
+    out
+}
+
+/// The ids of a chunk, newest first. A damaged tail is ignored: whatever
+/// the index says is checked against the records themselves.
+fn decode_chunk(first: u64, bytes: &[u8]) -> Vec<u64> {
+    let mut ids = vec![first];
+    let (mut d, mut shift) = (0u64, 0u32);
+    for &b in bytes {
+        if shift >= 64 {
+            break;
+        }
+        d |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            let Some(next) = ids.last().and_then(|l| l.checked_add(d)) else {
+                break;
+            };
+            ids.push(next);
+            (d, shift) = (0, 0);
+        }
+    }
+    ids.reverse();
+    ids
+}
+
 fn text_prefix(s: &str) -> Vec<u8> {
     let mut p = s.as_bytes().to_vec();
     p.push(0);
@@ -270,6 +343,14 @@ impl Index {
     pub fn open(path: &Path) -> Result<Self, IndexError> {
         drop_sled_index(path)?;
         let store = Store::open(path)?;
+        if store.counter(FORMAT)? != POSTINGS_FORMAT {
+            if store.counter(UPTO)? > 0 {
+                tracing::info!(
+                    "the audit index holds a posting per record and dimension; rebuilding it with chunked postings"
+                );
+            }
+            store.reset()?;
+        }
         let upto = store.counter(UPTO)?;
         Ok(Self {
             store: ArcSwapOption::from_pointee(store),
@@ -387,12 +468,7 @@ impl Index {
 
     /// Drops every entry (the index is rebuilt from the segments).
     pub fn clear(&self) -> Result<(), IndexError> {
-        self.write(|s| {
-            for t in [&s.subject, &s.partner, &s.pilot, &s.purpose, &s.meta] {
-                t.clear()?;
-            }
-            Ok(())
-        })?;
+        self.write(Store::reset)?;
         self.upto.store(0, Ordering::Release);
         Ok(())
     }
@@ -419,26 +495,53 @@ impl Index {
         value: &[u8],
         lo: u64,
         hi: u64,
-    ) -> impl Iterator<Item = Result<u64, IndexError>> + use<> {
-        let prefix = match by {
-            By::Subject => value.to_vec(),
-            By::Partner | By::Pilot | By::Purpose => text_prefix(&String::from_utf8_lossy(value)),
+    ) -> Box<dyn Iterator<Item = Result<u64, IndexError>>> {
+        let store = match self.store() {
+            Ok(s) => s,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
         };
-        let plen = prefix.len();
-        let iter = self
-            .store()
-            .map(|s| s.tree(by).range(key(&prefix, lo)..key(&prefix, hi)).rev());
-        let (ok, err) = match iter {
-            Ok(it) => (Some(it), None),
-            Err(e) => (None, Some(Err(e))),
-        };
-        err.into_iter()
-            .chain(ok.into_iter().flatten().map(move |g| {
+        if by == By::Subject {
+            let plen = value.len();
+            let iter = store.tree(by).range(key(value, lo)..key(value, hi)).rev();
+            return Box::new(iter.map(move |g| {
                 let k = g.key()?;
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&k[plen..plen + 8]);
                 Ok(u64::from_be_bytes(b))
+            }));
+        }
+        // Chunks hold consecutive batches' ids and never overlap: reading
+        // back from the last chunk that starts below `hi`, the first chunk
+        // that starts below `lo` is the last that can hold any of `lo..hi`.
+        let prefix = text_prefix(&String::from_utf8_lossy(value));
+        let plen = prefix.len();
+        let iter = store
+            .tree(by)
+            .range(key(&prefix, 0)..key(&prefix, hi))
+            .rev();
+        let chunks = iter.scan(false, move |done, g| {
+            if *done {
+                return None;
+            }
+            Some(g.into_inner().map_err(IndexError::from).map(|(k, v)| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k[plen..plen + 8]);
+                let first = u64::from_be_bytes(b);
+                *done = first < lo;
+                decode_chunk(first, &v)
             }))
+        });
+        Box::new(chunks.flat_map(move |c| {
+            let (ids, err) = match c {
+                Ok(ids) => (ids, None),
+                Err(e) => (Vec::new(), Some(Err(e))),
+            };
+            err.into_iter().chain(
+                ids.into_iter()
+                    .filter(move |id| (lo..hi).contains(id))
+                    .map(Ok),
+            )
+        }))
     }
 
     /// Writes the journal to disk (at shutdown; fjall also does when the
@@ -490,6 +593,73 @@ mod tests {
 
     /// A record is counted once, even when it is added again (a crash, or
     /// a write that failed after fjall had taken it).
+    /// Postings filed in chunks, one per batch: a range that starts or ends
+    /// inside a chunk gets exactly its ids, newest first, from every chunk
+    /// it touches and no other.
+    #[test]
+    fn ranges_across_chunks() {
+        let d = tempfile::tempdir().unwrap();
+        let ix = Index::open(d.path()).unwrap();
+        let rs: Vec<Record> = (0..300)
+            .map(|i| rec(i, if i % 3 == 0 { "a" } else { "b" }, "x"))
+            .collect();
+        for batch in rs.chunks(7) {
+            ix.add(batch).unwrap();
+        }
+        for (lo, hi) in [
+            (0, 300),
+            (5, 9),
+            (6, 7),
+            (13, 15),
+            (0, 1),
+            (150, 299),
+            (299, 400),
+        ] {
+            let want: Vec<u64> = (lo..hi.min(300)).rev().filter(|i| i % 3 == 0).collect();
+            assert_eq!(ids(&ix, By::Pilot, "a", lo, hi), want, "{lo}..{hi}");
+            let want: Vec<u64> = (lo..hi.min(300)).rev().collect();
+            assert_eq!(ids(&ix, By::Partner, "dtv", lo, hi), want, "{lo}..{hi}");
+        }
+        // Ids far apart in one chunk (deltas of several bytes).
+        let far = [
+            rec(1_000, "c", "x"),
+            rec(1_000_000, "c", "x"),
+            rec(u64::MAX - 1, "c", "x"),
+        ];
+        ix.add(&far).unwrap();
+        assert_eq!(
+            ids(&ix, By::Pilot, "c", 0, u64::MAX),
+            [u64::MAX - 1, 1_000_000, 1_000]
+        );
+        assert_eq!(ids(&ix, By::Pilot, "c", 1_001, u64::MAX - 1), [1_000_000]);
+        assert_eq!(
+            encode_chunk(&[1, 2, 200, 70_000]),
+            [1, 198, 1, 0xa8, 0xa1, 0x04]
+        );
+        assert_eq!(
+            decode_chunk(1, &[1, 198, 1, 0xa8, 0xa1, 0x04]),
+            [70_000, 200, 2, 1]
+        );
+    }
+
+    /// An index written before chunked postings is emptied, to be rebuilt
+    /// from the segments.
+    #[test]
+    fn an_index_of_the_old_format_is_rebuilt() {
+        let d = tempfile::tempdir().unwrap();
+        let ix = Index::open(d.path()).unwrap();
+        ix.add(&[rec(0, "p", "x"), rec(1, "p", "x")]).unwrap();
+        ix.store().unwrap().meta.remove(FORMAT).unwrap();
+        drop(ix);
+        let ix = Index::open(d.path()).unwrap();
+        assert_eq!(ix.indexed_upto().unwrap(), 0);
+        assert!(ids(&ix, By::Pilot, "p", 0, 10).is_empty());
+        ix.add(&[rec(0, "p", "x")]).unwrap();
+        drop(ix);
+        let ix = Index::open(d.path()).unwrap();
+        assert_eq!(ix.indexed_upto().unwrap(), 1, "kept once in the new format");
+    }
+
     #[test]
     fn adding_again_counts_once() {
         let d = tempfile::tempdir().unwrap();

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -33,6 +33,11 @@ const QUEUE: usize = 256;
 /// How often the indexer looks for records it has not been offered (dropped
 /// offers, a failed write, the backlog at start).
 const SWEEP: Duration = Duration::from_millis(250);
+
+/// How long the indexer gathers the writer's batches into one of its own.
+/// Queries scan what the index has not reached, so this adds at most a
+/// gather's records to a query's scan.
+const GATHER: Duration = Duration::from_millis(50);
 
 /// The writer's end: offers batches of records, never waits.
 pub(super) struct IndexFeed {
@@ -63,6 +68,37 @@ pub(super) fn spawn(view: Arc<View>) -> std::io::Result<(IndexFeed, JoinHandle<(
     Ok((IndexFeed { tx }, handle))
 }
 
+/// Joins the writer's batches that follow `batch` for up to [`GATHER`] (or
+/// [`INDEX_BATCH`] records): the index pays per batch as well as per record,
+/// and partners, pilots and purposes get one chunk per batch. A batch that
+/// does not follow on (an offer was dropped) ends the gathering; `add`
+/// reads the gap back: it comes back as the second value, to be gathered
+/// after this one. The flag is false once the writer is gone.
+fn gather(
+    rx: &Receiver<Vec<Record>>,
+    mut batch: Vec<Record>,
+) -> (Vec<Record>, Option<Vec<Record>>, bool) {
+    let until = Instant::now() + GATHER;
+    while batch.len() < INDEX_BATCH {
+        let left = until.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(more) => {
+                let follows = match (batch.last(), more.first()) {
+                    (Some(a), Some(b)) => a.id + 1 == b.id,
+                    _ => true,
+                };
+                if !follows {
+                    return (batch, Some(more), true);
+                }
+                batch.extend(more);
+            }
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => return (batch, None, false),
+        }
+    }
+    (batch, None, true)
+}
+
 struct Indexer {
     view: Arc<View>,
     /// The last write failed: logged once, not per batch.
@@ -74,7 +110,18 @@ impl Indexer {
         self.sweep();
         loop {
             match rx.recv_timeout(SWEEP) {
-                Ok(batch) => self.add(batch),
+                Ok(batch) => {
+                    let (mut next, mut open) = (Some(batch), true);
+                    while let Some(b) = next.take() {
+                        let (b, rest, still) = gather(&rx, b);
+                        self.add(b);
+                        (next, open) = (rest, still);
+                    }
+                    if !open {
+                        self.sweep();
+                        return;
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => self.sweep(),
                 Err(RecvTimeoutError::Disconnected) => {
                     self.sweep();

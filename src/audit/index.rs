@@ -110,7 +110,38 @@ struct Store {
     meta: Keyspace,
 }
 
+/// The nice value of the index's threads: the indexer and fjall's flush and
+/// compaction workers yield the processor to the threads that answer
+/// partners (whose tail latency they would otherwise add to), and still
+/// get their share when the machine is busy.
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to [`BACKGROUND_NICE`] (on Linux a
+/// nice value belongs to one thread; threads it starts inherit it).
+pub fn run_in_background() {
+    if let Err(e) = rustix::process::setpriority_process(None, BACKGROUND_NICE) {
+        tracing::debug!(error = %e, "could not lower a background thread's priority");
+    }
+}
+
 impl Store {
+    /// Opens the database from a thread of background priority, so that
+    /// the workers fjall starts for it inherit that priority.
+    fn open_in_background(path: &Path) -> fjall::Result<Self> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                run_in_background();
+                Self::open(path)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(fjall::Error::Io(std::io::Error::other(
+                    "opening the index panicked",
+                )))
+            })
+        })
+    }
+
     fn open(path: &Path) -> fjall::Result<Self> {
         let db = Database::builder(path)
             .cache_size(INDEX_CACHE_BYTES)
@@ -342,7 +373,7 @@ impl Index {
     /// holds it: fjall allows one process per database.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
         drop_sled_index(path)?;
-        let store = Store::open(path)?;
+        let store = Store::open_in_background(path)?;
         if store.counter(FORMAT)? != POSTINGS_FORMAT {
             if store.counter(UPTO)? > 0 {
                 tracing::info!(
@@ -381,7 +412,7 @@ impl Index {
         // The old database must be gone (its lock file released) before the
         // new one opens; readers hold it for the length of one look-up.
         drop(self.store.swap(None));
-        let store = Store::open(&self.path)?;
+        let store = Store::open_in_background(&self.path)?;
         self.upto.store(store.counter(UPTO)?, Ordering::Release);
         self.store.store(Some(Arc::new(store)));
         self.poisoned.store(false, Ordering::Release);

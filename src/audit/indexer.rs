@@ -59,6 +59,7 @@ pub(super) fn spawn(view: Arc<View>) -> std::io::Result<(IndexFeed, JoinHandle<(
     let handle = std::thread::Builder::new()
         .name("audit-indexer".into())
         .spawn(move || {
+            super::index::run_in_background();
             Indexer {
                 view,
                 failing: false,

@@ -188,8 +188,9 @@ pub enum IndexError {
     /// Shared behind an `Arc` because `fjall::Error` is not `Clone`.
     #[error("{}", describe(.0))]
     Store(#[source] Arc<fjall::Error>),
-    /// The index database is being opened again after a failed write.
-    #[error("the index database is being reopened after a failed write")]
+    /// The index database is being opened: at the gateway's start, behind
+    /// a gateway that already serves, or again after a failed write.
+    #[error("the index database is being opened; try again in a few seconds")]
     Reopening,
     /// This view was opened without the index.
     #[error("no index in this view")]

@@ -27,88 +27,36 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use super::error::IndexError;
 use super::merkle::Hash;
-use super::record::{Decision, Record, RecordKind};
+pub use super::postings::{By, Dim};
+use super::postings::{
+    EMPTY, FORMAT, POSTINGS_FORMAT, UPTO, decode_chunk, encode_chunk, increments, key, meta,
+    prefix, stat_key,
+};
+use super::record::Record;
 
 /// Block cache of the index database (blocks read back from its tables).
 /// Look-ups read a subject's few keys; the cache need not hold the index.
 pub const INDEX_CACHE_BYTES: u64 = 8 << 20;
 
-/// Memtable size of each of the five keyspaces: what is written before it
-/// is flushed into a table. Five of these, plus one being flushed each, are
+/// Memtable size of the index's keyspace: what is written before it
+/// is flushed into a table. This, plus one being flushed, is
 /// the most the index holds in memory besides the cache.
 pub const INDEX_MEMTABLE_BYTES: u64 = 2 << 20;
 
-/// The value of a posting: the key says it all.
-const EMPTY: &[u8] = &[];
-
-/// Key of the "indexed up to" marker in the meta keyspace.
-const UPTO: &[u8] = b"indexed_upto";
-
-/// Key of the postings' format in the meta keyspace: 2 since partners,
-/// pilots and purposes are filed in chunks; an index without it is rebuilt.
-const FORMAT: &[u8] = b"postings_format";
-
-/// The format this code writes.
-const POSTINGS_FORMAT: u64 = 2;
-
-/// How statistics are grouped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dim {
-    /// Per day.
-    Day,
-    /// Per pilot.
-    Pilot,
-    /// Per partner (as sender or recipient).
-    Partner,
-    /// Per purpose.
-    Purpose,
-}
-
-impl Dim {
-    fn byte(self) -> u8 {
-        match self {
-            Self::Day => b'd',
-            Self::Pilot => b'p',
-            Self::Partner => b'a',
-            Self::Purpose => b'u',
-        }
-    }
-}
-
-/// `s | dim | day (10) | value | 0 | decision`: a counter in the meta keyspace.
-fn stat_key(dim: Dim, day: &str, value: &str, decision: u8) -> Vec<u8> {
-    let mut k = vec![b's', dim.byte()];
-    k.extend_from_slice(day.as_bytes());
-    if decision != 0 {
-        k.extend_from_slice(value.as_bytes());
-        k.push(0);
-        k.push(decision);
-    }
-    k
-}
-
-/// Which index a lookup uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum By {
-    /// Subject pseudonym (32 bytes).
-    Subject,
-    /// Partner id, as sender or recipient.
-    Partner,
-    /// Pilot id.
-    Pilot,
-    /// Purpose id.
-    Purpose,
-}
-
-/// One open fjall database and its keyspaces.
+/// One open fjall database and its one keyspace.
+///
+/// Postings of every kind and the counters share one keyspace, told apart
+/// by their first byte ([`By::tag`], [`META`]). fjall keeps a journal until
+/// every keyspace written in it has flushed its memtable; with a keyspace
+/// of its own, a rarely written kind (the counters, the chunks) kept
+/// hundreds of megabytes of journal alive, all replayed at the next start.
 struct Store {
     db: Database,
-    subject: Keyspace,
-    partner: Keyspace,
-    pilot: Keyspace,
-    purpose: Keyspace,
-    meta: Keyspace,
+    ix: Keyspace,
 }
+
+/// The keyspaces of the format before this one, removed when found.
+const OLD_KEYSPACES: [&str; 5] = ["subject", "partner", "pilot", "purpose", "meta"];
 
 /// The nice value of the index's threads: the indexer and fjall's flush and
 /// compaction workers yield the processor to the threads that answer
@@ -146,53 +94,45 @@ impl Store {
         let db = Database::builder(path)
             .cache_size(INDEX_CACHE_BYTES)
             .open()?;
+        for name in OLD_KEYSPACES {
+            if db.keyspace_exists(name) {
+                tracing::info!(
+                    keyspace = name,
+                    "removing a keyspace of the audit index's earlier format; the index is rebuilt from the segments"
+                );
+                let old = db.keyspace(name, KeyspaceCreateOptions::default)?;
+                db.delete_keyspace(old)?;
+            }
+        }
         // Postings are only ever range-scanned: bloom filters (built at
         // every flush and compaction, pinned in memory for the newest
-        // tables) would buy nothing. The counters are point reads.
-        let postings = |name: &str| {
-            db.keyspace(name, || {
-                KeyspaceCreateOptions::default()
-                    .max_memtable_size(INDEX_MEMTABLE_BYTES)
-                    .filter_policy(fjall::config::FilterPolicy::disabled())
-            })
-        };
-        Ok(Self {
-            subject: postings("subject")?,
-            partner: postings("partner")?,
-            pilot: postings("pilot")?,
-            purpose: postings("purpose")?,
-            meta: db.keyspace("meta", || {
-                KeyspaceCreateOptions::default().max_memtable_size(INDEX_MEMTABLE_BYTES)
-            })?,
-            db,
-        })
+        // tables) would buy nothing. The counters' point reads are a few
+        // per batch of the indexer.
+        let ix = db.keyspace("index", || {
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(INDEX_MEMTABLE_BYTES)
+                .filter_policy(fjall::config::FilterPolicy::disabled())
+        })?;
+        Ok(Self { ix, db })
     }
 
-    /// Empties every keyspace, leaving only the postings' format.
+    /// Empties the index, leaving only the postings' format.
     fn reset(&self) -> fjall::Result<()> {
-        for t in [
-            &self.subject,
-            &self.partner,
-            &self.pilot,
-            &self.purpose,
-            &self.meta,
-        ] {
-            t.clear()?;
-        }
-        self.meta.insert(FORMAT, POSTINGS_FORMAT.to_be_bytes())
+        self.ix.clear()?;
+        self.ix.insert(meta(FORMAT), POSTINGS_FORMAT.to_be_bytes())
     }
 
     fn counter(&self, k: &[u8]) -> fjall::Result<u64> {
         Ok(self
-            .meta
-            .get(k)?
+            .ix
+            .get(meta(k))?
             .and_then(|v| v.as_ref().try_into().ok())
             .map(u64::from_be_bytes)
             .unwrap_or(0))
     }
 
     /// Postings, counters and the marker of `records` in one batch, which
-    /// fjall applies atomically across keyspaces: a record is counted
+    /// fjall applies atomically: a record is counted
     /// exactly once, even when a crash makes the store add it again.
     /// Records the index already holds (below the marker) are skipped, so
     /// adding the same records twice changes nothing.
@@ -211,7 +151,7 @@ impl Store {
         for r in &records {
             let e = &r.entry;
             if let Some(subj) = &e.subject {
-                b.insert(&self.subject, key(subj, r.id), EMPTY);
+                b.insert(&self.ix, key(&prefix(By::Subject, subj), r.id), EMPTY);
             }
             let mut file = |by: By, v: &'a str| {
                 if !v.is_empty() {
@@ -228,56 +168,21 @@ impl Store {
         for ((by, v), ids) in chunks {
             let first = ids[0];
             b.insert(
-                self.tree(by),
-                key(&text_prefix(v), first),
+                &self.ix,
+                key(&prefix(by, v.as_bytes()), first),
                 encode_chunk(&ids),
             );
         }
         for (k, n) in increments(&records) {
             let cur = self.counter(&k)?;
-            b.insert(&self.meta, k, (cur + n).to_be_bytes().as_slice());
+            b.insert(&self.ix, meta(&k), (cur + n).to_be_bytes().as_slice());
         }
-        b.insert(&self.meta, UPTO, (last.id + 1).to_be_bytes().as_slice());
+        b.insert(&self.ix, meta(UPTO), (last.id + 1).to_be_bytes().as_slice());
         // No durability of its own beyond the operating system's buffers
         // (fjall's default for a batch): the index is rebuilt from the
         // segments, which are synced.
         b.commit()
     }
-
-    fn tree(&self, by: By) -> &Keyspace {
-        match by {
-            By::Subject => &self.subject,
-            By::Partner => &self.partner,
-            By::Pilot => &self.pilot,
-            By::Purpose => &self.purpose,
-        }
-    }
-}
-
-/// How much each counter grows with `records` (exchanges only).
-fn increments(records: &[&Record]) -> std::collections::BTreeMap<Vec<u8>, u64> {
-    let mut inc: std::collections::BTreeMap<Vec<u8>, u64> = std::collections::BTreeMap::new();
-    for r in records
-        .iter()
-        .filter(|r| r.entry.kind == RecordKind::Exchange)
-    {
-        let e = &r.entry;
-        let day = super::record::format_micros(r.time_micros)[..10].to_string();
-        let d = match e.decision {
-            Decision::Disclosed => b'D',
-            Decision::Refused => b'R',
-        };
-        let mut add =
-            |dim: Dim, value: &str| *inc.entry(stat_key(dim, &day, value, d)).or_default() += 1;
-        add(Dim::Day, "");
-        add(Dim::Pilot, &e.pilot);
-        add(Dim::Purpose, &e.purpose);
-        add(Dim::Partner, &e.sender);
-        if e.recipient != e.sender {
-            add(Dim::Partner, &e.recipient);
-        }
-    }
-    inc
 }
 
 /// Removes the sled index an earlier version kept at `path` (sled's `conf`
@@ -316,80 +221,38 @@ impl std::fmt::Debug for Index {
     }
 }
 
-fn key(prefix: &[u8], id: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + 9);
-    k.extend_from_slice(prefix);
-    k.extend_from_slice(&id.to_be_bytes());
-    k
-}
-
-/// The prefix of a text key: the text and a 0 byte, so `a` never matches `ab`.
-/// A chunk's ids after the first (which its key holds), as LEB128 deltas:
-/// ids in one batch are close, so most take a byte.
-fn encode_chunk(ids: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ids.len());
-    for w in ids.windows(2) {
-        let mut d = w[1] - w[0];
-        while d >= 0x80 {
-            out.push((d as u8 & 0x7f) | 0x80);
-            d >>= 7;
-        }
-        out.push(d as u8);
-    }
-    out
-}
-
-/// The ids of a chunk, newest first. A damaged tail is ignored: whatever
-/// the index says is checked against the records themselves.
-fn decode_chunk(first: u64, bytes: &[u8]) -> Vec<u64> {
-    let mut ids = vec![first];
-    let (mut d, mut shift) = (0u64, 0u32);
-    for &b in bytes {
-        if shift >= 64 {
-            break;
-        }
-        d |= u64::from(b & 0x7f) << shift;
-        shift += 7;
-        if b & 0x80 == 0 {
-            let Some(next) = ids.last().and_then(|l| l.checked_add(d)) else {
-                break;
-            };
-            ids.push(next);
-            (d, shift) = (0, 0);
-        }
-    }
-    ids.reverse();
-    ids
-}
-
-fn text_prefix(s: &str) -> Vec<u8> {
-    let mut p = s.as_bytes().to_vec();
-    p.push(0);
-    p
-}
-
 impl Index {
     /// Opens (or creates) the index database. Fails when another process
     /// holds it: fjall allows one process per database.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        drop_sled_index(path)?;
-        let store = Store::open_in_background(path)?;
-        if store.counter(FORMAT)? != POSTINGS_FORMAT {
-            if store.counter(UPTO)? > 0 {
-                tracing::info!(
-                    "the audit index holds a posting per record and dimension; rebuilding it with chunked postings"
-                );
-            }
-            store.reset()?;
-        }
-        let upto = store.counter(UPTO)?;
-        Ok(Self {
-            store: ArcSwapOption::from_pointee(store),
+        let ix = Self::deferred(path);
+        ix.ensure_open(u64::MAX)?;
+        Ok(ix)
+    }
+
+    /// The index of `path`, not opened yet: [`Self::ensure_open`] opens it
+    /// (the indexer does, behind a gateway that already serves: opening
+    /// replays fjall's journal, seconds after a crash under load). Until
+    /// then it reaches no record and answers look-ups with
+    /// [`IndexError::Reopening`].
+    pub fn deferred(path: &Path) -> Self {
+        Self {
+            store: ArcSwapOption::empty(),
             path: path.to_path_buf(),
-            poisoned: AtomicBool::new(false),
+            poisoned: AtomicBool::new(true),
             reopening: Mutex::new(()),
-            upto: AtomicU64::new(upto),
-        })
+            upto: AtomicU64::new(0),
+        }
+    }
+
+    /// Opens the database if it is not open (or was poisoned). An index
+    /// that claims more than `size` records (a log restored from an older
+    /// copy) is emptied before anyone can read it, to be rebuilt.
+    pub fn ensure_open(&self, size: u64) -> Result<(), IndexError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            self.reopen(size)?;
+        }
+        Ok(())
     }
 
     /// The open database, for a read.
@@ -401,7 +264,7 @@ impl Index {
     /// holds is what its journal and tables hold, and the marker says how
     /// far that reaches. Fails (and is tried again with the next write) while
     /// the disk is still full or a reader still holds the old database.
-    fn reopen(&self) -> Result<(), IndexError> {
+    fn reopen(&self, size: u64) -> Result<(), IndexError> {
         let _one = self
             .reopening
             .lock()
@@ -411,12 +274,29 @@ impl Index {
         }
         // The old database must be gone (its lock file released) before the
         // new one opens; readers hold it for the length of one look-up.
-        drop(self.store.swap(None));
+        let failed = self.store.swap(None).is_some();
+        drop_sled_index(&self.path)?;
         let store = Store::open_in_background(&self.path)?;
+        let upto = store.counter(UPTO)?;
+        if store.counter(FORMAT)? != POSTINGS_FORMAT {
+            if upto > 0 {
+                tracing::info!("the audit index is of an earlier format; rebuilding it");
+            }
+            store.reset()?;
+        } else if upto > size {
+            tracing::warn!(
+                indexed = upto,
+                size,
+                "the audit index is ahead of the log; rebuilding it"
+            );
+            store.reset()?;
+        }
         self.upto.store(store.counter(UPTO)?, Ordering::Release);
         self.store.store(Some(Arc::new(store)));
         self.poisoned.store(false, Ordering::Release);
-        tracing::info!("audit index reopened after a failed write");
+        if failed {
+            tracing::info!("audit index reopened after a failed write");
+        }
         Ok(())
     }
 
@@ -425,7 +305,7 @@ impl Index {
     fn write(&self, op: impl Fn(&Store) -> fjall::Result<()>) -> Result<(), IndexError> {
         for attempt in 0..2 {
             if self.poisoned.load(Ordering::Acquire) {
-                self.reopen()?;
+                self.reopen(u64::MAX)?;
             }
             let res = op(&*self.store()?);
             match res {
@@ -473,9 +353,10 @@ impl Index {
         let mut hi = stat_key(by, until_day, "", 0);
         hi.truncate(2 + 10);
         hi.push(0xff);
-        let iter = self.store()?.meta.range(lo..hi);
+        let iter = self.store()?.ix.range(meta(&lo)..meta(&hi));
         for kv in iter {
             let (k, v) = kv.into_inner()?;
+            let k = &k[1..];
             let n = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
             let day = String::from_utf8_lossy(&k[2..12]).into_owned();
             let rest = &k[12..];
@@ -512,7 +393,7 @@ impl Index {
         self.write(|s| {
             let mut b = s.db.batch();
             for (subj, id) in postings {
-                b.remove(&s.subject, key(subj, *id));
+                b.remove(&s.ix, key(&prefix(By::Subject, subj), *id));
             }
             b.commit()
         })
@@ -531,9 +412,10 @@ impl Index {
             Ok(s) => s,
             Err(e) => return Box::new(std::iter::once(Err(e))),
         };
+        let prefix = prefix(by, value);
+        let plen = prefix.len();
         if by == By::Subject {
-            let plen = value.len();
-            let iter = store.tree(by).range(key(value, lo)..key(value, hi)).rev();
+            let iter = store.ix.range(key(&prefix, lo)..key(&prefix, hi)).rev();
             return Box::new(iter.map(move |g| {
                 let k = g.key()?;
                 let mut b = [0u8; 8];
@@ -544,12 +426,7 @@ impl Index {
         // Chunks hold consecutive batches' ids and never overlap: reading
         // back from the last chunk that starts below `hi`, the first chunk
         // that starts below `lo` is the last that can hold any of `lo..hi`.
-        let prefix = text_prefix(&String::from_utf8_lossy(value));
-        let plen = prefix.len();
-        let iter = store
-            .tree(by)
-            .range(key(&prefix, 0)..key(&prefix, hi))
-            .rev();
+        let iter = store.ix.range(key(&prefix, 0)..key(&prefix, hi)).rev();
         let chunks = iter.scan(false, move |done, g| {
             if *done {
                 return None;
@@ -587,7 +464,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
     use super::*;
-    use crate::audit::record::Entry;
+    use crate::audit::record::{Decision, Entry};
 
     fn rec(id: u64, pilot: &str, sender: &str) -> Record {
         let mut entry = Entry::exchange(pilot, sender, "dtv", "casusoverleg", "dtv/dossier");
@@ -680,7 +557,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let ix = Index::open(d.path()).unwrap();
         ix.add(&[rec(0, "p", "x"), rec(1, "p", "x")]).unwrap();
-        ix.store().unwrap().meta.remove(FORMAT).unwrap();
+        ix.store().unwrap().ix.remove(meta(FORMAT)).unwrap();
         drop(ix);
         let ix = Index::open(d.path()).unwrap();
         assert_eq!(ix.indexed_upto().unwrap(), 0);
@@ -689,6 +566,26 @@ mod tests {
         drop(ix);
         let ix = Index::open(d.path()).unwrap();
         assert_eq!(ix.indexed_upto().unwrap(), 1, "kept once in the new format");
+    }
+
+    /// The keyspaces of the format with one keyspace per kind are removed:
+    /// their journal would otherwise be replayed at every start.
+    #[test]
+    fn the_old_keyspaces_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let db = Database::builder(d.path()).open().unwrap();
+            let old = db
+                .keyspace("subject", KeyspaceCreateOptions::default)
+                .unwrap();
+            old.insert(b"k", b"v").unwrap();
+        }
+        let ix = Index::open(d.path()).unwrap();
+        ix.add(&[rec(0, "p", "x")]).unwrap();
+        drop(ix);
+        let db = Database::builder(d.path()).open().unwrap();
+        assert!(!db.keyspace_exists("subject"));
+        assert!(db.keyspace_exists("index"));
     }
 
     #[test]

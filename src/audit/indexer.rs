@@ -154,6 +154,7 @@ impl Indexer {
         let Some(index) = &self.view.index else {
             return Ok(());
         };
+        self.open(index)?;
         let from = index.indexed_upto()?;
         if from >= to {
             return Ok(());
@@ -170,6 +171,12 @@ impl Indexer {
             }
         }
         Ok(index.add(&batch)?)
+    }
+
+    /// Opens the index on first use (off the gateway's start), emptied when
+    /// it claims more records than the log has.
+    fn open(&self, index: &super::index::Index) -> Result<(), AuditError> {
+        Ok(index.ensure_open(self.view.head().size)?)
     }
 
     fn index_add(&self, batch: &[Record]) -> Result<(), AuditError> {

@@ -32,6 +32,7 @@ mod indexer;
 pub mod merkle;
 mod options;
 pub mod pg;
+mod postings;
 pub mod proof;
 pub mod record;
 mod recovery;

@@ -85,7 +85,7 @@ impl Writer {
             latest: RwLock::new(None),
             signed: tokio::sync::watch::Sender::new(None),
             published: RwLock::new(Published::Latest),
-            index: Some(Index::open(&opts.dir.join("index"))?),
+            index: Some(Index::deferred(&opts.dir.join("index"))),
             pg: None,
         });
 
@@ -133,7 +133,6 @@ impl Writer {
         }
         w.cached = w.frontier.size();
         w.publish_head();
-        w.catch_up_index(size)?;
         w.load_checkpoints(size)?;
         Ok((w, view))
     }
@@ -165,24 +164,6 @@ impl Writer {
                 ScanError::Visit(never) => match never {},
             })?;
             self.write_caches(&offsets, &nodes)?;
-        }
-        Ok(())
-    }
-
-    /// Starts the index afresh when it claims more records than the log
-    /// has (a log restored from an older copy). What it lacks is added by
-    /// the indexer, behind the serving gateway.
-    fn catch_up_index(&self, size: u64) -> Result<(), AuditError> {
-        let Some(index) = &self.view.index else {
-            return Ok(());
-        };
-        let from = index.indexed_upto()?;
-        if from > size {
-            warn!(
-                indexed = from,
-                size, "index is ahead of the log; rebuilding it"
-            );
-            index.clear()?;
         }
         Ok(())
     }

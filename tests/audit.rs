@@ -640,3 +640,20 @@ fn readonly_view_serves_proofs_beside_a_writer() {
     assert_eq!(ro.head(), audit.view().head());
     audit.shutdown();
 }
+
+/// Two writers on one log would interleave records: the second is refused
+/// while the first holds the log, and opens once it has stopped. (The index
+/// is opened behind the writer now, so its own lock no longer guards this.)
+#[test]
+fn a_second_writer_on_the_same_log_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let first = Audit::open(opts(d.path())).unwrap();
+    first.record_blocking(entry(0, &first)).unwrap();
+    let err = Audit::open(opts(d.path())).unwrap_err();
+    assert!(err.to_string().contains("held by another process"), "{err}");
+    first.shutdown();
+    drop(first);
+    let second = Audit::open(opts(d.path())).unwrap();
+    assert_eq!(second.record_blocking(entry(1, &second)).unwrap().id, 1);
+    second.shutdown();
+}

@@ -58,6 +58,8 @@ impl Writer {
     /// far as they agree, replays the rest, catches the index up and checks
     /// the latest checkpoint. Blocking.
     pub(super) fn open(opts: Options) -> Result<(Self, Arc<View>), AuditError> {
+        fs::create_dir_all(&opts.dir).map_err(AuditError::write)?;
+        let lock = super::writer::lock_log(&opts.dir)?;
         let segs = segments(&opts)?;
         // The last segment may end in a torn write: cut it back. Earlier
         // segments were synced whole before the next one began.
@@ -122,6 +124,7 @@ impl Writer {
             pending_nodes: Vec::new(),
             cache_lens: None,
             index_feed: None,
+            _lock: lock,
         };
         if cached < size {
             info!(

@@ -77,6 +77,27 @@ pub(super) struct Writer {
     pub(super) cache_lens: Option<(u64, Vec<u64>)>,
     /// Where answered records go to be indexed, off the path of the answer.
     pub(super) index_feed: Option<IndexFeed>,
+    /// `<dir>/writer.lock`, held (`flock`) for the writer's life: one
+    /// process writes a log.
+    pub(super) _lock: File,
+}
+
+/// Takes the log's writer lock, or says who holds it.
+pub(super) fn lock_log(dir: &Path) -> Result<File, AuditError> {
+    let path = dir.join("writer.lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(AuditError::write)?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        AuditError::write(std::io::Error::other(format!(
+            "{} is held by another process: another gateway (or tool) writes this audit log",
+            path.display()
+        )))
+    })?;
+    Ok(f)
 }
 
 /// Opens a file to read and append, making it if missing.

@@ -200,7 +200,10 @@ else
     cargo bench --locked --bench audit -- --bench --log "${AUDIT_LOG:-10000000}" 2>/dev/null | grep -v '^#' > "$WORK/audit.txt"
 fi
 
+# A second run on the same day goes beside the first, not over it.
 OUT="bench/results/$(date -u +%Y-%m-%d).md"
+n=2
+while [ -e "$OUT" ]; do OUT="bench/results/$(date -u +%Y-%m-%d)-run$n.md"; n=$((n + 1)); done
 [ "$SMOKE" = 1 ] && OUT="$WORK/smoke.md"
 python3 "$ROOT/bench/support.py" report "$OUT" "$WORK" "$ROUNDS" "$SMOKE" "$DURATION" "$CONC" "$HALF" "$RSS_KB" "$CPU_TICKS" "$(getconf CLK_TCK)" "$B_TICKS"
 [ "$SMOKE" = 1 ] || echo "written to $OUT"

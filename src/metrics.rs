@@ -26,6 +26,8 @@ pub struct Metrics {
     pub audit_fsync_seconds: Histogram,
     /// Records per audit batch (group commit).
     pub audit_batch_records: Histogram,
+    /// Time a caller waits for its records to be durable.
+    pub audit_wait_seconds: Histogram,
     /// 1 for the policy version running per pilot.
     pub policy_version: Family<Labels, Gauge>,
     /// Declared positions where a document held the wrong shape, per
@@ -130,6 +132,21 @@ fn register_witness(
 }
 
 /// The disk's metrics: space left for the log, failed writes.
+/// The time an exchange waits for its records to be durable: the writer's
+/// queue, the group commit it joins and that batch's sync. Beside the
+/// exchange's own duration it tells how much of a slow answer was the log.
+fn register_audit_wait(registry: &mut Registry) -> Histogram {
+    let wait = Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 1.0,
+    ]);
+    registry.register(
+        "audit_wait_seconds",
+        "Time a caller waits for its audit records to be durable (queue, group commit, sync)",
+        wait.clone(),
+    );
+    wait
+}
+
 fn register_disk(registry: &mut Registry) -> (Gauge, Gauge, Counter) {
     let free = Gauge::default();
     let size = Gauge::default();
@@ -190,6 +207,7 @@ impl Metrics {
         let partner_certificate_expiry = Family::<Labels, Gauge>::default();
         let crl_next_update = Family::<Labels, Gauge>::default();
         let (data_free_bytes, data_size_bytes, audit_write_errors) = register_disk(&mut registry);
+        let audit_wait_seconds = register_audit_wait(&mut registry);
         let (console_logins, console_login_failures) = register_console(&mut registry);
         let (
             witness_failures,
@@ -252,6 +270,7 @@ impl Metrics {
             audit_records,
             audit_fsync_seconds,
             audit_batch_records,
+            audit_wait_seconds,
             policy_version,
             shape_violations,
             connections_limited,

@@ -387,6 +387,7 @@ async fn health_metrics_and_page_need_no_token_and_hold_no_personal_data() {
         "ketenpoort_refusals_total",
         "ketenpoort_audit_records_total",
         "ketenpoort_audit_fsync_seconds",
+        "ketenpoort_audit_wait_seconds",
         "ketenpoort_policy_version",
     ] {
         assert!(m.contains(name), "{name} missing in\n{m}");

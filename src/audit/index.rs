@@ -46,10 +46,11 @@ pub const INDEX_MEMTABLE_BYTES: u64 = 2 << 20;
 /// One open fjall database and its one keyspace.
 ///
 /// Postings of every kind and the counters share one keyspace, told apart
-/// by their first byte ([`By::tag`], [`META`]). fjall keeps a journal until
-/// every keyspace written in it has flushed its memtable; with a keyspace
-/// of its own, a rarely written kind (the counters, the chunks) kept
-/// hundreds of megabytes of journal alive, all replayed at the next start.
+/// by their first byte ([`By::tag`], [`META`]). fjall deletes a journal only
+/// once every keyspace written in it has flushed its memtable; a keyspace
+/// of its own for the rarely written kinds (the counters, the chunks) would
+/// keep journals alive up to fjall's limit (512 MiB), all replayed at the
+/// next start.
 struct Store {
     db: Database,
     ix: Keyspace,

@@ -131,10 +131,9 @@ pub fn scan<E>(
         let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
         if n == 0 || n > MAX_RECORD {
             // A zero-filled tail is what a crash leaves when the file grew
-            // but the data never landed.
-            let mut tail = Vec::new();
-            r.read_to_end(&mut tail)?;
-            if n == 0 && crc == 0 && tail.iter().all(|&b| b == 0) {
+            // but the data never landed. Read in pieces, not into memory:
+            // it may be long.
+            if n == 0 && crc == 0 && all_zeros(&mut r)? {
                 return Ok(End::TornTail { valid_len: offset });
             }
             return Err(damage(offset, position, "impossible frame length"));
@@ -156,6 +155,20 @@ pub fn scan<E>(
         position += 1;
     }
     Ok(End::Clean)
+}
+
+/// Whether everything left in `r` is zero bytes.
+fn all_zeros(r: &mut impl Read) -> std::io::Result<bool> {
+    let mut buf = [0u8; 1 << 14];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
 }
 
 /// Reads the record bytes of the frame at `offset`, checking its checksum.
@@ -209,6 +222,14 @@ mod tests {
         let p = d.path().join("s.seg");
         write(&p, &[b"aaa", b"bbbb"], b"");
         assert_eq!(count(&p).unwrap(), (2, End::Clean));
+        // A long zero tail (read in pieces), then zeros followed by
+        // anything else: damage.
+        let mut zeros = vec![0u8; 100 << 10];
+        write(&p, &[b"aaa", b"bbbb"], &zeros);
+        assert_eq!(count(&p).unwrap(), (2, End::TornTail { valid_len: 23 }));
+        *zeros.last_mut().unwrap() = 1;
+        write(&p, &[b"aaa", b"bbbb"], &zeros);
+        assert!(matches!(count(&p), Err(ScanError::Damage(_))));
         // Half a header, half a body, zeros: torn.
         for tail in [
             &b"\x05\x00"[..],

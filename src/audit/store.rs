@@ -48,6 +48,8 @@ pub struct Audit {
     /// The writer thread, joined at shutdown so its last checkpoint lands,
     /// then the indexer, so the index reaches the head before it is flushed.
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Where callers' waits are timed (the gateway's metrics).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Audit {
@@ -105,6 +107,7 @@ impl Audit {
             subject_keys,
             keys,
             threads: std::sync::Mutex::new(threads),
+            metrics: opts.metrics.clone(),
         })
     }
 
@@ -155,18 +158,15 @@ impl Audit {
             subject_keys,
             keys,
             threads: std::sync::Mutex::new(vec![handle]),
+            metrics: opts.metrics.clone(),
         })
     }
 
     /// Writes a record and returns once it is durable. An error means it is
     /// not, and nothing may be delivered.
     pub async fn record(&self, entry: Entry) -> Result<Receipt, AuditError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Append(Box::new(entry), tx))
-            .await
-            .map_err(|_| AuditError::Closed)?;
-        rx.await.map_err(|_| AuditError::Closed)?
+        let mut r = self.record_many(vec![entry]).await;
+        r.pop().unwrap_or(Err(AuditError::Closed))
     }
 
     /// `rotate_key` for a tool that opened the log itself (no gateway
@@ -182,6 +182,7 @@ impl Audit {
     /// Writes several records at once (one batch, one sync); all or nothing
     /// is reported durable per record, in order.
     pub async fn record_many(&self, entries: Vec<Entry>) -> Vec<Result<Receipt, AuditError>> {
+        let started = std::time::Instant::now();
         let mut waiting = Vec::with_capacity(entries.len());
         for e in entries {
             let (tx, rx) = oneshot::channel();
@@ -196,6 +197,10 @@ impl Audit {
                 Some(rx) => rx.await.unwrap_or(Err(AuditError::Closed)),
                 None => Err(AuditError::Closed),
             });
+        }
+        if let Some(m) = &self.metrics {
+            m.audit_wait_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
         out
     }

@@ -657,3 +657,48 @@ fn a_second_writer_on_the_same_log_is_refused() {
     assert_eq!(second.record_blocking(entry(1, &second)).unwrap().id, 1);
     second.shutdown();
 }
+
+/// The log serves before its index is open (after a crash fjall replays its
+/// journal first): here another holder keeps the index closed to the log.
+/// Records are taken and found meanwhile (scanned), statistics say to try
+/// again, and once the index is free the indexer opens it and catches up.
+#[test]
+fn the_log_serves_while_its_index_cannot_open_yet() {
+    use ketenpoort::audit::index::{Dim, Index};
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path(), 30);
+    let holder = Index::open(&d.path().join("audit/index")).unwrap();
+    let a = Audit::open(opts(d.path())).unwrap();
+    let r = a.record_blocking(entry(30, &a)).unwrap();
+    assert_eq!(r.id, 30);
+    let subject = a.subjects("5550000002").unwrap();
+    let page = a
+        .view()
+        .query(&Filter {
+            subjects: subject.clone(),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    let want: Vec<u64> = (0..31).rev().filter(|i| i % 7 == 2).collect();
+    assert_eq!(page.records.iter().map(|r| r.id).collect::<Vec<_>>(), want);
+    let err = a
+        .view()
+        .stats(Dim::Day, "2000-01-01", "2100-01-01")
+        .unwrap_err();
+    assert!(err.to_string().contains("being opened"), "{err}");
+    drop(holder);
+    // The indexer tries again every 250 ms; wait for the catch-up itself.
+    let mut tries = 0;
+    while a.view().unindexed().unwrap() > 0 {
+        tries += 1;
+        assert!(tries < 400, "the index never caught up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let days = a
+        .view()
+        .stats(Dim::Day, "2000-01-01", "2100-01-01")
+        .unwrap();
+    assert_eq!(days.values().map(|(d, r)| d + r).sum::<u64>(), 31);
+    a.shutdown();
+}

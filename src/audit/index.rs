@@ -17,6 +17,11 @@
 //! later write. The index then drops the database and opens it again from
 //! disk on its next write, so that it catches up without a restart once
 //! space is back.
+//!
+//! The gateway does not wait for the index at its start: the indexer thread
+//! opens it ([`Index::deferred`], [`Index::ensure_open`]), since after a
+//! crash under load fjall replays seconds of journal first. Until then the
+//! index reaches no record, queries scan, and statistics say to try again.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

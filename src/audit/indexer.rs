@@ -15,7 +15,7 @@
 //! serves at once while the index fills behind it.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -81,8 +81,7 @@ fn gather(
 ) -> (Vec<Record>, Option<Vec<Record>>, bool) {
     let until = Instant::now() + GATHER;
     while batch.len() < INDEX_BATCH {
-        let left = until.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        match rx.try_recv() {
             Ok(more) => {
                 let follows = match (batch.last(), more.first()) {
                     (Some(a), Some(b)) => a.id + 1 == b.id,
@@ -93,8 +92,17 @@ fn gather(
                 }
                 batch.extend(more);
             }
-            Err(RecvTimeoutError::Timeout) => break,
-            Err(RecvTimeoutError::Disconnected) => return (batch, None, false),
+            // Asleep rather than waiting on the queue: an offer to a thread
+            // that is not waiting wakes nobody, so the writer's batches do
+            // not each cost a wake-up here.
+            Err(TryRecvError::Empty) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left);
+            }
+            Err(TryRecvError::Disconnected) => return (batch, None, false),
         }
     }
     (batch, None, true)

@@ -211,6 +211,10 @@ pub struct Index {
     /// A write failed: fjall has poisoned the database, which refuses every
     /// later write until it is opened again.
     poisoned: AtomicBool,
+    /// Opened at least once ([`Index::ensure_open`]): until then a write
+    /// does not open it either, so the first open always checks the index
+    /// against the log's size.
+    opened: AtomicBool,
     /// One reopen at a time.
     reopening: Mutex<()>,
     /// The marker as last written or read: queries ask for it with every
@@ -246,6 +250,7 @@ impl Index {
             store: ArcSwapOption::empty(),
             path: path.to_path_buf(),
             poisoned: AtomicBool::new(true),
+            opened: AtomicBool::new(false),
             reopening: Mutex::new(()),
             upto: AtomicU64::new(0),
         }
@@ -300,6 +305,7 @@ impl Index {
         self.upto.store(store.counter(UPTO)?, Ordering::Release);
         self.store.store(Some(Arc::new(store)));
         self.poisoned.store(false, Ordering::Release);
+        self.opened.store(true, Ordering::Release);
         if failed {
             tracing::info!("audit index reopened after a failed write");
         }
@@ -311,6 +317,9 @@ impl Index {
     fn write(&self, op: impl Fn(&Store) -> fjall::Result<()>) -> Result<(), IndexError> {
         for attempt in 0..2 {
             if self.poisoned.load(Ordering::Acquire) {
+                if !self.opened.load(Ordering::Acquire) {
+                    return Err(IndexError::Reopening);
+                }
                 self.reopen(u64::MAX)?;
             }
             let res = op(&*self.store()?);
@@ -592,6 +601,30 @@ mod tests {
         let db = Database::builder(d.path()).open().unwrap();
         assert!(!db.keyspace_exists("subject"));
         assert!(db.keyspace_exists("index"));
+    }
+
+    /// A deferred index takes no write before its first open, which checks
+    /// it against the log: one that claims more records than the log has
+    /// (a log restored from an older copy) starts afresh.
+    #[test]
+    fn the_first_open_checks_the_index_against_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let rs: Vec<Record> = (0..5).map(|i| rec(i, "p", "x")).collect();
+        Index::open(d.path()).unwrap().add(&rs).unwrap();
+        let ix = Index::deferred(d.path());
+        assert!(matches!(ix.add(&rs), Err(IndexError::Reopening)));
+        assert_eq!(ix.indexed_upto().unwrap(), 0);
+        ix.ensure_open(5).unwrap();
+        assert_eq!(ix.indexed_upto().unwrap(), 5, "a log of 5 keeps its index");
+        drop(ix);
+        let ix = Index::deferred(d.path());
+        ix.ensure_open(3).unwrap();
+        assert_eq!(
+            ix.indexed_upto().unwrap(),
+            0,
+            "an index ahead of the log is emptied"
+        );
+        assert!(ids(&ix, By::Pilot, "p", 0, 10).is_empty());
     }
 
     #[test]

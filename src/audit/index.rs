@@ -627,6 +627,29 @@ mod tests {
         assert!(ids(&ix, By::Pilot, "p", 0, 10).is_empty());
     }
 
+    /// Counters per day and value, across days in one batch (a day's name
+    /// is made once, the counts by parts), refusals apart.
+    #[test]
+    fn counters_per_day_and_value() {
+        let d = tempfile::tempdir().unwrap();
+        let ix = Index::open(d.path()).unwrap();
+        let mut rs: Vec<Record> = (0..6)
+            .map(|i| rec(i, if i < 4 { "a" } else { "b" }, "x"))
+            .collect();
+        for r in &mut rs[3..] {
+            r.time_micros += 86_400_000_000;
+        }
+        rs[5].entry.decision = Decision::Refused;
+        ix.add(&rs).unwrap();
+        let day = ix.stats(Dim::Day, "2026-01-01", "2026-01-31").unwrap();
+        assert_eq!(day["2026-01-02"], (3, 0));
+        assert_eq!(day["2026-01-03"], (2, 1));
+        let pilots = ix.stats(Dim::Pilot, "2026-01-01", "2026-01-31").unwrap();
+        assert_eq!((pilots["a"], pilots["b"]), ((4, 0), (1, 1)));
+        let one_day = ix.stats(Dim::Pilot, "2026-01-03", "2026-01-03").unwrap();
+        assert_eq!((one_day["a"], one_day["b"]), ((1, 0), (1, 1)));
+    }
+
     #[test]
     fn adding_again_counts_once() {
         let d = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@ pub(super) const FORMAT: &[u8] = b"postings_format";
 pub(super) const POSTINGS_FORMAT: u64 = 2;
 
 /// How statistics are grouped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dim {
     /// Per day.
     Day,
@@ -95,20 +95,32 @@ pub(super) fn meta(k: &[u8]) -> Vec<u8> {
 }
 
 /// How much each counter grows with `records` (exchanges only).
-pub(super) fn increments(records: &[&Record]) -> std::collections::BTreeMap<Vec<u8>, u64> {
-    let mut inc: std::collections::BTreeMap<Vec<u8>, u64> = std::collections::BTreeMap::new();
+pub(super) fn increments<'a>(records: &[&'a Record]) -> std::collections::BTreeMap<Vec<u8>, u64> {
+    const DAY_MICROS: i64 = 86_400_000_000;
+    // Counted by borrowed parts first; a key is built once per distinct
+    // counter, not per record, and a day's name once per day met.
+    let mut days: Vec<(i64, String)> = Vec::new();
+    let mut inc: std::collections::HashMap<(Dim, usize, &str, u8), u64> =
+        std::collections::HashMap::new();
     for r in records
         .iter()
         .filter(|r| r.entry.kind == RecordKind::Exchange)
     {
         let e = &r.entry;
-        let day = super::record::format_micros(r.time_micros)[..10].to_string();
+        let n = r.time_micros.div_euclid(DAY_MICROS);
+        let day = match days.iter().position(|(d, _)| *d == n) {
+            Some(i) => i,
+            None => {
+                let name = super::record::format_micros(r.time_micros)[..10].to_string();
+                days.push((n, name));
+                days.len() - 1
+            }
+        };
         let d = match e.decision {
             Decision::Disclosed => b'D',
             Decision::Refused => b'R',
         };
-        let mut add =
-            |dim: Dim, value: &str| *inc.entry(stat_key(dim, &day, value, d)).or_default() += 1;
+        let mut add = |dim: Dim, value: &'a str| *inc.entry((dim, day, value, d)).or_default() += 1;
         add(Dim::Day, "");
         add(Dim::Pilot, &e.pilot);
         add(Dim::Purpose, &e.purpose);
@@ -117,7 +129,9 @@ pub(super) fn increments(records: &[&Record]) -> std::collections::BTreeMap<Vec<
             add(Dim::Partner, &e.recipient);
         }
     }
-    inc
+    inc.into_iter()
+        .map(|((dim, day, value, d), n)| (stat_key(dim, &days[day].1, value, d), n))
+        .collect()
 }
 
 pub(super) fn key(prefix: &[u8], id: u64) -> Vec<u8> {

@@ -117,6 +117,8 @@ if [ "$LONG" -gt 0 ]; then
     STEP=${LONG_STEP:-$((LONG / 10))}
     [ "$STEP" -gt 0 ] || STEP=$LONG
     OUT="bench/results/$(date -u +%Y-%m-%d)-long.tsv"
+    n=2
+    while [ -e "$OUT" ]; do OUT="bench/results/$(date -u +%Y-%m-%d)-long-run$n.tsv"; n=$((n + 1)); done
     mkdir -p bench/results
     rss_of() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$KPID/status"; }
     {

@@ -87,12 +87,7 @@ fn an_index_ahead_of_a_restored_log_is_rebuilt_even_when_it_opens_late() {
     // log reached 14 records has failed by now.
     std::thread::sleep(std::time::Duration::from_millis(700));
     drop(holder);
-    let mut tries = 0;
-    while a.view().unindexed().unwrap() > 0 {
-        tries += 1;
-        assert!(tries < 400, "the index never caught up");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    caught_up(&a);
     let page = a
         .view()
         .query(&Filter {
@@ -110,6 +105,15 @@ fn an_index_ahead_of_a_restored_log_is_rebuilt_even_when_it_opens_late() {
     assert_eq!(pilots.get("nieuw"), Some(&(10, 0)), "{pilots:?}");
     assert_eq!(pilots.get("oud"), Some(&(4, 0)), "{pilots:?}");
     a.shutdown();
+}
+
+fn caught_up(a: &Audit) {
+    let mut tries = 0;
+    while a.view().unindexed().unwrap() > 0 {
+        tries += 1;
+        assert!(tries < 400, "the index never caught up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 const PILOTS: [&str; 3] = ["a", "ab", "b"];
@@ -133,7 +137,7 @@ fn ids(ix: &Index, by: By, v: &[u8], lo: u64, hi: u64) -> Vec<u64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// `ids()` against the records filtered by hand: every record filed
     /// under a value once, newest first, for any split into batches (some

@@ -107,6 +107,7 @@ fn an_index_ahead_of_a_restored_log_is_rebuilt_even_when_it_opens_late() {
     a.shutdown();
 }
 
+/// Waits until the indexer has reached the head.
 fn caught_up(a: &Audit) {
     let mut tries = 0;
     while a.view().unindexed().unwrap() > 0 {

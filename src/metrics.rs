@@ -131,7 +131,6 @@ fn register_witness(
     )
 }
 
-/// The disk's metrics: space left for the log, failed writes.
 /// The time an exchange waits for its records to be durable: the writer's
 /// queue, the group commit it joins and that batch's sync. Beside the
 /// exchange's own duration it tells how much of a slow answer was the log.
@@ -147,6 +146,7 @@ fn register_audit_wait(registry: &mut Registry) -> Histogram {
     wait
 }
 
+/// The disk's metrics: space left for the log, failed writes.
 fn register_disk(registry: &mut Registry) -> (Gauge, Gauge, Counter) {
     let free = Gauge::default();
     let size = Gauge::default();

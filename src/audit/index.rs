@@ -211,10 +211,15 @@ pub struct Index {
     /// A write failed: fjall has poisoned the database, which refuses every
     /// later write until it is opened again.
     poisoned: AtomicBool,
-    /// Opened at least once ([`Index::ensure_open`]): until then a write
-    /// does not open it either, so the first open always checks the index
-    /// against the log's size.
+    /// Opened at least once: the first open checks the index against
+    /// `start`, later ones (after a failed write) need not.
     opened: AtomicBool,
+    /// The log's size when this index was made, before the gateway wrote
+    /// anything: the first open (whoever makes it, however late) empties an
+    /// index that claims more. Checked against the size at the open
+    /// instead, records written meanwhile would hide the excess, and the
+    /// index's postings of the old records would stand for the new ones.
+    start: u64,
     /// One reopen at a time.
     reopening: Mutex<()>,
     /// The marker as last written or read: queries ask for it with every
@@ -235,33 +240,36 @@ impl Index {
     /// Opens (or creates) the index database. Fails when another process
     /// holds it: fjall allows one process per database.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        let ix = Self::deferred(path);
-        ix.ensure_open(u64::MAX)?;
+        let ix = Self::deferred(path, u64::MAX);
+        ix.ensure_open()?;
         Ok(ix)
     }
 
-    /// The index of `path`, not opened yet: [`Self::ensure_open`] opens it
-    /// (the indexer does, behind a gateway that already serves: opening
-    /// replays fjall's journal, seconds after a crash under load). Until
-    /// then it reaches no record and answers look-ups with
+    /// The index of `path` for a log of `size` records, not opened yet:
+    /// [`Self::ensure_open`] or the first write opens it (the indexer does,
+    /// behind a gateway that already serves: opening replays fjall's
+    /// journal, seconds after a crash under load), and empties it when it
+    /// claims more than `size` records (a log restored from an older copy).
+    /// Until then it reaches no record and answers look-ups with
     /// [`IndexError::Reopening`].
-    pub fn deferred(path: &Path) -> Self {
+    pub fn deferred(path: &Path, size: u64) -> Self {
         Self {
             store: ArcSwapOption::empty(),
             path: path.to_path_buf(),
             poisoned: AtomicBool::new(true),
             opened: AtomicBool::new(false),
+            start: size,
             reopening: Mutex::new(()),
             upto: AtomicU64::new(0),
         }
     }
 
-    /// Opens the database if it is not open (or was poisoned). An index
-    /// that claims more than `size` records (a log restored from an older
-    /// copy) is emptied before anyone can read it, to be rebuilt.
-    pub fn ensure_open(&self, size: u64) -> Result<(), IndexError> {
+    /// Opens the database if it is not open (or was poisoned). At the
+    /// first open, an index that claims more records than the log had when
+    /// it was made is emptied before anyone can read it, to be rebuilt.
+    pub fn ensure_open(&self) -> Result<(), IndexError> {
         if self.poisoned.load(Ordering::Acquire) {
-            self.reopen(size)?;
+            self.reopen()?;
         }
         Ok(())
     }
@@ -275,7 +283,7 @@ impl Index {
     /// holds is what its journal and tables hold, and the marker says how
     /// far that reaches. Fails (and is tried again with the next write) while
     /// the disk is still full or a reader still holds the old database.
-    fn reopen(&self, size: u64) -> Result<(), IndexError> {
+    fn reopen(&self) -> Result<(), IndexError> {
         let _one = self
             .reopening
             .lock()
@@ -286,6 +294,11 @@ impl Index {
         // The old database must be gone (its lock file released) before the
         // new one opens; readers hold it for the length of one look-up.
         let failed = self.store.swap(None).is_some();
+        let size = if self.opened.load(Ordering::Acquire) {
+            u64::MAX
+        } else {
+            self.start
+        };
         drop_sled_index(&self.path)?;
         let store = Store::open_in_background(&self.path)?;
         let upto = store.counter(UPTO)?;
@@ -317,10 +330,7 @@ impl Index {
     fn write(&self, op: impl Fn(&Store) -> fjall::Result<()>) -> Result<(), IndexError> {
         for attempt in 0..2 {
             if self.poisoned.load(Ordering::Acquire) {
-                if !self.opened.load(Ordering::Acquire) {
-                    return Err(IndexError::Reopening);
-                }
-                self.reopen(u64::MAX)?;
+                self.reopen()?;
             }
             let res = op(&*self.store()?);
             match res {
@@ -603,22 +613,25 @@ mod tests {
         assert!(db.keyspace_exists("index"));
     }
 
-    /// A deferred index takes no write before its first open, which checks
-    /// it against the log: one that claims more records than the log has
-    /// (a log restored from an older copy) starts afresh.
+    /// A deferred index reaches no record before its first open, which
+    /// checks it against the log: one that claims more records than the log
+    /// has (a log restored from an older copy) starts afresh.
     #[test]
     fn the_first_open_checks_the_index_against_the_log() {
         let d = tempfile::tempdir().unwrap();
         let rs: Vec<Record> = (0..5).map(|i| rec(i, "p", "x")).collect();
         Index::open(d.path()).unwrap().add(&rs).unwrap();
-        let ix = Index::deferred(d.path());
-        assert!(matches!(ix.add(&rs), Err(IndexError::Reopening)));
+        let ix = Index::deferred(d.path(), 5);
         assert_eq!(ix.indexed_upto().unwrap(), 0);
-        ix.ensure_open(5).unwrap();
+        assert!(matches!(
+            ix.stats(Dim::Day, "2026-01-01", "2026-01-03"),
+            Err(IndexError::Reopening)
+        ));
+        ix.ensure_open().unwrap();
         assert_eq!(ix.indexed_upto().unwrap(), 5, "a log of 5 keeps its index");
         drop(ix);
-        let ix = Index::deferred(d.path());
-        ix.ensure_open(3).unwrap();
+        let ix = Index::deferred(d.path(), 3);
+        ix.ensure_open().unwrap();
         assert_eq!(
             ix.indexed_upto().unwrap(),
             0,
@@ -648,6 +661,31 @@ mod tests {
         assert_eq!((pilots["a"], pilots["b"]), ((4, 0), (1, 1)));
         let one_day = ix.stats(Dim::Pilot, "2026-01-03", "2026-01-03").unwrap();
         assert_eq!((one_day["a"], one_day["b"]), ((1, 0), (1, 1)));
+    }
+
+    /// Retention removes postings on its own thread, and may come before
+    /// the indexer has opened the index (`ketenpoort audit retention` on a
+    /// stopped gateway runs at once): the write opens the index itself,
+    /// with the same check against the log as the indexer's open.
+    #[test]
+    fn a_write_before_the_first_open_opens_the_index_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let rs: Vec<Record> = (0..5)
+            .map(|i| {
+                let mut r = rec(i, "p", "x");
+                r.entry.subject = Some([b'7'; 32]);
+                r
+            })
+            .collect();
+        Index::open(d.path()).unwrap().add(&rs).unwrap();
+        let ix = Index::deferred(d.path(), 5);
+        ix.remove_subjects(&[([b'7'; 32], 1)]).unwrap();
+        assert_eq!(ids(&ix, By::Subject, &"7".repeat(32), 0, 5), [4, 3, 2, 0]);
+        drop(ix);
+        let ix = Index::deferred(d.path(), 3);
+        ix.remove_subjects(&[([b'7'; 32], 2)]).unwrap();
+        assert_eq!(ix.indexed_upto().unwrap(), 0, "an index ahead is emptied");
+        assert!(ids(&ix, By::Subject, &"7".repeat(32), 0, 5).is_empty());
     }
 
     #[test]

@@ -182,9 +182,9 @@ impl Indexer {
     }
 
     /// Opens the index on first use (off the gateway's start), emptied when
-    /// it claims more records than the log has.
+    /// it claims more records than the log had at its start.
     fn open(&self, index: &super::index::Index) -> Result<(), AuditError> {
-        Ok(index.ensure_open(self.view.head().size)?)
+        Ok(index.ensure_open()?)
     }
 
     fn index_add(&self, batch: &[Record]) -> Result<(), AuditError> {

@@ -87,7 +87,7 @@ impl Writer {
             latest: RwLock::new(None),
             signed: tokio::sync::watch::Sender::new(None),
             published: RwLock::new(Published::Latest),
-            index: Some(Index::deferred(&opts.dir.join("index"))),
+            index: Some(Index::deferred(&opts.dir.join("index"), size)),
             pg: None,
         });
 

@@ -34,6 +34,13 @@ pub use super::options::{MAX_BATCH, MAX_PAGE, Options, QUEUE, Receipt};
 pub use super::subject::{KeyId, LOOKUP_SCOPE, SubjectKeys};
 pub use super::view::{Filter, Head, Page, View};
 
+/// Takes the log's writer lock (`<dir>/writer.lock`, as the writer holds
+/// it) for a tool that reads the whole log and must not run while another
+/// process writes it, nor let one start: held until the file is dropped.
+pub fn lock_writer(dir: &std::path::Path) -> Result<fs::File, AuditError> {
+    super::writer::lock_log(dir)
+}
+
 /// The audit log, as the gateway uses it.
 pub struct Audit {
     /// The writer's queue; bounded, so callers wait when it is full.

@@ -125,6 +125,9 @@ fn copy(src: &GatewayConfig, dst: &GatewayConfig) -> Result<Report> {
             src.data_dir.display()
         );
     }
+    // The socket answers only once a gateway serves: its writer's lock also
+    // covers one starting up, and keeps one from starting during the copy.
+    let _writer = crate::audit::store::lock_writer(&opts.dir)?;
     let vkey = std::fs::read_to_string(opts.dir.join("checkpoint.vkey"))
         .context("reading the source's checkpoint.vkey")?;
     let verifier = checkpoint::Verifier::parse(vkey.trim())?;

@@ -38,6 +38,10 @@ pub struct Options {
     pub storage: crate::config::Storage,
     /// This node's name in the shared database (its partner address).
     pub node: String,
+    /// A segment is closed and the next begun once a batch would take it
+    /// past this many bytes ([`super::segment::SEGMENT_MAX`]; tests set it
+    /// small to make the log roll).
+    pub segment_max: u64,
 }
 
 impl Options {
@@ -52,6 +56,7 @@ impl Options {
             metrics: None,
             storage: crate::config::Storage::Embedded,
             node: String::new(),
+            segment_max: super::segment::SEGMENT_MAX,
         }
     }
     /// The layout of a gateway's configuration: its data directory and

@@ -280,7 +280,7 @@ impl Writer {
     /// segment is cut back to where it was, so a later batch (after space is
     /// freed) continues a whole log.
     fn write_durably(&mut self, buf: &[u8]) -> Result<(), AuditError> {
-        if self.seg_len > 0 && self.seg_len + buf.len() as u64 > segment::SEGMENT_MAX {
+        if self.seg_len > 0 && self.seg_len + buf.len() as u64 > self.opts.segment_max {
             self.roll_segment()?;
         }
         let started = Instant::now();

@@ -504,18 +504,8 @@ pub fn valid_id(id: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::storage::tests::load;
     use super::*;
-
-    fn load(extra: &str) -> Result<GatewayConfig, ConfigError> {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("ketenpoort.toml");
-        let base = "deployment = \"t\"\npartners = \"p.toml\"\ndata_dir = \"d\"\n\
-            [listen]\npartners = \"127.0.0.1:0\"\nconsole = \"127.0.0.1:0\"\n\
-            [tls]\ncert = \"c\"\nkey = \"k\"\ntrust_anchors = [\"a\"]\n\
-            client_cert = \"c\"\nclient_key = \"k\"\n";
-        std::fs::write(&f, format!("{base}{extra}")).unwrap();
-        GatewayConfig::load(&f)
-    }
 
     #[test]
     fn witnesses_are_checked_with_their_place() {

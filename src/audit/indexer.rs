@@ -162,7 +162,8 @@ impl Indexer {
         let Some(index) = &self.view.index else {
             return Ok(());
         };
-        self.open(index)?;
+        // Opened here, on first use, off the gateway's start.
+        index.ensure_open()?;
         let from = index.indexed_upto()?;
         if from >= to {
             return Ok(());
@@ -179,12 +180,6 @@ impl Indexer {
             }
         }
         Ok(index.add(&batch)?)
-    }
-
-    /// Opens the index on first use (off the gateway's start), emptied when
-    /// it claims more records than the log had at its start.
-    fn open(&self, index: &super::index::Index) -> Result<(), AuditError> {
-        Ok(index.ensure_open()?)
     }
 
     fn index_add(&self, batch: &[Record]) -> Result<(), AuditError> {

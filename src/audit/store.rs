@@ -172,8 +172,23 @@ impl Audit {
     /// Writes a record and returns once it is durable. An error means it is
     /// not, and nothing may be delivered.
     pub async fn record(&self, entry: Entry) -> Result<Receipt, AuditError> {
-        let mut r = self.record_many(vec![entry]).await;
-        r.pop().unwrap_or(Err(AuditError::Closed))
+        let started = std::time::Instant::now();
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Append(Box::new(entry), tx))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        let r = rx.await.map_err(|_| AuditError::Closed)?;
+        self.waited(started);
+        r
+    }
+
+    /// Counts a caller's wait for durability in the gateway's metrics.
+    fn waited(&self, started: std::time::Instant) {
+        if let Some(m) = &self.metrics {
+            m.audit_wait_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
     }
 
     /// `rotate_key` for a tool that opened the log itself (no gateway
@@ -205,10 +220,7 @@ impl Audit {
                 None => Err(AuditError::Closed),
             });
         }
-        if let Some(m) = &self.metrics {
-            m.audit_wait_seconds
-                .observe(started.elapsed().as_secs_f64());
-        }
+        self.waited(started);
         out
     }
 

@@ -110,11 +110,13 @@ pub(super) fn check(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{ConfigError, GatewayConfig};
 
-    fn load(extra: &str) -> Result<GatewayConfig, ConfigError> {
+    /// A minimal gateway configuration with `extra` after it, loaded (also
+    /// used by `config`'s own tests).
+    pub(crate) fn load(extra: &str) -> Result<GatewayConfig, ConfigError> {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("ketenpoort.toml");
         let base = "deployment = \"t\"\npartners = \"p.toml\"\ndata_dir = \"d\"\n\

@@ -151,14 +151,7 @@ impl PgLog {
             )
             .await
             .map_err(db)?;
-            let have: i32 = tx
-                .query_one(
-                    "SELECT coalesce(max(version), 0) FROM schema_migrations",
-                    &[],
-                )
-                .await
-                .map_err(db)?
-                .get(0);
+            let have = applied_version(&tx).await?;
             let mut applied = Vec::new();
             for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > have) {
                 tx.batch_execute(sql).await.map_err(db)?;
@@ -184,15 +177,7 @@ impl PgLog {
             if !exists {
                 return Ok(0);
             }
-            let v: i32 = c
-                .query_one(
-                    "SELECT coalesce(max(version), 0) FROM schema_migrations",
-                    &[],
-                )
-                .await
-                .map_err(db)?
-                .get(0);
-            Ok(v)
+            applied_version(&c).await
         })
     }
 
@@ -285,4 +270,15 @@ impl PgLog {
             })
         })
     }
+}
+
+/// The highest schema version applied (0 before the first).
+async fn applied_version(c: &impl deadpool_postgres::GenericClient) -> Result<i32, AuditError> {
+    Ok(c.query_one(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        &[],
+    )
+    .await
+    .map_err(db)?
+    .get(0))
 }

@@ -7,54 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use ketenpoort::audit::checkpoint::Verifier;
 use ketenpoort::audit::merkle::{self, leaf_hash};
-use ketenpoort::audit::store::{Filter, Options, View};
-use ketenpoort::audit::{Audit, AuditError, Decision, Entry, proof, segment, verify};
+use ketenpoort::audit::store::{Filter, View};
+use ketenpoort::audit::{Audit, AuditError, Decision, proof, segment, verify};
+
+#[path = "common/log.rs"]
+mod log;
+use log::{entry, frames, opts, verifier};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ketenpoort");
-
-fn opts(dir: &Path) -> Options {
-    let mut o = Options::new(dir, "test");
-    o.checkpoint_records = 10;
-    o
-}
-
-fn entry(i: u64, audit: &Audit) -> Entry {
-    let pilots = ["utrecht", "groningen"];
-    let mut e = Entry::exchange(
-        pilots[(i % 2) as usize],
-        "dtv",
-        if i.is_multiple_of(3) {
-            "gemeente-utrecht"
-        } else {
-            "ngo-inlia"
-        },
-        if i.is_multiple_of(4) {
-            "medisch"
-        } else {
-            "casusoverleg"
-        },
-        "dtv/vertrekdossier",
-    );
-    e.decision = if i.is_multiple_of(5) {
-        Decision::Refused
-    } else {
-        Decision::Disclosed
-    };
-    e.reason = if i.is_multiple_of(5) {
-        "no-rule".into()
-    } else {
-        String::new()
-    };
-    e.subject = Some(
-        audit
-            .subject(pilots[(i % 2) as usize], &format!("555000{:04}", i % 7))
-            .unwrap(),
-    );
-    e.disclosed = vec!["vnummer".into(), "naam".into()];
-    e
-}
 
 fn fill(dir: &Path, n: u64) {
     let audit = Audit::open(opts(dir)).unwrap();
@@ -64,26 +25,11 @@ fn fill(dir: &Path, n: u64) {
     audit.shutdown();
 }
 
-fn verifier(dir: &Path) -> Verifier {
-    Verifier::parse(&std::fs::read_to_string(dir.join("audit/checkpoint.vkey")).unwrap()).unwrap()
-}
-
 fn segment_file(dir: &Path) -> PathBuf {
     segment::list(&dir.join("audit/segments"))
         .unwrap()
         .remove(0)
         .path
-}
-
-/// The frames of a segment: (offset, length including header).
-fn frames(path: &Path) -> Vec<(usize, usize)> {
-    let mut v = Vec::new();
-    segment::scan(path, |off, b| {
-        v.push((off as usize, b.len() + segment::HEADER));
-        Ok::<_, ()>(())
-    })
-    .unwrap();
-    v
 }
 
 #[test]
@@ -701,45 +647,4 @@ fn the_log_serves_while_its_index_cannot_open_yet() {
         .unwrap();
     assert_eq!(days.values().map(|(d, r)| d + r).sum::<u64>(), 31);
     a.shutdown();
-}
-
-/// A log over many segments (a few KiB each here, 64 MiB in service): every
-/// record reads back by id, a query finds a subject's records across the
-/// segment borders, the log reopens on its last segment and goes on from
-/// the right id, and the whole of it verifies.
-#[test]
-fn a_log_over_many_segments_reads_queries_reopens_and_verifies() {
-    let d = tempfile::tempdir().unwrap();
-    let mut o = opts(d.path());
-    o.segment_max = 4096;
-    let a = Audit::open(o.clone()).unwrap();
-    for i in 0..120 {
-        assert_eq!(a.record_blocking(entry(i, &a)).unwrap().id, i);
-    }
-    let segs = std::fs::read_dir(d.path().join("audit/segments"))
-        .unwrap()
-        .count();
-    assert!(segs > 5, "only {segs} segments");
-    for id in [0, 1, 59, 60, 119] {
-        assert_eq!(a.view().record(id).unwrap().id, id);
-    }
-    let subject = a.subjects("5550000003").unwrap();
-    let page = a
-        .view()
-        .query(&Filter {
-            subjects: subject,
-            limit: 100,
-            ..Default::default()
-        })
-        .unwrap();
-    let want: Vec<u64> = (0..120).rev().filter(|i| i % 7 == 3).collect();
-    assert_eq!(page.records.iter().map(|r| r.id).collect::<Vec<_>>(), want);
-    a.shutdown();
-    drop(a);
-    let a = Audit::open(o).unwrap();
-    assert_eq!(a.record_blocking(entry(120, &a)).unwrap().id, 120);
-    a.shutdown();
-    drop(a);
-    let report = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap();
-    assert_eq!(report.records, 121);
 }

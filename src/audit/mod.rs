@@ -23,6 +23,7 @@
 //!   (`[storage] backend = "postgres"`); the view and the `Audit` handle
 //!   dispatch to it, so callers never know which store runs.
 
+mod ahead;
 pub mod checkpoint;
 mod common;
 mod error;

@@ -39,6 +39,8 @@ struct Tail {
     count: u64,
     /// Time of its last record (0 when it has none).
     last_time: i64,
+    /// Where the zeros after its frames begin, when it ends in zeros.
+    zeros_from: Option<u64>,
 }
 
 /// The cache files, cut back to what can be trusted.
@@ -66,7 +68,13 @@ impl Writer {
         let last = segs.last().cloned().ok_or(ReadError::NoSegment)?;
         let tail = recover_tail(&opts, &last)?;
         let size = last.first_id + tail.count;
-        let seg_len = fs::metadata(&last.path).map_err(AuditError::read)?.len();
+        let file_len = fs::metadata(&last.path).map_err(AuditError::read)?.len();
+        // Zeros after the frames: a segment made ahead, written over from
+        // where its frames end.
+        let (seg_len, seg_zeroed) = match tail.zeros_from {
+            Some(valid_len) => (valid_len, file_len),
+            None => (file_len, 0),
+        };
 
         let mut seg_files = Vec::new();
         for s in &segs {
@@ -102,7 +110,7 @@ impl Writer {
             .open(opts.checkpoints())
             .map_err(AuditError::write)?;
         let seg = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&last.path)
             .map_err(AuditError::write)?;
         let mut w = Writer {
@@ -110,6 +118,8 @@ impl Writer {
             view: view.clone(),
             seg,
             seg_len,
+            seg_zeroed,
+            ahead: Default::default(),
             offsets: caches.offsets,
             levels: caches.levels,
             frontier,
@@ -220,6 +230,7 @@ fn recover_tail(opts: &Options, last: &Segment) -> Result<Tail, AuditError> {
     let mut tail = Tail {
         count: 0,
         last_time: 0,
+        zeros_from: None,
     };
     // The records of the open segment are re-hashed against the leaves
     // written when they were appended: a change to them stops the start.
@@ -245,9 +256,15 @@ fn recover_tail(opts: &Options, last: &Segment) -> Result<Tail, AuditError> {
         ScanError::Damage(d) => LogDamage::Frame(d).into(),
         ScanError::Visit(d) => d.into(),
     })?;
-    if let End::TornTail { valid_len } = end {
-        warn!(segment = %last.path.display(), valid_len, "cutting a torn tail back to the last whole record");
-        cut_back(&last.path, valid_len).map_err(AuditError::write)?;
+    match end {
+        End::Clean => {}
+        // A torn write is cut off with the zeros after it: the next batch
+        // could otherwise leave part of it behind its own frames.
+        End::TornTail { valid_len } => {
+            warn!(segment = %last.path.display(), valid_len, "cutting a torn tail back to the last whole record");
+            cut_back(&last.path, valid_len).map_err(AuditError::write)?;
+        }
+        End::ZeroTail { valid_len } => tail.zeros_from = Some(valid_len),
     }
     Ok(tail)
 }

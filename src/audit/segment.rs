@@ -5,6 +5,11 @@
 //! rests on these files and `fdatasync`, not on the index store. After a crash the last
 //! frame may be torn; [`scan`] tells a torn tail (cut it back) from damage in
 //! the middle (report it, never cut).
+//!
+//! A segment may be made ahead of time, zero-filled, and written over: its
+//! frames are then followed by zeros up to its full size ([`End::ZeroTail`]).
+//! Only the open (last) segment ends so; a closed one is cut to its last
+//! frame when the next begins.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -70,6 +75,15 @@ pub enum End {
         /// Length of the whole frames.
         valid_len: u64,
     },
+    /// The whole frames are followed by zeros only: the unused end of a
+    /// segment made ahead of time (the writer overwrites zeros, so that a
+    /// sync writes the data alone, not the file's size and new blocks), or
+    /// a crash after an appended file grew but before its data landed.
+    /// Nothing after `valid_len` was ever acknowledged.
+    ZeroTail {
+        /// Length of the whole frames.
+        valid_len: u64,
+    },
 }
 
 /// Damage that is not a torn tail.
@@ -129,11 +143,18 @@ pub fn scan<E>(
         r.read_exact(&mut h)?;
         let n = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
         let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        if n == 0 && crc == 0 {
+            // Zeros to the end: a segment made ahead, or a file that grew
+            // before its data landed. Read in pieces, not into memory: it
+            // may be 64 MiB.
+            if all_zeros(&mut r)? {
+                return Ok(End::ZeroTail { valid_len: offset });
+            }
+            return Err(damage(offset, position, "impossible frame length"));
+        }
         if n == 0 || n > MAX_RECORD {
-            // A zero-filled tail is what a crash leaves when the file grew
-            // but the data never landed. Read in pieces, not into memory:
-            // it may be long.
-            if n == 0 && crc == 0 && all_zeros(&mut r)? {
+            // A header half written over zeros, by a write a crash cut off.
+            if all_zeros(&mut r)? {
                 return Ok(End::TornTail { valid_len: offset });
             }
             return Err(damage(offset, position, "impossible frame length"));
@@ -143,9 +164,11 @@ pub fn scan<E>(
         }
         buf.resize(n, 0);
         r.read_exact(&mut buf)?;
-        let last = offset + (HEADER + n) as u64 == len;
         if crc32fast::hash(&buf) != crc {
-            if last {
+            // The last frame, at the end of the file or before the zeros
+            // of a segment made ahead: a write a crash cut off. Anything
+            // after it means the damage is in the middle.
+            if all_zeros(&mut r)? {
                 return Ok(End::TornTail { valid_len: offset });
             }
             return Err(damage(offset, position, "checksum mismatch"));
@@ -222,25 +245,44 @@ mod tests {
         let p = d.path().join("s.seg");
         write(&p, &[b"aaa", b"bbbb"], b"");
         assert_eq!(count(&p).unwrap(), (2, End::Clean));
-        // A long zero tail (read in pieces), then zeros followed by
-        // anything else: damage.
+        // A long zero tail (a segment made ahead; read in pieces), then
+        // zeros followed by anything else: damage.
         let mut zeros = vec![0u8; 100 << 10];
         write(&p, &[b"aaa", b"bbbb"], &zeros);
-        assert_eq!(count(&p).unwrap(), (2, End::TornTail { valid_len: 23 }));
+        assert_eq!(count(&p).unwrap(), (2, End::ZeroTail { valid_len: 23 }));
+        write(&p, &[b"aaa", b"bbbb"], &[0u8; 40]);
+        assert_eq!(count(&p).unwrap(), (2, End::ZeroTail { valid_len: 23 }));
         *zeros.last_mut().unwrap() = 1;
         write(&p, &[b"aaa", b"bbbb"], &zeros);
         assert!(matches!(count(&p), Err(ScanError::Damage(_))));
-        // Half a header, half a body, zeros: torn.
-        for tail in [
-            &b"\x05\x00"[..],
-            b"\x10\x00\x00\x00\x00\x00\x00\x00abc",
-            &[0u8; 40],
-        ] {
+        // Half a header, half a body: torn, at the end of the file or
+        // before the zeros of a segment made ahead.
+        let half_body = b"\x10\x00\x00\x00\x00\x00\x00\x00abc";
+        let half_header = b"\x05\x00\x00\x00\x00\x00\x00\x00";
+        let bad_crc = b"\x03\x00\x00\x00\x01\x02\x03\x04abc";
+        for tail in [&b"\x05\x00"[..], half_body] {
             write(&p, &[b"aaa", b"bbbb"], tail);
             assert_eq!(
                 count(&p).unwrap(),
                 (2, End::TornTail { valid_len: 23 }),
                 "{tail:?}"
+            );
+        }
+        for tail in [&half_body[..], &half_header[..2], bad_crc] {
+            let mut t = tail.to_vec();
+            t.resize(4096, 0);
+            write(&p, &[b"aaa", b"bbbb"], &t);
+            assert_eq!(
+                count(&p).unwrap(),
+                (2, End::TornTail { valid_len: 23 }),
+                "{tail:?} before zeros"
+            );
+            // The same followed by anything but zeros: damage.
+            *t.last_mut().unwrap() = 1;
+            write(&p, &[b"aaa", b"bbbb"], &t);
+            assert!(
+                matches!(count(&p), Err(ScanError::Damage(_))),
+                "{tail:?} before data"
             );
         }
         // A bad checksum on the last frame: torn.

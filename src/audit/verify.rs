@@ -167,6 +167,17 @@ fn check_log(
             ScanError::Damage(d) => fail(format!("record {}: {d}", seg.first_id + d.position)),
             ScanError::Visit(s) => fail(s),
         })?;
+        // The open segment's unused zeros (made ahead) are no damage; a
+        // closed segment ends at its last frame.
+        if let End::ZeroTail { valid_len } = end
+            && si + 1 < segs.len()
+        {
+            return Err(fail(format!(
+                "record {}: {} ends in zeros after byte {valid_len} but is not the last segment",
+                frontier.size(),
+                seg.path.display()
+            )));
+        }
         if let End::TornTail { valid_len } = end {
             if si + 1 < segs.len() {
                 return Err(fail(format!(

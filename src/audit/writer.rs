@@ -3,7 +3,9 @@
 //! A log that anyone can check must have one order, so one thread owns every
 //! file the log grows by. Durability before delivery costs an `fdatasync` per
 //! write; the writer pays it once per batch by taking every entry waiting at
-//! that moment (group commit), off the async threads. After the sync it
+//! that moment (group commit), off the async threads, and no more often
+//! than [`Options::sync_interval`]: each sync costs CPU, and at full load
+//! larger batches leave that CPU to the exchanges. After the sync it
 //! extends the Merkle frontier, the offsets and node caches and the
 //! indexes, and only then answers the callers and moves the published head.
 //! When a disk fills, the segment is cut back to its last whole batch and the
@@ -12,6 +14,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +22,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use super::ahead::Ahead;
 use super::checkpoint::{self, Checkpoint, Signer};
 pub(super) use super::common::{Cmd, Reply};
 use super::error::AuditError;
@@ -39,9 +43,15 @@ pub(super) struct Writer {
     pub(super) view: Arc<View>,
     /// The open (last) segment, appended to.
     pub(super) seg: File,
-    /// Length of the open segment: where the next batch starts, and where a
-    /// failed write is cut back to.
+    /// Length of the open segment's frames: where the next batch starts,
+    /// and where a failed write is cut back to.
     pub(super) seg_len: u64,
+    /// Where the open segment's zeros end when it was made ahead (its file
+    /// length): batches up to there are written over zeros. 0 when the
+    /// segment grows by appends.
+    pub(super) seg_zeroed: u64,
+    /// The next segment, being made ahead while this one fills.
+    pub(super) ahead: Ahead,
     /// The offsets cache, appended to.
     pub(super) offsets: File,
     /// The node cache levels, appended to.
@@ -125,7 +135,19 @@ pub(super) fn push_node(nodes: &mut Vec<Vec<u8>>, level: u32, hash: &[u8]) {
 impl Writer {
     /// Serves commands until shutdown or until every `Audit` handle is gone.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let mut last_batch = Instant::now();
         while let Some(first) = rx.blocking_recv() {
+            // Within the interval of the last batch the entries that come
+            // meanwhile join this one: one sync for all of them.
+            if let Some(rest) = self.opts.sync_interval.checked_sub(last_batch.elapsed())
+                && !rest.is_zero()
+                && matches!(first, Cmd::Append(..))
+            {
+                std::thread::sleep(rest);
+            }
+            if matches!(first, Cmd::Append(..)) {
+                last_batch = Instant::now();
+            }
             let mut appends = Vec::new();
             let mut checkpoint_waiters = Vec::new();
             let mut rotations = Vec::new();
@@ -186,12 +208,29 @@ impl Writer {
     }
 
     fn roll_segment(&mut self) -> Result<(), AuditError> {
+        // A closed segment ends at its last frame: only the open one may
+        // end in zeros.
+        if self.seg_zeroed > self.seg_len {
+            self.seg
+                .set_len(self.seg_len)
+                .and_then(|_| self.seg.sync_all())
+                .map_err(AuditError::write)?;
+        }
         let first = self.frontier.size();
         let dir = self.opts.segments();
         let path = dir.join(segment::file_name(first));
+        let ahead = self.ahead.take_ready();
+        let zeroed = match &ahead {
+            Some(made) => {
+                std::fs::rename(made, &path).map_err(AuditError::write)?;
+                self.opts.segment_max
+            }
+            None => 0,
+        };
         let f = OpenOptions::new()
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(&path)
             .map_err(AuditError::write)?;
         f.sync_all().map_err(AuditError::write)?;
@@ -204,6 +243,7 @@ impl Writer {
             .push((first, Arc::new(read)));
         self.seg = f;
         self.seg_len = 0;
+        self.seg_zeroed = zeroed;
         Ok(())
     }
 
@@ -284,7 +324,10 @@ impl Writer {
             self.roll_segment()?;
         }
         let started = Instant::now();
-        let r = self.seg.write_all(buf).and_then(|_| self.seg.sync_data());
+        let r = self
+            .seg
+            .write_all_at(buf, self.seg_len)
+            .and_then(|_| self.seg.sync_data());
         if let Some(m) = &self.opts.metrics {
             m.audit_fsync_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -293,6 +336,10 @@ impl Writer {
             if let Some(m) = &self.opts.metrics {
                 m.audit_write_errors.inc();
             }
+            // The zeros made ahead go with the failed write (a torn frame
+            // before zeros reads as torn, but the next batch could leave
+            // half of it behind its own); the segment grows by appends
+            // from here.
             if let Err(t) = self
                 .seg
                 .set_len(self.seg_len)
@@ -300,9 +347,14 @@ impl Writer {
             {
                 error!(error = %t, "could not cut the failed write back");
             }
+            self.seg_zeroed = 0;
             return Err(AuditError::write(e));
         }
         self.seg_len += buf.len() as u64;
+        if self.seg_len >= self.opts.segment_max / 2 {
+            self.ahead
+                .begin(self.opts.segments(), self.opts.segment_max);
+        }
         Ok(())
     }
 

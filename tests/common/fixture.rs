@@ -257,6 +257,20 @@ pub struct Fixture {
     pub gemeente_cert: Issued,
 }
 
+/// A port on which connections are refused, for the whole test process.
+/// Its socket stays bound without listening: a port bound and released at
+/// once could be taken by another process on the machine (a gateway
+/// started by another test), which would then answer instead of refusing.
+fn refused_port() -> u16 {
+    static RESERVED: std::sync::OnceLock<tokio::net::TcpSocket> = std::sync::OnceLock::new();
+    let s = RESERVED.get_or_init(|| {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        s
+    });
+    s.local_addr().unwrap().port()
+}
+
 async fn start_backend(pki_ca: &Ca, handler: backend::Handler, trusted_ca: &str) -> u16 {
     start_backend_with_cert(pki_ca, handler, trusted_ca).await.0
 }
@@ -419,10 +433,7 @@ async fn prepare_all() -> (TestPki, Seen, Hostile) {
         &ca.cert_pem,
     )
     .await;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = refused_port();
 
     let mut partners = format!(
         r#"[[partner]]

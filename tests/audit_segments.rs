@@ -1,0 +1,158 @@
+//! The audit log over many segments: rolling, segments made ahead and
+//! written over, and what a crash can leave in their zeros.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use ketenpoort::audit::segment::{self, End};
+use ketenpoort::audit::store::Filter;
+use ketenpoort::audit::{Audit, verify};
+
+#[path = "common/log.rs"]
+mod log;
+use log::{entry, opts, verifier};
+
+/// The last segment and how its scan ends.
+fn last_segment(dir: &Path) -> (PathBuf, End) {
+    let path = segment::list(&dir.join("audit/segments"))
+        .unwrap()
+        .pop()
+        .unwrap()
+        .path;
+    let end = segment::scan(&path, |_, _| Ok::<_, ()>(())).unwrap();
+    (path, end)
+}
+
+/// A log over many segments (a few KiB each here, 64 MiB in service): every
+/// record reads back by id, a query finds a subject's records across the
+/// segment borders, the log reopens on its last segment and goes on from
+/// the right id, and the whole of it verifies.
+#[test]
+fn a_log_over_many_segments_reads_queries_reopens_and_verifies() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = opts(d.path());
+    o.segment_max = 4096;
+    let a = Audit::open(o.clone()).unwrap();
+    for i in 0..120 {
+        assert_eq!(a.record_blocking(entry(i, &a)).unwrap().id, i);
+    }
+    let segs = std::fs::read_dir(d.path().join("audit/segments"))
+        .unwrap()
+        .count();
+    assert!(segs > 5, "only {segs} segments");
+    for id in [0, 1, 59, 60, 119] {
+        assert_eq!(a.view().record(id).unwrap().id, id);
+    }
+    let subject = a.subjects("5550000003").unwrap();
+    let page = a
+        .view()
+        .query(&Filter {
+            subjects: subject,
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    let want: Vec<u64> = (0..120).rev().filter(|i| i % 7 == 3).collect();
+    assert_eq!(page.records.iter().map(|r| r.id).collect::<Vec<_>>(), want);
+    a.shutdown();
+    drop(a);
+    let a = Audit::open(o).unwrap();
+    assert_eq!(a.record_blocking(entry(120, &a)).unwrap().id, 120);
+    a.shutdown();
+    drop(a);
+    let report = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap();
+    assert_eq!(report.records, 121);
+}
+
+/// Segments made ahead (zeros, synced) are written over: a made-ahead
+/// segment keeps its size while it fills, is cut to its last record when
+/// the next one begins, and after a restart the writer goes on over its
+/// zeros. A write a crash tore in those zeros is cut off at the next start,
+/// with the zeros after it, and the log goes on and verifies.
+#[test]
+fn segments_made_ahead_are_written_over_and_survive_a_torn_write() {
+    const SIZE: u64 = 4096;
+    let d = tempfile::tempdir().unwrap();
+    let mut o = opts(d.path());
+    o.segment_max = SIZE;
+    let next = d.path().join("audit/segments/next.tmp");
+    let a = Audit::open(o.clone()).unwrap();
+    let mut made_ahead = 0;
+    let mut id = 0;
+    while made_ahead < 3 {
+        assert!(id < 2000, "no segment was made ahead in {id} records");
+        assert_eq!(a.record_blocking(entry(id, &a)).unwrap().id, id);
+        id += 1;
+        if next.exists() {
+            // Time for the making to finish before the roll: a segment
+            // not ready then is used at the roll after.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (path, end) = last_segment(d.path());
+        if let End::ZeroTail { valid_len } = end {
+            assert!(valid_len > 0 && valid_len < SIZE, "{valid_len}");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), SIZE);
+            made_ahead += 1;
+        }
+    }
+    // Closed segments end at their last record.
+    let segs = segment::list(&d.path().join("audit/segments")).unwrap();
+    for s in &segs[..segs.len() - 1] {
+        assert_eq!(
+            segment::scan(&s.path, |_, _| Ok::<_, ()>(())).unwrap(),
+            End::Clean,
+            "{}",
+            s.path.display()
+        );
+    }
+    // Stop while the open segment has zeros left, and go on over them.
+    while !matches!(last_segment(d.path()).1, End::ZeroTail { valid_len } if valid_len < SIZE - 600)
+    {
+        assert!(id < 4000);
+        a.record_blocking(entry(id, &a)).unwrap();
+        id += 1;
+    }
+    a.shutdown();
+    drop(a);
+    let (path, End::ZeroTail { valid_len: before }) = last_segment(d.path()) else {
+        unreachable!()
+    };
+    let a = Audit::open(o.clone()).unwrap();
+    assert_eq!(a.record_blocking(entry(id, &a)).unwrap().id, id);
+    id += 1;
+    a.shutdown();
+    drop(a);
+    let (after_path, end) = last_segment(d.path());
+    assert_eq!(after_path, path, "the record went into the same segment");
+    let End::ZeroTail { valid_len: grown } = end else {
+        panic!("{end:?}")
+    };
+    assert!(grown > before);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        SIZE,
+        "written over"
+    );
+
+    // A crash tore the next batch: a header and part of its record in the
+    // zeros, the file's size unchanged.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[200, 1, 0, 0, 9, 9, 9, 9, 1, 2, 3], grown)
+        .unwrap();
+    drop(f);
+    let rep = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap();
+    assert_eq!(rep.records, id);
+    assert!(rep.torn_tail.is_some());
+    let a = Audit::open(o).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), grown, "cut back");
+    assert_eq!(a.record_blocking(entry(id, &a)).unwrap().id, id);
+    for i in [0, id / 2, id - 1, id] {
+        assert_eq!(a.view().record(i).unwrap().id, i);
+    }
+    a.shutdown();
+    drop(a);
+    let rep = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap();
+    assert_eq!((rep.records, rep.torn_tail), (id + 1, None));
+}

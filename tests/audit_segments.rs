@@ -155,4 +155,14 @@ fn segments_made_ahead_are_written_over_and_survive_a_torn_write() {
     drop(a);
     let rep = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap();
     assert_eq!((rep.records, rep.torn_tail), (id + 1, None));
+
+    // Zeros after the frames of a closed segment are no made-ahead end.
+    let first = &segment::list(&d.path().join("audit/segments")).unwrap()[0].path;
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(first)
+        .unwrap();
+    f.set_len(f.metadata().unwrap().len() + 100).unwrap();
+    let err = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap_err();
+    assert!(err.0.contains("ends in zeros"), "{err}");
 }

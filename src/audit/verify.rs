@@ -87,6 +87,26 @@ pub fn verify_keys(
     check_log(audit_dir, &ring, progress)
 }
 
+/// How a segment's frames end: only the last segment may end in a torn
+/// write (its bytes are returned, for the report) or in the unused zeros of
+/// a segment made ahead; a closed segment ends at its last frame.
+fn check_end(end: &End, path: &Path, last: bool, records: u64) -> Result<Option<u64>, Failure> {
+    let what = match end {
+        End::Clean => return Ok(None),
+        End::ZeroTail { .. } if last => return Ok(None),
+        End::TornTail { valid_len } if last => {
+            let len = std::fs::metadata(path).map_or(*valid_len, |m| m.len());
+            return Ok(Some(len - valid_len));
+        }
+        End::ZeroTail { valid_len } => format!("zeros after byte {valid_len}"),
+        End::TornTail { .. } => "a broken frame".to_string(),
+    };
+    Err(Failure(format!(
+        "record {records}: {} ends in {what} but is not the last segment",
+        path.display()
+    )))
+}
+
 /// Checks the log in `audit_dir` against the checkpoints signed by `keys`.
 fn check_log(
     audit_dir: &Path,
@@ -167,29 +187,8 @@ fn check_log(
             ScanError::Damage(d) => fail(format!("record {}: {d}", seg.first_id + d.position)),
             ScanError::Visit(s) => fail(s),
         })?;
-        // The open segment's unused zeros (made ahead) are no damage; a
-        // closed segment ends at its last frame.
-        if let End::ZeroTail { valid_len } = end
-            && si + 1 < segs.len()
-        {
-            return Err(fail(format!(
-                "record {}: {} ends in zeros after byte {valid_len} but is not the last segment",
-                frontier.size(),
-                seg.path.display()
-            )));
-        }
-        if let End::TornTail { valid_len } = end {
-            if si + 1 < segs.len() {
-                return Err(fail(format!(
-                    "record {}: {} ends in a broken frame but is not the last segment",
-                    frontier.size(),
-                    seg.path.display()
-                )));
-            }
-            let len = std::fs::metadata(&seg.path)
-                .map(|m| m.len())
-                .unwrap_or(valid_len);
-            torn_tail = Some(len - valid_len);
+        if let Some(torn) = check_end(&end, &seg.path, si + 1 == segs.len(), frontier.size())? {
+            torn_tail = Some(torn);
         }
     }
     if let Some(cp) = cps.get(next_cp) {

@@ -16,10 +16,12 @@ pub const INDEX_BATCH: usize = 10_000;
 pub const MAX_UNINDEXED_SCAN: u64 = 1_000_000;
 /// Entries that may wait for the writer; callers wait (backpressure) beyond.
 pub const QUEUE: usize = 8192;
-/// The writer syncs no more often than this: entries that arrive within
-/// it share the next sync. At full load that makes batches of about 16
-/// instead of 4 to 7, and leaves the CPU of the syncs saved to the
-/// exchanges (bench/README.md); an entry waits at most this long more.
+/// After a batch of several records, the writer waits up to this long
+/// from the start of that batch for more entries to share the next sync.
+/// At full load that makes
+/// batches of about 16 instead of 4 to 7 and leaves the CPU of the syncs
+/// saved to the exchanges (bench/README.md); a caller that writes one
+/// record at a time never waits for it.
 pub const SYNC_INTERVAL: Duration = Duration::from_micros(500);
 /// Most records a query page returns.
 pub const MAX_PAGE: usize = 1000;

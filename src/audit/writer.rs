@@ -4,8 +4,9 @@
 //! file the log grows by. Durability before delivery costs an `fdatasync` per
 //! write; the writer pays it once per batch by taking every entry waiting at
 //! that moment (group commit), off the async threads, and no more often
-//! than [`Options::sync_interval`]: each sync costs CPU, and at full load
-//! larger batches leave that CPU to the exchanges. After the sync it
+//! than [`Options::sync_interval`] once batches hold several entries: each
+//! sync costs CPU, and at full load larger batches leave that CPU to the
+//! exchanges. After the sync it
 //! extends the Merkle frontier, the offsets and node caches and the
 //! indexes, and only then answers the callers and moves the published head.
 //! When a disk fills, the segment is cut back to its last whole batch and the
@@ -132,40 +133,72 @@ pub(super) fn push_node(nodes: &mut Vec<Vec<u8>>, level: u32, hash: &[u8]) {
     nodes[level as usize].extend_from_slice(hash);
 }
 
+/// What one turn of the writer takes from its queue.
+#[derive(Default)]
+struct Turn {
+    appends: Vec<(Box<Entry>, Reply)>,
+    checkpoint_waiters: Vec<tokio::sync::oneshot::Sender<Result<Checkpoint, AuditError>>>,
+    rotations: Vec<tokio::sync::oneshot::Sender<Result<super::rotation::Rotated, AuditError>>>,
+    shutdown: bool,
+    tick: bool,
+}
+
+impl Turn {
+    fn take(&mut self, c: Cmd) {
+        match c {
+            Cmd::Append(e, tx) => self.appends.push((e, tx)),
+            Cmd::Checkpoint(tx) => self.checkpoint_waiters.push(tx),
+            Cmd::Tick => self.tick = true,
+            Cmd::Shutdown => self.shutdown = true,
+            Cmd::Rotate(tx) => self.rotations.push(tx),
+        }
+    }
+
+    /// Takes what waits in the queue, up to a full batch.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Cmd>) {
+        while self.appends.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => self.take(c),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
 impl Writer {
     /// Serves commands until shutdown or until every `Audit` handle is gone.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
         let mut last_batch = Instant::now();
+        let mut last_size = 0;
         while let Some(first) = rx.blocking_recv() {
-            // Within the interval of the last batch the entries that come
-            // meanwhile join this one: one sync for all of them.
-            if let Some(rest) = self.opts.sync_interval.checked_sub(last_batch.elapsed())
+            let mut turn = Turn::default();
+            turn.take(first);
+            turn.drain(&mut rx);
+            // A caller that writes one record at a time gains nothing from
+            // a wait: only after a batch of several does the writer wait
+            // for more.
+            if last_size > 1
+                && !turn.appends.is_empty()
+                && !turn.shutdown
+                && let Some(rest) = self.opts.sync_interval.checked_sub(last_batch.elapsed())
                 && !rest.is_zero()
-                && matches!(first, Cmd::Append(..))
             {
                 std::thread::sleep(rest);
+                turn.drain(&mut rx);
             }
-            if matches!(first, Cmd::Append(..)) {
-                last_batch = Instant::now();
-            }
-            let mut appends = Vec::new();
-            let mut checkpoint_waiters = Vec::new();
-            let mut rotations = Vec::new();
-            let mut next = Some(first);
-            let mut shutdown = false;
-            while let Some(c) = next.take() {
-                match c {
-                    Cmd::Append(e, tx) => appends.push((e, tx)),
-                    Cmd::Checkpoint(tx) => checkpoint_waiters.push(tx),
-                    Cmd::Tick => self.catch_up(),
-                    Cmd::Shutdown => shutdown = true,
-                    Cmd::Rotate(tx) => rotations.push(tx),
-                }
-                if appends.len() < MAX_BATCH {
-                    next = rx.try_recv().ok();
-                }
+            let Turn {
+                appends,
+                checkpoint_waiters,
+                rotations,
+                shutdown,
+                tick,
+            } = turn;
+            if tick {
+                self.catch_up();
             }
             if !appends.is_empty() {
+                last_batch = Instant::now();
+                last_size = appends.len();
                 self.append(appends);
             }
             let due = self.frontier.size() > self.last_cp_size

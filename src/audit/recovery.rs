@@ -66,7 +66,8 @@ impl Writer {
         // The last segment may end in a torn write: cut it back. Earlier
         // segments were synced whole before the next one began.
         let last = segs.last().cloned().ok_or(ReadError::NoSegment)?;
-        let tail = recover_tail(&opts, &last)?;
+        let (signer, history) = super::rekey::open_keys(&opts)?;
+        let tail = recover_tail(&opts, &last, signed_size(&opts, &signer)?)?;
         let size = last.first_id + tail.count;
         let file_len = fs::metadata(&last.path).map_err(AuditError::read)?.len();
         // Zeros after the frames: a segment made ahead, written over from
@@ -103,7 +104,6 @@ impl Writer {
         if cached > 0 {
             frontier = frontier_from_cache(&view, cached)?;
         }
-        let (signer, history) = super::rekey::open_keys(&opts)?;
         let checkpoints = OpenOptions::new()
             .append(true)
             .create(true)
@@ -226,7 +226,7 @@ fn segments(opts: &Options) -> Result<Vec<Segment>, AuditError> {
 
 /// Scans the open segment, checks every record, and cuts a torn tail back to
 /// the last whole record.
-fn recover_tail(opts: &Options, last: &Segment) -> Result<Tail, AuditError> {
+fn recover_tail(opts: &Options, last: &Segment, signed: u64) -> Result<Tail, AuditError> {
     let mut tail = Tail {
         count: 0,
         last_time: 0,
@@ -261,12 +261,44 @@ fn recover_tail(opts: &Options, last: &Segment) -> Result<Tail, AuditError> {
         // A torn write is cut off with the zeros after it: the next batch
         // could otherwise leave part of it behind its own frames.
         End::TornTail { valid_len } => {
+            // The writer caches a record's leaf only after its write was
+            // synced: a broken frame whose leaf is cached was written whole
+            // and answered, and what broke it is damage, not a crash.
+            let id = last.first_id + tail.count;
+            if let Some(f) = &leaf_cache
+                && f.metadata().is_ok_and(|m| m.len() >= (id + 1) * 32)
+            {
+                return Err(LogDamage::Frame(segment::Damage {
+                    path: last.path.display().to_string(),
+                    offset: valid_len,
+                    position: tail.count,
+                    reason: "a broken frame of a record that was written whole (its leaf is cached)",
+                })
+                .into());
+            }
+            // Nor is a record a signed checkpoint covers torn: stop before
+            // cutting, so the bytes stay for whoever looks into it.
+            if signed > id {
+                return Err(LogDamage::Lost { signed, size: id }.into());
+            }
             warn!(segment = %last.path.display(), valid_len, "cutting a torn tail back to the last whole record");
             cut_back(&last.path, valid_len).map_err(AuditError::write)?;
         }
         End::ZeroTail { valid_len } => tail.zeros_from = Some(valid_len),
     }
     Ok(tail)
+}
+
+/// The size of the latest checkpoint the log's current key signed (0 when
+/// none): records up to there were durable when it was signed.
+fn signed_size(opts: &Options, signer: &super::checkpoint::Signer) -> Result<u64, AuditError> {
+    let verifier = Verifier::parse(&signer.vkey()).map_err(AuditError::read)?;
+    let notes = checkpoint::read_all(&opts.checkpoints()).map_err(AuditError::read)?;
+    Ok(notes
+        .iter()
+        .rev()
+        .find_map(|n| verifier.verify(n).ok())
+        .map_or(0, |cp| cp.size))
 }
 
 /// Cuts a file back to `len` bytes, durably.

@@ -223,6 +223,10 @@ fn every_state_a_roll_can_leave_reopens() {
         }
         let kept = reopens_with(d.path(), 30);
         assert_eq!(kept, 30, "{what}");
+        assert!(
+            !next(d.path()).exists(),
+            "{what}: an unused next.tmp is removed"
+        );
         // The log goes on over a made-ahead segment's zeros, or appends.
         let last = segment::list(&d.path().join("audit/segments"))
             .unwrap()

@@ -212,6 +212,16 @@ fn segments(opts: &Options) -> Result<Vec<Segment>, AuditError> {
     let seg_dir = opts.segments();
     fs::create_dir_all(&seg_dir).map_err(AuditError::write)?;
     fs::create_dir_all(opts.dir.join("cache")).map_err(AuditError::write)?;
+    // A segment made ahead that a crash left unused: never part of the
+    // log, and it holds a segment's worth of disk until the next making.
+    // (No making is under way: a writer stops its making before it lets go
+    // of the log's lock.)
+    match fs::remove_file(seg_dir.join(super::ahead::NEXT)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            warn!(error = %e, "could not remove an unused segment made ahead");
+        }
+        _ => {}
+    }
     let mut segs = segment::list(&seg_dir).map_err(AuditError::read)?;
     if segs.is_empty() {
         let path = seg_dir.join(segment::file_name(0));

@@ -207,7 +207,9 @@ impl Writer {
         Ok(cp)
     }
 
-    fn roll_segment(&mut self) -> Result<(), AuditError> {
+    /// Closes the open segment and begins the next, named by `first`: the
+    /// id of the first record written to it.
+    fn roll_segment(&mut self, first: u64) -> Result<(), AuditError> {
         // A closed segment ends at its last frame: only the open one may
         // end in zeros.
         if self.seg_zeroed > self.seg_len {
@@ -216,7 +218,6 @@ impl Writer {
                 .and_then(|_| self.seg.sync_all())
                 .map_err(AuditError::write)?;
         }
-        let first = self.frontier.size();
         let dir = self.opts.segments();
         let path = dir.join(segment::file_name(first));
         if let Some(made) = self.ahead.take_ready() {
@@ -338,7 +339,8 @@ impl Writer {
                 to += segment::HEADER + records[i].2;
                 i += 1;
             }
-            let mut off = match self.write_durably(&buf[from..to]) {
+            let first_id = self.frontier.size() + first as u64;
+            let mut off = match self.write_durably(&buf[from..to], first_id) {
                 Ok(at) => at,
                 Err(e) => return (offsets, Some(e)),
             };
@@ -351,12 +353,13 @@ impl Writer {
         (offsets, None)
     }
 
-    /// One write and one `fdatasync`; returns where the bytes begin in the
-    /// open segment. On failure the segment is cut back to where it was, so
-    /// a later batch (after space is freed) continues a whole log.
-    fn write_durably(&mut self, buf: &[u8]) -> Result<u64, AuditError> {
+    /// One write and one `fdatasync` of frames whose first record is
+    /// `first_id`; returns where the bytes begin in the open segment. On
+    /// failure the segment is cut back to where it was, so a later batch
+    /// (after space is freed) continues a whole log.
+    fn write_durably(&mut self, buf: &[u8], first_id: u64) -> Result<u64, AuditError> {
         if self.seg_len > 0 && self.seg_len + buf.len() as u64 > self.opts.segment_max {
-            self.roll_segment()?;
+            self.roll_segment(first_id)?;
         }
         let started = Instant::now();
         let r = self

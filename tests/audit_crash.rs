@@ -270,3 +270,39 @@ fn a_torn_first_write_of_a_renamed_segment_reopens() {
     f.read_exact_at(&mut h, 0).unwrap();
     assert_ne!(h, [0u8; 8], "the next record was written at the start");
 }
+
+/// A closed segment whose last record is broken, in a log whose caches are
+/// rebuilt and whose newest records no checkpoint covers yet (as after a
+/// crash before the first): the scan reads the broken frame as a torn
+/// write, but only the last segment can hold one. Replaying on past it
+/// would give every later record another id; the start is refused.
+#[test]
+fn a_broken_end_of_a_closed_segment_is_damage_when_the_caches_are_rebuilt() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = opts(d.path());
+    o.segment_max = 4096;
+    let a = Audit::open(o.clone()).unwrap();
+    for i in 0..60 {
+        a.record_blocking(entry(i, &a)).unwrap();
+    }
+    a.shutdown();
+    drop(a);
+    let segs = segment::list(&d.path().join("audit/segments")).unwrap();
+    assert!(segs.len() > 2);
+    let closed = &segs[0].path;
+    let mut bytes = std::fs::read(closed).unwrap();
+    let (off, _) = *frames(closed).last().unwrap();
+    bytes[off + segment::HEADER + 3] ^= 0x40;
+    std::fs::write(closed, &bytes).unwrap();
+    std::fs::remove_dir_all(d.path().join("audit/cache")).unwrap();
+    std::fs::remove_file(d.path().join("audit/checkpoints")).unwrap();
+    let opened = Audit::open(o);
+    assert!(
+        matches!(opened, Err(AuditError::Damaged(_))),
+        "{:?}",
+        opened.map(|a| a.view().head().size)
+    );
+    assert_eq!(std::fs::read(closed).unwrap(), bytes, "nothing was cut");
+    let err = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap_err();
+    assert!(err.0.contains("not the last segment"), "{err}");
+}

@@ -161,7 +161,7 @@ impl Writer {
             let mut offsets = Vec::new();
             let mut nodes: Vec<Vec<u8>> = Vec::new();
             let frontier = &mut self.frontier;
-            segment::scan(&s.path, |off, bytes| {
+            let end = segment::scan(&s.path, |off, bytes| {
                 if id >= from && id < to {
                     offsets.extend_from_slice(&off.to_le_bytes());
                     frontier.push(merkle::leaf_hash(bytes), |level, _, h| {
@@ -176,6 +176,19 @@ impl Writer {
                 ScanError::Damage(d) => AuditError::read(d),
                 ScanError::Visit(never) => match never {},
             })?;
+            // A closed segment was synced whole and cut to its last frame
+            // before the next began: a broken frame or zeros at its end (a
+            // torn write can only be in the last) or a count that does not
+            // reach the next segment's first id is damage, and replaying
+            // past it would give the records after it other ids.
+            if next_first != u64::MAX && (end != End::Clean || id != next_first) {
+                return Err(LogDamage::Gap {
+                    path: s.path.display().to_string(),
+                    ends: id,
+                    next: next_first,
+                }
+                .into());
+            }
             self.write_caches(&offsets, &nodes)?;
         }
         Ok(())

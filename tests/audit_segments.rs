@@ -274,3 +274,41 @@ fn a_backup_of_a_log_that_ends_in_zeros_restores_and_verifies() {
     let report = verify::verify(&restored.join("audit"), &verifier(&restored), |_| {}).unwrap();
     assert_eq!(report.records, 62);
 }
+
+/// An operator removes `segments/next.tmp` (a `*.tmp` file of 64 MiB) while
+/// the gateway runs: the roll that would have used it begins the next
+/// segment by appends, and no record fails.
+#[test]
+fn a_segment_made_ahead_removed_by_hand_fails_no_record() {
+    const SIZE: u64 = 4096;
+    let d = tempfile::tempdir().unwrap();
+    let mut o = opts(d.path());
+    o.segment_max = SIZE;
+    let next = d.path().join("audit/segments/next.tmp");
+    let a = Audit::open(o).unwrap();
+    let mut id = 0;
+    let mut removed = 0;
+    while removed < 3 {
+        assert!(id < 3000, "only {removed} removed in {id} records");
+        assert_eq!(a.record_blocking(entry(id, &a)).unwrap().id, id);
+        id += 1;
+        if std::fs::remove_file(&next).is_ok() {
+            removed += 1;
+        }
+    }
+    let segs = segment::list(&d.path().join("audit/segments"))
+        .unwrap()
+        .len();
+    while segment::list(&d.path().join("audit/segments"))
+        .unwrap()
+        .len()
+        < segs + 3
+    {
+        assert_eq!(a.record_blocking(entry(id, &a)).unwrap().id, id);
+        id += 1;
+    }
+    a.shutdown();
+    drop(a);
+    let report = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap();
+    assert_eq!(report.records, id);
+}

@@ -220,8 +220,13 @@ impl Writer {
         }
         let dir = self.opts.segments();
         let path = dir.join(segment::file_name(first));
-        if let Some(made) = self.ahead.take_ready() {
-            std::fs::rename(made, &path).map_err(AuditError::write)?;
+        if let Some(made) = self.ahead.take_ready()
+            && let Err(e) = std::fs::rename(&made, &path)
+        {
+            // Gone (an operator cleaning up `*.tmp` files): the new
+            // segment grows by appends instead; no record waits on it.
+            warn!(error = %e, "the segment made ahead could not be used");
+            let _ = std::fs::remove_file(made);
         }
         let f = OpenOptions::new()
             .write(true)

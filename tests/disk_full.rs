@@ -278,3 +278,72 @@ fn the_index_reopens_after_a_full_disk() {
     assert_eq!(ids, (0..end).rev().collect::<Vec<_>>());
     ix.flush().unwrap();
 }
+
+/// The log alone on a disk that fills while its open segment was made
+/// ahead: records go on over the segment's own zeros (they are the log's
+/// room, taken while the disk had four more segments of it), nothing is
+/// made ahead on the full disk, the first write that needs new room fails
+/// whole, and once space is freed the log goes on and verifies.
+#[test]
+fn a_log_made_ahead_fills_its_zeros_then_fails_whole_on_a_full_disk() {
+    use ketenpoort::audit::segment::{self, End};
+    use ketenpoort::audit::{Audit, Decision, Entry, verify};
+
+    if !is_root() {
+        eprintln!("skipped: mounting a size-limited tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_mount) = small_tmpfs(dir.path()) else {
+        eprintln!("skipped: this machine does not allow mounting a tmpfs");
+        return;
+    };
+    const SIZE: u64 = 256 << 10;
+    let mut o = ketenpoort::audit::Options::new(dir.path(), "test");
+    o.segment_max = SIZE;
+    let a = Audit::open(o).unwrap();
+    let entry = || {
+        let mut e = Entry::exchange("proef", "gemeente", "dtv", "casusoverleg", "dtv/dossier");
+        e.decision = Decision::Disclosed;
+        e
+    };
+    let segs = dir.path().join("audit/segments");
+    let next = segs.join("next.tmp");
+    let last_end = || {
+        let last = segment::list(&segs).unwrap().pop().unwrap();
+        segment::scan(&last.path, |_, _| Ok::<_, ()>(())).unwrap()
+    };
+    let mut written = 0u64;
+    // Until the open segment is one made ahead, with most of it left.
+    while !matches!(last_end(), End::ZeroTail { valid_len } if valid_len < SIZE / 4) {
+        assert!(written < 20_000, "no segment was made ahead");
+        a.record_blocking(entry()).unwrap();
+        written += 1;
+        while next.exists() && std::fs::metadata(&next).unwrap().len() < SIZE {
+            std::thread::yield_now();
+        }
+    }
+    let ballast = fill(dir.path());
+    let before = written;
+    let failed = loop {
+        match a.record_blocking(entry()) {
+            Ok(r) => assert_eq!(r.id, written),
+            Err(e) => break e,
+        }
+        written += 1;
+        assert!(!next.exists(), "a segment made ahead on a full disk");
+        assert!(
+            written < before + 20_000,
+            "a full disk never failed a write"
+        );
+    };
+    assert!(written > before, "no record went over the zeros: {failed}");
+    std::fs::remove_file(ballast).unwrap();
+    assert_eq!(a.record_blocking(entry()).unwrap().id, written);
+    a.shutdown();
+    drop(a);
+    let vkey = std::fs::read_to_string(dir.path().join("audit/checkpoint.vkey")).unwrap();
+    let v = ketenpoort::audit::checkpoint::Verifier::parse(&vkey).unwrap();
+    let rep = verify::verify(&dir.path().join("audit"), &v, |_| {}).unwrap();
+    assert_eq!(rep.records, written + 1);
+}

@@ -16,6 +16,8 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 /// The file a segment is made ahead in, beside the segments. Its name does
@@ -29,6 +31,10 @@ const ROOM_AFTER: u64 = 4;
 #[derive(Default)]
 pub(super) struct Ahead {
     making: Option<JoinHandle<std::io::Result<PathBuf>>>,
+    /// Set when the writer stops: the making ends (and removes its file)
+    /// before the writer is gone, so that no making outlives it and writes
+    /// zeros into a file the next writer of this log renamed in.
+    stop: Arc<AtomicBool>,
 }
 
 impl Ahead {
@@ -38,11 +44,12 @@ impl Ahead {
         if self.making.is_some() {
             return;
         }
+        let stop = self.stop.clone();
         let made = std::thread::Builder::new()
             .name("audit-ahead".into())
             .spawn(move || {
                 super::index::run_in_background();
-                make(dir, size)
+                make(dir, size, &stop)
             });
         // Without a thread, segments grow by appends as before.
         self.making = made.ok();
@@ -59,7 +66,21 @@ impl Ahead {
     }
 }
 
-fn make(dir: PathBuf, size: u64) -> std::io::Result<PathBuf> {
+impl Drop for Ahead {
+    /// Stops a making under way and waits for it: at most one piece of
+    /// zeros is still written.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.making.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Zeros written at a time, between looks at the stop flag.
+const PIECE: usize = 1 << 20;
+
+fn make(dir: PathBuf, size: u64, stop: &AtomicBool) -> std::io::Result<PathBuf> {
     let path = dir.join(NEXT);
     // Left by a crash while it was made: never renamed in, so never part
     // of the log.
@@ -73,9 +94,12 @@ fn make(dir: PathBuf, size: u64) -> std::io::Result<PathBuf> {
     }
     let made = (|| {
         let mut f = File::create(&path)?;
-        let zeros = vec![0u8; size.min(1 << 20) as usize];
+        let zeros = vec![0u8; size.min(PIECE as u64) as usize];
         let mut left = size;
         while left > 0 {
+            if stop.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("the writer stopped"));
+            }
             let n = left.min(zeros.len() as u64) as usize;
             f.write_all(&zeros[..n])?;
             left -= n as u64;
@@ -99,7 +123,7 @@ mod tests {
     #[test]
     fn a_segment_is_made_ahead_only_with_room_to_spare() {
         let d = tempfile::tempdir().unwrap();
-        let made = make(d.path().to_path_buf(), 10_000).unwrap();
+        let made = make(d.path().to_path_buf(), 10_000, &AtomicBool::new(false)).unwrap();
         assert_eq!(made, d.path().join(NEXT));
         let bytes = std::fs::read(&made).unwrap();
         assert_eq!(bytes.len(), 10_000);
@@ -107,7 +131,23 @@ mod tests {
         // A segment the disk could hold, but not four more after it.
         let st = rustix::fs::statvfs(d.path()).unwrap();
         let free = st.f_bavail * st.f_frsize;
-        assert!(make(d.path().to_path_buf(), free / 3).is_err());
+        assert!(make(d.path().to_path_buf(), free / 3, &AtomicBool::new(false)).is_err());
         assert!(!made.exists(), "nothing left behind");
+    }
+
+    /// A making under way when the writer stops ends with it: it must not
+    /// go on writing zeros into a file that the next writer of the log
+    /// (in the same process: a test, a restore) renames in and writes over.
+    #[test]
+    fn a_making_under_way_stops_with_the_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let mut ahead = Ahead::default();
+        ahead.begin(d.path().to_path_buf(), 256 << 20);
+        let next = d.path().join(NEXT);
+        while !next.exists() {
+            std::thread::yield_now();
+        }
+        drop(ahead);
+        assert!(!next.exists(), "the making went on after the writer");
     }
 }

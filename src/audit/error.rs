@@ -127,6 +127,19 @@ pub enum LogDamage {
     /// A frame in the middle of the open segment is damaged (not a torn tail).
     #[error(transparent)]
     Frame(#[from] segment::Damage),
+    /// A closed segment does not end cleanly where the next one begins:
+    /// a broken frame or zeros at its end, or records removed or inserted.
+    #[error(
+        "{path}: its whole records end at record {ends} but the next segment begins at {next}, or it ends in a broken frame or zeros"
+    )]
+    Gap {
+        /// The closed segment.
+        path: String,
+        /// The id after its last whole record.
+        ends: u64,
+        /// The first id of the next segment.
+        next: u64,
+    },
     /// A signed checkpoint covers more records than the log has.
     #[error(
         "a signed checkpoint covers {signed} records but the log has {size}: records were lost"

@@ -66,7 +66,8 @@ impl Writer {
         // The last segment may end in a torn write: cut it back. Earlier
         // segments were synced whole before the next one began.
         let last = segs.last().cloned().ok_or(ReadError::NoSegment)?;
-        let tail = recover_tail(&opts, &last)?;
+        let (signer, history) = super::rekey::open_keys(&opts)?;
+        let tail = recover_tail(&opts, &last, signed_size(&opts, &signer)?)?;
         let size = last.first_id + tail.count;
         let file_len = fs::metadata(&last.path).map_err(AuditError::read)?.len();
         // Zeros after the frames: a segment made ahead, written over from
@@ -103,7 +104,6 @@ impl Writer {
         if cached > 0 {
             frontier = frontier_from_cache(&view, cached)?;
         }
-        let (signer, history) = super::rekey::open_keys(&opts)?;
         let checkpoints = OpenOptions::new()
             .append(true)
             .create(true)
@@ -161,7 +161,7 @@ impl Writer {
             let mut offsets = Vec::new();
             let mut nodes: Vec<Vec<u8>> = Vec::new();
             let frontier = &mut self.frontier;
-            segment::scan(&s.path, |off, bytes| {
+            let end = segment::scan(&s.path, |off, bytes| {
                 if id >= from && id < to {
                     offsets.extend_from_slice(&off.to_le_bytes());
                     frontier.push(merkle::leaf_hash(bytes), |level, _, h| {
@@ -176,6 +176,19 @@ impl Writer {
                 ScanError::Damage(d) => AuditError::read(d),
                 ScanError::Visit(never) => match never {},
             })?;
+            // A closed segment was synced whole and cut to its last frame
+            // before the next began: a broken frame or zeros at its end (a
+            // torn write can only be in the last) or a count that does not
+            // reach the next segment's first id is damage, and replaying
+            // past it would give the records after it other ids.
+            if next_first != u64::MAX && (end != End::Clean || id != next_first) {
+                return Err(LogDamage::Gap {
+                    path: s.path.display().to_string(),
+                    ends: id,
+                    next: next_first,
+                }
+                .into());
+            }
             self.write_caches(&offsets, &nodes)?;
         }
         Ok(())
@@ -212,6 +225,16 @@ fn segments(opts: &Options) -> Result<Vec<Segment>, AuditError> {
     let seg_dir = opts.segments();
     fs::create_dir_all(&seg_dir).map_err(AuditError::write)?;
     fs::create_dir_all(opts.dir.join("cache")).map_err(AuditError::write)?;
+    // A segment made ahead that a crash left unused: never part of the
+    // log, and it holds a segment's worth of disk until the next making.
+    // (No making is under way: a writer stops its making before it lets go
+    // of the log's lock.)
+    match fs::remove_file(seg_dir.join(super::ahead::NEXT)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            warn!(error = %e, "could not remove an unused segment made ahead");
+        }
+        _ => {}
+    }
     let mut segs = segment::list(&seg_dir).map_err(AuditError::read)?;
     if segs.is_empty() {
         let path = seg_dir.join(segment::file_name(0));
@@ -226,7 +249,7 @@ fn segments(opts: &Options) -> Result<Vec<Segment>, AuditError> {
 
 /// Scans the open segment, checks every record, and cuts a torn tail back to
 /// the last whole record.
-fn recover_tail(opts: &Options, last: &Segment) -> Result<Tail, AuditError> {
+fn recover_tail(opts: &Options, last: &Segment, signed: u64) -> Result<Tail, AuditError> {
     let mut tail = Tail {
         count: 0,
         last_time: 0,
@@ -261,12 +284,44 @@ fn recover_tail(opts: &Options, last: &Segment) -> Result<Tail, AuditError> {
         // A torn write is cut off with the zeros after it: the next batch
         // could otherwise leave part of it behind its own frames.
         End::TornTail { valid_len } => {
+            // The writer caches a record's leaf only after its write was
+            // synced: a broken frame whose leaf is cached was written whole
+            // and answered, and what broke it is damage, not a crash.
+            let id = last.first_id + tail.count;
+            if let Some(f) = &leaf_cache
+                && f.metadata().is_ok_and(|m| m.len() >= (id + 1) * 32)
+            {
+                return Err(LogDamage::Frame(segment::Damage {
+                    path: last.path.display().to_string(),
+                    offset: valid_len,
+                    position: tail.count,
+                    reason: "a broken frame of a record that was written whole (its leaf is cached)",
+                })
+                .into());
+            }
+            // Nor is a record a signed checkpoint covers torn: stop before
+            // cutting, so the bytes stay for whoever looks into it.
+            if signed > id {
+                return Err(LogDamage::Lost { signed, size: id }.into());
+            }
             warn!(segment = %last.path.display(), valid_len, "cutting a torn tail back to the last whole record");
             cut_back(&last.path, valid_len).map_err(AuditError::write)?;
         }
         End::ZeroTail { valid_len } => tail.zeros_from = Some(valid_len),
     }
     Ok(tail)
+}
+
+/// The size of the latest checkpoint the log's current key signed (0 when
+/// none): records up to there were durable when it was signed.
+fn signed_size(opts: &Options, signer: &super::checkpoint::Signer) -> Result<u64, AuditError> {
+    let verifier = Verifier::parse(&signer.vkey()).map_err(AuditError::read)?;
+    let notes = checkpoint::read_all(&opts.checkpoints()).map_err(AuditError::read)?;
+    Ok(notes
+        .iter()
+        .rev()
+        .find_map(|n| verifier.verify(n).ok())
+        .map_or(0, |cp| cp.size))
 }
 
 /// Cuts a file back to `len` bytes, durably.

@@ -22,6 +22,13 @@ pub const SEGMENT_MAX: u64 = 64 << 20;
 pub const HEADER: usize = 8;
 /// Largest record accepted; anything larger is damage, not a record.
 pub const MAX_RECORD: usize = 1 << 20;
+/// The most bytes the writer puts in one write before it syncs (a larger
+/// batch is written and synced in parts; one record may exceed it by its
+/// header). Only the bytes of the one write not yet synced can be torn by a
+/// crash, and a power loss may keep any of its pages and lose the others:
+/// so after a broken frame, bytes within this reach are a torn write, and
+/// bytes beyond it are damage.
+pub const MAX_WRITE: u64 = 2 << 20;
 
 /// Appends one framed record to `out`.
 pub fn frame(record: &[u8], out: &mut Vec<u8>) {
@@ -126,38 +133,36 @@ pub fn scan<E>(
     let mut offset = 0u64;
     let mut position = 0u64;
     let mut buf = Vec::new();
-    let damage = |offset, position, reason| {
-        ScanError::Damage(Damage {
-            path: path.display().to_string(),
-            offset,
-            position,
-            reason,
-        })
-    };
     while offset < len {
         let rest = len - offset;
         if rest < HEADER as u64 {
             return Ok(End::TornTail { valid_len: offset });
         }
         let mut h = [0u8; HEADER];
-        r.read_exact(&mut h)?;
+        if let Err(e) = r.read_exact(&mut h) {
+            // The writer cut the open segment's zeros (at a roll) while
+            // this scan read it: its frames end here.
+            if r.get_ref().metadata()?.len() <= offset {
+                return Ok(End::Clean);
+            }
+            return Err(e.into());
+        }
         let n = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
         let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let after_header = offset + HEADER as u64;
         if n == 0 && crc == 0 {
             // Zeros to the end: a segment made ahead, or a file that grew
             // before its data landed. Read in pieces, not into memory: it
             // may be 64 MiB.
-            if all_zeros(&mut r)? {
-                return Ok(End::ZeroTail { valid_len: offset });
-            }
-            return Err(damage(offset, position, "impossible frame length"));
+            return match nonzero_end(&mut r, after_header)? {
+                None => Ok(End::ZeroTail { valid_len: offset }),
+                Some(end) => torn_or_damage(path, end, offset, position, "impossible frame length"),
+            };
         }
         if n == 0 || n > MAX_RECORD {
             // A header half written over zeros, by a write a crash cut off.
-            if all_zeros(&mut r)? {
-                return Ok(End::TornTail { valid_len: offset });
-            }
-            return Err(damage(offset, position, "impossible frame length"));
+            let end = nonzero_end(&mut r, after_header)?.unwrap_or(after_header);
+            return torn_or_damage(path, end, offset, position, "impossible frame length");
         }
         if (n as u64) > rest - HEADER as u64 {
             return Ok(End::TornTail { valid_len: offset });
@@ -165,13 +170,12 @@ pub fn scan<E>(
         buf.resize(n, 0);
         r.read_exact(&mut buf)?;
         if crc32fast::hash(&buf) != crc {
-            // The last frame, at the end of the file or before the zeros
-            // of a segment made ahead: a write a crash cut off. Anything
-            // after it means the damage is in the middle.
-            if all_zeros(&mut r)? {
-                return Ok(End::TornTail { valid_len: offset });
-            }
-            return Err(damage(offset, position, "checksum mismatch"));
+            // The last write, cut off by a crash: at the end of the file,
+            // before the zeros of a segment made ahead, or with some of its
+            // later pages on disk. Anything further means the damage is in
+            // the middle.
+            let end = nonzero_end(&mut r, after_header + n as u64)?.unwrap_or(0);
+            return torn_or_damage(path, end, offset, position, "checksum mismatch");
         }
         visit(offset, &buf).map_err(ScanError::Visit)?;
         offset += (HEADER + n) as u64;
@@ -180,17 +184,40 @@ pub fn scan<E>(
     Ok(End::Clean)
 }
 
-/// Whether everything left in `r` is zero bytes.
-fn all_zeros(r: &mut impl Read) -> std::io::Result<bool> {
+/// A frame broken at `offset`, with non-zero bytes up to `end`: the torn
+/// last write if they lie within one write's reach of it, damage if not.
+fn torn_or_damage<E>(
+    path: &Path,
+    end: u64,
+    offset: u64,
+    position: u64,
+    reason: &'static str,
+) -> Result<End, ScanError<E>> {
+    if end <= offset + MAX_WRITE {
+        return Ok(End::TornTail { valid_len: offset });
+    }
+    Err(ScanError::Damage(Damage {
+        path: path.display().to_string(),
+        offset,
+        position,
+        reason,
+    }))
+}
+
+/// Where the last non-zero byte left in `r` ends (`r` being at byte `at`
+/// of the file), or `None` when only zeros are left.
+fn nonzero_end(r: &mut impl Read, mut at: u64) -> std::io::Result<Option<u64>> {
     let mut buf = [0u8; 1 << 14];
+    let mut end = None;
     loop {
         let n = r.read(&mut buf)?;
         if n == 0 {
-            return Ok(true);
+            return Ok(end);
         }
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
+        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+            end = Some(at + i as u64 + 1);
         }
+        at += n as u64;
     }
 }
 
@@ -246,12 +273,18 @@ mod tests {
         write(&p, &[b"aaa", b"bbbb"], b"");
         assert_eq!(count(&p).unwrap(), (2, End::Clean));
         // A long zero tail (a segment made ahead; read in pieces), then
-        // zeros followed by anything else: damage.
-        let mut zeros = vec![0u8; 100 << 10];
+        // zeros followed by anything else: within one write's reach, pages
+        // of a torn write that landed after one that did not; beyond it,
+        // damage.
+        let far = MAX_WRITE as usize + (100 << 10);
+        let mut zeros = vec![0u8; far];
         write(&p, &[b"aaa", b"bbbb"], &zeros);
         assert_eq!(count(&p).unwrap(), (2, End::ZeroTail { valid_len: 23 }));
         write(&p, &[b"aaa", b"bbbb"], &[0u8; 40]);
         assert_eq!(count(&p).unwrap(), (2, End::ZeroTail { valid_len: 23 }));
+        zeros[MAX_WRITE as usize - 1] = 1;
+        write(&p, &[b"aaa", b"bbbb"], &zeros);
+        assert_eq!(count(&p).unwrap(), (2, End::TornTail { valid_len: 23 }));
         *zeros.last_mut().unwrap() = 1;
         write(&p, &[b"aaa", b"bbbb"], &zeros);
         assert!(matches!(count(&p), Err(ScanError::Damage(_))));
@@ -270,14 +303,21 @@ mod tests {
         }
         for tail in [&half_body[..], &half_header[..2], bad_crc] {
             let mut t = tail.to_vec();
-            t.resize(4096, 0);
+            t.resize(far, 0);
             write(&p, &[b"aaa", b"bbbb"], &t);
             assert_eq!(
                 count(&p).unwrap(),
                 (2, End::TornTail { valid_len: 23 }),
                 "{tail:?} before zeros"
             );
-            // The same followed by anything but zeros: damage.
+            t[8192] = 1;
+            write(&p, &[b"aaa", b"bbbb"], &t);
+            assert_eq!(
+                count(&p).unwrap(),
+                (2, End::TornTail { valid_len: 23 }),
+                "{tail:?} before a later page of its write"
+            );
+            // The same followed by anything beyond one write: damage.
             *t.last_mut().unwrap() = 1;
             write(&p, &[b"aaa", b"bbbb"], &t);
             assert!(
@@ -292,8 +332,10 @@ mod tests {
         bytes[last] ^= 1;
         std::fs::write(&p, &bytes).unwrap();
         assert_eq!(count(&p).unwrap(), (1, End::TornTail { valid_len: 11 }));
-        // A bad checksum in the middle: damage.
-        write(&p, &[b"aaa", b"bbbb", b"cc"], b"");
+        // A bad checksum with more than one write after it: damage in the
+        // middle. (Closer to the end the caches tell: see recovery.)
+        let big = vec![7u8; MAX_RECORD];
+        write(&p, &[b"aaa", &big, &big, &big], b"");
         let mut bytes = std::fs::read(&p).unwrap();
         bytes[9] ^= 1;
         std::fs::write(&p, &bytes).unwrap();
@@ -301,5 +343,28 @@ mod tests {
             count(&p),
             Err(ScanError::Damage(Damage { position: 0, .. }))
         ));
+    }
+
+    /// The writer cuts the open segment's zeros at a roll while a reader
+    /// (verify, export) scans it: the frames end where the file now ends.
+    #[test]
+    fn a_segment_cut_while_it_is_scanned_ends_cleanly() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.seg");
+        let records: Vec<Vec<u8>> = (0..200u8).map(|i| vec![i | 1; 1000]).collect();
+        let refs: Vec<&[u8]> = records.iter().map(|r| &r[..]).collect();
+        write(&p, &refs, &[0u8; 200 << 10]);
+        let frames_len = 200 * (1000 + HEADER as u64);
+        let mut n = 0;
+        let end = scan(&p, |_, _| {
+            if n == 0 {
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.set_len(frames_len).unwrap();
+            }
+            n += 1;
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert_eq!((n, end), (200, End::Clean));
     }
 }

@@ -240,7 +240,9 @@ impl Writer {
         Ok(cp)
     }
 
-    fn roll_segment(&mut self) -> Result<(), AuditError> {
+    /// Closes the open segment and begins the next, named by `first`: the
+    /// id of the first record written to it.
+    fn roll_segment(&mut self, first: u64) -> Result<(), AuditError> {
         // A closed segment ends at its last frame: only the open one may
         // end in zeros.
         if self.seg_zeroed > self.seg_len {
@@ -249,23 +251,25 @@ impl Writer {
                 .and_then(|_| self.seg.sync_all())
                 .map_err(AuditError::write)?;
         }
-        let first = self.frontier.size();
         let dir = self.opts.segments();
         let path = dir.join(segment::file_name(first));
-        let ahead = self.ahead.take_ready();
-        let zeroed = match &ahead {
-            Some(made) => {
-                std::fs::rename(made, &path).map_err(AuditError::write)?;
-                self.opts.segment_max
-            }
-            None => 0,
-        };
+        if let Some(made) = self.ahead.take_ready()
+            && let Err(e) = std::fs::rename(&made, &path)
+        {
+            // Gone (an operator cleaning up `*.tmp` files): the new
+            // segment grows by appends instead; no record waits on it.
+            warn!(error = %e, "the segment made ahead could not be used");
+            let _ = std::fs::remove_file(made);
+        }
         let f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
             .map_err(AuditError::write)?;
+        // Its zeros, as the file has them: a segment made ahead, none for
+        // a new one, or one renamed in by a roll that failed after it.
+        let zeroed = f.metadata().map_err(AuditError::write)?.len();
         f.sync_all().map_err(AuditError::write)?;
         sync_dir(&dir).map_err(AuditError::write)?;
         let read = File::open(&path).map_err(AuditError::read)?;
@@ -306,24 +310,27 @@ impl Writer {
         if records.is_empty() {
             return;
         }
-        if let Err(e) = self.write_durably(&buf) {
-            error!(error = %e, "audit write failed; the records of this batch were not written");
-            for tx in waiters {
+        let (offsets, failed) = self.write_parts(&buf, &records);
+        // The parts written before a failure are durable: they are records
+        // of the log like any other, answered as such.
+        let written = offsets.len() / 8;
+        let rest_waiters = waiters.split_off(written);
+        let rest = records.split_off(written);
+        if let Some(e) = failed {
+            error!(error = %e, records = rest.len(), "audit write failed; these records of the batch were not written");
+            for tx in rest_waiters {
                 let _ = tx.send(Err(e.clone()));
             }
+        }
+        if records.is_empty() {
             return;
         }
-
-        let mut offsets = Vec::with_capacity(records.len() * 8);
         let mut nodes: Vec<Vec<u8>> = Vec::new();
-        let mut off = self.seg_len - buf.len() as u64;
-        for (_, leaf, len) in &records {
-            offsets.extend_from_slice(&off.to_le_bytes());
-            off += (segment::HEADER + len) as u64;
+        for (_, leaf, _) in &records {
             self.frontier
                 .push(*leaf, |level, _, h| push_node(&mut nodes, level, h));
         }
-        self.last_time = time;
+        self.last_time = records.last().map_or(self.last_time, |r| r.0.time_micros);
         self.pending_offsets.extend_from_slice(&offsets);
         if self.pending_nodes.len() < nodes.len() {
             self.pending_nodes.resize(nodes.len(), Vec::new());
@@ -349,12 +356,48 @@ impl Writer {
         }
     }
 
-    /// One write and one `fdatasync` for the whole batch. On failure the
-    /// segment is cut back to where it was, so a later batch (after space is
-    /// freed) continues a whole log.
-    fn write_durably(&mut self, buf: &[u8]) -> Result<(), AuditError> {
+    /// Writes the frames in `buf` (of `records`, in order) in parts of at
+    /// most [`segment::MAX_WRITE`] bytes (or one record), each synced
+    /// before the next: a crash can tear only the part being written, and
+    /// a scan tells it from damage by that reach. Returns the offsets of
+    /// the records written, and the error that stopped the rest.
+    fn write_parts(
+        &mut self,
+        buf: &[u8],
+        records: &[(Record, merkle::Hash, usize)],
+    ) -> (Vec<u8>, Option<AuditError>) {
+        let mut offsets = Vec::with_capacity(records.len() * 8);
+        let (mut from, mut i) = (0usize, 0usize);
+        while i < records.len() {
+            let (first, mut to) = (i, from);
+            while i < records.len()
+                && (i == first
+                    || (to + segment::HEADER + records[i].2 - from) as u64 <= segment::MAX_WRITE)
+            {
+                to += segment::HEADER + records[i].2;
+                i += 1;
+            }
+            let first_id = self.frontier.size() + first as u64;
+            let mut off = match self.write_durably(&buf[from..to], first_id) {
+                Ok(at) => at,
+                Err(e) => return (offsets, Some(e)),
+            };
+            for (_, _, len) in &records[first..i] {
+                offsets.extend_from_slice(&off.to_le_bytes());
+                off += (segment::HEADER + len) as u64;
+            }
+            from = to;
+        }
+        (offsets, None)
+    }
+
+    /// One write and one `fdatasync` of frames whose first record is
+    /// `first_id`; returns where the bytes begin in the open segment. On
+    /// failure the segment is cut back to where it was, so a later batch
+    /// (after space is freed) continues a whole log.
+    fn write_durably(&mut self, buf: &[u8], first_id: u64) -> Result<u64, AuditError> {
         if self.seg_len > 0 && self.seg_len + buf.len() as u64 > self.opts.segment_max {
-            self.roll_segment()?;
+            self.roll_segment(first_id)?;
         }
         let started = Instant::now();
         let r = self
@@ -383,12 +426,13 @@ impl Writer {
             self.seg_zeroed = 0;
             return Err(AuditError::write(e));
         }
+        let at = self.seg_len;
         self.seg_len += buf.len() as u64;
         if self.seg_len >= self.opts.segment_max / 2 {
             self.ahead
                 .begin(self.opts.segments(), self.opts.segment_max);
         }
-        Ok(())
+        Ok(at)
     }
 
     /// Appends offsets and node bytes to the cache files, opening (and

@@ -15,7 +15,7 @@ use ketenpoort::audit::{Audit, AuditError, verify};
 
 #[path = "common/log.rs"]
 mod log;
-use log::{entry, frames, opts, verifier};
+use log::{entry, frames, sized, verifier};
 
 /// The size of a segment made ahead in these tests.
 const SIZE: u64 = 1 << 20;
@@ -23,8 +23,7 @@ const PAGE: usize = 4096;
 
 /// A log of `n` answered records in one segment, stopped.
 fn fill(dir: &Path, n: u64) -> PathBuf {
-    let mut o = opts(dir);
-    o.segment_max = SIZE;
+    let o = sized(dir, SIZE);
     let a = Audit::open(o).unwrap();
     for i in 0..n {
         assert_eq!(a.record_blocking(entry(i, &a)).unwrap().id, i);
@@ -54,8 +53,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Opens the log, checks that records `0..answered` read back and that the
 /// next record goes on after what it kept, stops it and verifies it.
 fn reopens_with(dir: &Path, answered: u64) -> u64 {
-    let mut o = opts(dir);
-    o.segment_max = SIZE;
+    let o = sized(dir, SIZE);
     let a = Audit::open(o).unwrap();
     let size = a.view().head().size;
     assert!(
@@ -121,8 +119,7 @@ fn a_power_loss_that_kept_later_pages_of_the_last_write_reopens() {
 
 /// Writes `n` more records after `from` into the log in `dir`; its segment.
 fn fill_more(dir: &Path, from: u64, n: u64) -> PathBuf {
-    let mut o = opts(dir);
-    o.segment_max = SIZE;
+    let o = sized(dir, SIZE);
     let a = Audit::open(o).unwrap();
     for i in from..from + n {
         assert_eq!(a.record_blocking(entry(i, &a)).unwrap().id, i);
@@ -146,8 +143,7 @@ fn a_broken_last_record_that_was_answered_is_damage_not_a_torn_write() {
     std::fs::write(&seg, &bytes).unwrap();
     let err = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap_err();
     assert!(err.0.contains("record 11"), "{err}");
-    let mut o = opts(d.path());
-    o.segment_max = SIZE;
+    let o = sized(d.path(), SIZE);
     assert!(matches!(
         Audit::open(o.clone()),
         Err(AuditError::Damaged(_))
@@ -237,8 +233,7 @@ fn every_state_a_roll_can_leave_reopens() {
             matches!(end, End::Clean | End::ZeroTail { .. }),
             "{what}: {end:?}"
         );
-        let mut o = opts(d.path());
-        o.segment_max = SIZE;
+        let o = sized(d.path(), SIZE);
         let a = Audit::open(o).unwrap();
         assert_eq!(a.record_blocking(entry(31, &a)).unwrap().id, 31, "{what}");
         a.shutdown();
@@ -279,8 +274,7 @@ fn a_torn_first_write_of_a_renamed_segment_reopens() {
 #[test]
 fn a_broken_end_of_a_closed_segment_is_damage_when_the_caches_are_rebuilt() {
     let d = tempfile::tempdir().unwrap();
-    let mut o = opts(d.path());
-    o.segment_max = 4096;
+    let o = sized(d.path(), 4096);
     let a = Audit::open(o.clone()).unwrap();
     for i in 0..60 {
         a.record_blocking(entry(i, &a)).unwrap();

@@ -12,7 +12,7 @@ use ketenpoort::audit::{Audit, verify};
 
 #[path = "common/log.rs"]
 mod log;
-use log::{entry, opts, verifier};
+use log::{entry, goes_on_and_verifies, sized, verifier};
 
 /// The last segment and how its scan ends.
 fn last_segment(dir: &Path) -> (PathBuf, End) {
@@ -32,8 +32,7 @@ fn last_segment(dir: &Path) -> (PathBuf, End) {
 #[test]
 fn a_log_over_many_segments_reads_queries_reopens_and_verifies() {
     let d = tempfile::tempdir().unwrap();
-    let mut o = opts(d.path());
-    o.segment_max = 4096;
+    let o = sized(d.path(), 4096);
     let a = Audit::open(o.clone()).unwrap();
     for i in 0..120 {
         assert_eq!(a.record_blocking(entry(i, &a)).unwrap().id, i);
@@ -58,12 +57,7 @@ fn a_log_over_many_segments_reads_queries_reopens_and_verifies() {
     assert_eq!(page.records.iter().map(|r| r.id).collect::<Vec<_>>(), want);
     a.shutdown();
     drop(a);
-    let a = Audit::open(o).unwrap();
-    assert_eq!(a.record_blocking(entry(120, &a)).unwrap().id, 120);
-    a.shutdown();
-    drop(a);
-    let report = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap();
-    assert_eq!(report.records, 121);
+    goes_on_and_verifies(o, 120);
 }
 
 /// Segments made ahead (zeros, synced) are written over: a made-ahead
@@ -75,8 +69,7 @@ fn a_log_over_many_segments_reads_queries_reopens_and_verifies() {
 fn segments_made_ahead_are_written_over_and_survive_a_torn_write() {
     const SIZE: u64 = 4096;
     let d = tempfile::tempdir().unwrap();
-    let mut o = opts(d.path());
-    o.segment_max = SIZE;
+    let o = sized(d.path(), SIZE);
     let next = d.path().join("audit/segments/next.tmp");
     let a = Audit::open(o.clone()).unwrap();
     let mut made_ahead = 0;
@@ -174,8 +167,7 @@ fn segments_made_ahead_are_written_over_and_survive_a_torn_write() {
 #[test]
 fn a_batch_larger_than_one_write_is_written_in_parts() {
     let d = tempfile::tempdir().unwrap();
-    let mut o = opts(d.path());
-    o.segment_max = 3 << 20;
+    let o = sized(d.path(), 3 << 20);
     let a = Audit::open(o.clone()).unwrap();
     let big = |i: u64| {
         let mut e = entry(i, &a);
@@ -206,12 +198,7 @@ fn a_batch_larger_than_one_write_is_written_in_parts() {
     }
     a.shutdown();
     drop(a);
-    let a = Audit::open(o).unwrap();
-    assert_eq!(a.record_blocking(entry(40, &a)).unwrap().id, 40);
-    a.shutdown();
-    drop(a);
-    let report = verify::verify(&d.path().join("audit"), &verifier(d.path()), |_| {}).unwrap();
-    assert_eq!(report.records, 41);
+    goes_on_and_verifies(o, 40);
 }
 
 /// A backup taken while the open segment ends in the zeros of a segment
@@ -222,8 +209,7 @@ fn a_backup_of_a_log_that_ends_in_zeros_restores_and_verifies() {
     const SIZE: u64 = 8192;
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let mut o = opts(&data);
-    o.segment_max = SIZE;
+    let o = sized(&data, SIZE);
     let a = Audit::open(o.clone()).unwrap();
     for i in 0..60 {
         a.record_blocking(entry(i, &a)).unwrap();
@@ -265,14 +251,7 @@ fn a_backup_of_a_log_that_ends_in_zeros_restores_and_verifies() {
     let (rpath, end) = last_segment(&restored);
     assert_eq!(end, End::Clean, "no zeros copied");
     assert!(std::fs::metadata(rpath).unwrap().len() < SIZE);
-    let mut ro = opts(&restored);
-    ro.segment_max = SIZE;
-    let r = Audit::open(ro).unwrap();
-    assert_eq!(r.record_blocking(entry(61, &r)).unwrap().id, 61);
-    r.shutdown();
-    drop(r);
-    let report = verify::verify(&restored.join("audit"), &verifier(&restored), |_| {}).unwrap();
-    assert_eq!(report.records, 62);
+    goes_on_and_verifies(sized(&restored, SIZE), 61);
 }
 
 /// An operator removes `segments/next.tmp` (a `*.tmp` file of 64 MiB) while
@@ -282,8 +261,7 @@ fn a_backup_of_a_log_that_ends_in_zeros_restores_and_verifies() {
 fn a_segment_made_ahead_removed_by_hand_fails_no_record() {
     const SIZE: u64 = 4096;
     let d = tempfile::tempdir().unwrap();
-    let mut o = opts(d.path());
-    o.segment_max = SIZE;
+    let o = sized(d.path(), SIZE);
     let next = d.path().join("audit/segments/next.tmp");
     let a = Audit::open(o).unwrap();
     let mut id = 0;

@@ -69,12 +69,11 @@ impl Writer {
         let (signer, history) = super::rekey::open_keys(&opts)?;
         let tail = recover_tail(&opts, &last, signed_size(&opts, &signer)?)?;
         let size = last.first_id + tail.count;
-        let file_len = fs::metadata(&last.path).map_err(AuditError::read)?.len();
         // Zeros after the frames: a segment made ahead, written over from
         // where its frames end.
-        let (seg_len, seg_zeroed) = match tail.zeros_from {
-            Some(valid_len) => (valid_len, file_len),
-            None => (file_len, 0),
+        let seg_len = match tail.zeros_from {
+            Some(valid_len) => valid_len,
+            None => fs::metadata(&last.path).map_err(AuditError::read)?.len(),
         };
 
         let mut seg_files = Vec::new();
@@ -118,7 +117,6 @@ impl Writer {
             view: view.clone(),
             seg,
             seg_len,
-            seg_zeroed,
             ahead: Default::default(),
             offsets: caches.offsets,
             levels: caches.levels,

@@ -45,12 +45,9 @@ pub(super) struct Writer {
     /// The open (last) segment, appended to.
     pub(super) seg: File,
     /// Length of the open segment's frames: where the next batch starts,
-    /// and where a failed write is cut back to.
+    /// and where a failed write is cut back to. The file may be longer: the
+    /// zeros of a segment made ahead, written over.
     pub(super) seg_len: u64,
-    /// Where the open segment's zeros end when it was made ahead (its file
-    /// length): batches up to there are written over zeros. 0 when the
-    /// segment grows by appends.
-    pub(super) seg_zeroed: u64,
     /// The next segment, being made ahead while this one fills.
     pub(super) ahead: Ahead,
     /// The offsets cache, appended to.
@@ -244,8 +241,9 @@ impl Writer {
     /// id of the first record written to it.
     fn roll_segment(&mut self, first: u64) -> Result<(), AuditError> {
         // A closed segment ends at its last frame: only the open one may
-        // end in zeros.
-        if self.seg_zeroed > self.seg_len {
+        // end in zeros (or in what a failed write's cut-back left).
+        let file_len = self.seg.metadata().map_err(AuditError::write)?.len();
+        if file_len > self.seg_len {
             self.seg
                 .set_len(self.seg_len)
                 .and_then(|_| self.seg.sync_all())
@@ -267,9 +265,6 @@ impl Writer {
             .truncate(false)
             .open(&path)
             .map_err(AuditError::write)?;
-        // Its zeros, as the file has them: a segment made ahead, none for
-        // a new one, or one renamed in by a roll that failed after it.
-        let zeroed = f.metadata().map_err(AuditError::write)?.len();
         f.sync_all().map_err(AuditError::write)?;
         sync_dir(&dir).map_err(AuditError::write)?;
         let read = File::open(&path).map_err(AuditError::read)?;
@@ -280,7 +275,6 @@ impl Writer {
             .push((first, Arc::new(read)));
         self.seg = f;
         self.seg_len = 0;
-        self.seg_zeroed = zeroed;
         Ok(())
     }
 
@@ -423,7 +417,6 @@ impl Writer {
             {
                 error!(error = %t, "could not cut the failed write back");
             }
-            self.seg_zeroed = 0;
             return Err(AuditError::write(e));
         }
         let at = self.seg_len;

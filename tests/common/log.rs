@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ketenpoort::audit::checkpoint::Verifier;
 use ketenpoort::audit::store::Options;
-use ketenpoort::audit::{Audit, Decision, Entry, segment};
+use ketenpoort::audit::{Audit, Decision, Entry, segment, verify};
 
 pub fn opts(dir: &Path) -> Options {
     let mut o = Options::new(dir, "test");
@@ -63,4 +63,24 @@ pub fn frames(path: &Path) -> Vec<(usize, usize)> {
     })
     .unwrap();
     v
+}
+
+/// Options for a log whose segments roll at `size` bytes.
+pub fn sized(dir: &Path, size: u64) -> Options {
+    let mut o = opts(dir);
+    o.segment_max = size;
+    o
+}
+
+/// Reopens the log of `o`, writes record `next` (which must get that id),
+/// stops it and verifies the whole: `next + 1` records, nothing torn.
+pub fn goes_on_and_verifies(o: Options, next: u64) {
+    let dir = o.dir.clone();
+    let a = Audit::open(o).unwrap();
+    assert_eq!(a.record_blocking(entry(next, &a)).unwrap().id, next);
+    a.shutdown();
+    drop(a);
+    let key = std::fs::read_to_string(dir.join("checkpoint.vkey")).unwrap();
+    let rep = verify::verify(&dir, &Verifier::parse(&key).unwrap(), |_| {}).unwrap();
+    assert_eq!((rep.records, rep.torn_tail), (next + 1, None));
 }

@@ -16,6 +16,7 @@ use std::time::Instant;
 use ketenpoort::audit::checkpoint::Verifier;
 use ketenpoort::audit::store::{Filter, Options};
 use ketenpoort::audit::{Audit, Decision, Entry, verify};
+use ketenpoort::text::Text;
 
 fn entry(i: u64, audit: &Audit) -> Entry {
     let mut e = Entry::exchange(
@@ -37,9 +38,9 @@ fn entry(i: u64, audit: &Audit) -> Entry {
         "nationaliteit",
         "terugkeer.status",
     ]
-    .map(String::from)
+    .map(Text::from)
     .to_vec();
-    e.withheld = ["medisch", "regievoerder"].map(String::from).to_vec();
+    e.withheld = ["medisch", "regievoerder"].map(Text::from).to_vec();
     e.payload_sha256 = Some([3; 32]);
     e.subject = Some(
         audit

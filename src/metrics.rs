@@ -18,6 +18,9 @@ pub struct Metrics {
     registry: Registry,
     /// Exchanges by outcome (`disclosed`, `refused`).
     pub exchanges: Family<Labels, Counter>,
+    /// The two series of `exchanges`, looked up once: counting one is then
+    /// an atomic add, not a label set built and hashed per exchange.
+    outcomes: [Counter; 2],
     /// Refusals by reason code.
     pub refusals: Family<Labels, Counter>,
     /// Audit records made durable.
@@ -263,9 +266,15 @@ impl Metrics {
             "The policy version running per pilot",
             policy_version.clone(),
         );
+        let outcomes = ["disclosed", "refused"].map(|o| {
+            exchanges
+                .get_or_create(&vec![("outcome".into(), o.into())])
+                .clone()
+        });
         Self {
             registry,
             exchanges,
+            outcomes,
             refusals,
             audit_records,
             audit_fsync_seconds,
@@ -363,10 +372,7 @@ impl Metrics {
 
     /// Counts one exchange outcome.
     pub fn exchange(&self, disclosed: bool, reason: &str) {
-        let outcome = if disclosed { "disclosed" } else { "refused" };
-        self.exchanges
-            .get_or_create(&vec![("outcome".into(), outcome.into())])
-            .inc();
+        self.outcomes[usize::from(!disclosed)].inc();
         if !disclosed {
             self.refusals
                 .get_or_create(&vec![("reason".into(), reason.into())])

@@ -171,7 +171,9 @@ fn a_batch_larger_than_one_write_is_written_in_parts() {
     let a = Audit::open(o.clone()).unwrap();
     let big = |i: u64| {
         let mut e = entry(i, &a);
-        e.disclosed = (0..3000).map(|k| format!("veld-{i}-{k:0>90}")).collect();
+        e.disclosed = (0..3000)
+            .map(|k| format!("veld-{i}-{k:0>90}").into())
+            .collect();
         e
     };
     let entries: Vec<_> = (0..40).map(big).collect();

@@ -376,8 +376,8 @@ fn decide_allows_minimises_and_refuses_with_reasons() {
     assert_eq!(d.rule_id.as_deref(), Some("casus"));
     assert!(d.policy_version.unwrap().starts_with("sha256:"));
     assert_eq!(d.legal_basis.as_deref(), Some("AVG art. 6(1)(e)"));
-    assert!(d.withheld.contains(&"medisch.bijzonderheden".to_string()));
-    assert!(d.withheld.contains(&"adres.straat".to_string()));
+    assert!(d.withheld.iter().any(|w| w == "medisch.bijzonderheden"));
+    assert!(d.withheld.iter().any(|w| w == "adres.straat"));
     // The request direction of this rule allows nothing.
     let d = s.decide(&q("dtv", "casusoverleg"), Direction::Request, &doc, &keys);
     assert_eq!(d.minimised.unwrap(), json!({}));
@@ -583,7 +583,7 @@ proptest! {
                 "{} named, but it is no declared path", d);
         }
         for d in &once.disclosed {
-            prop_assert!(ok.contains(d), "{} disclosed without a rule", d);
+            prop_assert!(ok.iter().any(|o| o == d), "{} disclosed without a rule", d);
         }
         let twice = minimise(&once.value, &tree, &key);
         prop_assert_eq!(&twice.value, &once.value);

@@ -146,9 +146,9 @@ pub struct Entry {
     /// Refusal reason code, empty when disclosed.
     pub reason: String,
     /// Field paths delivered.
-    pub disclosed: Vec<String>,
+    pub disclosed: Vec<Text>,
     /// Declared field paths removed.
-    pub withheld: Vec<String>,
+    pub withheld: Vec<Text>,
     /// How many undeclared keys were removed: counted, never named, since a
     /// back-end can put personal data in a key name.
     pub withheld_undeclared: u32,
@@ -323,12 +323,12 @@ impl<'a> Reader<'a> {
             .map(Text::from)
             .map_err(|_| DecodeError("string is not UTF-8"))
     }
-    fn list(&mut self) -> Result<Vec<String>, DecodeError> {
+    fn list(&mut self) -> Result<Vec<Text>, DecodeError> {
         let n = self.u32()? as usize;
         if n > self.0.len() / 4 {
             return Err(DecodeError("list longer than the record"));
         }
-        (0..n).map(|_| self.str()).collect()
+        (0..n).map(|_| self.text()).collect()
     }
     fn opt<const N: usize>(&mut self) -> Result<Option<[u8; N]>, DecodeError> {
         match self.u8()? {

@@ -147,7 +147,7 @@ pub async fn checks(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> R
                         &e.sender
                     };
                     let row = rows.entry(who.clone()).or_default();
-                    match (e.decision, e.disclosed.first().map(String::as_str)) {
+                    match (e.decision, e.disclosed.first().map(|t| t.as_str())) {
                         (Decision::Refused, _) if e.reason == problem::TOO_MANY_CHECKS.slug => {
                             row.refused_limit += 1;
                         }

@@ -25,21 +25,32 @@ use crate::problem;
 /// runs of consecutive ids written `first-last` (one batch makes them
 /// consecutive), so an answer about many subjects keeps a small header.
 fn disclosure_header(request: Option<u64>, ids: &[u64]) -> String {
-    let mut parts: Vec<String> = request.map(|r| r.to_string()).into_iter().collect();
+    use std::fmt::Write;
+    let mut out = String::with_capacity(24);
+    let mut put = |text: std::fmt::Arguments<'_>| {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        // Writing into a String cannot fail.
+        let _ = out.write_fmt(text);
+    };
+    if let Some(r) = request {
+        put(format_args!("{r}"));
+    }
     let mut i = 0;
     while i < ids.len() {
         let mut j = i;
         while j + 1 < ids.len() && ids[j].checked_add(1) == Some(ids[j + 1]) {
             j += 1;
         }
-        parts.push(if i == j {
-            ids[i].to_string()
+        if i == j {
+            put(format_args!("{}", ids[i]));
         } else {
-            format!("{}-{}", ids[i], ids[j])
-        });
+            put(format_args!("{}-{}", ids[i], ids[j]));
+        }
         i = j + 1;
     }
-    parts.join(",")
+    out
 }
 
 /// Stage 6: sends the minimised request to the provider's back-end.
@@ -82,9 +93,9 @@ pub async fn fetch(
         }
     }
     let limits = &x.gw.config.limits;
-    let client = x.gw.tls.current().backends.clone();
+    let tls = x.gw.tls.current();
     let answer = forward::call(
-        &client,
+        &tls.backends,
         method,
         &format!("{backend}{path}"),
         headers,
@@ -235,4 +246,20 @@ fn join_list(parts: &[Vec<u8>]) -> Vec<u8> {
     }
     b.push(b']');
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disclosure_header;
+
+    #[test]
+    fn the_header_writes_runs_of_ids() {
+        assert_eq!(disclosure_header(Some(7), &[9, 10, 11, 13]), "7,9-11,13");
+        assert_eq!(disclosure_header(None, &[5]), "5");
+        assert_eq!(disclosure_header(Some(3), &[]), "3");
+        assert_eq!(
+            disclosure_header(None, &[u64::MAX - 1, u64::MAX]),
+            format!("{}-{}", u64::MAX - 1, u64::MAX)
+        );
+    }
 }

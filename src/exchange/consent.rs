@@ -26,6 +26,7 @@ use crate::policy::consent::{ConsentAct, ConsentEvent, in_force, parse_day, stat
 use crate::policy::partners::Partner;
 use crate::policy::{Direction, Pilot, Rule};
 use crate::problem;
+use crate::text::Text;
 
 /// The service name consent records carry (`ketenpoort/toestemming`).
 pub const SERVICE: &str = "toestemming";
@@ -253,7 +254,7 @@ async fn change(
     e.decision = Decision::Disclosed;
     e.disclosed = match event.act {
         ConsentAct::Given => {
-            let mut d = vec!["given_at".to_string()];
+            let mut d = vec![Text::from("given_at")];
             if event.expires.is_some() {
                 d.push("expires".into());
             }

@@ -47,7 +47,7 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
 #[derive(Debug, Default)]
 pub struct Withheld {
     /// Declared paths, by name.
-    pub declared: Vec<String>,
+    pub declared: Vec<crate::text::Text>,
     /// Undeclared keys, counted.
     pub undeclared: u32,
 }

@@ -18,6 +18,7 @@ use super::model::{Direction, Pilot, PolicySet, PseudonymKeys, Purpose, Rule};
 use super::service::{Part, Service};
 use super::stream;
 use crate::problem::{self, Kind};
+use crate::text::Text;
 
 /// Why an exchange is refused by the policy. Each reason is one stable
 /// problem type; its slug is also the reason in the audit record.
@@ -286,9 +287,9 @@ pub struct Verdict {
     /// The document as it may be delivered (allowed only).
     pub minimised: Option<Value>,
     /// Field paths delivered.
-    pub disclosed: Vec<String>,
+    pub disclosed: Vec<Text>,
     /// Declared field paths removed.
-    pub withheld: Vec<String>,
+    pub withheld: Vec<Text>,
     /// How many undeclared keys were removed (never named: key names are data).
     pub withheld_undeclared: u32,
     /// The rule that allowed it.

@@ -151,7 +151,7 @@ pub fn explain(
     Ok(out)
 }
 
-fn list(v: &[String]) -> String {
+fn list(v: &[crate::text::Text]) -> String {
     if v.is_empty() {
         "(none)".into()
     } else {

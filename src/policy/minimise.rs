@@ -20,6 +20,7 @@ use ring::hmac;
 use serde_json::{Map, Value};
 
 use super::fields::FieldPath;
+use crate::text::Text;
 
 /// How precise a generalised date stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,7 +59,7 @@ pub const PSEUDONYM_PREFIX: &str = "ps1:";
 pub struct Tree {
     /// The declared path of this node (`procedures[].status`), the only kind of
     /// name that may appear in `disclosed` and `withheld`.
-    pub(super) path: String,
+    pub(super) path: Text,
     /// Declared as `x[]`: the member holds a list.
     pub(super) list: bool,
     /// A declared field: its value is a scalar (or list of scalars).
@@ -99,7 +100,9 @@ impl Tree {
                     path.push_str("[]");
                 }
                 n = n.children.entry(seg.name.clone()).or_default();
-                n.path.clone_from(&path);
+                if *n.path != *path {
+                    n.path = Text::from(path.as_str());
+                }
                 n.list |= seg.array;
                 n.allowed |= ok;
             }
@@ -121,9 +124,9 @@ pub struct Minimised {
     /// The document as it may be delivered.
     pub value: Value,
     /// Declared leaf paths delivered, sorted.
-    pub disclosed: Vec<String>,
+    pub disclosed: Vec<Text>,
     /// Declared paths present but not delivered, sorted.
-    pub withheld: Vec<String>,
+    pub withheld: Vec<Text>,
     /// Keys the service does not declare: counted, never named.
     pub undeclared: u32,
     /// Declared positions holding the wrong shape (an object where a scalar
@@ -146,8 +149,8 @@ pub fn minimise(doc: &Value, tree: &Tree, key: &hmac::Key) -> Minimised {
     };
     Minimised {
         value,
-        disclosed: acc.disclosed.into_iter().map(str::to_string).collect(),
-        withheld: acc.withheld.into_iter().map(str::to_string).collect(),
+        disclosed: acc.disclosed.into_iter().cloned().collect(),
+        withheld: acc.withheld.into_iter().cloned().collect(),
         undeclared: acc.undeclared,
         shape_violations: acc.shape,
     }
@@ -155,8 +158,8 @@ pub fn minimise(doc: &Value, tree: &Tree, key: &hmac::Key) -> Minimised {
 
 #[derive(Default)]
 struct Acc<'t> {
-    disclosed: BTreeSet<&'t str>,
-    withheld: BTreeSet<&'t str>,
+    disclosed: BTreeSet<&'t Text>,
+    withheld: BTreeSet<&'t Text>,
     undeclared: u32,
     shape: u32,
 }

@@ -25,6 +25,7 @@ use serde_json::Number;
 
 use super::fields::FieldPath;
 use super::minimise::{Transform, Tree, generalise_str, pseudonym};
+use crate::text::Text;
 
 /// Deepest nesting of arrays and objects accepted.
 pub const MAX_DEPTH: usize = 64;
@@ -50,10 +51,11 @@ pub enum Root {
 pub struct Part {
     /// The element as it may be delivered, serialised.
     pub bytes: Vec<u8>,
-    /// Declared leaf paths delivered, sorted.
-    pub disclosed: Vec<String>,
+    /// Declared leaf paths delivered, sorted: the tree's own texts, shared
+    /// rather than copied per exchange.
+    pub disclosed: Vec<Text>,
     /// Declared paths present but not delivered, sorted.
-    pub withheld: Vec<String>,
+    pub withheld: Vec<Text>,
     /// Keys the service does not declare: counted, never named.
     pub undeclared: u32,
     /// Declared positions holding the wrong shape, withheld whole.
@@ -120,7 +122,7 @@ struct State<'a, 'de> {
     out: Vec<u8>,
     /// Paths disclosed (`true`) or withheld, in the order met; a log rather
     /// than sets so a look-ahead can be rolled back by truncation.
-    log: Vec<(bool, &'a str)>,
+    log: Vec<(bool, &'a Text)>,
     undeclared: u32,
     shape: u32,
     /// The keys of the objects open now, innermost last.
@@ -154,13 +156,13 @@ impl<'a> State<'a, '_> {
         self.undeclared = m.undeclared;
         self.shape = m.shape;
     }
-    fn withheld(&mut self, path: &'a str) {
+    fn withheld(&mut self, path: &'a Text) {
         self.log.push((false, path));
     }
-    fn disclosed(&mut self, path: &'a str) {
+    fn disclosed(&mut self, path: &'a Text) {
         self.log.push((true, path));
     }
-    fn misshaped(&mut self, path: &'a str) {
+    fn misshaped(&mut self, path: &'a Text) {
         self.shape = self.shape.saturating_add(1);
         self.log.push((false, path));
     }
@@ -173,7 +175,7 @@ impl<'a> State<'a, '_> {
         self.log.sort_unstable();
         self.log.dedup();
         let split = self.log.partition_point(|(d, _)| !d);
-        let names = |l: &[(bool, &str)]| l.iter().map(|(_, p)| (*p).to_string()).collect();
+        let names = |l: &[(bool, &Text)]| l.iter().map(|(_, p)| (*p).clone()).collect();
         let withheld = names(&self.log[..split]);
         let disclosed = names(&self.log[split..]);
         self.log.clear();

@@ -2,8 +2,18 @@
 //!
 //! Log lines carry ids of organisations, record ids and reasons, never payloads,
 //! V-nummers or names of people: that rule is kept where events are written, and
-//! this module only decides the output format.
+//! this module only decides the output format and how lines leave.
+//!
+//! Lines leave through a bounded queue and a thread of their own, never from
+//! the thread that serves an exchange: a reader that stops reading (journald
+//! rate-limiting, a pipe nobody drains) would otherwise stop the gateway at
+//! its next log line. When the queue is full a line is dropped and counted
+//! (`ketenpoort_log_lines_dropped_total`): the audit log, not this one, is
+//! the record of what was disclosed and refused.
 
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -15,16 +25,43 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `RUST_LOG` overrides the default level (info).
-pub fn init(format: LogFormat) {
+/// Lines waiting for the writer thread, at most: about 200 bytes each, so
+/// the queue holds some 200 KiB when the reader has stopped.
+pub const QUEUED_LINES: usize = 1024;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Lines dropped so far because the queue was full (0 before [`init`]).
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides the default level
+/// (info). Keep the guard until the process ends: dropping it writes what
+/// is still queued (waiting a second at most for a stuck reader).
+pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    // Buffered: the thread writes what it found queued in one go.
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
+    let _ = DROPPED.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    guard
 }

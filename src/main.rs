@@ -21,7 +21,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// 2 for a command line clap rejects (clap exits by itself).
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // Held to the end: dropping it writes the log lines still queued.
+    let _log = logging::init(cli.log_format);
     match cli::run(cli).and_then(|report| Ok(report.print()?)) {
         Ok(code) => code,
         // A reader that stopped early (`| head`) is not a failure of the

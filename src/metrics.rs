@@ -65,6 +65,9 @@ pub struct Metrics {
     /// Audit writes (a batch's write and sync) that failed: a full or
     /// failing disk; nothing was delivered for them.
     pub audit_write_errors: Counter,
+    /// Log lines dropped because the log's reader fell behind
+    /// ([`crate::logging`]); brought up to date when the metrics are read.
+    pub log_lines_dropped: Counter,
     /// Console logins, by method (`token`, `certificate`, `link`).
     pub console_logins: Family<Labels, Counter>,
     /// Refused console logins and credentials, by method and reason
@@ -211,6 +214,12 @@ impl Metrics {
         let crl_next_update = Family::<Labels, Gauge>::default();
         let (data_free_bytes, data_size_bytes, audit_write_errors) = register_disk(&mut registry);
         let audit_wait_seconds = register_audit_wait(&mut registry);
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log's reader fell behind (the audit log is unaffected)",
+            log_lines_dropped.clone(),
+        );
         let (console_logins, console_login_failures) = register_console(&mut registry);
         let (
             witness_failures,
@@ -294,6 +303,7 @@ impl Metrics {
             data_free_bytes,
             data_size_bytes,
             audit_write_errors,
+            log_lines_dropped,
             console_logins,
             console_login_failures,
         }
@@ -395,6 +405,20 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        static SYNC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        {
+            // One reader at a time, so two do not add the same drops twice.
+            let _one = SYNC
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (now, shown) = (
+                crate::logging::dropped_lines(),
+                self.log_lines_dropped.get(),
+            );
+            if now > shown {
+                self.log_lines_dropped.inc_by(now - shown);
+            }
+        }
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
         out

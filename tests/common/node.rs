@@ -41,17 +41,27 @@ impl Node {
 
     pub fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
-        self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_ketenpoort"))
-                .args(["serve", "--config"])
-                .arg(&self.cfg)
-                .args(["--partners-addr", &format!("127.0.0.1:{}", self.port)])
-                .args(["--console-addr", &format!("127.0.0.1:{}", self.console)])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("gateway starts"),
-        );
+        self.spawn_with(log.into(), None);
+    }
+
+    /// Started at log level info with its stderr a pipe that nobody reads:
+    /// a log reader that has stopped (`log()` stays empty).
+    pub fn spawn_with_unread_stderr(&mut self) {
+        self.spawn_with(Stdio::piped(), Some("info"));
+    }
+
+    fn spawn_with(&mut self, stderr: Stdio, level: Option<&str>) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ketenpoort"));
+        cmd.args(["serve", "--config"])
+            .arg(&self.cfg)
+            .args(["--partners-addr", &format!("127.0.0.1:{}", self.port)])
+            .args(["--console-addr", &format!("127.0.0.1:{}", self.console)])
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        if let Some(level) = level {
+            cmd.env("RUST_LOG", level);
+        }
+        self.child = Some(cmd.spawn().expect("gateway starts"));
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {

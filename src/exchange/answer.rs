@@ -13,11 +13,14 @@ use tracing::{info, warn};
 use super::forward::{self, Answer, ForwardError};
 use super::refusal::{Exchange, Refusal};
 use super::request::Sent;
-use super::wire::{CONSUMER, DISCLOSURE, FSC_TRANSACTION_ID, PILOT, PURPOSE, TRACEPARENT};
+use super::wire::{
+    CONSUMER, DISCLOSURE, FSC_TRANSACTION_ID, PILOT, PURPOSE, TRACEPARENT, Withheld,
+};
 use crate::audit::Decision;
+use crate::audit::Entry;
 use crate::gateway::Body;
 use crate::identity::sha256;
-use crate::policy::stream::Root;
+use crate::policy::stream::{Part, Root};
 use crate::policy::{Direction, Grant};
 use crate::problem;
 
@@ -164,74 +167,113 @@ pub async fn deliver(
             format!("the answer holds more than {max} elements"),
         ));
     }
-    let elements = doc.elements;
-    // Every element's subject is decided before anything is recorded.
-    let subjects = elements
-        .iter()
-        .map(|el| grant.answer_subject_found(el.subject.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
-    // Under a rule that rests on consent, every person an element is about
-    // needs a consent in force, or nothing of the answer goes.
-    let mut consents = Vec::with_capacity(subjects.len());
-    for s in &subjects {
-        consents.push(match s {
-            Some(v) => super::consent_check::of_element(x, grant, v).await?,
-            None => x.consent,
-        });
-    }
-    let service = grant.service().qualified();
     let mut withheld = sent.withheld;
-    let mut entries = Vec::with_capacity(elements.len());
-    // Each element's bytes are hashed for its record, and they are the bytes
-    // that go out.
-    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(elements.len());
-    for ((m, subject), consent) in elements.into_iter().zip(subjects).zip(consents) {
-        x.gw.metrics.shape_violations(&service, m.shape_violations);
-        let mut e = x.entry(Direction::Response);
-        e.decision = Decision::Disclosed;
-        if let Some(s) = subject {
-            e.subject = Some(super::refusal::subject_of(x, &s)?);
-        }
-        if let Some(c) = consent {
-            e.reason = super::refusal::consent_reason(c);
-        }
-        e.payload_sha256 = Some(sha256(&m.bytes));
-        e.sender_cert_sha256 = answer.cert_sha256;
-        e.disclosed = m.disclosed;
-        e.withheld = m.withheld.clone();
-        e.withheld_undeclared = m.undeclared;
-        withheld.declared.extend(m.withheld);
-        withheld.undeclared = withheld.undeclared.saturating_add(m.undeclared);
-        entries.push(e);
-        parts.push(m.bytes);
-    }
-    let body = if doc.root == Root::Array {
-        join_list(&parts)
+    let request = sent.record.map(|r| r.id);
+    let (body, disclosure) = if doc.root == Root::Object {
+        // One document about one subject, the usual answer: no lists built.
+        let Some(m) = doc.elements.into_iter().next() else {
+            return Err(Refusal::new(
+                problem::BACKEND_BAD_ANSWER,
+                "not a JSON document",
+            ));
+        };
+        let subject = grant.answer_subject_found(m.subject.clone())?;
+        let consent = consent_of(x, grant, subject.as_deref()).await?;
+        let (e, body) = element_entry(x, grant, &answer, m, subject, consent, &mut withheld)?;
+        let id = x.record(e, "delivered").await?.id;
+        (body, disclosure_header(request, &[id]))
     } else {
-        parts.pop().unwrap_or_default()
-    };
-    let mut ids = Vec::with_capacity(entries.len());
-    for r in x.gw.audit.record_many(entries).await {
-        match r {
-            Ok(r) => ids.push(r.id),
-            Err(e) => {
-                warn!(partner = %x.consumer.id, error = %e, "response disclosure could not be recorded; nothing delivered");
-                return Err(Refusal::audit_unavailable("delivered"));
+        let elements = doc.elements;
+        // Every element's subject is decided before anything is recorded.
+        let subjects = elements
+            .iter()
+            .map(|el| grant.answer_subject_found(el.subject.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Under a rule that rests on consent, every person an element is
+        // about needs a consent in force, or nothing of the answer goes.
+        let mut consents = Vec::with_capacity(subjects.len());
+        for s in &subjects {
+            consents.push(consent_of(x, grant, s.as_deref()).await?);
+        }
+        let mut entries = Vec::with_capacity(elements.len());
+        // Each element's bytes are hashed for its record, and they are the
+        // bytes that go out.
+        let mut parts: Vec<Vec<u8>> = Vec::with_capacity(elements.len());
+        for ((m, subject), consent) in elements.into_iter().zip(subjects).zip(consents) {
+            let (e, bytes) = element_entry(x, grant, &answer, m, subject, consent, &mut withheld)?;
+            entries.push(e);
+            parts.push(bytes);
+        }
+        let mut ids = Vec::with_capacity(entries.len());
+        for r in x.gw.audit.record_many(entries).await {
+            match r {
+                Ok(r) => ids.push(r.id),
+                Err(e) => {
+                    warn!(partner = %x.consumer.id, error = %e, "response disclosure could not be recorded; nothing delivered");
+                    return Err(Refusal::audit_unavailable("delivered"));
+                }
             }
         }
-    }
+        (join_list(&parts), disclosure_header(request, &ids))
+    };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = answer.status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(&disclosure_header(sent.record.map(|r| r.id), &ids)) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(disclosure)) {
         h.insert(DISCLOSURE, v);
     }
     withheld.set_headers(h);
     h.insert(TRACEPARENT, x.trace.header());
     x.gw.metrics.exchange(true, "");
-    info!(partner = %x.consumer.id, pilot = %x.target.pilot, service = %x.target.service, purpose = %x.purpose, records = ids.len(), "exchange delivered");
+    info!(partner = %x.consumer.id, pilot = %x.target.pilot, service = %x.target.service, purpose = %x.purpose, "exchange delivered");
     Ok(resp)
+}
+
+/// The consent an element's subject needs under a rule that rests on
+/// consent (none needed when the element names nobody: the exchange's own).
+async fn consent_of(
+    x: &Exchange<'_>,
+    grant: &Grant<'_>,
+    subject: Option<&str>,
+) -> Result<Option<u64>, Refusal> {
+    match subject {
+        Some(v) => super::consent_check::of_element(x, grant, v).await,
+        None => Ok(x.consent),
+    }
+}
+
+/// One element's record, and the bytes that go out for it (hashed into the
+/// record); what it withheld is added to the answer's headers.
+fn element_entry(
+    x: &Exchange<'_>,
+    grant: &Grant<'_>,
+    answer: &Answer,
+    m: Part,
+    subject: Option<String>,
+    consent: Option<u64>,
+    withheld: &mut Withheld,
+) -> Result<(Entry, Vec<u8>), Refusal> {
+    if m.shape_violations > 0 {
+        x.gw.metrics
+            .shape_violations(&grant.service().qualified(), m.shape_violations);
+    }
+    let mut e = x.entry(Direction::Response);
+    e.decision = Decision::Disclosed;
+    if let Some(s) = subject {
+        e.subject = Some(super::refusal::subject_of(x, &s)?);
+    }
+    if let Some(c) = consent {
+        e.reason = super::refusal::consent_reason(c);
+    }
+    e.payload_sha256 = Some(sha256(&m.bytes));
+    e.sender_cert_sha256 = answer.cert_sha256;
+    e.disclosed = m.disclosed;
+    withheld.declared.extend(m.withheld.iter().cloned());
+    withheld.undeclared = withheld.undeclared.saturating_add(m.undeclared);
+    e.withheld = m.withheld;
+    e.withheld_undeclared = m.undeclared;
+    Ok((e, m.bytes))
 }
 
 /// `[a,b,…]` from elements already serialised.

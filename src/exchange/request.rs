@@ -100,7 +100,7 @@ pub async fn take(
 ) -> Result<Sent, Refusal> {
     x.direction = Direction::Request;
     let method = req.method().clone();
-    let headers = req.headers().clone();
+    let json = require_json(req.headers());
     let (body, budget) = read_body(x.gw, req, x.gw.config.limits.max_body_bytes).await?;
     let mut sent = Sent::empty(budget);
     if !method_has_body(&method) {
@@ -119,7 +119,7 @@ pub async fn take(
         x.direction = Direction::Response;
         return Ok(sent);
     }
-    require_json(&headers)?;
+    json?;
     take_document(x, grant, &body, sent).await
 }
 

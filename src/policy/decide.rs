@@ -307,13 +307,12 @@ impl PolicySet {
     pub fn authorise(&self, q: &Query<'_>) -> Result<Grant<'_>, Refusal> {
         let (pilot, svc) = self.locate(q)?;
         let purpose = self.covenant(q, pilot)?;
-        let qualified = format!("{}/{}", q.provider, q.service);
-        let Some(rule) = pilot.rule_for(q.consumer, &qualified, q.purpose) else {
+        let Some(rule) = pilot.rule_for(q.consumer, (q.provider, q.service), q.purpose) else {
             return refuse(
                 RefusalReason::NoRule,
                 format!(
-                    "no rule of pilot '{}' lets '{}' use {qualified} for '{}'",
-                    pilot.id, q.consumer, q.purpose
+                    "no rule of pilot '{}' lets '{}' use {}/{} for '{}'",
+                    pilot.id, q.consumer, q.provider, q.service, q.purpose
                 ),
             );
         };

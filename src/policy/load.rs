@@ -389,8 +389,8 @@ fn special_categories(
     Ok(special)
 }
 
-/// Rules by (consumer, provider/service, purpose), as in [`Pilot::rule_for`].
-type RuleIndex = HashMap<(String, String, String), usize>;
+/// Rules by the key of [`Pilot::rule_for`].
+type RuleIndex = HashMap<u64, Vec<usize>>;
 
 /// The rules in file order and their index; two rules for one (consumer,
 /// service, purpose) would make the decision depend on the order.
@@ -402,7 +402,8 @@ fn compile_rules(
     raw: &[RawRule],
 ) -> Result<(Vec<Rule>, RuleIndex), ConfigError> {
     let mut rules: Vec<Rule> = Vec::new();
-    let mut index = HashMap::new();
+    let mut index: RuleIndex = HashMap::new();
+    let mut seen = HashMap::new();
     let mut ids = BTreeSet::new();
     for rr in raw {
         let rule = compile_rule(src, partners, signed, purposes, rr)?;
@@ -415,7 +416,7 @@ fn compile_rules(
                 rule.service.qualified(),
                 rule.purpose.clone(),
             );
-            if let Some(&other) = index.get(&key) {
+            if let Some(&other) = seen.get(&key) {
                 let other: &Rule = &rules[other];
                 return Err(src.error(
                     at,
@@ -428,7 +429,16 @@ fn compile_rules(
                     ),
                 ));
             }
-            index.insert(key, rules.len());
+            index
+                .entry(super::model::rule_key(
+                    consumer,
+                    &rule.service.provider,
+                    &rule.service.name,
+                    &rule.purpose,
+                ))
+                .or_default()
+                .push(rules.len());
+            seen.insert(key, rules.len());
         }
         rules.push(rule);
     }

@@ -180,8 +180,10 @@ pub struct Pilot {
     /// Where the partners stand on the version in force; set by the covenant
     /// registry, empty for a file read on its own.
     pub standing: Standing,
-    /// Rules by (consumer, provider/service, purpose): one look-up per exchange.
-    pub(super) index: HashMap<(String, String, String), usize>,
+    /// Rules by the hash of (consumer, provider, service, purpose)
+    /// ([`rule_key`]): one look-up per exchange that copies no string; a
+    /// hit is checked against the rule itself.
+    pub(super) index: HashMap<u64, Vec<usize>>,
 }
 
 impl Pilot {
@@ -205,16 +207,35 @@ impl Pilot {
         })
     }
 
-    /// The rule for (consumer, provider/service, purpose), if any.
-    pub fn rule_for(&self, consumer: &str, service: &str, purpose: &str) -> Option<&Rule> {
+    /// The rule for (consumer, provider's service, purpose), if any.
+    pub fn rule_for(
+        &self,
+        consumer: &str,
+        (provider, service): (&str, &str),
+        purpose: &str,
+    ) -> Option<&Rule> {
         self.index
-            .get(&(
-                consumer.to_string(),
-                service.to_string(),
-                purpose.to_string(),
-            ))
+            .get(&rule_key(consumer, provider, service, purpose))?
+            .iter()
             .map(|&i| &self.rules[i])
+            .find(|r| {
+                r.purpose == purpose
+                    && r.service.provider == provider
+                    && r.service.name == service
+                    && r.consumers.iter().any(|c| c == consumer)
+            })
     }
+}
+
+/// The key of [`Pilot::rule_for`]'s index: a hash of the four names, each
+/// ended by a separator no name contains.
+pub(super) fn rule_key(consumer: &str, provider: &str, service: &str, purpose: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for part in [consumer, provider, service, purpose] {
+        part.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Secrets for pseudonyms, one per pilot; a key per (pilot, purpose) is derived

@@ -66,7 +66,7 @@ pub struct SubjectKeys {
     dir: PathBuf,
     /// Keys in use by the writer's callers, so a record does not read a file;
     /// a destroyed key is dropped from here too.
-    cache: Mutex<HashMap<(String, YearMonth), hmac::Key>>,
+    cache: Mutex<HashMap<String, HashMap<YearMonth, hmac::Key>>>,
 }
 
 impl std::fmt::Debug for SubjectKeys {
@@ -182,7 +182,8 @@ impl SubjectKeys {
             self.cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&(scope.clone(), m));
+                .get_mut(&scope)
+                .map(|months| months.remove(&m));
             let path = self.month_path(&scope, m);
             if path.exists() {
                 shred(&path)?;
@@ -253,14 +254,17 @@ impl SubjectKeys {
             LOOKUP_SCOPE
         };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let k = (scope.to_string(), month);
-        if let Some(key) = cache.get(&k) {
+        // By scope, then month: a look-up copies no string.
+        if let Some(key) = cache.get(scope).and_then(|months| months.get(&month)) {
             return Ok(sign(key, vnummer));
         }
         let secret = self.month_key(scope, month)?;
         let key = key_of(&secret);
         let p = sign(&key, vnummer);
-        cache.insert(k, key);
+        cache
+            .entry(scope.to_string())
+            .or_default()
+            .insert(month, key);
         Ok(p)
     }
 
@@ -320,7 +324,8 @@ impl SubjectKeys {
                 self.cache
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .remove(&(scope.clone(), *m));
+                    .get_mut(scope)
+                    .map(|months| months.remove(m));
                 if let Some(shared) = &self.shared {
                     shared.forget(scope, &month_label(*m))?;
                 }

@@ -58,8 +58,11 @@ impl Withheld {
         self.declared.sort();
         self.declared.dedup();
         if !self.declared.is_empty() {
-            // Joined straight into the header's bytes: one allocation.
-            let mut b = Vec::with_capacity(self.declared.iter().map(|d| d.len() + 1).sum());
+            // Joined straight into the header's bytes, sized exactly (a
+            // Vec with room to spare costs `Bytes` one more allocation).
+            let len =
+                self.declared.iter().map(|d| d.len()).sum::<usize>() + self.declared.len() - 1;
+            let mut b = Vec::with_capacity(len);
             for (i, d) in self.declared.iter().enumerate() {
                 if i > 0 {
                     b.push(b',');
@@ -71,7 +74,11 @@ impl Withheld {
             }
         }
         if self.undeclared > 0 {
-            h.insert(WITHHELD_UNDECLARED, HeaderValue::from(self.undeclared));
+            // `HeaderValue::from(u32)` allocates twice; this copies once.
+            let mut digits = itoa::Buffer::new();
+            if let Ok(v) = HeaderValue::from_str(digits.format(self.undeclared)) {
+                h.insert(WITHHELD_UNDECLARED, v);
+            }
         }
     }
 }

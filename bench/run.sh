@@ -194,6 +194,18 @@ for r in $(seq "$ROUNDS"); do
     run "halfC$r" "$URL_C" -q "$HALF"
 done
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$KPID/status")
+# Allocations per exchange, counted where timings here vary by a fifth:
+# uprobes on mimalloc's entry points count every allocation of C's threads
+# over 3,000 exchanges at 500 req/s (below saturation, so the count does
+# not depend on batching under load). Needs perf with uprobes (root);
+# skipped otherwise and in --smoke.
+if [ "$SMOKE" = 0 ] && command -v perf >/dev/null 2>&1 &&
+    perf probe -q -x "$KP" --add 'kpallocs:kpmalloc=mi_malloc_aligned' >/dev/null 2>&1; then
+    perf probe -q -x "$KP" --add 'kpallocs:kprealloc=mi_realloc_aligned' >/dev/null 2>&1 || true
+    perf stat --per-thread -e 'kpallocs:*' -p "$KPID" -o "$WORK/allocs.txt" -- \
+        oha --no-tui -n 3000 -q 500 -c "$CONC" "${TLS[@]}" -H 'Ketenpoort-Purpose: casusoverleg' "$URL_C" >/dev/null 2>&1 || true
+    perf probe -q -d 'kpallocs:*' >/dev/null 2>&1 || true
+fi
 # C on PostgreSQL, one node and two (bench/pg.sh); the embedded gateway
 # stays idle meanwhile.
 source "$ROOT/bench/pg.sh"

@@ -130,6 +130,7 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
     b_cpu = (int(b_ticks) / int(clk)) / (b_requests / 1000) if b_requests else float("nan")
     rss = int(rss_kb) / 1024
     audit = open(os.path.join(work, "audit.txt")).read().strip() if os.path.exists(os.path.join(work, "audit.txt")) else "(not run)"
+    allocs = allocations(os.path.join(work, "allocs.txt"), 3000)
     goal = lambda ok: "met" if ok else "**not met**"
     lines = [
         f"# ketenpoort benchmark, {'smoke' if smoke == '1' else 'full'} run",
@@ -166,6 +167,7 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
         f"| p99 latency C adds over A at {half_rate} req/s (half of C's peak) | {added:.2f} ms{each} | ≤ 2 ms: {goal(added <= 2)} |",
         f"| ketenpoort peak resident memory | {rss:.1f} MiB | ≤ 100 MiB: {goal(rss <= 100)} |",
         f"| CPU seconds per 1000 requests: B (nginx proxy) / C (ketenpoort) | {b_cpu:.3f} / {cpu:.3f} | |",
+        f"| allocations per exchange at 500 req/s (3,000 exchanges, uprobes on mimalloc) | {allocs} | |",
         "",
         "Audit store (`cargo bench --bench audit`):",
         "",
@@ -175,6 +177,26 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
     ]
     open(out, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def allocations(path, exchanges):
+    """Allocations (malloc and realloc) per exchange by thread kind, from
+    `perf stat --per-thread` over uprobes; "(not counted)" without them."""
+    if not os.path.exists(path):
+        return "(not counted)"
+    by = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) < 3 or "kpallocs:" not in parts[2]:
+            continue
+        # `tokio-rt-worker-1234`: the thread's name, then its id.
+        name = parts[0].rsplit("-", 1)[0]
+        try:
+            by[name] = by.get(name, 0) + int(parts[1].replace(",", ""))
+        except ValueError:
+            continue
+    shown = [("tokio-rt-worker", "workers"), ("audit-writer", "writer"), ("audit-indexer", "indexer"), ("fjall:worker", "fjall")]
+    return ", ".join(f"{label} {by.get(k, 0) / exchanges:.1f}" for k, label in shown) or "(none)"
 
 
 def growth(tsv):

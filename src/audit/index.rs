@@ -97,15 +97,15 @@ impl Store {
     }
 
     fn open(path: &Path) -> fjall::Result<Self> {
-        // One worker: fjall 3.1's worker 0, given a compaction while another
-        // worker exists, hands it back to the queue and takes it again at
-        // once, so it spins for as long as the other worker is busy (4% of
-        // the gateway's CPU at full load, measured). One worker flushes and
-        // compacts in turn; the index's write rate leaves it idle most of
-        // the time.
+        // Two workers, not one: fjall 3.1's worker, rotating a memtable,
+        // queues the flush with a blocking send on its own bounded queue
+        // (1,000), which a writer fills with a rotation request per batch
+        // while the worker is busy; a lone worker then waits on itself for
+        // good, and the memtable grows without end (test below). With two,
+        // worker 0 spins on compactions it hands back (a few % of CPU).
         let db = Database::builder(path)
             .cache_size(INDEX_CACHE_BYTES)
-            .worker_threads(1)
+            .worker_threads(2)
             .open()?;
         for name in OLD_KEYSPACES {
             if db.keyspace_exists(name) {
@@ -514,6 +514,31 @@ mod tests {
         ix.ids(by, v.as_bytes(), lo, hi)
             .collect::<Result<_, _>>()
             .unwrap()
+    }
+
+    /// Many small batches, as the indexer writes under load or in a
+    /// rebuild: fjall's memtables must keep being flushed (bounded by its
+    /// halt at 4 sealed memtables), not pile up in memory.
+    #[test]
+    fn a_fast_writer_does_not_stop_the_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for n in 0..60_000u64 {
+            let mut b = s.db.batch();
+            for _ in 0..20 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.insert(&s.ix, x.to_be_bytes(), n.to_be_bytes());
+            }
+            b.commit().unwrap();
+            let buffered = s.db.write_buffer_size();
+            assert!(
+                buffered < 32 * INDEX_MEMTABLE_BYTES,
+                "{buffered} bytes unflushed after {n} batches"
+            );
+        }
     }
 
     #[test]

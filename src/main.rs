@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ketenpoort::cli::{self, Cli};
+use ketenpoort::cli::{self, Cli, Command, WitnessCommand};
 use ketenpoort::logging;
 
 /// mimalloc instead of glibc's malloc: a profile under load showed a fifth of
@@ -21,9 +21,23 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// 2 for a command line clap rejects (clap exits by itself).
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Held to the end: dropping it writes the log lines still queued.
-    let _log = logging::init(cli.log_format);
-    match cli::run(cli).and_then(|report| Ok(report.print()?)) {
+    // Servers write their log lines from a thread of their own, so that a
+    // stuck reader stops no exchange; a one-shot command writes them in
+    // place, all of them, before its report.
+    let serves = matches!(
+        cli.command,
+        Command::Serve { .. }
+            | Command::Demo { .. }
+            | Command::Witness {
+                command: WitnessCommand::Serve
+            }
+    );
+    let log = logging::init(cli.log_format, serves);
+    let ran = cli::run(cli);
+    // The queued lines first (a second at most): they come before the
+    // report or the error they may explain.
+    drop(log);
+    match ran.and_then(|report| Ok(report.print()?)) {
         Ok(code) => code,
         // A reader that stopped early (`| head`) is not a failure of the
         // command: end quietly, as other Unix tools do.

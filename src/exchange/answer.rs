@@ -68,17 +68,16 @@ pub async fn fetch(
         .snap
         .policy
         .partners
-        .get(&t.provider)
+        .get(t.provider)
         .and_then(|p| p.backend.clone())
         .ok_or_else(|| {
             Refusal::new(problem::BACKEND_UNREACHABLE, "the provider has no back-end")
         })?;
-    let values: Vec<&str> = t.rest.iter().map(String::as_str).collect();
     let path = grant
         .service()
         .path
         .as_ref()
-        .and_then(|p| p.fill(&values))
+        .and_then(|p| p.fill(&t.rest))
         .unwrap_or_default();
     let mut headers = HeaderMap::new();
     headers.insert(TRACEPARENT, x.trace.header());
@@ -87,9 +86,9 @@ pub async fn fetch(
         super::trace::transaction_header(x.trace.fsc_transaction_id),
     );
     for (name, value) in [
-        (&PURPOSE, &x.purpose),
-        (&CONSUMER, &x.consumer.id),
-        (&PILOT, &t.pilot),
+        (&PURPOSE, x.purpose.as_str()),
+        (&CONSUMER, x.consumer.id.as_str()),
+        (&PILOT, t.pilot),
     ] {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);

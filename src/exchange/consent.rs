@@ -114,7 +114,7 @@ async fn stages(
 /// The pilot and rule, if this partner may do this under this purpose:
 /// recorders give and withdraw; recorders and the rule's consumers ask.
 fn authorise(x: &mut Exchange<'_>, method: &Method, rule_id: &str) -> Result<(), Refusal> {
-    let pilot: &Pilot = x.snap.policy.pilots.get(&x.target.pilot).ok_or_else(|| {
+    let pilot: &Pilot = x.snap.policy.pilots.get(x.target.pilot).ok_or_else(|| {
         Refusal::new(
             problem::UNKNOWN_PILOT,
             format!("no pilot '{}'", x.target.pilot),
@@ -270,7 +270,7 @@ async fn change(
     event.record = rec.id;
     let reg = x.gw.consents.clone();
     let p = reg.pseudonym(vnummer);
-    let (pilot, rule) = (x.target.pilot.clone(), rule.to_string());
+    let (pilot, rule) = (x.target.pilot.to_string(), rule.to_string());
     let act = event.act;
     tokio::task::spawn_blocking(move || reg.append(&p, &pilot, &rule, event))
         .await

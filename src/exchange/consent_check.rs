@@ -64,7 +64,7 @@ pub async fn history(
 ) -> Result<Vec<ConsentEvent>, Refusal> {
     let reg = x.gw.consents.clone();
     let p = reg.pseudonym(vnummer);
-    let (pilot, rule) = (x.target.pilot.clone(), rule.to_string());
+    let (pilot, rule) = (x.target.pilot.to_string(), rule.to_string());
     tokio::task::spawn_blocking(move || reg.history(&p, &pilot, &rule))
         .await
         .ok()

@@ -42,9 +42,9 @@ pub async fn handle(
     let target = Target::own(asked.as_ref().map_or("", |a| a.pilot.as_str()), SERVICE);
     let trace = Trace::from_headers(req.headers());
     let mut x = Exchange::new(gw, &snap, partner, peer, &target, trace);
-    let result = match asked {
-        Ok(a) => answer(&mut x, &a).await,
-        Err(e) => Err(Refusal::new(problem::INVALID_FIGURES_QUERY, e)),
+    let result = match &asked {
+        Ok(a) => answer(&mut x, a).await,
+        Err(e) => Err(Refusal::new(problem::INVALID_FIGURES_QUERY, e.clone())),
     };
     match result {
         Ok(resp) => resp,

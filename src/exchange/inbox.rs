@@ -39,9 +39,9 @@ pub async fn deliver(
     let t = x.target;
     let item = mailbox::Item {
         id: 0,
-        recipient: t.provider.clone(),
+        recipient: t.provider.to_string(),
         sender: x.consumer.id.clone(),
-        pilot: t.pilot.clone(),
+        pilot: t.pilot.to_string(),
         purpose: x.purpose.clone(),
         service: format!("{}/{}", t.provider, t.service),
         received: crate::audit::record::format_micros((now.unix_timestamp_nanos() / 1000) as i64),

@@ -242,10 +242,10 @@ async fn dispatch(
             rest,
         } => {
             let target = Target {
-                pilot: pilot.to_string(),
-                provider: provider.to_string(),
-                service: service.to_string(),
-                rest: rest.iter().map(|s| s.to_string()).collect(),
+                pilot,
+                provider,
+                service,
+                rest,
             };
             run(gw, peer, &partner, req, target).await
         }
@@ -288,7 +288,7 @@ async fn run(
     peer: &Peer,
     consumer: &Partner,
     req: Request<Incoming>,
-    target: Target,
+    target: Target<'_>,
 ) -> Response<Body> {
     let snap = gw.policy.current();
     let trace = Trace::from_headers(req.headers());

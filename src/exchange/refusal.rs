@@ -59,27 +59,28 @@ impl From<policy::Refusal> for Refusal {
     }
 }
 
-/// Where an exchange goes, from the route.
+/// Where an exchange goes, from the route: borrowed from the request's
+/// path (or the policy), not copied per exchange.
 #[derive(Debug)]
-pub struct Target {
+pub struct Target<'t> {
     /// Pilot id.
-    pub pilot: String,
+    pub pilot: &'t str,
     /// The partner whose service is called.
-    pub provider: String,
+    pub provider: &'t str,
     /// The service's name.
-    pub service: String,
+    pub service: &'t str,
     /// The path values after the service.
-    pub rest: Vec<String>,
+    pub rest: Vec<&'t str>,
 }
 
-impl Target {
+impl<'t> Target<'t> {
     /// A resource the gateway keeps itself (the registry, consents,
     /// figures): its records name the service `ketenpoort/<service>`.
-    pub fn own(pilot: &str, service: &str) -> Self {
+    pub fn own(pilot: &'t str, service: &'t str) -> Self {
         Self {
-            pilot: pilot.to_string(),
-            provider: "ketenpoort".to_string(),
-            service: service.to_string(),
+            pilot,
+            provider: "ketenpoort",
+            service,
             rest: Vec::new(),
         }
     }
@@ -121,7 +122,7 @@ pub struct Exchange<'a> {
     /// Its connection's certificate.
     pub peer: &'a Peer,
     /// Pilot, provider, service and path values.
-    pub target: &'a Target,
+    pub target: &'a Target<'a>,
     /// The stated purpose (empty until read).
     pub purpose: String,
     /// The trace this exchange belongs to.
@@ -146,8 +147,8 @@ pub struct Exchange<'a> {
 pub fn subject_of(x: &Exchange<'_>, vnummer: &str) -> Result<[u8; 32], Refusal> {
     // A pilot the policy does not know gets no keys of its own: a caller
     // must not be able to make key files by naming pilots.
-    let scope = if x.snap.policy.pilots.contains_key(&x.target.pilot) {
-        x.target.pilot.as_str()
+    let scope = if x.snap.policy.pilots.contains_key(x.target.pilot) {
+        x.target.pilot
     } else {
         crate::audit::store::LOOKUP_SCOPE
     };
@@ -170,7 +171,7 @@ impl<'a> Exchange<'a> {
         snap: &'a Snapshot,
         consumer: &'a Partner,
         peer: &'a Peer,
-        target: &'a Target,
+        target: &'a Target<'a>,
         trace: Trace,
     ) -> Self {
         Self {
@@ -194,10 +195,10 @@ impl<'a> Exchange<'a> {
     pub fn authorise(&mut self, method: &Method) -> Result<Grant<'a>, Refusal> {
         let t = self.target;
         let q = Query {
-            pilot: &t.pilot,
+            pilot: t.pilot,
             consumer: &self.consumer.id,
-            provider: &t.provider,
-            service: &t.service,
+            provider: t.provider,
+            service: t.service,
             purpose: &self.purpose,
             today: time::OffsetDateTime::now_utc().date(),
             call: Some((method.as_str(), &t.rest)),
@@ -209,8 +210,8 @@ impl<'a> Exchange<'a> {
                 && let Some(svc) = snap
                     .policy
                     .partners
-                    .get(&t.provider)
-                    .and_then(|p| p.service(&t.service))
+                    .get(t.provider)
+                    .and_then(|p| p.service(t.service))
             {
                 refusal.allow = Some(svc.methods.join(", "));
             }
@@ -244,15 +245,15 @@ impl<'a> Exchange<'a> {
     pub fn entry(&self, d: Direction) -> Entry {
         let t = self.target;
         let (sender, recipient) = match d {
-            Direction::Request => (self.consumer.id.as_str(), t.provider.as_str()),
-            Direction::Response => (t.provider.as_str(), self.consumer.id.as_str()),
+            Direction::Request => (self.consumer.id.as_str(), t.provider),
+            Direction::Response => (t.provider, self.consumer.id.as_str()),
         };
         let purpose = match &self.granted {
             Some(g) if *g.purpose == *self.purpose => g.purpose.clone(),
             _ => self.purpose.as_str().into(),
         };
         let mut e = Entry::exchange(
-            &t.pilot,
+            t.pilot,
             sender,
             recipient,
             purpose,
@@ -275,7 +276,7 @@ impl<'a> Exchange<'a> {
             e.legal_basis = g.legal_basis.clone();
             e.rule_id = g.rule_id.clone();
             e.policy_version = g.policy_version.clone();
-            e.processing_activity_id = policy::activity_id(&t.pilot, &g.purpose, d);
+            e.processing_activity_id = policy::activity_id(t.pilot, &g.purpose, d);
         }
         e
     }

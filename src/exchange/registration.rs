@@ -114,7 +114,7 @@ async fn stages(
 /// The pilot's registration, if this partner may do this under this
 /// purpose: registrars change, checkers ask.
 fn authorise(x: &mut Exchange<'_>, method: &Method) -> Result<Registration, Refusal> {
-    let pilot = x.snap.policy.pilots.get(&x.target.pilot).ok_or_else(|| {
+    let pilot = x.snap.policy.pilots.get(x.target.pilot).ok_or_else(|| {
         Refusal::new(
             problem::UNKNOWN_PILOT,
             format!("no pilot '{}'", x.target.pilot),
@@ -205,13 +205,13 @@ async fn check(
         ));
     }
     let stays = stays(x, p).await?;
-    let here = stays.contains(&x.target.pilot);
+    let here = stays.iter().any(|s| s == x.target.pilot);
     let elsewhere = stays.iter().any(|s| *s != x.target.pilot);
     // Only where the person's pilot and this one agree on a transfer to
     // this one does the answer say so (and so narrow "elsewhere" down).
     let transfer_possible = stays
         .iter()
-        .any(|s| *s != x.target.pilot && x.snap.policy.transfer(s, &x.target.pilot).is_some());
+        .any(|s| *s != x.target.pilot && x.snap.policy.transfer(s, x.target.pilot).is_some());
     let mut e = x.entry(Direction::Response);
     e.decision = Decision::Disclosed;
     e.disclosed = vec!["here".into(), "elsewhere".into()];
@@ -238,7 +238,7 @@ async fn stays(x: &Exchange<'_>, p: [u8; 32]) -> Result<Vec<String>, Refusal> {
 
 /// Whether the person has an open stay in this pilot.
 async fn open_in(x: &Exchange<'_>, p: [u8; 32]) -> Result<bool, Refusal> {
-    Ok(stays(x, p).await?.contains(&x.target.pilot))
+    Ok(stays(x, p).await?.iter().any(|s| s == x.target.pilot))
 }
 
 enum Change {
@@ -258,7 +258,7 @@ async fn change(x: &mut Exchange<'_>, c: Change, p: [u8; 32]) -> Result<Response
     }];
     let rec = x.record(e, "registered").await?;
     let registry = x.gw.registry.clone();
-    let pilot = x.target.pilot.clone();
+    let pilot = x.target.pilot.to_string();
     let today = time::OffsetDateTime::now_utc().date().to_string();
     let is_admit = matches!(c, Change::Admit(_));
     let done = tokio::task::spawn_blocking(move || match c {

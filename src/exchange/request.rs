@@ -178,7 +178,7 @@ pub async fn take_document(
     if grant.service().path.is_none() {
         let room =
             x.gw.mailbox
-                .reserve(&x.target.provider, sent.bytes.len())
+                .reserve(x.target.provider, sent.bytes.len())
                 .map_err(|full| Refusal::new(problem::MAILBOX_FULL, full.to_string()))?;
         sent.room = Some(room);
     }

@@ -47,11 +47,14 @@ pub async fn handle(
     let snap = gw.policy.current();
     let agreed = snap.policy.transfer(from, to);
     let (provider, service) = match &agreed {
-        Some(a) => (a.rule.service.provider.clone(), a.rule.service.name.clone()),
-        None => ("ketenpoort".to_string(), "overdracht".to_string()),
+        Some(a) => (
+            a.rule.service.provider.as_str(),
+            a.rule.service.name.as_str(),
+        ),
+        None => ("ketenpoort", "overdracht"),
     };
     let target = Target {
-        pilot: from.to_string(),
+        pilot: from,
         provider,
         service,
         rest: Vec::new(),
@@ -102,7 +105,7 @@ fn authorise<'p>(
     agreed: Option<&'p Agreed<'p>>,
     to: &str,
 ) -> Result<&'p Agreed<'p>, Refusal> {
-    let from = pilot(x, &x.target.pilot)?;
+    let from = pilot(x, x.target.pilot)?;
     pilot(x, to)?;
     let a = agreed.ok_or_else(|| {
         Refusal::new(

@@ -123,7 +123,7 @@ pub struct Query<'a> {
     pub today: Date,
     /// The HTTP method and the path values after the service, when an
     /// exchange is asked for (`None` when only the covenant is explained).
-    pub call: Option<(&'a str, &'a [String])>,
+    pub call: Option<(&'a str, &'a [&'a str])>,
 }
 
 /// A V-nummer: exactly ten digits.
@@ -264,7 +264,7 @@ impl Grant<'_> {
 }
 
 /// The subject from the path, when the template places the subject field there.
-fn subject_in_path(svc: &Service, values: &[String]) -> Option<String> {
+fn subject_in_path(svc: &Service, values: &[&str]) -> Option<String> {
     let name = match svc.subject.0.as_slice() {
         [one] => one.name.as_str(),
         _ => return None,
@@ -276,7 +276,7 @@ fn subject_in_path(svc: &Service, values: &[String]) -> Option<String> {
         .iter()
         .filter(|p| matches!(p, Part::Var(_)))
         .position(|p| matches!(p, Part::Var(v) if v == name))?;
-    values.get(pos).cloned()
+    values.get(pos).map(|v| (*v).to_string())
 }
 
 /// The decision on one document: the single answer of the policy.
@@ -468,7 +468,7 @@ fn signed(q: &Query<'_>, pilot: &Pilot) -> Result<(), Refusal> {
 
 /// The call itself: a method the service offers, the values its path needs,
 /// and a subject in the path that is a V-nummer (returned).
-fn call(svc: &Service, method: &str, values: &[String]) -> Result<Option<String>, Refusal> {
+fn call(svc: &Service, method: &str, values: &[&str]) -> Result<Option<String>, Refusal> {
     if !svc.methods.iter().any(|m| m == method) {
         return refuse(
             RefusalReason::MethodNotAllowed,

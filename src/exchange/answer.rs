@@ -168,7 +168,7 @@ pub async fn deliver(
     }
     let mut withheld = sent.withheld;
     let request = sent.record.map(|r| r.id);
-    let (body, disclosure) = if doc.root == Root::Object {
+    let (body, disclosure, records) = if doc.root == Root::Object {
         // One document about one subject, the usual answer: no lists built.
         let Some(m) = doc.elements.into_iter().next() else {
             return Err(Refusal::new(
@@ -180,7 +180,7 @@ pub async fn deliver(
         let consent = consent_of(x, grant, subject.as_deref()).await?;
         let (e, body) = element_entry(x, grant, &answer, m, subject, consent, &mut withheld)?;
         let id = x.record(e, "delivered").await?.id;
-        (body, disclosure_header(request, &[id]))
+        (body, disclosure_header(request, &[id]), 1)
     } else {
         let elements = doc.elements;
         // Every element's subject is decided before anything is recorded.
@@ -213,7 +213,11 @@ pub async fn deliver(
                 }
             }
         }
-        (join_list(&parts), disclosure_header(request, &ids))
+        (
+            join_list(&parts),
+            disclosure_header(request, &ids),
+            ids.len(),
+        )
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = answer.status;
@@ -225,7 +229,7 @@ pub async fn deliver(
     withheld.set_headers(h);
     h.insert(TRACEPARENT, x.trace.header());
     x.gw.metrics.exchange(true, "");
-    info!(partner = %x.consumer.id, pilot = %x.target.pilot, service = %x.target.service, purpose = %x.purpose, "exchange delivered");
+    info!(partner = %x.consumer.id, pilot = %x.target.pilot, service = %x.target.service, purpose = %x.purpose, records, "exchange delivered");
     Ok(resp)
 }
 

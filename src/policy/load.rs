@@ -16,7 +16,7 @@ use toml::value::Datetime;
 
 use super::fields::{Category, FieldPath};
 use super::minimise::{Granularity, Transform, Tree};
-use super::model::{Covenant, Pilot, PolicySet, Purpose, Rule};
+use super::model::{Covenant, Pilot, PolicySet, Purpose, Rule, find_rule, rule_key};
 use super::partners::Partners;
 use super::registration::Registration;
 use super::retention::Retention;
@@ -389,7 +389,7 @@ fn special_categories(
     Ok(special)
 }
 
-/// Rules by the key of [`Pilot::rule_for`].
+/// Rules by the key of [`Pilot::rule_for`] ([`super::model::rule_key`]).
 type RuleIndex = HashMap<u64, Vec<usize>>;
 
 /// The rules in file order and their index; two rules for one (consumer,
@@ -403,7 +403,6 @@ fn compile_rules(
 ) -> Result<(Vec<Rule>, RuleIndex), ConfigError> {
     let mut rules: Vec<Rule> = Vec::new();
     let mut index: RuleIndex = HashMap::new();
-    let mut seen = HashMap::new();
     let mut ids = BTreeSet::new();
     for rr in raw {
         let rule = compile_rule(src, partners, signed, purposes, rr)?;
@@ -411,12 +410,8 @@ fn compile_rules(
             return Err(src.error(&rr.id, format!("rule id '{}' is used twice", rule.id)));
         }
         for (consumer, at) in rule.consumers.iter().zip(&rr.consumers) {
-            let key = (
-                consumer.clone(),
-                rule.service.qualified(),
-                rule.purpose.clone(),
-            );
-            if let Some(&other) = seen.get(&key) {
+            let names = (rule.service.provider.as_str(), rule.service.name.as_str());
+            if let Some(other) = find_rule(&index, &rules, consumer, names, &rule.purpose) {
                 let other: &Rule = &rules[other];
                 return Err(src.error(
                     at,
@@ -430,7 +425,7 @@ fn compile_rules(
                 ));
             }
             index
-                .entry(super::model::rule_key(
+                .entry(rule_key(
                     consumer,
                     &rule.service.provider,
                     &rule.service.name,
@@ -438,7 +433,6 @@ fn compile_rules(
                 ))
                 .or_default()
                 .push(rules.len());
-            seen.insert(key, rules.len());
         }
         rules.push(rule);
     }

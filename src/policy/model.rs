@@ -214,17 +214,38 @@ impl Pilot {
         (provider, service): (&str, &str),
         purpose: &str,
     ) -> Option<&Rule> {
-        self.index
-            .get(&rule_key(consumer, provider, service, purpose))?
-            .iter()
-            .map(|&i| &self.rules[i])
-            .find(|r| {
-                r.purpose == purpose
-                    && r.service.provider == provider
-                    && r.service.name == service
-                    && r.consumers.iter().any(|c| c == consumer)
-            })
+        find_rule(
+            &self.index,
+            &self.rules,
+            consumer,
+            (provider, service),
+            purpose,
+        )
+        .map(|i| &self.rules[i])
     }
+}
+
+/// The position in `rules` of the rule for (consumer, provider's service,
+/// purpose), looked up in `index` ([`rule_key`]) and checked against the
+/// rule itself; also how loading finds a second rule for the same.
+pub(super) fn find_rule(
+    index: &HashMap<u64, Vec<usize>>,
+    rules: &[Rule],
+    consumer: &str,
+    (provider, service): (&str, &str),
+    purpose: &str,
+) -> Option<usize> {
+    index
+        .get(&rule_key(consumer, provider, service, purpose))?
+        .iter()
+        .copied()
+        .find(|&i| {
+            let r = &rules[i];
+            r.purpose == purpose
+                && r.service.provider == provider
+                && r.service.name == service
+                && r.consumers.iter().any(|c| c == consumer)
+        })
 }
 
 /// The key of [`Pilot::rule_for`]'s index: a hash of the four names, each

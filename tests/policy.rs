@@ -845,6 +845,39 @@ fn pseudonyms_differ_across_pilots_and_purposes_but_not_within() {
     );
 }
 
+/// Keys are derived once per (pilot, purpose) when the policy loads. A
+/// pseudonym links a researcher's records over years, so the key made ahead
+/// must be the key derived on demand, and both the key of the first release.
+#[test]
+fn pseudonym_keys_made_ahead_are_the_keys_derived_on_demand() {
+    let (s, _) = shipped();
+    let secrets: std::collections::HashMap<String, [u8; 32]> =
+        s.pilots.keys().map(|p| (p.clone(), [7u8; 32])).collect();
+    let on_demand = PseudonymKeys::new(secrets.clone());
+    let ahead = PseudonymKeys::new(secrets).derived_for(&s);
+    let mut pairs = 0;
+    for pilot in s.pilots.values() {
+        for purpose in pilot.purposes.keys() {
+            let k = ahead.key(&pilot.id, purpose);
+            assert!(matches!(k, std::borrow::Cow::Borrowed(_)), "{purpose}");
+            assert_eq!(
+                ring::hmac::sign(&k, b"5550001234").as_ref(),
+                ring::hmac::sign(&on_demand.key(&pilot.id, purpose), b"5550001234").as_ref()
+            );
+            pairs += 1;
+        }
+    }
+    assert!(pairs > 5, "{pairs}");
+    // The derivation of the first release: HMAC(HMAC(secret, label), v-nummer).
+    let base = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7u8; 32]);
+    let label = ring::hmac::sign(&base, b"ketenpoort/pseudonym/v1/utrecht/casusoverleg");
+    let first = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, label.as_ref());
+    assert_eq!(
+        ring::hmac::sign(&first, b"5550001234").as_ref(),
+        ring::hmac::sign(&ahead.key("utrecht", "casusoverleg"), b"5550001234").as_ref()
+    );
+}
+
 #[test]
 fn diff_shows_flows_that_appear_and_disappear() {
     use ketenpoort::policy::diff::{Change, diff};

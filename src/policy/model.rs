@@ -264,6 +264,10 @@ pub(super) fn rule_key(consumer: &str, provider: &str, service: &str, purpose: &
 #[derive(Clone, Default)]
 pub struct PseudonymKeys {
     secrets: HashMap<String, [u8; 32]>,
+    /// The keys of the purposes the policies name, by pilot, then purpose:
+    /// derived once, where deriving per exchange cost two HMAC key set-ups
+    /// and a signature.
+    derived: HashMap<String, HashMap<String, hmac::Key>>,
 }
 
 impl std::fmt::Debug for PseudonymKeys {
@@ -277,13 +281,37 @@ impl std::fmt::Debug for PseudonymKeys {
 impl PseudonymKeys {
     /// Keys from pilot secrets.
     pub fn new(secrets: HashMap<String, [u8; 32]>) -> Self {
-        Self { secrets }
+        Self {
+            secrets,
+            derived: HashMap::new(),
+        }
+    }
+
+    /// The same keys, with those of every purpose in `policy` derived ahead.
+    pub fn derived_for(mut self, policy: &PolicySet) -> Self {
+        for pilot in policy.pilots.values() {
+            for purpose in pilot.purposes.keys() {
+                let key = self.derive(&pilot.id, purpose);
+                self.derived
+                    .entry(pilot.id.clone())
+                    .or_default()
+                    .insert(purpose.clone(), key);
+            }
+        }
+        self
     }
 
     /// The HMAC key for one pilot and purpose. A pilot without a secret gets
     /// one derived from nothing secret only in tests; production loads every
     /// pilot's secret at start (see `keys`).
-    pub fn key(&self, pilot: &str, purpose: &str) -> hmac::Key {
+    pub fn key(&self, pilot: &str, purpose: &str) -> std::borrow::Cow<'_, hmac::Key> {
+        match self.derived.get(pilot).and_then(|p| p.get(purpose)) {
+            Some(k) => std::borrow::Cow::Borrowed(k),
+            None => std::borrow::Cow::Owned(self.derive(pilot, purpose)),
+        }
+    }
+
+    fn derive(&self, pilot: &str, purpose: &str) -> hmac::Key {
         let secret = self.secrets.get(pilot).copied().unwrap_or([0u8; 32]);
         let base = hmac::Key::new(hmac::HMAC_SHA256, &secret);
         let derived = hmac::sign(

@@ -76,6 +76,7 @@ impl Snapshot {
             Some(e) => e.enforce(&on_disk, &bytes),
             None => (*on_disk).clone(),
         };
+        let keys = keys.derived_for(&on_disk).derived_for(&policy);
         Ok(Self {
             identities: PartnerIndex::new(&policy.partners),
             policy,
@@ -137,12 +138,13 @@ impl PolicyStore {
                 Some(e) => e.enforce(&old.on_disk, &old.partners_bytes),
                 None => (*old.on_disk).clone(),
             };
+            let keys = old.keys.clone().derived_for(&policy);
             Ok::<_, ConfigError>(Snapshot {
                 identities: PartnerIndex::new(&policy.partners),
                 policy,
                 on_disk: old.on_disk.clone(),
                 partners_bytes: old.partners_bytes.clone(),
-                keys: old.keys.clone(),
+                keys,
             })
         })
     }

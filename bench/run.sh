@@ -2,11 +2,14 @@
 # ketenpoort benchmark: the same load against
 #   A  the back-end directly (nginx, mutual TLS)            the limit
 #   B  nginx as an mTLS reverse proxy to that back-end      the baseline
+#   D  (full run) C's stack with none of its work: bench/bare_proxy.rs, mutual
+#      TLS in, hyper, the same pooled mutual-TLS back-end client, no policy,
+#      no minimising, no audit; it tells the stack's cost from ketenpoort's
 #   C  ketenpoort with Utrecht's casusoverleg rule for DT&V's departure
 #      dossier: purpose check, minimisation, a durable audit record each
 #      (embedded store; then on PostgreSQL with one node and with two nodes
 #      sharing the load, bench/pg.sh, skipped in --smoke without initdb)
-# interleaved A B C A B C ... so drift on a shared machine hits all alike;
+# interleaved A B (D) C A B (D) C ... so drift on a shared machine hits all alike;
 # the median of the rounds is reported. Then the audit store's own figures
 # (cargo bench --bench audit). Results go to bench/results/<date>.md.
 #
@@ -52,11 +55,20 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --locked -q
 KP="${CARGO_TARGET_DIR:-$ROOT/target}/release/ketenpoort"
+# D, in the full run: the same stack as C with none of its work
+# (bench/bare_proxy.rs), to tell the stack's cost from ketenpoort's.
+BARE=""
+if [ "$SMOKE" = 0 ] && [ "$LONG" = 0 ]; then
+    cargo build --release --locked -q --example bare-proxy
+    BARE="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bare-proxy"
+fi
 
 WORK=$(mktemp -d /tmp/ketenpoort-bench.XXXXXX)
 KPID=""
+BAREPID=""
 cleanup() {
     [ -n "$KPID" ] && kill "$KPID" 2>/dev/null || true
+    [ -n "$BAREPID" ] && kill "$BAREPID" 2>/dev/null || true
     declare -F pg_stop >/dev/null && pg_stop
     for n in backend proxy; do
         [ -f "$WORK/nginx-$n.pid" ] && kill "$(cat "$WORK/nginx-$n.pid")" 2>/dev/null || true
@@ -102,6 +114,13 @@ done
 URL_A="https://127.0.0.1:$BACKEND/vertrekdossiers/5550001234"
 URL_B="https://127.0.0.1:$PROXY/vertrekdossiers/5550001234"
 URL_C="https://127.0.0.1:$GATEWAY/v1/pilots/utrecht/services/dtv/vertrekdossier/5550001234"
+if [ -n "$BARE" ]; then
+    BARE_PORT=$(port)
+    "$BARE" "127.0.0.1:$BARE_PORT" "localhost:$BACKEND" "$CERTS" 2>"$WORK/bare.log" &
+    BAREPID=$!
+    URL_D="https://127.0.0.1:$BARE_PORT/vertrekdossiers/5550001234"
+    for _ in $(seq 100); do curl -s -o /dev/null "${TLS[@]}" "$URL_D" && break; sleep 0.1; done
+fi
 
 # A check that C does its job: minimised and recorded.
 CODE=$(curl -s -w '%{http_code}' -D "$WORK/c.headers" -o "$WORK/c.body" "${TLS[@]}" -H 'Ketenpoort-Purpose: casusoverleg' "$URL_C")
@@ -166,12 +185,18 @@ run() { # name url [extra oha args...]: writes $WORK/name.json
 
 CPU_TICKS=0
 B_TICKS=0
+D_TICKS=0
 for r in $(seq "$ROUNDS"); do
     run "A$r" "$URL_A"
     b0=$(proxy_ticks)
     run "B$r" "$URL_B"
     b1=$(proxy_ticks)
     B_TICKS=$((B_TICKS + b1 - b0))
+    if [ -n "$BAREPID" ]; then
+        d0=$(awk '{print $14 + $15}' "/proc/$BAREPID/stat")
+        run "D$r" "$URL_D"
+        D_TICKS=$((D_TICKS + $(awk '{print $14 + $15}' "/proc/$BAREPID/stat") - d0))
+    fi
     t0=$(cpu_ticks)
     if [ "${PROFILE:-0}" = 1 ] && [ "$r" = 1 ]; then
         # A CPU profile of ketenpoort under load: perf report -i target/perf.data
@@ -222,5 +247,5 @@ OUT="bench/results/$(date -u +%Y-%m-%d).md"
 n=2
 while [ -e "$OUT" ]; do OUT="bench/results/$(date -u +%Y-%m-%d)-run$n.md"; n=$((n + 1)); done
 [ "$SMOKE" = 1 ] && OUT="$WORK/smoke.md"
-python3 "$ROOT/bench/support.py" report "$OUT" "$WORK" "$ROUNDS" "$SMOKE" "$DURATION" "$CONC" "$HALF" "$RSS_KB" "$CPU_TICKS" "$(getconf CLK_TCK)" "$B_TICKS"
+python3 "$ROOT/bench/support.py" report "$OUT" "$WORK" "$ROUNDS" "$SMOKE" "$DURATION" "$CONC" "$HALF" "$RSS_KB" "$CPU_TICKS" "$(getconf CLK_TCK)" "$B_TICKS" "$D_TICKS"
 [ "$SMOKE" = 1 ] || echo "written to $OUT"

@@ -101,7 +101,7 @@ def half(work, rounds):
     print(max(1, int(statistics.median(rps) / 2)))
 
 
-def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, clk, b_ticks="0"):
+def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, clk, b_ticks="0", d_ticks="0"):
     rounds = int(rounds)
 
     def med(prefix, key):
@@ -117,7 +117,8 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
     def total(prefix):
         return sum(sum(load(work, f"{prefix}{r}").get("statusCodeDistribution", {}).values()) for r in range(1, rounds + 1))
 
-    rows = {p: {k: med(p, k) for k in ("rps", "p50", "p99")} for p in "ABC"}
+    has_d = os.path.exists(os.path.join(work, "D1.json"))
+    rows = {p: {k: med(p, k) for k in ("rps", "p50", "p99")} for p in ("ABCD" if has_d else "ABC")}
     A, B, C = rows["A"], rows["B"], rows["C"]
     # The median of the rounds' differences, each round's listed beside it.
     adds = [(load(work, f"halfC{r}")["latencyPercentiles"]["p99"] - load(work, f"halfA{r}")["latencyPercentiles"]["p99"]) * 1000
@@ -128,6 +129,8 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
     cpu = (int(ticks) / int(clk)) / (c_requests / 1000) if c_requests else float("nan")
     b_requests = total("B")
     b_cpu = (int(b_ticks) / int(clk)) / (b_requests / 1000) if b_requests else float("nan")
+    d_requests = total("D") if has_d else 0
+    d_cpu = (int(d_ticks) / int(clk)) / (d_requests / 1000) if d_requests else float("nan")
     rss = int(rss_kb) / 1024
     audit = open(os.path.join(work, "audit.txt")).read().strip() if os.path.exists(os.path.join(work, "audit.txt")) else "(not run)"
     allocs = allocations(os.path.join(work, "allocs.txt"), 3000)
@@ -143,7 +146,11 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
         "| | requests/s | p50 ms | p99 ms | non-200 |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, p in (("A back-end directly (the limit)", "A"), ("B nginx mTLS reverse proxy (baseline)", "B"), ("C ketenpoort", "C")):
+    targets = [("A back-end directly (the limit)", "A"), ("B nginx mTLS reverse proxy (baseline)", "B")]
+    if has_d:
+        targets.append(("D C's stack with none of its work (bench/bare_proxy.rs)", "D"))
+    targets.append(("C ketenpoort", "C"))
+    for name, p in targets:
         d = rows[p]
         lines.append(f"| {name} | {d['rps']:.0f} | {d['p50']:.2f} | {d['p99']:.2f} | {non200(p)} |")
     if os.path.exists(os.path.join(work, "Cpg1.json")):
@@ -167,6 +174,14 @@ def report(out, work, rounds, smoke, duration, conc, half_rate, rss_kb, ticks, c
         f"| p99 latency C adds over A at {half_rate} req/s (half of C's peak) | {added:.2f} ms{each} | ≤ 2 ms: {goal(added <= 2)} |",
         f"| ketenpoort peak resident memory | {rss:.1f} MiB | ≤ 100 MiB: {goal(rss <= 100)} |",
         f"| CPU seconds per 1000 requests: B (nginx proxy) / C (ketenpoort) | {b_cpu:.3f} / {cpu:.3f} | |",
+    ]
+    if has_d:
+        D = rows["D"]
+        lines += [
+            f"| throughput D/B: the stack alone against nginx | {D['rps'] / B['rps']:.2f} | (what C's stack allows) |",
+            f"| CPU seconds per 1000 requests: D (the stack alone) | {d_cpu:.3f} | |",
+        ]
+    lines += [
         f"| allocations per exchange at 500 req/s (3,000 exchanges, uprobes on mimalloc) | {allocs} | |",
         "",
         "Audit store (`cargo bench --bench audit`):",

@@ -31,7 +31,7 @@ fn rows(pilot: &Pilot) -> Vec<Row> {
         .map(|(rule, d, from, to)| {
             let allowed = rule.allowed(d);
             Row {
-                purpose: rule.purpose.clone(),
+                purpose: rule.purpose.to_string(),
                 from: from.to_string(),
                 to: to.to_string(),
                 service: rule.service.qualified(),

@@ -135,7 +135,7 @@ impl Builder {
             id,
             pilot: pilot.id.clone(),
             covenant: format!("{} {}", pilot.covenant.id, pilot.covenant.version),
-            policy_version: pilot.version.clone(),
+            policy_version: pilot.version.to_string(),
             purpose: purpose.to_string(),
             description: p.description.clone(),
             direction: d.as_str(),

@@ -200,7 +200,7 @@ fn expiry_stops_the_flow_the_day_after_its_last_valid_day() {
     assert!(rule.consent, "the shipped GGZ rule rests on consent");
     let grant = ketenpoort::policy::Grant {
         pilot,
-        purpose: &pilot.purposes[&rule.purpose],
+        purpose: &pilot.purposes[rule.purpose.as_str()],
         rule,
         path_subject: None,
     };

@@ -27,7 +27,11 @@ retention_days = 730
 async fn version_changes(gw: &TestGateway, from: &str) -> Option<String> {
     for _ in 0..100 {
         let snap = gw.gateway.policy.current();
-        let v = snap.policy.pilots.get("proef").map(|p| p.version.clone());
+        let v = snap
+            .policy
+            .pilots
+            .get("proef")
+            .map(|p| p.version.to_string());
         if v.as_deref() != Some(from) {
             return v;
         }

@@ -310,7 +310,7 @@ pub async fn put_policy(
     let version = Version {
         time,
         by: user.name.clone(),
-        version: new.version.clone(),
+        version: new.version.to_string(),
         text: text.to_string(),
     };
     let before = old.clone();
@@ -374,7 +374,7 @@ fn keep_history(
             &Version {
                 time: "before the first console change".into(),
                 by: "(file)".into(),
-                version: o.version.clone(),
+                version: o.version.to_string(),
                 text: o.text.clone(),
             },
             micros - 1,

@@ -69,17 +69,19 @@ pub async fn fetch(
         .policy
         .partners
         .get(t.provider)
-        .and_then(|p| p.backend.clone())
+        .and_then(|p| p.backend.as_deref())
         .ok_or_else(|| {
             Refusal::new(problem::BACKEND_UNREACHABLE, "the provider has no back-end")
         })?;
-    let path = grant
+    let url = grant
         .service()
         .path
         .as_ref()
-        .and_then(|p| p.fill(&t.rest))
-        .unwrap_or_default();
-    let mut headers = HeaderMap::new();
+        .and_then(|p| p.fill_after(backend, &t.rest))
+        .unwrap_or_else(|| backend.to_string());
+    // traceparent, the FSC transaction id, purpose, consumer, pilot and a
+    // content type: room for all, so the map never grows.
+    let mut headers = HeaderMap::with_capacity(6);
     headers.insert(TRACEPARENT, x.trace.header());
     headers.insert(
         FSC_TRANSACTION_ID,
@@ -99,7 +101,7 @@ pub async fn fetch(
     let answer = forward::call(
         &tls.backends,
         method,
-        &format!("{backend}{path}"),
+        url,
         headers,
         sent.bytes.clone(),
         limits.backend_timeout,

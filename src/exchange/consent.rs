@@ -161,7 +161,7 @@ fn authorise(x: &mut Exchange<'_>, method: &Method, rule_id: &str) -> Result<(),
     }
     let basis = pilot
         .purposes
-        .get(&rule.purpose)
+        .get(rule.purpose.as_str())
         .map(|p| p.legal_basis.clone())
         .unwrap_or_default();
     x.grant_by(rule_id, &basis, &pilot.version);

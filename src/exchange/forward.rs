@@ -69,7 +69,7 @@ fn is_cert_error(e: &(dyn std::error::Error + 'static)) -> bool {
 pub async fn call(
     client: &BackendClient,
     method: Method,
-    url: &str,
+    url: String,
     headers: HeaderMap,
     body: Bytes,
     deadline: Duration,

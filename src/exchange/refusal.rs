@@ -220,8 +220,8 @@ impl<'a> Exchange<'a> {
         self.granted = Some(Granted {
             rule_id: grant.rule.id.clone(),
             legal_basis: grant.purpose.legal_basis.clone(),
-            policy_version: grant.pilot.version.as_str().into(),
-            purpose: grant.rule.purpose.as_str().into(),
+            policy_version: grant.pilot.version.clone(),
+            purpose: grant.rule.purpose.clone(),
         });
         if let Some(s) = &grant.path_subject {
             self.subject = Some(subject_of(self, s)?);

@@ -170,7 +170,7 @@ impl PolicySet {
         let declared: Vec<FieldPath> = give.service.fields.iter().map(|(p, _)| p.clone()).collect();
         let rule = Rule {
             id: rule_id(from, to).into(),
-            purpose: give.purpose.clone(),
+            purpose: give.purpose.as_str().into(),
             service: give.service.clone(),
             consumers: registrars,
             response: Vec::new(),

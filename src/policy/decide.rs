@@ -420,7 +420,7 @@ impl PolicySet {
                 withheld: Vec::new(),
                 withheld_undeclared: 0,
                 rule_id: None,
-                policy_version: self.pilots.get(q.pilot).map(|p| p.version.clone()),
+                policy_version: self.pilots.get(q.pilot).map(|p| p.version.to_string()),
                 legal_basis: None,
             },
             Ok(grant) => {
@@ -432,7 +432,7 @@ impl PolicySet {
                     withheld: m.withheld,
                     withheld_undeclared: m.undeclared,
                     rule_id: Some(grant.rule.id.to_string()),
-                    policy_version: Some(grant.pilot.version.clone()),
+                    policy_version: Some(grant.pilot.version.to_string()),
                     legal_basis: Some(grant.purpose.legal_basis.to_string()),
                 }
             }

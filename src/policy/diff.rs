@@ -53,7 +53,7 @@ pub fn flows(set: &PolicySet) -> BTreeMap<Flow, BTreeSet<String>> {
             out.insert(
                 Flow {
                     pilot: pilot.id.clone(),
-                    purpose: rule.purpose.clone(),
+                    purpose: rule.purpose.to_string(),
                     from: from.to_string(),
                     to: to.to_string(),
                     service: rule.service.qualified(),

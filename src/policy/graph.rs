@@ -30,7 +30,7 @@ pub fn edges(pilot: &Pilot) -> Vec<Edge> {
         let cats = map
             .entry((from.to_string(), to.to_string()))
             .or_default()
-            .entry(rule.purpose.clone())
+            .entry(rule.purpose.to_string())
             .or_default();
         for p in rule.allowed(d) {
             cats.extend(rule.service.categories_of(p));

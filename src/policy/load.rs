@@ -182,7 +182,7 @@ impl Pilot {
             transfers,
             consent_recorders,
             retention,
-            version: version(partners_bytes, src),
+            version: version(partners_bytes, src).into(),
             covenant_version: String::new(),
             standing: Default::default(),
             index,
@@ -491,7 +491,7 @@ fn compile_rule(
     let declared: Vec<FieldPath> = service.fields.iter().map(|(f, _)| f.clone()).collect();
     Ok(Rule {
         id: id.as_str().into(),
-        purpose: purpose.id.clone(),
+        purpose: purpose.id.as_str().into(),
         response_tree: Tree::new(&declared, &response, &transforms),
         request_tree: Tree::new(&declared, &request, &transforms),
         service,

@@ -78,7 +78,7 @@ pub struct Rule {
     /// Stable id, written into audit records.
     pub id: Text,
     /// The purpose id.
-    pub purpose: String,
+    pub purpose: Text,
     /// The provider's service.
     pub service: Arc<Service>,
     /// Who may call it.
@@ -173,7 +173,7 @@ pub struct Pilot {
     pub retention: Option<super::retention::Retention>,
     /// `sha256:<hex>` of partners.toml and this file: the policy version in
     /// every audit record.
-    pub version: String,
+    pub version: Text,
     /// `sha256:<hex>` of the covenant text the partners sign (the file and
     /// the declared fields of its services, see [`super::terms`]).
     pub covenant_version: String,

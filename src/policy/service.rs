@@ -95,10 +95,21 @@ impl PathTemplate {
     /// Fills the placeholders in order. The caller has checked that each value
     /// is a plain path segment (no '/', no '..', no percent-escapes).
     pub fn fill(&self, values: &[&str]) -> Option<String> {
+        self.fill_after("", values)
+    }
+
+    /// `prefix` (a back-end's base URL), then the path filled with
+    /// `values`: one string, sized once.
+    pub fn fill_after(&self, prefix: &str, values: &[&str]) -> Option<String> {
         if values.len() != self.arity() {
             return None;
         }
-        let mut out = String::new();
+        let len = self.parts.iter().fold(prefix.len(), |n, p| match p {
+            Part::Lit(s) => n + s.len(),
+            Part::Var(_) => n,
+        }) + values.iter().map(|v| v.len()).sum::<usize>();
+        let mut out = String::with_capacity(len);
+        out.push_str(prefix);
         let mut vals = values.iter();
         for p in &self.parts {
             match p {

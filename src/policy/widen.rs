@@ -73,7 +73,7 @@ pub fn expanded_flows(pilot: &Pilot) -> BTreeMap<Flow, BTreeSet<String>> {
         out.insert(
             Flow {
                 pilot: pilot.id.clone(),
-                purpose: rule.purpose.clone(),
+                purpose: rule.purpose.to_string(),
                 from: from.to_string(),
                 to: to.to_string(),
                 service: rule.service.qualified(),

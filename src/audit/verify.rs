@@ -183,11 +183,10 @@ fn check_log(
         }
         let end = segment::scan(&seg.path, |_, bytes| {
             let expected = frontier.size();
-            let r = Record::decode(bytes).map_err(|e| format!("record {expected}: {e}"))?;
-            if r.id != expected {
+            let id = Record::check(bytes).map_err(|e| format!("record {expected}: {e}"))?;
+            if id != expected {
                 return Err(format!(
-                    "record {expected}: the record at this place says it is record {}: records were removed, inserted or reordered",
-                    r.id
+                    "record {expected}: the record at this place says it is record {id}: records were removed, inserted or reordered"
                 ));
             }
             let leaf = merkle::leaf_hash(bytes);

@@ -523,11 +523,11 @@ pub fn render_signed(
         for (name, text) in [
             (
                 format!("{}.md", pilot.id),
-                markdown(set, pilot, covenants.get(&pilot.id)),
+                markdown(set, pilot, covenants.get(pilot.id.as_str())),
             ),
             (
                 format!("{}.html", pilot.id),
-                html(set, pilot, covenants.get(&pilot.id)),
+                html(set, pilot, covenants.get(pilot.id.as_str())),
             ),
             (format!("{}-flows.svg", pilot.id), graph::svg(set, pilot)),
         ] {

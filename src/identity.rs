@@ -115,7 +115,7 @@ impl PartnerIndex {
             [] => Err(IdentityError::UnknownPartner),
             [one] => Ok((*one).clone()),
             many => Err(IdentityError::Ambiguous(
-                many.iter().map(|p| p.id.clone()).collect(),
+                many.iter().map(|p| p.id.to_string()).collect(),
             )),
         }
     }

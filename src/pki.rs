@@ -379,11 +379,11 @@ pub fn init(config: &GatewayConfig) -> Result<InitReport, PkiError> {
     let mut keys = std::collections::HashMap::new();
     for p in &partners.list {
         let issued = ca.issue(&LeafSpec::for_partner(p))?;
-        keys.insert(p.id.clone(), issued.clone());
+        keys.insert(p.id.to_string(), issued.clone());
         put(&format!("{}.crt", p.id), &issued.cert_pem, 0o644)?;
         put(&format!("{}.key", p.id), &issued.key_pem, 0o600)?;
         if p.oin.is_none() && p.kvk.is_none() {
-            pins.push((p.id.clone(), issued.spki_sha256));
+            pins.push((p.id.to_string(), issued.spki_sha256));
         }
     }
     put("crl.pem", &ca.crl(&[])?, 0o644)?;
@@ -431,7 +431,7 @@ pub fn sign_pilots(
             crate::covenant::store::drop_in_inbox(&config.data_dir, &name, &jws)
                 .map_err(io(&inbox))?;
         }
-        signed.push(pilot.id.clone());
+        signed.push(pilot.id.to_string());
     }
     Ok(signed)
 }

@@ -133,7 +133,7 @@ impl Builder {
         let id = activity_id(&pilot.id, purpose, d);
         Some(self.0.entry(id.clone()).or_insert_with(|| Activity {
             id,
-            pilot: pilot.id.clone(),
+            pilot: pilot.id.to_string(),
             covenant: format!("{} {}", pilot.covenant.id, pilot.covenant.version),
             policy_version: pilot.version.to_string(),
             purpose: purpose.to_string(),

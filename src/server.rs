@@ -160,7 +160,7 @@ async fn serve_partner(
         return;
     };
     let _counted = match &peer.partner {
-        Ok(p) => match per_partner.take(p.id.clone()) {
+        Ok(p) => match per_partner.take(p.id.to_string()) {
             Some(c) => Some(c),
             None => {
                 gw.metrics.connection_limited("per-partner");

@@ -92,7 +92,7 @@ fn pki_init_makes_every_certificate_with_private_keys_0600() {
         ketenpoort::policy::partners::Partners::load(&dir.path().join("config/partners.toml"))
             .unwrap();
     let mut names = vec!["ca".to_string(), "gateway".into(), "gateway-client".into()];
-    names.extend(partners.list.iter().map(|p| p.id.clone()));
+    names.extend(partners.list.iter().map(|p| p.id.to_string()));
     for n in &names {
         assert!(dev.join(format!("{n}.crt")).is_file(), "{n}.crt");
         let mode = std::fs::metadata(dev.join(format!("{n}.key")))

@@ -129,7 +129,7 @@ fn set(text: &str) -> PolicySet {
     let p = pilot(text).expect("valid");
     PolicySet {
         partners: Arc::new(partners()),
-        pilots: [(p.id.clone(), p)].into(),
+        pilots: [(p.id.to_string(), p)].into(),
     }
 }
 

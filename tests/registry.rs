@@ -579,7 +579,7 @@ async fn a_transfer_goes_where_both_files_agree_with_the_fields_both_allow_and_m
     for id in [checked, moved, ids(&r)].concat() {
         let e = fixture::record(&f, id).await.entry;
         subjects
-            .entry(e.pilot)
+            .entry(e.pilot.to_string())
             .or_default()
             .push(e.subject.unwrap());
     }

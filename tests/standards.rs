@@ -164,7 +164,10 @@ async fn records_point_at_the_registers_processing_activity_and_policy_version()
             (a.pilot.as_str(), a.purpose.as_str()),
             ("proef", "casusoverleg")
         );
-        assert!(a.senders.contains(&e.sender) && a.recipients.contains(&e.recipient));
+        assert!(
+            a.senders.contains(&e.sender.to_string())
+                && a.recipients.contains(&e.recipient.to_string())
+        );
         directions.push(a.direction);
     }
     assert_eq!(directions, ["request", "response"]);

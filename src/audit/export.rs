@@ -120,7 +120,7 @@ fn direction(r: &Record) -> Direction {
 pub fn processing_activity(r: &Record) -> String {
     let e = &r.entry;
     if !e.processing_activity_id.is_empty() {
-        return e.processing_activity_id.clone();
+        return e.processing_activity_id.to_string();
     }
     if e.kind == RecordKind::Exchange && !e.rule_id.is_empty() && !e.pilot.is_empty() {
         return activity_id(&e.pilot, &e.purpose, direction(r));

@@ -126,17 +126,17 @@ pub struct Entry {
     /// What kind of processing.
     pub kind: RecordKind,
     /// Pilot id.
-    pub pilot: String,
+    pub pilot: Text,
     /// Who gave the data (partner id, or `console:<user>`).
-    pub sender: String,
+    pub sender: Text,
     /// Who received it.
-    pub recipient: String,
+    pub recipient: Text,
     /// Purpose id.
     pub purpose: Text,
     /// Legal basis of the purpose, as the covenant cites it.
     pub legal_basis: Text,
     /// `provider/service`.
-    pub service: String,
+    pub service: Text,
     /// Rule that allowed it (empty when refused before a rule was found).
     pub rule_id: Text,
     /// Policy version (`sha256:…`) of the pilot.
@@ -174,7 +174,7 @@ pub struct Entry {
     /// The register's URI of the processing activity
     /// (`urn:ketenpoort:processing-activity:<pilot>:<purpose>:<direction>`),
     /// empty when no rule was found. Version 3.
-    pub processing_activity_id: String,
+    pub processing_activity_id: Text,
     /// When the exchange began, microseconds since the epoch: the record's
     /// own time is its end. Version 3.
     pub started_micros: Option<i64>,
@@ -185,13 +185,13 @@ pub struct Entry {
 
 impl Entry {
     /// An exchange entry with every optional part empty; callers fill in.
-    /// `purpose` may be the policy's shared text (no copy) or a `&str`.
+    /// The names may be the policy's shared texts (no copy) or `&str`s.
     pub fn exchange(
-        pilot: &str,
-        sender: &str,
-        recipient: &str,
+        pilot: impl Into<Text>,
+        sender: impl Into<Text>,
+        recipient: impl Into<Text>,
         purpose: impl Into<Text>,
-        service: &str,
+        service: impl Into<Text>,
     ) -> Self {
         Self {
             kind: RecordKind::Exchange,
@@ -216,7 +216,7 @@ impl Entry {
             trace_id: None,
             span_id: None,
             fsc_transaction_id: None,
-            processing_activity_id: String::new(),
+            processing_activity_id: Text::default(),
             started_micros: None,
             foreign_span_id: None,
         }
@@ -450,11 +450,11 @@ impl Record {
         let id = r.u64()?;
         let time_micros = r.u64()? as i64;
         let kind = RecordKind::from_code(r.u8()?).ok_or(DecodeError("unknown kind"))?;
-        let pilot = r.str()?;
-        let (sender, recipient) = (r.str()?, r.str()?);
+        let pilot = r.text()?;
+        let (sender, recipient) = (r.text()?, r.text()?);
         let purpose = r.text()?;
         let legal_basis = r.text()?;
-        let service = r.str()?;
+        let service = r.text()?;
         let (rule_id, policy_version) = (r.text()?, r.text()?);
         let decision = match r.u8()? {
             0 => Decision::Disclosed,
@@ -479,12 +479,12 @@ impl Record {
             if version >= 3 {
                 (
                     r.opt::<16>()?,
-                    r.str()?,
+                    r.text()?,
                     r.opt::<8>()?.map(i64::from_be_bytes),
                     r.opt::<8>()?,
                 )
             } else {
-                (None, String::new(), None, None)
+                (None, Text::default(), None, None)
             };
         if !r.bytes.is_empty() {
             return Err(DecodeError("trailing bytes"));

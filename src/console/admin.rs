@@ -72,7 +72,7 @@ fn save_version(dir: &Path, v: &Version, micros: i64) -> std::io::Result<()> {
 fn only(set: &PolicySet, pilot: &Pilot) -> PolicySet {
     PolicySet {
         partners: set.partners.clone(),
-        pilots: [(pilot.id.clone(), pilot.clone())].into(),
+        pilots: [(pilot.id.to_string(), pilot.clone())].into(),
     }
 }
 
@@ -393,10 +393,10 @@ async fn record_change(
 ) -> Result<u64, Response<Body>> {
     let mut e = Entry::exchange(
         pilot,
-        &format!("console:{}", user.name),
+        format!("console:{}", user.name),
         "ketenpoort",
         "policy-change",
-        &format!("policy/{pilot}"),
+        format!("policy/{pilot}"),
     );
     e.kind = RecordKind::PolicyChange;
     e.decision = Decision::Disclosed;

@@ -95,7 +95,7 @@ pub async fn checks(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> R
                 .is_none_or(|own| p.partners.contains(own))
         })
         .filter(|p| q.get("pilot").is_none_or(|want| *want == p.id))
-        .map(|p| p.id.clone())
+        .map(|p| p.id.to_string())
         .collect();
     if let Some(want) = q.get("pilot")
         && visible.is_empty()
@@ -146,7 +146,7 @@ pub async fn checks(gw: &Gateway, user: &User, q: &HashMap<String, String>) -> R
                     } else {
                         &e.sender
                     };
-                    let row = rows.entry(who.clone()).or_default();
+                    let row = rows.entry(who.to_string()).or_default();
                     match (e.decision, e.disclosed.first().map(|t| t.as_str())) {
                         (Decision::Refused, _) if e.reason == problem::TOO_MANY_CHECKS.slug => {
                             row.refused_limit += 1;

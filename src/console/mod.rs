@@ -658,8 +658,8 @@ fn scoped_stats(
                 Dim::Day => vec![r.time_rfc3339()[..10].to_string()],
                 Dim::Pilot => vec![e.pilot.to_string()],
                 Dim::Purpose => vec![e.purpose.to_string()],
-                Dim::Partner if e.sender == e.recipient => vec![e.sender.clone()],
-                Dim::Partner => vec![e.sender.clone(), e.recipient.clone()],
+                Dim::Partner if e.sender == e.recipient => vec![e.sender.to_string()],
+                Dim::Partner => vec![e.sender.to_string(), e.recipient.to_string()],
             };
             for k in keys {
                 let row = rows.entry(k).or_default();

@@ -97,7 +97,7 @@ fn entry(kind: RecordKind, pilot: &str, sender: &str, version: &str, reason: Str
         sender,
         "ketenpoort",
         "covenant",
-        &format!("covenant/{pilot}"),
+        format!("covenant/{pilot}"),
     );
     e.kind = kind;
     e.decision = Disclosure::Disclosed;
@@ -333,7 +333,7 @@ impl Registry {
         partners: &PartnerIndex,
     ) -> Result<Submitted, CovenantError> {
         let v = jws::verify(jws, verifier, partners)?;
-        let signer = v.partner.id.clone();
+        let signer = v.partner.id.to_string();
         if v.payload.pilot != pilot {
             return Err(CovenantError::Mismatch(format!(
                 "the signature is for pilot '{}', not '{pilot}'",

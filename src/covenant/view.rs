@@ -171,7 +171,7 @@ pub fn version(
         Ok(p) => {
             let one = PolicySet {
                 partners: on_disk.partners.clone(),
-                pilots: [(p.id.clone(), p.clone())].into(),
+                pilots: [(p.id.to_string(), p.clone())].into(),
             };
             diff::flows(&one)
                 .into_iter()

@@ -320,7 +320,7 @@ async fn start_backends(
             .await
             .map_err(err("binding a back-end"))?;
         ports.insert(
-            p.id.clone(),
+            p.id.to_string(),
             l.local_addr().map_err(err("back-end address"))?.port(),
         );
         let mut stop = stop.clone();

@@ -139,10 +139,11 @@ fn authorise(x: &mut Exchange<'_>, method: &Method, rule_id: &str) -> Result<(),
             ),
         ));
     }
-    let who = &x.consumer.id;
-    let recorder = pilot.consent_recorders.contains(who);
+    let who = x.consumer.id.as_str();
+    let is = |ids: &[String]| ids.iter().any(|i| i == who);
+    let recorder = is(&pilot.consent_recorders);
     let allowed = match *method {
-        Method::GET => recorder || rule.consumers.contains(who),
+        Method::GET => recorder || is(&rule.consumers),
         Method::PUT | Method::DELETE => recorder,
         _ => {
             let mut r = Refusal::new(
@@ -232,7 +233,7 @@ fn step(
     ConsentEvent {
         act,
         recorded_at: now,
-        by: x.consumer.id.clone(),
+        by: x.consumer.id.to_string(),
         record: 0,
         given_at,
         expires,

@@ -40,7 +40,7 @@ pub async fn deliver(
     let item = mailbox::Item {
         id: 0,
         recipient: t.provider.to_string(),
-        sender: x.consumer.id.clone(),
+        sender: x.consumer.id.to_string(),
         pilot: t.pilot.to_string(),
         purpose: x.purpose.clone(),
         service: format!("{}/{}", t.provider, t.service),

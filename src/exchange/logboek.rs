@@ -153,7 +153,7 @@ async fn stages(x: &mut Exchange<'_>, req: Request<Incoming>) -> Result<Response
     let a = ask(&v)?;
     x.direction = Direction::Response;
     let mut filter = Filter {
-        partner: Some(x.consumer.id.clone()),
+        partner: Some(x.consumer.id.to_string()),
         since: a.since,
         until: a.until,
         limit: crate::audit::store::MAX_PAGE,

@@ -88,7 +88,7 @@ async fn refuse_stranger(
         sender: peer
             .partner
             .as_ref()
-            .map_or_else(|_| "unknown".to_string(), |p| p.id.clone()),
+            .map_or_else(|_| "unknown".to_string(), |p| p.id.to_string()),
         cert_sha256: Some(peer.cert_sha256),
     };
     gw.metrics.exchange(false, kind.slug);

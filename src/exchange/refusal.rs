@@ -108,6 +108,10 @@ struct Granted {
     policy_version: Text,
     /// The purpose the grant is for: the processing activity of its records.
     purpose: Text,
+    /// The pilot's id.
+    pilot: Text,
+    /// The processing activities of its records, request then response.
+    activities: [Text; 2],
 }
 
 /// One exchange: who asks what of whom, under which snapshot of the policy.
@@ -222,6 +226,8 @@ impl<'a> Exchange<'a> {
             legal_basis: grant.purpose.legal_basis.clone(),
             policy_version: grant.pilot.version.clone(),
             purpose: grant.rule.purpose.clone(),
+            pilot: grant.pilot.id.clone(),
+            activities: grant.purpose.activities.clone(),
         });
         if let Some(s) = &grant.path_subject {
             self.subject = Some(subject_of(self, s)?);
@@ -238,26 +244,36 @@ impl<'a> Exchange<'a> {
             legal_basis: legal_basis.into(),
             policy_version: policy_version.into(),
             purpose: self.purpose.as_str().into(),
+            pilot: self.target.pilot.into(),
+            activities: [Direction::Request, Direction::Response]
+                .map(|d| policy::activity_id(self.target.pilot, &self.purpose, d).into()),
         });
     }
 
     /// An audit entry for data going `d`, with the rule once granted.
     pub fn entry(&self, d: Direction) -> Entry {
         let t = self.target;
+        // The policy's shared names where a rule granted the exchange; a
+        // refusal names what the caller asked for.
+        let pilot = self
+            .granted
+            .as_ref()
+            .map_or_else(|| t.pilot.into(), |g| g.pilot.clone());
+        let (consumer, provider) = (self.consumer.id.clone(), Text::from(t.provider));
         let (sender, recipient) = match d {
-            Direction::Request => (self.consumer.id.as_str(), t.provider),
-            Direction::Response => (t.provider, self.consumer.id.as_str()),
+            Direction::Request => (consumer, provider),
+            Direction::Response => (provider, consumer),
         };
         let purpose = match &self.granted {
             Some(g) if *g.purpose == *self.purpose => g.purpose.clone(),
             _ => self.purpose.as_str().into(),
         };
         let mut e = Entry::exchange(
-            t.pilot,
+            pilot,
             sender,
             recipient,
             purpose,
-            &format!("{}/{}", t.provider, t.service),
+            format!("{}/{}", t.provider, t.service),
         );
         e.subject = self.subject;
         e.trace_id = Some(self.trace.trace_id);
@@ -276,7 +292,10 @@ impl<'a> Exchange<'a> {
             e.legal_basis = g.legal_basis.clone();
             e.rule_id = g.rule_id.clone();
             e.policy_version = g.policy_version.clone();
-            e.processing_activity_id = policy::activity_id(t.pilot, &g.purpose, d);
+            e.processing_activity_id = match d {
+                Direction::Request => g.activities[0].clone(),
+                Direction::Response => g.activities[1].clone(),
+            };
         }
         e
     }

@@ -121,7 +121,7 @@ fn authorise<'p>(
             format!("a transfer happens under purpose '{}'", a.rule.purpose),
         ));
     }
-    if !a.rule.consumers.contains(&x.consumer.id) {
+    if !a.rule.consumers.iter().any(|c| *c == *x.consumer.id) {
         return Err(Refusal::new(
             problem::NO_RULE,
             format!("{} is no registrar of pilot '{}'", x.consumer.id, from.id),
@@ -168,7 +168,7 @@ async fn stages<'p>(
     x.subject = Some(super::refusal::subject_of(x, &vnummer)?);
     let p = x.gw.registry.pseudonym(&vnummer);
     drop(vnummer);
-    if !stays(x, p).await?.contains(&a.from.id) {
+    if !stays(x, p).await?.iter().any(|s| *s == *a.from.id) {
         return Err(Refusal::new(
             problem::NO_OPEN_STAY,
             format!("the person has no open stay in '{}' to move", a.from.id),

@@ -52,7 +52,7 @@ pub fn flows(set: &PolicySet) -> BTreeMap<Flow, BTreeSet<String>> {
                 .collect();
             out.insert(
                 Flow {
-                    pilot: pilot.id.clone(),
+                    pilot: pilot.id.to_string(),
                     purpose: rule.purpose.to_string(),
                     from: from.to_string(),
                     to: to.to_string(),

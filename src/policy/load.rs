@@ -16,7 +16,7 @@ use toml::value::Datetime;
 
 use super::fields::{Category, FieldPath};
 use super::minimise::{Granularity, Transform, Tree};
-use super::model::{Covenant, Pilot, PolicySet, Purpose, Rule, find_rule, rule_key};
+use super::model::{Covenant, Direction, Pilot, PolicySet, Purpose, Rule, find_rule, rule_key};
 use super::partners::Partners;
 use super::registration::Registration;
 use super::retention::Retention;
@@ -148,7 +148,7 @@ impl Pilot {
         let id = pilot_id(src, &raw.pilot.id)?;
         let signed = signed_partners(src, partners, &raw.pilot.partners)?;
         let covenant = covenant(src, &raw.pilot.covenant)?;
-        let purposes = compile_purposes(src, &raw.purposes)?;
+        let purposes = compile_purposes(src, &id, &raw.purposes)?;
         let (rules, index) = compile_rules(src, partners, &signed, &purposes, &raw.rules)?;
         let registration = raw
             .registration
@@ -170,7 +170,7 @@ impl Pilot {
             })
             .transpose()?;
         let mut pilot = Pilot {
-            id,
+            id: id.into(),
             name: raw.pilot.name,
             file: src.file.clone(),
             text: src.text.clone(),
@@ -309,17 +309,19 @@ fn covenant(src: &Source, c: &RawCovenant) -> Result<Covenant, ConfigError> {
 
 fn compile_purposes(
     src: &Source,
+    pilot: &str,
     raw: &BTreeMap<String, Spanned<RawPurpose>>,
 ) -> Result<BTreeMap<String, Purpose>, ConfigError> {
     let mut purposes = BTreeMap::new();
     for (pid, rp) in raw {
-        purposes.insert(pid.clone(), compile_purpose(src, pid, rp)?);
+        purposes.insert(pid.clone(), compile_purpose(src, pilot, pid, rp)?);
     }
     Ok(purposes)
 }
 
 fn compile_purpose(
     src: &Source,
+    pilot: &str,
     pid: &str,
     rp: &Spanned<RawPurpose>,
 ) -> Result<Purpose, ConfigError> {
@@ -349,6 +351,8 @@ fn compile_purpose(
         legal_basis: r.legal_basis.get_ref().as_str().into(),
         retention_days: days as u32,
         special_categories: special_categories(src, pid, r)?,
+        activities: [Direction::Request, Direction::Response]
+            .map(|d| super::model::activity_id(pilot, pid, d).into()),
     })
 }
 
@@ -707,7 +711,7 @@ impl PolicySet {
         for f in files {
             let src = Source::read(&f)?;
             let pilot = Pilot::from_source(&src, &partners, partners_bytes)?;
-            pilots.insert(pilot.id.clone(), pilot);
+            pilots.insert(pilot.id.to_string(), pilot);
         }
         let set = Self { partners, pilots };
         set.check_transfers()?;

@@ -70,6 +70,19 @@ pub struct Purpose {
     pub retention_days: u32,
     /// Special categories (health, criminal) this purpose may carry.
     pub special_categories: BTreeSet<Category>,
+    /// The register's URIs of its processing activities ([`activity_id`]),
+    /// request then response: made once, named by every record.
+    pub activities: [Text; 2],
+}
+
+impl Purpose {
+    /// The register's URI of its processing activity in direction `d`.
+    pub fn activity(&self, d: Direction) -> &Text {
+        match d {
+            Direction::Request => &self.activities[0],
+            Direction::Response => &self.activities[1],
+        }
+    }
 }
 
 /// One rule: a provider's service, to these consumers, for this purpose, these fields.
@@ -146,7 +159,7 @@ pub struct Standing {
 #[derive(Debug, Clone)]
 pub struct Pilot {
     /// Pilot id (`utrecht`), equal to the file's name.
-    pub id: String,
+    pub id: Text,
     /// Its name for people.
     pub name: String,
     /// The file it was read from.
@@ -293,7 +306,7 @@ impl PseudonymKeys {
             for purpose in pilot.purposes.keys() {
                 let key = self.derive(&pilot.id, purpose);
                 self.derived
-                    .entry(pilot.id.clone())
+                    .entry(pilot.id.to_string())
                     .or_default()
                     .insert(purpose.clone(), key);
             }

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::text::Text;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -99,7 +101,7 @@ struct RawPartner {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partner {
     /// Stable id used in policies, audit records and the API (`dtv`, `gemeente-utrecht`).
-    pub id: String,
+    pub id: Text,
     /// The organisation's name, for people.
     pub name: String,
     /// What kind of organisation it is.
@@ -245,7 +247,7 @@ impl Partners {
             }
             out.by_id.insert(id.clone(), out.list.len());
             out.list.push(Arc::new(Partner {
-                id,
+                id: id.into(),
                 name: p.name.into_inner(),
                 kind: p.kind,
                 oin: p.oin.map(Spanned::into_inner),

@@ -72,7 +72,7 @@ pub fn expanded_flows(pilot: &Pilot) -> BTreeMap<Flow, BTreeSet<String>> {
         }
         out.insert(
             Flow {
-                pilot: pilot.id.clone(),
+                pilot: pilot.id.to_string(),
                 purpose: rule.purpose.to_string(),
                 from: from.to_string(),
                 to: to.to_string(),

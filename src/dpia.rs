@@ -34,7 +34,7 @@ fn rows(pilot: &Pilot) -> Vec<Row> {
                 purpose: rule.purpose.to_string(),
                 from: from.to_string(),
                 to: to.to_string(),
-                service: rule.service.qualified(),
+                service: rule.service.qualified().to_string(),
                 categories: allowed
                     .iter()
                     .flat_map(|p| rule.service.categories_of(p))

@@ -261,7 +261,7 @@ fn element_entry(
 ) -> Result<(Entry, Vec<u8>), Refusal> {
     if m.shape_violations > 0 {
         x.gw.metrics
-            .shape_violations(&grant.service().qualified(), m.shape_violations);
+            .shape_violations(grant.service().qualified(), m.shape_violations);
     }
     let mut e = x.entry(Direction::Response);
     e.decision = Decision::Disclosed;

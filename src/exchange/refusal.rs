@@ -110,6 +110,8 @@ struct Granted {
     purpose: Text,
     /// The pilot's id.
     pilot: Text,
+    /// `provider/service`.
+    service: Text,
     /// The processing activities of its records, request then response.
     activities: [Text; 2],
 }
@@ -227,6 +229,7 @@ impl<'a> Exchange<'a> {
             policy_version: grant.pilot.version.clone(),
             purpose: grant.rule.purpose.clone(),
             pilot: grant.pilot.id.clone(),
+            service: grant.rule.service.qualified().clone(),
             activities: grant.purpose.activities.clone(),
         });
         if let Some(s) = &grant.path_subject {
@@ -245,6 +248,7 @@ impl<'a> Exchange<'a> {
             policy_version: policy_version.into(),
             purpose: self.purpose.as_str().into(),
             pilot: self.target.pilot.into(),
+            service: format!("{}/{}", self.target.provider, self.target.service).into(),
             activities: [Direction::Request, Direction::Response]
                 .map(|d| policy::activity_id(self.target.pilot, &self.purpose, d).into()),
         });
@@ -255,10 +259,13 @@ impl<'a> Exchange<'a> {
         let t = self.target;
         // The policy's shared names where a rule granted the exchange; a
         // refusal names what the caller asked for.
-        let pilot = self
-            .granted
-            .as_ref()
-            .map_or_else(|| t.pilot.into(), |g| g.pilot.clone());
+        let (pilot, service) = match &self.granted {
+            Some(g) => (g.pilot.clone(), g.service.clone()),
+            None => (
+                t.pilot.into(),
+                format!("{}/{}", t.provider, t.service).into(),
+            ),
+        };
         let (consumer, provider) = (self.consumer.id.clone(), Text::from(t.provider));
         let (sender, recipient) = match d {
             Direction::Request => (consumer, provider),
@@ -268,13 +275,7 @@ impl<'a> Exchange<'a> {
             Some(g) if *g.purpose == *self.purpose => g.purpose.clone(),
             _ => self.purpose.as_str().into(),
         };
-        let mut e = Entry::exchange(
-            pilot,
-            sender,
-            recipient,
-            purpose,
-            format!("{}/{}", t.provider, t.service),
-        );
+        let mut e = Entry::exchange(pilot, sender, recipient, purpose, service);
         e.subject = self.subject;
         e.trace_id = Some(self.trace.trace_id);
         e.span_id = Some(self.trace.span_id);

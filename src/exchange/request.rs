@@ -173,7 +173,7 @@ pub async fn take_document(
     x.subject = Some(super::refusal::subject_of(x, &subject)?);
     super::consent_check::require(x, grant, Some(&subject)).await?;
     x.gw.metrics
-        .shape_violations(&grant.service().qualified(), m.shape_violations);
+        .shape_violations(grant.service().qualified(), m.shape_violations);
     sent.bytes = Bytes::from(m.bytes);
     if grant.service().path.is_none() {
         let room =

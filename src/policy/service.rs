@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use super::fields::{Category, FieldPath};
 use crate::config::{ConfigError, Source, valid_id};
+use crate::text::Text;
 
 /// The HTTP methods a service may offer.
 pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -136,12 +137,14 @@ pub struct Service {
     pub subject: FieldPath,
     /// Every field of the document with its category, in file order.
     pub fields: Vec<(FieldPath, Category)>,
+    /// `provider/name`, made once: every audit record of the service names it.
+    qualified: Text,
 }
 
 impl Service {
-    /// `provider/name`, as policy files refer to it.
-    pub fn qualified(&self) -> String {
-        format!("{}/{}", self.provider, self.name)
+    /// `provider/name`, as policy files and audit records refer to it.
+    pub fn qualified(&self) -> &Text {
+        &self.qualified
     }
 
     /// The declared fields under (or at) a path.
@@ -268,6 +271,7 @@ impl Service {
         Ok(Self {
             provider: provider.to_string(),
             name: name.clone(),
+            qualified: format!("{provider}/{name}").into(),
             path,
             methods,
             subject,

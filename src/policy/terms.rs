@@ -40,7 +40,7 @@ pub struct Declared {
 impl Declared {
     fn of(svc: &Service) -> Self {
         Self {
-            service: svc.qualified(),
+            service: svc.qualified().to_string(),
             subject: svc.subject.to_string(),
             fields: svc
                 .fields

@@ -76,7 +76,7 @@ pub fn expanded_flows(pilot: &Pilot) -> BTreeMap<Flow, BTreeSet<String>> {
                 purpose: rule.purpose.to_string(),
                 from: from.to_string(),
                 to: to.to_string(),
-                service: rule.service.qualified(),
+                service: rule.service.qualified().to_string(),
                 direction: d,
             },
             fields,

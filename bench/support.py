@@ -231,6 +231,17 @@ def growth(tsv):
     line = (f"resident memory: {mid[1] / 1024:.1f} MiB after {mid[0]:,} exchanges, "
             f"{end[1] / 1024:.1f} MiB after {end[0]:,}: {d / 1024:+.1f} MiB, "
             f"{d * 1024 / n:+.0f} bytes per exchange")
+    # Two single samples move with the allocator's and the index's moods
+    # (several MiB either way); a line fitted through every sample from the
+    # middle on shows a leak as a slope.
+    later = [p for p in pts if p[0] >= mid[0]]
+    if len(later) >= 3:
+        mx = statistics.mean(x for x, _ in later)
+        my = statistics.mean(y for _, y in later)
+        slope = sum((x - mx) * (y - my) for x, y in later) / sum((x - mx) ** 2 for x, _ in later)
+        at_mid = my + slope * (mid[0] - mx)
+        line += (f"; a line through the {len(later)} samples from the middle on: "
+                 f"{slope * 1024:+.0f} bytes per exchange, {100 * slope * n / at_mid:+.1f}% over the second half")
     print(line)
     with open(tsv, "a") as f:
         f.write(f"# {line}\n")

@@ -139,11 +139,9 @@ fn authorise(x: &mut Exchange<'_>, method: &Method, rule_id: &str) -> Result<(),
             ),
         ));
     }
-    let who = x.consumer.id.as_str();
-    let is = |ids: &[String]| ids.iter().any(|i| i == who);
-    let recorder = is(&pilot.consent_recorders);
+    let recorder = x.consumer.named_in(&pilot.consent_recorders);
     let allowed = match *method {
-        Method::GET => recorder || is(&rule.consumers),
+        Method::GET => recorder || x.consumer.named_in(&rule.consumers),
         Method::PUT | Method::DELETE => recorder,
         _ => {
             let mut r = Refusal::new(
@@ -157,7 +155,7 @@ fn authorise(x: &mut Exchange<'_>, method: &Method, rule_id: &str) -> Result<(),
     if !allowed {
         return Err(Refusal::new(
             problem::NO_RULE,
-            format!("{who} records no consent in this pilot"),
+            format!("{} records no consent in this pilot", x.consumer.id),
         ));
     }
     let basis = pilot

@@ -37,7 +37,7 @@ fn party(gw: &Gateway, partner: &Partner, pilot: &str) -> Result<(), Problem> {
     if !listed
         .iter()
         .flatten()
-        .any(|p| p.partners.iter().any(|q| *q == *partner.id))
+        .any(|p| partner.named_in(&p.partners))
     {
         return Err(Problem::new(
             problem::PARTNER_NOT_IN_PILOT,

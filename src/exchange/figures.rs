@@ -64,7 +64,7 @@ async fn answer(x: &mut Exchange<'_>, a: &Ask) -> Result<Response<Body>, Refusal
         )
     })?;
     x.purpose.clone_from(&reg.purpose);
-    if !reg.figures_readers.iter().any(|r| *r == *x.consumer.id) {
+    if !x.consumer.named_in(&reg.figures_readers) {
         return Err(Refusal::new(
             problem::NOT_A_FIGURES_READER,
             format!("{} reads no figures of this pilot", x.consumer.id),

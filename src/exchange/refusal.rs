@@ -84,6 +84,12 @@ impl<'t> Target<'t> {
             rest: Vec::new(),
         }
     }
+
+    /// `provider/service` as asked: what a record names when no rule's
+    /// shared name is at hand.
+    fn qualified(&self) -> Text {
+        format!("{}/{}", self.provider, self.service).into()
+    }
 }
 
 /// A V-nummer from the path as the exchange's data subject: refused unless
@@ -248,7 +254,7 @@ impl<'a> Exchange<'a> {
             policy_version: policy_version.into(),
             purpose: self.purpose.as_str().into(),
             pilot: self.target.pilot.into(),
-            service: format!("{}/{}", self.target.provider, self.target.service).into(),
+            service: self.target.qualified(),
             activities: [Direction::Request, Direction::Response]
                 .map(|d| policy::activity_id(self.target.pilot, &self.purpose, d).into()),
         });
@@ -261,10 +267,7 @@ impl<'a> Exchange<'a> {
         // refusal names what the caller asked for.
         let (pilot, service) = match &self.granted {
             Some(g) => (g.pilot.clone(), g.service.clone()),
-            None => (
-                t.pilot.into(),
-                format!("{}/{}", t.provider, t.service).into(),
-            ),
+            None => (t.pilot.into(), t.qualified()),
         };
         let (consumer, provider) = (self.consumer.id.clone(), Text::from(t.provider));
         let (sender, recipient) = match d {

@@ -145,11 +145,9 @@ fn authorise(x: &mut Exchange<'_>, method: &Method) -> Result<Registration, Refu
             format!("registration happens under purpose '{}'", reg.purpose),
         ));
     }
-    let who = x.consumer.id.as_str();
-    let is = |ids: &[String]| ids.iter().any(|i| i == who);
     let allowed = match *method {
-        Method::GET => is(&reg.checkers),
-        Method::PUT | Method::DELETE => is(&reg.registrars),
+        Method::GET => x.consumer.named_in(&reg.checkers),
+        Method::PUT | Method::DELETE => x.consumer.named_in(&reg.registrars),
         _ => {
             let mut r = Refusal::new(
                 problem::METHOD_NOT_ALLOWED,
@@ -167,7 +165,10 @@ fn authorise(x: &mut Exchange<'_>, method: &Method) -> Result<Registration, Refu
         };
         return Err(Refusal::new(
             problem::NO_RULE,
-            format!("{who} is no {role} of this pilot's registration"),
+            format!(
+                "{} is no {role} of this pilot's registration",
+                x.consumer.id
+            ),
         ));
     }
     let basis = pilot

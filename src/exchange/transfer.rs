@@ -121,7 +121,7 @@ fn authorise<'p>(
             format!("a transfer happens under purpose '{}'", a.rule.purpose),
         ));
     }
-    if !a.rule.consumers.iter().any(|c| *c == *x.consumer.id) {
+    if !x.consumer.named_in(&a.rule.consumers) {
         return Err(Refusal::new(
             problem::NO_RULE,
             format!("{} is no registrar of pilot '{}'", x.consumer.id, from.id),

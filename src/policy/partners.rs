@@ -122,6 +122,11 @@ pub struct Partner {
 }
 
 impl Partner {
+    /// Whether a covenant's list of partner ids names this partner.
+    pub fn named_in(&self, ids: &[String]) -> bool {
+        ids.iter().any(|id| *id == *self.id)
+    }
+
     /// The service with this name.
     pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
         self.services.iter().find(|s| s.name == name)

@@ -76,7 +76,9 @@ impl Snapshot {
             Some(e) => e.enforce(&on_disk, &bytes),
             None => (*on_disk).clone(),
         };
-        let keys = keys.derived_for(&on_disk).derived_for(&policy);
+        // Exchanges run on `policy`; a key it lacks is still derived on
+        // demand, the same key.
+        let keys = keys.derived_for(&policy);
         Ok(Self {
             identities: PartnerIndex::new(&policy.partners),
             policy,

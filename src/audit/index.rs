@@ -145,6 +145,11 @@ impl Store {
     /// [`INDEX_MEMTABLE_BYTES`] (see [`Store::open`]: fjall is not left to
     /// do it). The commit itself waits while four rotated memtables are
     /// still unflushed, which bounds the memory the index holds.
+    ///
+    /// `Keyspace::rotate_memtable` is public but hidden from fjall's docs
+    /// (its own tests use it); Cargo.lock pins the version it is read
+    /// against, and `a_fast_writer_does_not_stop_the_flushes` fails if a
+    /// new version stops rotating here.
     fn commit(&self, b: fjall::OwnedWriteBatch) -> fjall::Result<()> {
         b.commit()?;
         if self.ix.tree.active_memtable().size() >= INDEX_MEMTABLE_BYTES {

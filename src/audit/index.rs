@@ -7,7 +7,7 @@
 //! catches up from there at start.
 //!
 //! fjall is a log-structured merge tree: a write is an append to its journal
-//! and an insert into a memtable, flushed and merged by background threads.
+//! and an insert into a memtable, flushed and merged by a background worker.
 //! That suits an index written once per record and read rarely, where sled
 //! spent about half of the gateway's CPU rewriting tree pages and kept a
 //! page cache that grew with the number of keys. Memory here is bounded by
@@ -40,7 +40,7 @@ pub use store::{INDEX_CACHE_BYTES, INDEX_MEMTABLE_BYTES};
 use store::{Store, drop_sled_index};
 
 /// The nice value of the index's threads: the indexer and fjall's flush and
-/// compaction workers yield the processor to the threads that answer
+/// compaction worker yield the processor to the threads that answer
 /// partners (whose tail latency they would otherwise add to), and still
 /// get their share when the machine is busy.
 pub const BACKGROUND_NICE: i32 = 10;

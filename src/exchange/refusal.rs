@@ -119,7 +119,7 @@ struct Granted {
     /// `provider/service`.
     service: Text,
     /// The processing activities of its records, request then response.
-    activities: [Text; 2],
+    activities: policy::Activities,
 }
 
 /// One exchange: who asks what of whom, under which snapshot of the policy.
@@ -255,8 +255,7 @@ impl<'a> Exchange<'a> {
             purpose: self.purpose.as_str().into(),
             pilot: self.target.pilot.into(),
             service: self.target.qualified(),
-            activities: [Direction::Request, Direction::Response]
-                .map(|d| policy::activity_id(self.target.pilot, &self.purpose, d).into()),
+            activities: policy::Activities::of(self.target.pilot, &self.purpose),
         });
     }
 
@@ -296,10 +295,7 @@ impl<'a> Exchange<'a> {
             e.legal_basis = g.legal_basis.clone();
             e.rule_id = g.rule_id.clone();
             e.policy_version = g.policy_version.clone();
-            e.processing_activity_id = match d {
-                Direction::Request => g.activities[0].clone(),
-                Direction::Response => g.activities[1].clone(),
-            };
+            e.processing_activity_id = g.activities.get(d).clone();
         }
         e
     }

@@ -16,7 +16,7 @@ use toml::value::Datetime;
 
 use super::fields::{Category, FieldPath};
 use super::minimise::{Granularity, Transform, Tree};
-use super::model::{Covenant, Direction, Pilot, PolicySet, Purpose, Rule, find_rule, rule_key};
+use super::model::{Activities, Covenant, Pilot, PolicySet, Purpose, Rule, find_rule, rule_key};
 use super::partners::Partners;
 use super::registration::Registration;
 use super::retention::Retention;
@@ -351,8 +351,7 @@ fn compile_purpose(
         legal_basis: r.legal_basis.get_ref().as_str().into(),
         retention_days: days as u32,
         special_categories: special_categories(src, pid, r)?,
-        activities: [Direction::Request, Direction::Response]
-            .map(|d| super::model::activity_id(pilot, pid, d).into()),
+        activities: Activities::of(pilot, pid),
     })
 }
 

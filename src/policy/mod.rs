@@ -39,6 +39,6 @@ pub mod widen;
 
 pub use decide::{Grant, Query, Refusal, RefusalReason, Verdict, valid_vnummer};
 pub use model::{
-    ACTIVITY_PREFIX, Covenant, Direction, Pilot, PolicySet, PseudonymKeys, Purpose, Rule, Standing,
-    activity_id,
+    ACTIVITY_PREFIX, Activities, Covenant, Direction, Pilot, PolicySet, PseudonymKeys, Purpose,
+    Rule, Standing, activity_id,
 };

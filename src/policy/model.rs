@@ -70,17 +70,30 @@ pub struct Purpose {
     pub retention_days: u32,
     /// Special categories (health, criminal) this purpose may carry.
     pub special_categories: BTreeSet<Category>,
-    /// The register's URIs of its processing activities ([`activity_id`]),
-    /// request then response: made once, named by every record.
-    pub activities: [Text; 2],
+    /// The register's URIs of its processing activities: made once, named
+    /// by every record.
+    pub activities: Activities,
 }
 
-impl Purpose {
-    /// The register's URI of its processing activity in direction `d`.
-    pub fn activity(&self, d: Direction) -> &Text {
+/// The register's URIs of a purpose's two processing activities
+/// ([`activity_id`]), one per direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activities([Text; 2]);
+
+impl Activities {
+    /// The activities of `purpose` in `pilot`.
+    pub fn of(pilot: &str, purpose: &str) -> Self {
+        Self(
+            [Direction::Request, Direction::Response]
+                .map(|d| activity_id(pilot, purpose, d).into()),
+        )
+    }
+
+    /// The activity of data going `d`.
+    pub fn get(&self, d: Direction) -> &Text {
         match d {
-            Direction::Request => &self.activities[0],
-            Direction::Response => &self.activities[1],
+            Direction::Request => &self.0[0],
+            Direction::Response => &self.0[1],
         }
     }
 }

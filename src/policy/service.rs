@@ -93,14 +93,10 @@ impl PathTemplate {
         })
     }
 
-    /// Fills the placeholders in order. The caller has checked that each value
-    /// is a plain path segment (no '/', no '..', no percent-escapes).
-    pub fn fill(&self, values: &[&str]) -> Option<String> {
-        self.fill_after("", values)
-    }
-
-    /// `prefix` (a back-end's base URL), then the path filled with
-    /// `values`: one string, sized once.
+    /// `prefix` (a back-end's base URL), then the path with its placeholders
+    /// filled in order: one string, sized once. The caller has checked that
+    /// each value is a plain path segment (no '/', no '..', no
+    /// percent-escapes).
     pub fn fill_after(&self, prefix: &str, values: &[&str]) -> Option<String> {
         if values.len() != self.arity() {
             return None;
@@ -302,8 +298,8 @@ mod tests {
     fn templates_fill_in_order() {
         let t = PathTemplate::parse("/a/{x}/b/{y}").unwrap();
         assert_eq!(t.arity(), 2);
-        assert_eq!(t.fill(&["1", "2"]).unwrap(), "/a/1/b/2");
-        assert!(t.fill(&["1"]).is_none());
+        assert_eq!(t.fill_after("", &["1", "2"]).unwrap(), "/a/1/b/2");
+        assert!(t.fill_after("", &["1"]).is_none());
         for bad in ["a/{x}", "/a/{x", "/a/x}", "/a/{}", "/a/{x y}"] {
             assert!(PathTemplate::parse(bad).is_err(), "{bad}");
         }

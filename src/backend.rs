@@ -47,16 +47,23 @@ impl tower_service::Service<Uri> for CertConnector {
 
 impl Connection for CertStream {
     fn connected(&self) -> Connected {
-        let connected = self.0.connected();
         match &self.0 {
             MaybeHttpsStream::Https(s) => {
+                // Built here rather than taken from hyper-rustls, which
+                // would chain the TCP connector's addresses (`HttpInfo`):
+                // the client copies every extra into every response, an
+                // allocation each, and nothing here reads them.
                 let (_, tls) = s.inner().get_ref();
+                let mut connected = Connected::new();
+                if tls.alpn_protocol() == Some(b"h2") {
+                    connected = connected.negotiated_h2();
+                }
                 match tls.peer_certificates().and_then(|c| c.first()) {
                     Some(leaf) => connected.extra(BackendCert(crate::identity::sha256(leaf))),
                     None => connected,
                 }
             }
-            MaybeHttpsStream::Http(_) => connected,
+            MaybeHttpsStream::Http(_) => self.0.connected(),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use tracing::{info, warn};
 
@@ -64,12 +64,12 @@ pub async fn fetch(
     sent: &Sent,
 ) -> Result<Answer, Refusal> {
     let t = x.target;
-    let backend = x
+    let (backend, host) = x
         .snap
         .policy
         .partners
         .get(t.provider)
-        .and_then(|p| p.backend.as_deref())
+        .and_then(|p| Some((p.backend.as_deref()?, p.backend_host.as_ref()?)))
         .ok_or_else(|| {
             Refusal::new(problem::BACKEND_UNREACHABLE, "the provider has no back-end")
         })?;
@@ -79,9 +79,10 @@ pub async fn fetch(
         .as_ref()
         .and_then(|p| p.fill_after(backend, &t.rest))
         .unwrap_or_else(|| backend.to_string());
-    // traceparent, the FSC transaction id, purpose, consumer, pilot and a
-    // content type: room for all, so the map never grows.
-    let mut headers = HeaderMap::with_capacity(6);
+    // Host, traceparent, the FSC transaction id, purpose, consumer, pilot
+    // and a content type: room for all, so the map never grows.
+    let mut headers = HeaderMap::with_capacity(7);
+    headers.insert(HOST, host.clone());
     headers.insert(TRACEPARENT, x.trace.header());
     headers.insert(
         FSC_TRANSACTION_ID,
@@ -172,23 +173,23 @@ pub async fn deliver(
     let request = sent.record.map(|r| r.id);
     let (body, disclosure, records) = if doc.root == Root::Object {
         // One document about one subject, the usual answer: no lists built.
-        let Some(m) = doc.elements.into_iter().next() else {
+        let Some(mut m) = doc.elements.into_iter().next() else {
             return Err(Refusal::new(
                 problem::BACKEND_BAD_ANSWER,
                 "not a JSON document",
             ));
         };
-        let subject = grant.answer_subject_found(m.subject.clone())?;
+        let subject = grant.answer_subject_found(m.subject.take())?;
         let consent = consent_of(x, grant, subject.as_deref()).await?;
         let (e, body) = element_entry(x, grant, &answer, m, subject, consent, &mut withheld)?;
         let id = x.record(e, "delivered").await?.id;
         (body, disclosure_header(request, &[id]), 1)
     } else {
-        let elements = doc.elements;
+        let mut elements = doc.elements;
         // Every element's subject is decided before anything is recorded.
         let subjects = elements
-            .iter()
-            .map(|el| grant.answer_subject_found(el.subject.clone()))
+            .iter_mut()
+            .map(|el| grant.answer_subject_found(el.subject.take()))
             .collect::<Result<Vec<_>, _>>()?;
         // Under a rule that rests on consent, every person an element is
         // about needs a consent in force, or nothing of the answer goes.
@@ -224,6 +225,10 @@ pub async fn deliver(
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = answer.status;
     let h = resp.headers_mut();
+    // The five set here, then the FSC transaction id and the API version
+    // on the way out: sized once, where growing the map cost two more
+    // allocations per exchange.
+    *h = HeaderMap::with_capacity(7);
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(disclosure)) {
         h.insert(DISCLOSURE, v);

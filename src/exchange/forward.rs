@@ -34,8 +34,6 @@ pub enum ForwardError {
 pub struct Answer {
     /// Its status.
     pub status: StatusCode,
-    /// Its content type.
-    pub content_type: Option<String>,
     /// Its body.
     pub body: Bytes,
     /// SHA-256 of the certificate the back-end presented: who really answered.
@@ -98,13 +96,7 @@ pub async fn call(
             .extensions()
             .get::<crate::backend::BackendCert>()
             .map(|c| c.0);
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = Limited::new(resp.into_body(), max_bytes)
-            .collect()
+        let body = read_whole(Limited::new(resp.into_body(), max_bytes))
             .await
             .map_err(|e| {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -114,11 +106,9 @@ pub async fn call(
                 } else {
                     ForwardError::Unreachable
                 }
-            })?
-            .to_bytes();
+            })?;
         Ok(Answer {
             status,
-            content_type,
             body,
             cert_sha256,
         })
@@ -126,4 +116,35 @@ pub async fn call(
     tokio::time::timeout(deadline, work)
         .await
         .map_err(|_| ForwardError::Timeout)?
+}
+
+/// Reads a whole body as one `Bytes`. A body that comes in one frame, the
+/// usual answer, is taken as it is: `BodyExt::collect` would queue it first
+/// (an allocation per exchange).
+async fn read_whole<B>(mut body: B) -> Result<Bytes, B::Error>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers: nothing a back-end's answer needs
+        };
+        match (&first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut m = bytes::BytesMut::with_capacity(f.len() + data.len());
+                m.extend_from_slice(f);
+                m.extend_from_slice(&data);
+                more = Some(m);
+            }
+            (Some(_), Some(m)) => m.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, more) {
+        (_, Some(m)) => m.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
 }

@@ -138,7 +138,9 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(RouteError::NotFound);
     };
-    let segs: Vec<&str> = rest.split('/').collect();
+    // On the stack for any path the API has: a `Vec` was two allocations
+    // per request.
+    let segs: smallvec::SmallVec<[&str; 12]> = rest.split('/').collect();
     if !segs.iter().all(|s| plain(s)) {
         return Err(RouteError::BadSegment);
     }

@@ -70,6 +70,9 @@ pub struct Tree {
     pub(super) transform: Option<Transform>,
     /// Declared members, by name.
     pub(super) children: BTreeMap<String, Tree>,
+    /// The place of `path` among the tree's paths in sorted order, so that
+    /// a pass sorts the paths it met by number (policy::stream).
+    pub(super) rank: u32,
 }
 
 impl Tree {
@@ -109,7 +112,30 @@ impl Tree {
             n.leaf = true;
             n.transform = transform;
         }
+        let mut paths = Vec::new();
+        root.each(&mut |n| paths.push(n.path.clone()));
+        paths.sort();
+        paths.dedup();
+        root.each_mut(&mut |n| {
+            n.rank = paths
+                .binary_search(&n.path)
+                .map_or(0, |i| u32::try_from(i).unwrap_or(u32::MAX));
+        });
         root
+    }
+
+    fn each<'t>(&'t self, f: &mut impl FnMut(&'t Tree)) {
+        f(self);
+        for c in self.children.values() {
+            c.each(f);
+        }
+    }
+
+    fn each_mut(&mut self, f: &mut impl FnMut(&mut Tree)) {
+        f(self);
+        for c in self.children.values_mut() {
+            c.each_mut(f);
+        }
     }
 
     /// True when nothing at all is allowed.

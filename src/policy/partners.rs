@@ -115,6 +115,9 @@ pub struct Partner {
     pub spki_sha256: Vec<[u8; 32]>,
     /// Base URL of the partner's back-end (`https://host:port`), if it has one.
     pub backend: Option<String>,
+    /// The `Host` header a call to `backend` carries (`host[:port]`), made
+    /// once here rather than formatted by the HTTP client per request.
+    pub backend_host: Option<hyper::header::HeaderValue>,
     /// No back-end: documents sent to this partner wait in its gateway mailbox.
     pub mailbox: bool,
     /// The services it offers, by name.
@@ -221,16 +224,24 @@ impl Partners {
                     let ok = url.strip_prefix("https://").is_some_and(|rest| {
                         !rest.is_empty() && !rest.contains(['/', '?', '#', '@'])
                     });
-                    if !ok {
-                        return Err(src.error(
-                            b,
-                            format!("backend '{url}' must be https://host[:port], without a path"),
-                        ));
+                    let host = url
+                        .strip_prefix("https://")
+                        .and_then(|h| hyper::header::HeaderValue::from_str(h).ok());
+                    match host {
+                        Some(host) if ok => Some((url.clone(), host)),
+                        _ => {
+                            return Err(src.error(
+                                b,
+                                format!(
+                                    "backend '{url}' must be https://host[:port], without a path"
+                                ),
+                            ));
+                        }
                     }
-                    Some(url.clone())
                 }
                 None => None,
             };
+            let (backend, backend_host) = backend.unzip();
             let mut services: Vec<Arc<Service>> = Vec::new();
             for raw in p.service {
                 let svc = Service::from_raw(src, &id, p.mailbox, raw)?;
@@ -259,6 +270,7 @@ impl Partners {
                 kvk: p.kvk.map(Spanned::into_inner),
                 spki_sha256: pins,
                 backend,
+                backend_host,
                 mailbox: p.mailbox,
                 services,
             }));

@@ -93,14 +93,13 @@ pub fn minimise_bytes(
     max_elements: usize,
 ) -> Result<Doc, Malformed> {
     let text = std::str::from_utf8(bytes).map_err(|_| Malformed("the body is not UTF-8".into()))?;
-    let names: Vec<&str> = subject.0.iter().map(|s| s.name.as_str()).collect();
     let mut st = State {
         out: Vec::with_capacity(bytes.len()),
         log: Vec::with_capacity(32),
         undeclared: 0,
         shape: 0,
         keys: Vec::with_capacity(32),
-        subject_path: &names,
+        subject_path: &subject.0,
         subject: None,
         key,
     };
@@ -120,14 +119,15 @@ pub fn minimise_bytes(
 /// The pass's working state, shared by every nested visitor.
 struct State<'a, 'de> {
     out: Vec<u8>,
-    /// Paths disclosed (`true`) or withheld, in the order met; a log rather
-    /// than sets so a look-ahead can be rolled back by truncation.
-    log: Vec<(bool, &'a Text)>,
+    /// Paths disclosed (`true`) or withheld, with their rank in the tree,
+    /// in the order met; a log rather than sets so a look-ahead can be
+    /// rolled back by truncation.
+    log: Vec<(bool, u32, &'a Text)>,
     undeclared: u32,
     shape: u32,
     /// The keys of the objects open now, innermost last.
     keys: Vec<Cow<'de, str>>,
-    subject_path: &'a [&'a str],
+    subject_path: &'a [super::fields::Segment],
     subject: Option<Option<String>>,
     key: &'a hmac::Key,
 }
@@ -156,15 +156,15 @@ impl<'a> State<'a, '_> {
         self.undeclared = m.undeclared;
         self.shape = m.shape;
     }
-    fn withheld(&mut self, path: &'a Text) {
-        self.log.push((false, path));
+    fn withheld(&mut self, node: &'a Tree) {
+        self.log.push((false, node.rank, &node.path));
     }
-    fn disclosed(&mut self, path: &'a Text) {
-        self.log.push((true, path));
+    fn disclosed(&mut self, node: &'a Tree) {
+        self.log.push((true, node.rank, &node.path));
     }
-    fn misshaped(&mut self, path: &'a Text) {
+    fn misshaped(&mut self, node: &'a Tree) {
         self.shape = self.shape.saturating_add(1);
-        self.log.push((false, path));
+        self.log.push((false, node.rank, &node.path));
     }
     fn write<T: serde::Serialize + ?Sized>(&mut self, v: &T) {
         // Strings and numbers into a Vec: serde_json cannot fail here.
@@ -172,10 +172,12 @@ impl<'a> State<'a, '_> {
     }
     /// Ends an element: its part, and the state cleared for the next.
     fn part(&mut self) -> Part {
-        self.log.sort_unstable();
-        self.log.dedup();
-        let split = self.log.partition_point(|(d, _)| !d);
-        let names = |l: &[(bool, &Text)]| l.iter().map(|(_, p)| (*p).clone()).collect();
+        // By the path's rank in the tree, which orders as its name does:
+        // comparing names was most of the pass's `memcmp`.
+        self.log.sort_unstable_by_key(|&(d, rank, _)| (d, rank));
+        self.log.dedup_by_key(|&mut (d, rank, _)| (d, rank));
+        let split = self.log.partition_point(|(d, _, _)| !d);
+        let names = |l: &[(bool, u32, &Text)]| l.iter().map(|(_, _, p)| (*p).clone()).collect();
         let withheld = names(&self.log[..split]);
         let disclosed = names(&self.log[split..]);
         self.log.clear();
@@ -366,15 +368,15 @@ impl<'a, 'de> Walk<'_, 'a, 'de> {
                 Got::Wrote
             }
             Mode::Member { node, .. } if node.list || !node.leaf => {
-                self.st.misshaped(&node.path);
+                self.st.misshaped(node);
                 Got::Nothing
             }
             Mode::Member { node, deliver } => {
                 if deliver && node.allowed && self.transformed(&v, node.transform) {
-                    self.st.disclosed(&node.path);
+                    self.st.disclosed(node);
                     Got::Wrote
                 } else {
-                    self.st.withheld(&node.path);
+                    self.st.withheld(node);
                     Got::Nothing
                 }
             }
@@ -467,7 +469,7 @@ impl<'a, 'de> Walk<'_, 'a, 'de> {
                 Some(Got::Misfit) => {
                     self.skip_items(&mut seq)?;
                     self.st.back(mark);
-                    self.st.misshaped(&node.path);
+                    self.st.misshaped(node);
                     return Ok(Got::Nothing);
                 }
                 Some(Got::Untransformable) => untransformable = true,
@@ -481,18 +483,18 @@ impl<'a, 'de> Walk<'_, 'a, 'de> {
         }
         if !deliver {
             if node.leaf {
-                self.st.withheld(&node.path);
+                self.st.withheld(node);
             }
             return Ok(Got::Nothing);
         }
         if untransformable {
             self.st.back(mark);
-            self.st.withheld(&node.path);
+            self.st.withheld(node);
             return Ok(Got::Nothing);
         }
         self.st.out.push(b']');
         if node.leaf {
-            self.st.disclosed(&node.path);
+            self.st.disclosed(node);
         }
         Ok(Got::Wrote)
     }
@@ -517,7 +519,15 @@ impl<'a, 'de> Walk<'_, 'a, 'de> {
                 return Err(A::Error::custom("a key appears twice in one object"));
             }
             let subj = match self.subj {
-                Some(i) if self.st.subject_path.get(i) == Some(&&*k) => Some(i + 1),
+                Some(i)
+                    if self
+                        .st
+                        .subject_path
+                        .get(i)
+                        .is_some_and(|s| s.name.as_str() == k) =>
+                {
+                    Some(i + 1)
+                }
                 _ => None,
             };
             let child = node.and_then(|n| n.children.get(&*k));
@@ -624,7 +634,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
                         Got::Wrote
                     }
                     Mode::Member { node, .. } => {
-                        self.st.misshaped(&node.path);
+                        self.st.misshaped(node);
                         Got::Nothing
                     }
                     Mode::Item { .. } => Got::Misfit,
@@ -651,12 +661,12 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
                 if let Mode::Item { .. } = self.mode {
                     return Ok(Got::Misfit);
                 }
-                self.st.misshaped(&node.path);
+                self.st.misshaped(node);
                 Ok(Got::Nothing)
             }
             Mode::Member { node, .. } if node.list => {
                 self.members(&mut map, None, false)?;
-                self.st.misshaped(&node.path);
+                self.st.misshaped(node);
                 Ok(Got::Nothing)
             }
             Mode::Member { node, deliver } | Mode::Item { node, deliver } => {

@@ -84,8 +84,9 @@ async fn get_is_minimised_at_every_depth_recorded_and_traced() {
     );
     assert_eq!(seen.headers["ketenpoort-consumer"], "gemeente");
     assert_eq!(seen.headers["ketenpoort-purpose"], "casusoverleg");
-    // One Host, the back-end's authority as partners.toml gives it (the
-    // gateway sets it; the HTTP client would add its own if it did not).
+    // One Host, the back-end's authority as partners.toml gives it: the
+    // gateway sets it (over HTTP/1 the client would otherwise format its
+    // own per request; over HTTP/2 it travels beside an equal :authority).
     assert_eq!(seen.headers.get_all("host").iter().count(), 1);
     let host = seen.headers["host"].to_str().unwrap();
     assert!(host.starts_with("localhost:"), "{host}");

@@ -224,8 +224,10 @@ impl Partners {
                     let ok = url.strip_prefix("https://").is_some_and(|rest| {
                         !rest.is_empty() && !rest.contains(['/', '?', '#', '@'])
                     });
+                    // Without the default port, as the HTTP client wrote it.
                     let host = url
                         .strip_prefix("https://")
+                        .map(|h| h.strip_suffix(":443").unwrap_or(h))
                         .and_then(|h| hyper::header::HeaderValue::from_str(h).ok());
                     match host {
                         Some(host) if ok => Some((url.clone(), host)),
@@ -316,6 +318,22 @@ mod tests {
         assert_eq!(e.at.map(|a| a.0), Some(7));
         let e = partners(&(p("a", &"1".repeat(20)) + &p("b", &"1".repeat(20)))).unwrap_err();
         assert!(e.reason.contains("already used by partner 'a'"), "{e}");
+    }
+
+    #[test]
+    fn the_backend_host_is_its_authority_without_the_default_port() {
+        let host = |url: &str| {
+            let p = partners(&format!(
+                "[[partner]]\nid = \"a\"\nname = \"X\"\nkind = \"chain\"\noin = \"{}\"\nbackend = \"{url}\"\n",
+                "1".repeat(20)
+            ))
+            .unwrap();
+            let h = p.get("a").unwrap().backend_host.clone().unwrap();
+            h.to_str().unwrap().to_string()
+        };
+        assert_eq!(host("https://dtv.example:8443"), "dtv.example:8443");
+        assert_eq!(host("https://dtv.example:443"), "dtv.example");
+        assert_eq!(host("https://dtv.example"), "dtv.example");
     }
 
     #[test]

@@ -272,13 +272,18 @@ fn refused_port() -> u16 {
 }
 
 async fn start_backend(pki_ca: &Ca, handler: backend::Handler, trusted_ca: &str) -> u16 {
-    start_backend_with_cert(pki_ca, handler, trusted_ca).await.0
+    start_backend_with_cert(pki_ca, handler, trusted_ca, false)
+        .await
+        .0
 }
 
+/// A back-end with its certificate; `http1_only` leaves HTTP/2 out of its
+/// ALPN, so the gateway speaks HTTP/1.1 to it (the other back-ends prefer h2).
 async fn start_backend_with_cert(
     pki_ca: &Ca,
     handler: backend::Handler,
     trusted_ca: &str,
+    http1_only: bool,
 ) -> (u16, Issued) {
     let cert = pki_ca
         .issue(&LeafSpec::server("backend", &["localhost", "127.0.0.1"]))
@@ -289,6 +294,13 @@ async fn start_backend_with_cert(
         cert.key_pem.as_bytes(),
     )
     .unwrap();
+    let tls = if http1_only {
+        let mut c = (*tls).clone();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(c)
+    } else {
+        tls
+    };
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(backend::serve(l, tls, handler, std::future::pending()));
@@ -392,6 +404,7 @@ async fn prepare_all() -> (TestPki, Seen, Hostile) {
                 }
             }),
             &ca.cert_pem,
+            true,
         )
         .await
     };

@@ -146,6 +146,37 @@ pub struct Partners {
     by_id: HashMap<String, usize>,
 }
 
+/// A partner's back-end URL, checked, and the `Host` header a call to it
+/// carries.
+fn backend_of(
+    src: &Source,
+    b: &Spanned<String>,
+    mailbox: bool,
+) -> Result<(String, hyper::header::HeaderValue), ConfigError> {
+    if mailbox {
+        return Err(src.error(
+            b,
+            "a mailbox partner has no back-end; remove one of the two",
+        ));
+    }
+    let url = b.get_ref();
+    let ok = url
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#', '@']));
+    // Without the default port, as the HTTP client wrote it.
+    let host = url
+        .strip_prefix("https://")
+        .map(|h| h.strip_suffix(":443").unwrap_or(h))
+        .and_then(|h| hyper::header::HeaderValue::from_str(h).ok());
+    match host {
+        Some(host) if ok => Ok((url.clone(), host)),
+        _ => Err(src.error(
+            b,
+            format!("backend '{url}' must be https://host[:port], without a path"),
+        )),
+    }
+}
+
 fn all_digits(s: &str, n: usize) -> bool {
     s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -212,38 +243,11 @@ impl Partners {
                     format!("partner '{id}' has no oin, kvk or spki_sha256: its certificate could never be recognised"),
                 ));
             }
-            let backend = match &p.backend {
-                Some(b) if p.mailbox => {
-                    return Err(src.error(
-                        b,
-                        "a mailbox partner has no back-end; remove one of the two",
-                    ));
-                }
-                Some(b) => {
-                    let url = b.get_ref();
-                    let ok = url.strip_prefix("https://").is_some_and(|rest| {
-                        !rest.is_empty() && !rest.contains(['/', '?', '#', '@'])
-                    });
-                    // Without the default port, as the HTTP client wrote it.
-                    let host = url
-                        .strip_prefix("https://")
-                        .map(|h| h.strip_suffix(":443").unwrap_or(h))
-                        .and_then(|h| hyper::header::HeaderValue::from_str(h).ok());
-                    match host {
-                        Some(host) if ok => Some((url.clone(), host)),
-                        _ => {
-                            return Err(src.error(
-                                b,
-                                format!(
-                                    "backend '{url}' must be https://host[:port], without a path"
-                                ),
-                            ));
-                        }
-                    }
-                }
+            let (backend, backend_host) = match &p.backend {
+                Some(b) => Some(backend_of(src, b, p.mailbox)?),
                 None => None,
-            };
-            let (backend, backend_host) = backend.unzip();
+            }
+            .unzip();
             let mut services: Vec<Arc<Service>> = Vec::new();
             for raw in p.service {
                 let svc = Service::from_raw(src, &id, p.mailbox, raw)?;

@@ -64,12 +64,12 @@ pub async fn fetch(
     sent: &Sent,
 ) -> Result<Answer, Refusal> {
     let t = x.target;
-    let (backend, host) = x
+    let backend = x
         .snap
         .policy
         .partners
         .get(t.provider)
-        .and_then(|p| Some((p.backend.as_deref()?, p.backend_host.as_ref()?)))
+        .and_then(|p| p.backend.as_ref())
         .ok_or_else(|| {
             Refusal::new(problem::BACKEND_UNREACHABLE, "the provider has no back-end")
         })?;
@@ -77,12 +77,12 @@ pub async fn fetch(
         .service()
         .path
         .as_ref()
-        .and_then(|p| p.fill_after(backend, &t.rest))
-        .unwrap_or_else(|| backend.to_string());
+        .and_then(|p| p.fill_after(&backend.url, &t.rest))
+        .unwrap_or_else(|| backend.url.clone());
     // Host, traceparent, the FSC transaction id, purpose, consumer, pilot
     // and a content type: room for all, so the map never grows.
     let mut headers = HeaderMap::with_capacity(7);
-    headers.insert(HOST, host.clone());
+    headers.insert(HOST, backend.host.clone());
     headers.insert(TRACEPARENT, x.trace.header());
     headers.insert(
         FSC_TRANSACTION_ID,

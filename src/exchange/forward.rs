@@ -148,3 +148,66 @@ where
         (None, None) => Bytes::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+    use super::*;
+    use hyper::body::Frame;
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A body that yields the frames it is given, as a back-end's answer
+    /// comes off the wire in whatever pieces it was sent.
+    struct Frames(VecDeque<Frame<Bytes>>);
+
+    impl hyper::body::Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(Ok))
+        }
+    }
+
+    fn frames(parts: &[&'static [u8]], trailers: bool) -> Frames {
+        let mut q: VecDeque<_> = parts
+            .iter()
+            .map(|p| Frame::data(Bytes::from_static(p)))
+            .collect();
+        if trailers {
+            q.push_back(Frame::trailers(HeaderMap::new()));
+        }
+        Frames(q)
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_pieces_is_read_whole_and_in_order() {
+        // A back-end dribbling its answer a byte at a time, with trailers.
+        let body = frames(&[b"{", b"\"a\"", b":", b"1", b"}"], true);
+        assert_eq!(read_whole(body).await.unwrap(), &b"{\"a\":1}"[..]);
+        let body = frames(&[b"", b"{}"], false);
+        assert_eq!(read_whole(body).await.unwrap(), &b"{}"[..]);
+        assert!(read_whole(frames(&[], true)).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_one_piece_is_not_copied() {
+        let one: &'static [u8] = b"{\"vnummer\":\"5550001234\"}";
+        let read = read_whole(frames(&[one], false)).await.unwrap();
+        assert_eq!(read.as_ptr(), one.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn pieces_beyond_the_limit_are_refused_as_too_large() {
+        let body = Limited::new(frames(&[b"0123456789", b"0123456789"], false), 15);
+        let e = read_whole(body).await.unwrap_err();
+        assert!(
+            e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+        );
+    }
+}

@@ -113,11 +113,8 @@ pub struct Partner {
     pub kvk: Option<String>,
     /// SHA-256 pins of the subject public key info, for partners without PKIoverheid.
     pub spki_sha256: Vec<[u8; 32]>,
-    /// Base URL of the partner's back-end (`https://host:port`), if it has one.
-    pub backend: Option<String>,
-    /// The `Host` header a call to `backend` carries (`host[:port]`), made
-    /// once here rather than formatted by the HTTP client per request.
-    pub backend_host: Option<hyper::header::HeaderValue>,
+    /// The partner's back-end, if it has one.
+    pub backend: Option<Backend>,
     /// No back-end: documents sent to this partner wait in its gateway mailbox.
     pub mailbox: bool,
     /// The services it offers, by name.
@@ -146,34 +143,41 @@ pub struct Partners {
     by_id: HashMap<String, usize>,
 }
 
-/// A partner's back-end URL, checked, and the `Host` header a call to it
-/// carries.
-fn backend_of(
-    src: &Source,
-    b: &Spanned<String>,
-    mailbox: bool,
-) -> Result<(String, hyper::header::HeaderValue), ConfigError> {
-    if mailbox {
-        return Err(src.error(
-            b,
-            "a mailbox partner has no back-end; remove one of the two",
-        ));
-    }
-    let url = b.get_ref();
-    let ok = url
-        .strip_prefix("https://")
-        .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#', '@']));
-    // Without the default port, as the HTTP client wrote it.
-    let host = url
-        .strip_prefix("https://")
-        .map(|h| h.strip_suffix(":443").unwrap_or(h))
-        .and_then(|h| hyper::header::HeaderValue::from_str(h).ok());
-    match host {
-        Some(host) if ok => Ok((url.clone(), host)),
-        _ => Err(src.error(
-            b,
-            format!("backend '{url}' must be https://host[:port], without a path"),
-        )),
+/// A partner's back-end, as calls to it are addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Its base URL (`https://host[:port]`).
+    pub url: String,
+    /// The `Host` header a call carries (`host[:port]`, without the default
+    /// port, as the HTTP client wrote it): made once here rather than
+    /// formatted by the client per request.
+    pub host: hyper::header::HeaderValue,
+}
+
+impl Backend {
+    /// Checks `backend = "..."` of a partner (`mailbox`: it has none).
+    fn parse(src: &Source, b: &Spanned<String>, mailbox: bool) -> Result<Self, ConfigError> {
+        if mailbox {
+            return Err(src.error(
+                b,
+                "a mailbox partner has no back-end; remove one of the two",
+            ));
+        }
+        let url = b.get_ref();
+        url.strip_prefix("https://")
+            .filter(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#', '@']))
+            .map(|h| h.strip_suffix(":443").unwrap_or(h))
+            .and_then(|h| hyper::header::HeaderValue::from_str(h).ok())
+            .map(|host| Self {
+                url: url.clone(),
+                host,
+            })
+            .ok_or_else(|| {
+                src.error(
+                    b,
+                    format!("backend '{url}' must be https://host[:port], without a path"),
+                )
+            })
     }
 }
 
@@ -243,11 +247,10 @@ impl Partners {
                     format!("partner '{id}' has no oin, kvk or spki_sha256: its certificate could never be recognised"),
                 ));
             }
-            let (backend, backend_host) = match &p.backend {
-                Some(b) => Some(backend_of(src, b, p.mailbox)?),
+            let backend = match &p.backend {
+                Some(b) => Some(Backend::parse(src, b, p.mailbox)?),
                 None => None,
-            }
-            .unzip();
+            };
             let mut services: Vec<Arc<Service>> = Vec::new();
             for raw in p.service {
                 let svc = Service::from_raw(src, &id, p.mailbox, raw)?;
@@ -276,7 +279,6 @@ impl Partners {
                 kvk: p.kvk.map(Spanned::into_inner),
                 spki_sha256: pins,
                 backend,
-                backend_host,
                 mailbox: p.mailbox,
                 services,
             }));
@@ -332,7 +334,7 @@ mod tests {
                 "1".repeat(20)
             ))
             .unwrap();
-            let h = p.get("a").unwrap().backend_host.clone().unwrap();
+            let h = p.get("a").unwrap().backend.clone().unwrap().host;
             h.to_str().unwrap().to_string()
         };
         assert_eq!(host("https://dtv.example:8443"), "dtv.example:8443");

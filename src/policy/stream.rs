@@ -119,10 +119,10 @@ pub fn minimise_bytes(
 /// The pass's working state, shared by every nested visitor.
 struct State<'a, 'de> {
     out: Vec<u8>,
-    /// Paths disclosed (`true`) or withheld, with their rank in the tree,
-    /// in the order met; a log rather than sets so a look-ahead can be
-    /// rolled back by truncation.
-    log: Vec<(bool, u32, &'a Text)>,
+    /// The nodes whose paths were disclosed (`true`) or withheld, in the
+    /// order met; a log rather than sets so a look-ahead can be rolled back
+    /// by truncation.
+    log: Vec<(bool, &'a Tree)>,
     undeclared: u32,
     shape: u32,
     /// The keys of the objects open now, innermost last.
@@ -157,14 +157,14 @@ impl<'a> State<'a, '_> {
         self.shape = m.shape;
     }
     fn withheld(&mut self, node: &'a Tree) {
-        self.log.push((false, node.rank, &node.path));
+        self.log.push((false, node));
     }
     fn disclosed(&mut self, node: &'a Tree) {
-        self.log.push((true, node.rank, &node.path));
+        self.log.push((true, node));
     }
     fn misshaped(&mut self, node: &'a Tree) {
         self.shape = self.shape.saturating_add(1);
-        self.log.push((false, node.rank, &node.path));
+        self.log.push((false, node));
     }
     fn write<T: serde::Serialize + ?Sized>(&mut self, v: &T) {
         // Strings and numbers into a Vec: serde_json cannot fail here.
@@ -174,10 +174,10 @@ impl<'a> State<'a, '_> {
     fn part(&mut self) -> Part {
         // By the path's rank in the tree, which orders as its name does:
         // comparing names was most of the pass's `memcmp`.
-        self.log.sort_unstable_by_key(|&(d, rank, _)| (d, rank));
-        self.log.dedup_by_key(|&mut (d, rank, _)| (d, rank));
-        let split = self.log.partition_point(|(d, _, _)| !d);
-        let names = |l: &[(bool, u32, &Text)]| l.iter().map(|(_, _, p)| (*p).clone()).collect();
+        self.log.sort_unstable_by_key(|&(d, n)| (d, n.rank));
+        self.log.dedup_by_key(|&mut (d, n)| (d, n.rank));
+        let split = self.log.partition_point(|(d, _)| !d);
+        let names = |l: &[(bool, &Tree)]| l.iter().map(|(_, n)| n.path.clone()).collect();
         let withheld = names(&self.log[..split]);
         let disclosed = names(&self.log[split..]);
         self.log.clear();

@@ -1,9 +1,6 @@
-//! The fjall database behind the index, and how it is driven.
-//!
-//! fjall is a log-structured merge tree: a write is an append to its journal
-//! and an insert into a memtable, flushed and merged by a background worker.
-//! This module owns the choices that keep that bounded and quiet on a small
-//! machine: one worker, memtables rotated by the index itself, bloom filters
+//! The fjall database behind the index, and how it is driven (why fjall:
+//! the index module). This module owns the choices that keep it bounded and
+//! quiet on a small machine: one worker, memtables rotated by the index itself, bloom filters
 //! off, and the batch that files a record's postings and counters at once.
 
 use std::path::Path;

@@ -82,23 +82,39 @@ fn axe_source() -> Option<String> {
     if let Ok(p) = std::env::var("AXE_CORE") {
         return std::fs::read_to_string(p).ok();
     }
+    // The tests of one binary start browsers in parallel: one of them
+    // installs, the others wait for it. npm writes package.json in place,
+    // so a second npm beside it read it empty (EJSONPARSE in CI); the
+    // install goes into a scratch directory that is renamed into place
+    // whole, so a reader in another test binary never sees half of it.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("axe");
     let file = dir.join("node_modules/axe-core/axe.min.js");
     if !file.is_file() {
         let npm = which("npm")?;
+        let scratch = dir.with_extension(format!("installing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
         let ok = Command::new(npm)
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .arg("axe-core@4")
+            .arg(&scratch)
+            .arg(AXE_CORE_VERSION)
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
+            let _ = std::fs::remove_dir_all(&scratch);
             return None;
         }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&scratch, &dir).ok()?;
     }
     std::fs::read_to_string(file).ok()
 }
+
+/// Pinned, so that a new axe release cannot change the rules a green run
+/// was checked against.
+const AXE_CORE_VERSION: &str = "axe-core@4.14.1";
 
 impl Driver {
     /// A browser whose languages are `langs` (Accept-Language and

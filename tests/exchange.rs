@@ -84,6 +84,16 @@ async fn get_is_minimised_at_every_depth_recorded_and_traced() {
     );
     assert_eq!(seen.headers["ketenpoort-consumer"], "gemeente");
     assert_eq!(seen.headers["ketenpoort-purpose"], "casusoverleg");
+    assert_eq!(seen.headers["ketenpoort-pilot"], "proef");
+    // Each once: made at load (consumer, pilot) or taken from the caller
+    // (purpose), not added beside another.
+    for h in [
+        "ketenpoort-consumer",
+        "ketenpoort-purpose",
+        "ketenpoort-pilot",
+    ] {
+        assert_eq!(seen.headers.get_all(h).iter().count(), 1, "{h}");
+    }
     // One Host, the back-end's authority as partners.toml gives it: the
     // gateway sets it (over HTTP/1 the client would otherwise format its
     // own per request; over HTTP/2 it travels beside an equal :authority).

@@ -88,15 +88,17 @@ pub async fn fetch(
         FSC_TRANSACTION_ID,
         super::trace::transaction_header(x.trace.fsc_transaction_id),
     );
-    for (name, value) in [
-        (&PURPOSE, x.purpose.as_str()),
-        (&CONSUMER, x.consumer.id.as_str()),
-        (&PILOT, t.pilot),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(name, v);
-        }
+    // Made once (the partner's and pilot's at load, the purpose as the
+    // caller sent it, already checked to be an id): no copy per request.
+    let purpose = match &x.purpose_header {
+        Some(v) => Some(v.clone()),
+        None => HeaderValue::from_str(&x.purpose).ok(),
+    };
+    if let Some(v) = purpose {
+        headers.insert(PURPOSE, v);
     }
+    headers.insert(CONSUMER, x.consumer.id_header.clone());
+    headers.insert(PILOT, grant.pilot.id_header.clone());
     let limits = &x.gw.config.limits;
     let tls = x.gw.tls.current();
     let answer = forward::call(

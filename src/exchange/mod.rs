@@ -169,8 +169,9 @@ async fn dispatch(
             return refuse_stranger(gw, peer, state, kind, detail).await;
         }
     };
-    let path = req.uri().path().to_string();
-    let route = match route::parse(&path) {
+    // The URI's bytes are shared with the request's: a clone copies none.
+    let uri = req.uri().clone();
+    let route = match route::parse(uri.path()) {
         Ok(r) => r,
         Err(route::RouteError::BadSegment) => {
             return refuse_stranger(
@@ -301,6 +302,7 @@ async fn run(
 
 async fn stages(x: &mut Exchange<'_>, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
     x.purpose = request::purpose(req.headers())?;
+    x.purpose_header = req.headers().get(&wire::PURPOSE).cloned();
     if x.gw.witnessing.refuses() {
         return Err(Refusal::new(
             problem::LOG_NOT_WITNESSED,

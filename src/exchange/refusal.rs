@@ -137,6 +137,10 @@ pub struct Exchange<'a> {
     pub target: &'a Target<'a>,
     /// The stated purpose (empty until read).
     pub purpose: String,
+    /// The caller's `Ketenpoort-Purpose` header once read: passed on to the
+    /// provider as it came (its bytes are shared with the request's, so no
+    /// copy is made).
+    pub purpose_header: Option<HeaderValue>,
     /// The trace this exchange belongs to.
     pub trace: Trace,
     /// The data subject's pseudonym, once known.
@@ -193,6 +197,7 @@ impl<'a> Exchange<'a> {
             peer,
             target,
             purpose: String::new(),
+            purpose_header: None,
             trace,
             subject: None,
             direction: Direction::Response,
@@ -268,7 +273,12 @@ impl<'a> Exchange<'a> {
             Some(g) => (g.pilot.clone(), g.service.clone()),
             None => (t.pilot.into(), t.qualified()),
         };
-        let (consumer, provider) = (self.consumer.id.clone(), Text::from(t.provider));
+        // The snapshot's shared id where the provider is a partner of it.
+        let provider = match self.snap.policy.partners.get(t.provider) {
+            Some(p) => p.id.clone(),
+            None => Text::from(t.provider),
+        };
+        let consumer = self.consumer.id.clone();
         let (sender, recipient) = match d {
             Direction::Request => (consumer, provider),
             Direction::Response => (provider, consumer),

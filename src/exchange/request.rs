@@ -100,7 +100,8 @@ pub async fn take(
 ) -> Result<Sent, Refusal> {
     x.direction = Direction::Request;
     let method = req.method().clone();
-    let json = require_json(req.headers());
+    // Only whether it is JSON: the refusal is made when a body needs it.
+    let json = is_json(req.headers());
     let (body, budget) = read_body(x.gw, req, x.gw.config.limits.max_body_bytes).await?;
     let mut sent = Sent::empty(budget);
     if !method_has_body(&method) {
@@ -119,19 +120,25 @@ pub async fn take(
         x.direction = Direction::Response;
         return Ok(sent);
     }
-    json?;
+    if !json {
+        return Err(unsupported_media_type());
+    }
     take_document(x, grant, &body, sent).await
 }
 
 /// Refuses a body that is not declared JSON.
 fn require_json(headers: &HeaderMap) -> Result<(), Refusal> {
     if !is_json(headers) {
-        return Err(Refusal::new(
-            problem::UNSUPPORTED_MEDIA_TYPE,
-            "send Content-Type: application/json",
-        ));
+        return Err(unsupported_media_type());
     }
     Ok(())
+}
+
+fn unsupported_media_type() -> Refusal {
+    Refusal::new(
+        problem::UNSUPPORTED_MEDIA_TYPE,
+        "send Content-Type: application/json",
+    )
 }
 
 /// The caller's body as a JSON object (a transfer reads it before it is

@@ -169,8 +169,11 @@ impl Pilot {
                 })
             })
             .transpose()?;
+        let id_header = hyper::header::HeaderValue::from_str(&id)
+            .map_err(|_| src.error(&raw.pilot.id, "pilot id cannot be a header value"))?;
         let mut pilot = Pilot {
             id: id.into(),
+            id_header,
             name: raw.pilot.name,
             file: src.file.clone(),
             text: src.text.clone(),

@@ -173,6 +173,9 @@ pub struct Standing {
 pub struct Pilot {
     /// Pilot id (`utrecht`), equal to the file's name.
     pub id: Text,
+    /// The id as the `Ketenpoort-Pilot` header a call to a back-end carries:
+    /// made once here rather than copied per request.
+    pub id_header: hyper::header::HeaderValue,
     /// Its name for people.
     pub name: String,
     /// The file it was read from.

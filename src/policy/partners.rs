@@ -102,6 +102,9 @@ struct RawPartner {
 pub struct Partner {
     /// Stable id used in policies, audit records and the API (`dtv`, `gemeente-utrecht`).
     pub id: Text,
+    /// The id as the `Ketenpoort-Consumer` header a call to a back-end
+    /// carries: made once here rather than copied per request.
+    pub id_header: hyper::header::HeaderValue,
     /// The organisation's name, for people.
     pub name: String,
     /// What kind of organisation it is.
@@ -271,8 +274,12 @@ impl Partners {
                 ));
             }
             out.by_id.insert(id.clone(), out.list.len());
+            let id_header = hyper::header::HeaderValue::from_str(&id).map_err(|_| {
+                src.error(&p.id, format!("partner id '{id}' cannot be a header value"))
+            })?;
             out.list.push(Arc::new(Partner {
                 id: id.into(),
+                id_header,
                 name: p.name.into_inner(),
                 kind: p.kind,
                 oin: p.oin.map(Spanned::into_inner),

@@ -523,6 +523,17 @@ async fn a_transfer_goes_where_both_files_agree_with_the_fields_both_allow_and_m
     // What arrived: the fields both files allow, nothing else.
     let seen = f.seen.lock().unwrap().last().cloned().unwrap();
     assert_eq!(seen.path, "/aanvragen");
+    // What the back-end is told: the pilot moved from, the transfer's
+    // purpose and who asks, each once (the consumer's and pilot's headers
+    // are made at load, the purpose's taken from the caller).
+    for (h, want) in [
+        ("ketenpoort-pilot", "proef"),
+        ("ketenpoort-purpose", "overdracht"),
+        ("ketenpoort-consumer", "gemeente"),
+    ] {
+        assert_eq!(seen.headers.get_all(h).iter().count(), 1, "{h}");
+        assert_eq!(seen.headers[h], want, "{h}");
+    }
     let got: Value = serde_json::from_slice(&seen.body).unwrap();
     assert_eq!(
         got,

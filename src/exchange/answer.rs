@@ -90,9 +90,11 @@ pub async fn fetch(
     );
     // Made once (the partner's and pilot's at load, the purpose as the
     // caller sent it, already checked to be an id): no copy per request.
+    // The caller's header only while it is still the purpose this
+    // exchange runs under: a flow that sets another sends its own.
     let purpose = match &x.purpose_header {
-        Some(v) => Some(v.clone()),
-        None => HeaderValue::from_str(&x.purpose).ok(),
+        Some(v) if v.as_bytes() == x.purpose.as_bytes() => Some(v.clone()),
+        _ => HeaderValue::from_str(&x.purpose).ok(),
     };
     if let Some(v) = purpose {
         headers.insert(PURPOSE, v);

@@ -169,8 +169,12 @@ impl Pilot {
                 })
             })
             .transpose()?;
-        let id_header = hyper::header::HeaderValue::from_str(&id)
-            .map_err(|_| src.error(&raw.pilot.id, "pilot id cannot be a header value"))?;
+        let id_header = hyper::header::HeaderValue::from_str(&id).map_err(|_| {
+            src.error(
+                &raw.pilot.id,
+                format!("pilot id '{id}' cannot be a header value"),
+            )
+        })?;
         let mut pilot = Pilot {
             id: id.into(),
             id_header,

@@ -174,7 +174,8 @@ pub struct Pilot {
     /// Pilot id (`utrecht`), equal to the file's name.
     pub id: Text,
     /// The id as the `Ketenpoort-Pilot` header a call to a back-end carries:
-    /// made once here rather than copied per request.
+    /// made once at load (`Pilot::from_source`) rather than copied per
+    /// request.
     pub id_header: hyper::header::HeaderValue,
     /// Its name for people.
     pub name: String,

@@ -350,6 +350,17 @@ mod tests {
     }
 
     #[test]
+    fn the_consumer_header_is_the_id() {
+        let p = partners(&format!(
+            "[[partner]]\nid = \"gemeente-utrecht\"\nname = \"X\"\nkind = \"chain\"\noin = \"{}\"\n",
+            "1".repeat(20)
+        ))
+        .unwrap();
+        let p = p.get("gemeente-utrecht").unwrap();
+        assert_eq!(p.id_header.as_bytes(), p.id.as_bytes());
+    }
+
+    #[test]
     fn unknown_kind_and_unknown_key_are_located() {
         let e = partners("[[partner]]\nid = \"a\"\nname = \"X\"\nkind = \"bank\"\n").unwrap_err();
         assert_eq!(e.at.map(|a| a.0), Some(4), "{e}");

@@ -525,7 +525,8 @@ async fn a_transfer_goes_where_both_files_agree_with_the_fields_both_allow_and_m
     assert_eq!(seen.path, "/aanvragen");
     // What the back-end is told: the pilot moved from, the transfer's
     // purpose and who asks, each once (the consumer's and pilot's headers
-    // are made at load, the purpose's taken from the caller).
+    // are made at load, the purpose's taken from the caller, who must state
+    // the transfer's).
     for (h, want) in [
         ("ketenpoort-pilot", "proef"),
         ("ketenpoort-purpose", "overdracht"),

@@ -83,7 +83,7 @@ async fn stages(
     rule_id: &str,
 ) -> Result<Response<Body>, Refusal> {
     path_subject(x, vnummer)?;
-    x.purpose = request::purpose(req.headers())?;
+    request::purpose(x, req.headers())?;
     request::no_query(req.uri())?;
     let method = req.method().clone();
     authorise(x, &method, rule_id)?;

@@ -301,8 +301,7 @@ async fn run(
 }
 
 async fn stages(x: &mut Exchange<'_>, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
-    x.purpose = request::purpose(req.headers())?;
-    x.purpose_header = req.headers().get(&wire::PURPOSE).cloned();
+    request::purpose(x, req.headers())?;
     if x.gw.witnessing.refuses() {
         return Err(Refusal::new(
             problem::LOG_NOT_WITNESSED,

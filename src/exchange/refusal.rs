@@ -137,9 +137,9 @@ pub struct Exchange<'a> {
     pub target: &'a Target<'a>,
     /// The stated purpose (empty until read).
     pub purpose: String,
-    /// The caller's `Ketenpoort-Purpose` header once read: passed on to the
-    /// provider as it came (its bytes are shared with the request's, so no
-    /// copy is made).
+    /// The caller's `Ketenpoort-Purpose` header, set with `purpose` by
+    /// [`super::request::purpose`]: passed on to the provider as it came
+    /// (its bytes are shared with the request's, so no copy is made).
     pub purpose_header: Option<HeaderValue>,
     /// The trace this exchange belongs to.
     pub trace: Trace,

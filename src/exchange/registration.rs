@@ -76,7 +76,7 @@ async fn stages(
     vnummer: &str,
 ) -> Result<Response<Body>, Refusal> {
     path_subject(x, vnummer)?;
-    x.purpose = request::purpose(req.headers())?;
+    request::purpose(x, req.headers())?;
     request::no_query(req.uri())?;
     let method = req.method().clone();
     let reg = authorise(x, &method)?;

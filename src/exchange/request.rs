@@ -21,8 +21,9 @@ use crate::policy::{Direction, Grant};
 use crate::problem;
 use crate::storage::mailbox::Reservation;
 
-/// The purpose from the one `Ketenpoort-Purpose` header.
-pub fn purpose(h: &HeaderMap) -> Result<String, Refusal> {
+/// The purpose from the one `Ketenpoort-Purpose` header, into `x`: the id,
+/// and the header itself, which goes on to the provider as it came.
+pub fn purpose(x: &mut Exchange<'_>, h: &HeaderMap) -> Result<(), Refusal> {
     let mut values = h.get_all(&PURPOSE).iter();
     let missing = || {
         Refusal::new(
@@ -41,7 +42,11 @@ pub fn purpose(h: &HeaderMap) -> Result<String, Refusal> {
         return Err(invalid());
     }
     match v.to_str() {
-        Ok(s) if crate::config::valid_id(s) => Ok(s.to_string()),
+        Ok(s) if crate::config::valid_id(s) => {
+            x.purpose = s.to_string();
+            x.purpose_header = Some(v.clone());
+            Ok(())
+        }
         _ => Err(invalid()),
     }
 }

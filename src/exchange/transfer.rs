@@ -137,7 +137,7 @@ async fn stages<'p>(
     to: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
-    x.purpose = request::purpose(req.headers())?;
+    request::purpose(x, req.headers())?;
     if x.gw.witnessing.refuses() {
         return Err(Refusal::new(
             problem::LOG_NOT_WITNESSED,
